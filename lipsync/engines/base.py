@@ -1,0 +1,63 @@
+"""The generator-engine interface.
+
+An engine turns (frame, face, output-frame index) into a :class:`~lipsync.types.Patch` whose
+mouth matches the speech at that output frame's time. ``prepare`` is called once per job with
+the whole speech track (audio is small; frames are streamed), ``generate`` once per batch.
+Engine objects may be cached per process and reused across jobs: ``prepare`` resets job state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lipsync.types import FaceObs, Patch, RGBImage
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """What an engine may need to load itself."""
+
+    device: str = "auto"  # auto | cpu | cuda
+    checkpoint: Path | None = None
+    models_dir: Path = Path("models")
+    batch_size: int = 16
+    pads: tuple[int, int, int, int] = (0, 10, 0, 0)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(ABC):
+    """Base class of every generator engine."""
+
+    name: str = ""
+
+    @abstractmethod
+    def prepare(self, audio16k: npt.NDArray[np.float32], fps: float, n_frames: int) -> None:
+        """Compute per-output-frame speech features for a job.
+
+        ``audio16k`` is mono float32 at 16 kHz, already laid out on the output timeline
+        (padded with silence or cut as the sync mode says); output frame ``i`` starts at
+        ``i / fps`` seconds.
+        """
+
+    @abstractmethod
+    def generate(
+        self,
+        frames: Sequence[RGBImage],
+        faces: Sequence[FaceObs],
+        indices: Sequence[int],
+    ) -> list[Patch]:
+        """One patch per (frame, face, output index) triple, in order."""
+
+    def info(self) -> dict[str, Any]:
+        """Facts about the last job for the result (which path ran, model file, ...)."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (GPU memory, sessions)."""
