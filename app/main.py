@@ -1,0 +1,81 @@
+"""The FastAPI application: ``uvicorn --factory app.main:create_app``.
+
+Nothing happens at import. ``create_app`` reads settings (from ``LIPSYNC_*`` unless given)
+and the lifespan builds the Redis job store and a producer-only Celery app, neither of which
+connects until first used; the pipeline (torch, models) is never imported here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError
+
+import lipsync
+from app.deps import Services
+from app.metrics import build_registry
+from app.routers import health, jobs, metrics, results
+from app.settings import Settings
+from app.store import JobStore
+from worker.config import create_celery
+
+log = logging.getLogger("lipsync.api")
+
+
+def _unavailable(what: str, settings: Settings) -> JSONResponse:
+    return JSONResponse(
+        {"detail": {"code": "unavailable", "message": f"{what} is unavailable; retry shortly"}},
+        status_code=503,
+        headers={"Retry-After": str(min(settings.retry_after_s, 10))},
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for ``settings`` (default: read from the environment now)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.ensure_dirs()
+        store = JobStore.from_url(
+            settings.redis_url,
+            settings.redis_prefix,
+            settings.result_ttl_s,
+            settings.redis_timeout_s,
+        )
+        celery = create_celery(settings, with_tasks=False)
+        app.state.services = Services(settings=settings, store=store, celery=celery)
+        app.state.metrics_registry = build_registry(store)
+        try:
+            yield
+        finally:
+            store.r.close()
+            celery.close()
+
+    app = FastAPI(
+        title="lipsync",
+        version=lipsync.__version__,
+        summary="Lip-sync a face video or image to new speech: push, status, download.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(redis.RedisError)
+    async def _redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
+        log.warning("Redis error on %s: %s", request.url.path, exc)
+        return _unavailable("the job store (Redis)", settings)
+
+    @app.exception_handler(OperationalError)
+    async def _broker_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("broker error on %s: %s", request.url.path, exc)
+        return _unavailable("the job queue (broker)", settings)
+
+    app.include_router(jobs.router)
+    app.include_router(results.router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    return app

@@ -1,0 +1,33 @@
+"""Health: liveness (``/healthz``) and readiness (``/readyz``: Redis and a live worker)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.deps import StoreDep
+from app.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    """The process is up (no dependency is checked)."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+def readyz(store: StoreDep) -> JSONResponse:
+    """Ready when Redis answers and at least one worker sent a heartbeat recently."""
+    try:
+        store.ping()
+        workers = store.live_workers()
+    except Exception as exc:
+        body = Health(status="unavailable", redis=False, message=f"Redis: {type(exc).__name__}")
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+    if not workers:
+        body = Health(status="unavailable", redis=True, workers=[], message="no live worker")
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+    ok = Health(status="ready", redis=True, workers=workers)
+    return JSONResponse(ok.model_dump(exclude_none=True))

@@ -1,0 +1,280 @@
+"""Jobs: push, terminate, status (``/api/v1/lipsync``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import CeleryDep, OwnerDep, SettingsDep, StoreDep
+from app.schemas import (
+    TASK_ID_PATTERN,
+    JobStatus,
+    Problem,
+    PushOptions,
+    PushResponse,
+    TerminateRequest,
+)
+from app.settings import Settings
+from app.store import JobRecord, JobStore
+from app.uploads import FILE_FIELDS, ParsedUpload, UploadError, UploadTooLarge, receive_multipart
+from lipsync.errors import InvalidOption, LipsyncError
+from worker.config import QUEUE, TASK_PROCESS
+from worker.jobs import build_run_options, remove_job_files
+
+log = logging.getLogger("lipsync.api")
+
+router = APIRouter(prefix="/api/v1/lipsync", tags=["jobs"])
+
+_TASK_ID = re.compile(TASK_ID_PATTERN)
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_PROBE_STATUS = {"unsupported_media": 415, "too_large": 413}
+
+_PUSH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["audio", "video"],
+                    "properties": {
+                        "audio": {"type": "string", "format": "binary", "description": "speech"},
+                        "video": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "face video or still image",
+                        },
+                        "engine": {"type": "string", "example": "viseme"},
+                        "enhancer": {"type": "string", "example": "classical"},
+                        "sync_mode": {
+                            "type": "string",
+                            "enum": ["loop", "bounce", "cut_off", "silence", "remap"],
+                        },
+                        "fps": {"type": "number", "example": 25},
+                        "pads": {"type": "string", "example": "0,10,0,0"},
+                        "face_index": {"type": "integer", "minimum": 0},
+                        "face_point": {"type": "string", "example": "256,200"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def problem(code: int, message: str, error_code: str, field: str | None = None) -> HTTPException:
+    detail: dict[str, str] = {"code": error_code, "message": message}
+    if field:
+        detail["field"] = field
+    return HTTPException(code, detail=detail)
+
+
+def urls_for(request: Request, settings: Settings, job_id: str) -> PushResponse:
+    base = settings.public_base_url.rstrip("/") or str(request.base_url).rstrip("/")
+    return PushResponse(
+        task_id=job_id,
+        status_url=f"{base}{router.prefix}/status?task_id={job_id}",
+        download_url=f"{base}{router.prefix}/download?task_id={job_id}",
+    )
+
+
+def load_own_job(store: JobStore, owner: str, task_id: str) -> JobRecord:
+    """The caller's job or 404 (unknown, expired, malformed, or someone else's)."""
+    job = store.get(task_id) if _TASK_ID.match(task_id) else None
+    if job is None or job.owner != owner:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such task")
+    return job
+
+
+def _validate_options(fields: dict[str, str], settings: Settings) -> PushOptions:
+    given = {k: v.strip() for k, v in fields.items() if v.strip() != ""}
+    try:
+        options = PushOptions.model_validate(given)
+        build_run_options(options.as_job_options(), settings)  # the pipeline's own checks
+    except ValidationError as exc:
+        errors = [
+            {"loc": ["body", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_context=False)
+        ]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=errors) from exc
+    except InvalidOption as exc:
+        raise problem(422, exc.message, exc.code) from exc
+    return options
+
+
+def _probe(path: Path, kind: str, settings: Settings) -> None:
+    from lipsync.media.probe import probe_bounded
+
+    probe_bounded(path, settings.media_limits, kind, settings.probe_timeout_s)  # type: ignore[arg-type]
+
+
+async def _probe_upload(upload: ParsedUpload, settings: Settings) -> None:
+    kinds = {"video": "video", "audio": "audio"}
+    results = await asyncio.gather(
+        *(run_in_threadpool(_probe, upload.files[n].path, kinds[n], settings) for n in kinds),
+        return_exceptions=True,
+    )
+    for name, outcome in zip(kinds, results, strict=True):
+        if isinstance(outcome, LipsyncError):
+            code = _PROBE_STATUS.get(outcome.code, 422)
+            raise problem(code, f"{name}: {outcome.message}", outcome.code, field=name)
+        if isinstance(outcome, BaseException):
+            log.error("probe of %s failed", name, exc_info=outcome)
+            raise problem(422, f"{name}: could not be read as media", "corrupt_media", field=name)
+
+
+@router.post(
+    "/push",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=PushResponse,
+    openapi_extra=_PUSH_BODY,
+    responses={
+        401: {"model": Problem},
+        409: {"model": Problem, "description": "Idempotency-Key reused with another payload"},
+        413: {"model": Problem, "description": "upload larger than LIPSYNC_MAX_UPLOAD_BYTES"},
+        415: {"model": Problem, "description": "not an allowed audio/video/image file"},
+        422: {"model": Problem},
+        429: {"model": Problem, "description": "queue full; see Retry-After"},
+        503: {"model": Problem, "description": "Redis unavailable"},
+    },
+)
+async def push(
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    celery: CeleryDep,
+    owner: OwnerDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Any:
+    """Upload speech (``audio``) and a face video or image (``video``); queue a job."""
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+        raise problem(422, "Idempotency-Key must be 1-255 printable characters", "invalid_header")
+    depth = await run_in_threadpool(store.queue_depth)
+    if depth >= settings.max_queue_depth:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail={"code": "queue_full", "message": f"{depth} jobs are waiting; retry later"},
+            headers={"Retry-After": str(settings.retry_after_s)},
+        )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        raise problem(413, f"upload exceeds {settings.max_upload_bytes} bytes", "too_large")
+
+    job_id = uuid.uuid4().hex
+    dest = settings.uploads_dir / job_id
+    dest.mkdir(parents=True, exist_ok=False)
+    keep = False
+    try:
+        try:
+            upload = await receive_multipart(
+                request.stream(),
+                request.headers.get("content-type"),
+                dest,
+                settings.max_upload_bytes,
+            )
+        except UploadTooLarge as exc:
+            raise problem(413, str(exc), "too_large") from exc
+        except UploadError as exc:
+            raise problem(422, exc.message, "invalid_upload", exc.field) from exc
+        for name in FILE_FIELDS:
+            if name not in upload.files:
+                raise problem(422, f"the {name} file is missing", "missing_field", name)
+            if upload.files[name].size == 0:
+                raise problem(422, f"the {name} file is empty", "empty_field", name)
+        options = _validate_options(upload.fields, settings)
+        await _probe_upload(upload, settings)
+
+        if idempotency_key is not None:
+            digest = upload.digest()
+            taken = await run_in_threadpool(
+                store.claim_idempotency, owner, idempotency_key, job_id, digest
+            )
+            if taken is not None:
+                other_id, _, other_digest = taken.partition(" ")
+                if other_digest != digest:
+                    raise problem(
+                        409, "this Idempotency-Key was used with another payload", "idempotency"
+                    )
+                if await run_in_threadpool(store.get, other_id) is not None:
+                    return urls_for(request, settings, other_id)
+                await run_in_threadpool(store.release_idempotency, owner, idempotency_key)
+                await run_in_threadpool(
+                    store.claim_idempotency, owner, idempotency_key, job_id, digest
+                )
+
+        job = JobRecord(
+            id=job_id,
+            owner=owner,
+            state="queued",
+            created_at=time.time(),
+            audio=str(upload.files["audio"].path.relative_to(settings.data_dir)),
+            video=str(upload.files["video"].path.relative_to(settings.data_dir)),
+            options=options.as_job_options(),
+        )
+        await run_in_threadpool(store.create, job)
+        try:
+            await run_in_threadpool(
+                celery.send_task, TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE
+            )
+        except Exception:
+            await run_in_threadpool(store.delete, job_id)
+            if idempotency_key is not None:
+                await run_in_threadpool(store.release_idempotency, owner, idempotency_key)
+            raise
+        keep = True
+        log.info("job %s queued for %s", job_id, owner)
+        return urls_for(request, settings, job_id)
+    finally:
+        if not keep:
+            shutil.rmtree(dest, ignore_errors=True)
+
+
+@router.post(
+    "/terminate",
+    response_model=JobStatus,
+    responses={
+        202: {"model": JobStatus, "description": "running: cancel requested, stops shortly"},
+        404: {"model": Problem},
+        409: {"model": Problem, "description": "the job already finished"},
+    },
+)
+def terminate(
+    body: TerminateRequest, settings: SettingsDep, store: StoreDep, owner: OwnerDep
+) -> Any:
+    """Cancel a job: a queued one never starts; a running one stops at its next batch."""
+    load_own_job(store, owner, body.task_id)
+    outcome = store.request_cancel(body.task_id)
+    if outcome == "canceled":  # it never started: its uploads can go now
+        remove_job_files(settings, body.task_id)
+    job = store.get(body.task_id)
+    if outcome is None or job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such task")
+    if outcome in ("succeeded", "failed"):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail={"code": "finished", "message": f"the job already {outcome}"},
+        )
+    body_json = JobStatus.from_record(job).model_dump(mode="json")
+    code = status.HTTP_202_ACCEPTED if outcome == "canceling" else status.HTTP_200_OK
+    return JSONResponse(body_json, status_code=code)
+
+
+@router.get("/status", response_model=JobStatus, responses={404: {"model": Problem}})
+def job_status(
+    task_id: Annotated[str, Query(description="the id push returned")],
+    store: StoreDep,
+    owner: OwnerDep,
+) -> JobStatus:
+    """State, progress and stage of a job; its result or error once finished."""
+    return JobStatus.from_record(load_own_job(store, owner, task_id))

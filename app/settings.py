@@ -1,0 +1,115 @@
+"""Service configuration: one settings class, read from ``LIPSYNC_*`` environment variables.
+
+Shared by the API and the worker (it imports nothing heavy). Every field is documented in
+docs/SERVICE.md; ``Settings()`` reads the environment when it is constructed, never at import.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from lipsync.options import MediaLimits
+
+
+class Settings(BaseSettings):
+    """All knobs of the API and the worker (env prefix ``LIPSYNC_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LIPSYNC_", extra="ignore", frozen=True)
+
+    # Redis: job records, cancel flags, heartbeats and (by default) the Celery broker.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str | None = None  # defaults to redis_url
+    redis_prefix: str = "lipsync"  # namespace of the service's own Redis keys
+    redis_timeout_s: float = Field(default=3.0, gt=0)
+
+    # Shared volume: uploads/, results/ and work/ live under it.
+    data_dir: Path = Path("data")
+
+    # Upload and media limits (checked while streaming and by the bounded probe).
+    max_upload_bytes: int = Field(default=1024**3, ge=1024)  # whole request body
+    max_duration_s: float = Field(default=600.0, gt=0)
+    max_width: int = Field(default=4096, ge=16)
+    max_height: int = Field(default=4096, ge=16)
+    max_streams: int = Field(default=16, ge=1)
+    probe_timeout_s: float = Field(default=15.0, gt=0)
+
+    # Time limits of one job (Celery soft and hard limit) and the broker's redelivery window.
+    soft_time_limit_s: int = Field(default=3600, ge=1)
+    hard_time_limit_s: int = Field(default=3900, ge=2)
+    visibility_timeout_s: int = Field(default=7200, ge=3)
+    max_attempts: int = Field(default=3, ge=1)  # deliveries of one job before it fails
+
+    # Admission control.
+    max_queue_depth: int = Field(default=100, ge=1)
+    retry_after_s: int = Field(default=30, ge=1)
+
+    # Optional API keys (comma-separated). Empty: no authentication.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Retention and cleanup.
+    result_ttl_s: int = Field(default=24 * 3600, ge=60)
+    cleanup_interval_s: int = Field(default=900, ge=10)
+
+    # Pipeline defaults used by the worker.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    default_engine: str = "viseme"
+    default_enhancer: str = "classical"
+    models_dir: Path = Path("models")
+    worker_concurrency: int = Field(default=1, ge=1)  # jobs at once per worker (one per GPU)
+
+    # URLs returned by push; empty: built from the request's own base URL.
+    public_base_url: str = ""
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_time_limits(self) -> Settings:
+        if self.hard_time_limit_s <= self.soft_time_limit_s:
+            raise ValueError("LIPSYNC_HARD_TIME_LIMIT_S must be greater than the soft limit")
+        if self.visibility_timeout_s <= self.hard_time_limit_s:
+            raise ValueError(
+                "LIPSYNC_VISIBILITY_TIMEOUT_S must be greater than LIPSYNC_HARD_TIME_LIMIT_S, "
+                "or Redis redelivers a job that is still running"
+            )
+        return self
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.data_dir / "work"
+
+    @cached_property
+    def media_limits(self) -> MediaLimits:
+        return MediaLimits(
+            max_width=self.max_width,
+            max_height=self.max_height,
+            max_duration_s=self.max_duration_s,
+            max_streams=self.max_streams,
+            max_file_bytes=self.max_upload_bytes,
+            probe_timeout_s=self.probe_timeout_s,
+        )
+
+    def ensure_dirs(self) -> None:
+        for path in (self.uploads_dir, self.results_dir, self.work_dir):
+            path.mkdir(parents=True, exist_ok=True)

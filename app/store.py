@@ -1,0 +1,347 @@
+"""Job records in Redis under the service's own keys (shared by the API and the worker).
+
+Celery answers PENDING for any id it has never seen, so the service never asks Celery about a
+job: every job is a Redis hash ``{prefix}:job:{id}`` written by push and updated by the worker.
+State changes that race (terminate vs. start, finish vs. cancel) are Lua scripts, so each is
+atomic. Nothing here imports FastAPI or the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+import redis
+
+JobState = Literal["queued", "running", "succeeded", "failed", "canceled"]
+JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed", "canceled")
+TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+_RedisValue = bytes | bytearray | memoryview | str | int | float
+
+# KEYS: job, queued zset, running zset, finished-stats hash
+# ARGV: job id, now, ttl
+_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return false end
+if state == 'queued' then
+  redis.call('HSET', KEYS[1], 'state', 'canceled', 'cancel', '1', 'finished_at', ARGV[2],
+             'stage', 'canceled')
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('HINCRBY', KEYS[4], 'canceled', 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 'canceled'
+end
+if state == 'running' then
+  redis.call('HSET', KEYS[1], 'cancel', '1')
+  return 'canceling'
+end
+return state
+"""
+
+# KEYS: job, queued, running, finished-stats
+# ARGV: job id, now, ttl, max attempts, worker name
+_CLAIM = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state ~= 'queued' and state ~= 'running' then return state end
+if redis.call('HGET', KEYS[1], 'cancel') == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'canceled', 'finished_at', ARGV[2], 'stage', 'canceled')
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HINCRBY', KEYS[4], 'canceled', 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 'canceled'
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if attempts > tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[2], 'stage', 'failed',
+             'error', cjson.encode({code='worker_lost',
+               message='the job was started ' .. (attempts - 1) ..
+                       ' times and its worker was lost each time'}))
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HINCRBY', KEYS[4], 'failed', 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 'exhausted'
+end
+redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[2], 'stage', 'starting',
+           'progress', '0', 'worker', ARGV[5])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return 'run'
+"""
+
+# KEYS: job, running, finished-stats
+# ARGV: job id, now, ttl, new state, then field/value pairs
+_FINISH = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'running' then return false end
+redis.call('HSET', KEYS[1], 'state', ARGV[4], 'finished_at', ARGV[2])
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return ARGV[4]
+"""
+
+# KEYS: job; ARGV: stage, progress. Never recreates an expired record; progress never goes back.
+_PROGRESS = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+local old = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0') or 0
+local new = tonumber(ARGV[2])
+if new < old then new = old end
+redis.call('HSET', KEYS[1], 'stage', ARGV[1], 'progress', tostring(new))
+return 1
+"""
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass
+class JobRecord:
+    """One job as stored in Redis (the API turns it into its response schema)."""
+
+    id: str
+    owner: str
+    state: JobState
+    created_at: float
+    audio: str = ""  # paths relative to the data dir
+    video: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    progress: float = 0.0
+    stage: str = "queued"
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: dict[str, str] | None = None
+    result: dict[str, Any] | None = None
+    attempts: int = 0
+    cancel_requested: bool = False
+    worker: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> JobRecord:
+        def opt_float(key: str) -> float | None:
+            raw = data.get(key)
+            return float(raw) if raw not in (None, "") else None
+
+        def opt_json(key: str) -> Any:
+            raw = data.get(key)
+            return json.loads(raw) if raw else None
+
+        return cls(
+            id=data["id"],
+            owner=data.get("owner", ""),
+            state=cast(JobState, data["state"]),
+            created_at=float(data.get("created_at", "0")),
+            audio=data.get("audio", ""),
+            video=data.get("video", ""),
+            options=opt_json("options") or {},
+            progress=float(data.get("progress", "0") or 0),
+            stage=data.get("stage", ""),
+            started_at=opt_float("started_at"),
+            finished_at=opt_float("finished_at"),
+            error=opt_json("error"),
+            result=opt_json("result"),
+            attempts=int(data.get("attempts", "0") or 0),
+            cancel_requested=data.get("cancel") == "1",
+            worker=data.get("worker", ""),
+        )
+
+
+class JobStore:
+    """Typed access to the service's Redis keys. Methods raise ``redis.RedisError`` when down."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "lipsync", ttl_s: int = 86400) -> None:
+        self.r = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self._cancel = client.register_script(_CANCEL)
+        self._claim = client.register_script(_CLAIM)
+        self._finish = client.register_script(_FINISH)
+        self._progress = client.register_script(_PROGRESS)
+
+    @classmethod
+    def from_url(
+        cls, url: str, prefix: str = "lipsync", ttl_s: int = 86400, timeout_s: float = 3.0
+    ) -> JobStore:
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            health_check_interval=30,
+        )
+        return cls(client, prefix=prefix, ttl_s=ttl_s)
+
+    # keys ---------------------------------------------------------------------------------
+    def job_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    @property
+    def queued_key(self) -> str:
+        return f"{self.prefix}:queued"
+
+    @property
+    def running_key(self) -> str:
+        return f"{self.prefix}:running"
+
+    @property
+    def finished_key(self) -> str:
+        return f"{self.prefix}:stats:finished"
+
+    @property
+    def stage_sum_key(self) -> str:
+        return f"{self.prefix}:stats:stage_seconds_sum"
+
+    @property
+    def stage_count_key(self) -> str:
+        return f"{self.prefix}:stats:stage_seconds_count"
+
+    @property
+    def workers_key(self) -> str:
+        return f"{self.prefix}:workers"
+
+    def idem_key(self, owner: str, key: str) -> str:
+        return f"{self.prefix}:idem:{owner}:{key}"
+
+    # API side ------------------------------------------------------------------------------
+    def ping(self) -> bool:
+        return bool(self.r.ping())
+
+    def queue_depth(self) -> int:
+        return int(self.r.zcard(self.queued_key))
+
+    def running_count(self) -> int:
+        return int(self.r.zcard(self.running_key))
+
+    def create(self, job: JobRecord) -> None:
+        mapping: dict[_RedisValue, _RedisValue] = {
+            "id": job.id,
+            "owner": job.owner,
+            "state": job.state,
+            "created_at": repr(job.created_at),
+            "audio": job.audio,
+            "video": job.video,
+            "options": json.dumps(job.options),
+            "progress": "0",
+            "stage": job.stage,
+            "attempts": "0",
+        }
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.job_key(job.id), mapping=mapping)
+        pipe.expire(self.job_key(job.id), self.ttl_s)
+        pipe.zadd(self.queued_key, {job.id: job.created_at})
+        pipe.execute()
+
+    def get(self, job_id: str) -> JobRecord | None:
+        data = cast(dict[str, str], self.r.hgetall(self.job_key(job_id)))
+        if not data or "state" not in data or "id" not in data:
+            return None
+        return JobRecord.from_hash(data)
+
+    def delete(self, job_id: str) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self.job_key(job_id))
+        pipe.zrem(self.queued_key, job_id)
+        pipe.zrem(self.running_key, job_id)
+        pipe.execute()
+
+    def claim_idempotency(self, owner: str, key: str, job_id: str, digest: str) -> str | None:
+        """Bind ``key`` to this job; returns the existing ``"job_id digest"`` when taken."""
+        name = self.idem_key(owner, key)
+        if self.r.set(name, f"{job_id} {digest}", nx=True, ex=self.ttl_s):
+            return None
+        existing = self.r.get(name)
+        return str(existing) if existing is not None else None
+
+    def release_idempotency(self, owner: str, key: str) -> None:
+        self.r.delete(self.idem_key(owner, key))
+
+    def request_cancel(self, job_id: str) -> str | None:
+        """``canceled`` (was queued), ``canceling`` (running), a finished state, or None."""
+        out = self._cancel(
+            keys=[self.job_key(job_id), self.queued_key, self.running_key, self.finished_key],
+            args=[job_id, repr(_now()), self.ttl_s],
+        )
+        return str(out) if out else None
+
+    # worker side ---------------------------------------------------------------------------
+    def claim(self, job_id: str, max_attempts: int, worker: str) -> str:
+        """Move a job to running. Returns ``run`` or why not (missing, canceled, a state...)."""
+        out = self._claim(
+            keys=[self.job_key(job_id), self.queued_key, self.running_key, self.finished_key],
+            args=[job_id, repr(_now()), self.ttl_s, max_attempts, worker],
+        )
+        return str(out)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self.r.hget(self.job_key(job_id), "cancel") == "1")
+
+    def set_progress(self, job_id: str, stage: str, progress: float) -> None:
+        self._progress(keys=[self.job_key(job_id)], args=[stage, repr(float(progress))])
+
+    def finish(self, job_id: str, state: JobState, **fields: Any) -> bool:
+        """Record a final state of a running job (error/result dicts are JSON-encoded)."""
+        args: list[Any] = [job_id, repr(_now()), self.ttl_s, state]
+        for name, value in fields.items():
+            if isinstance(value, (dict, list)):
+                value = json.dumps(value)
+            args.extend([name, str(value)])
+        out = self._finish(
+            keys=[self.job_key(job_id), self.running_key, self.finished_key], args=args
+        )
+        return bool(out)
+
+    def record_stage_seconds(self, timings: dict[str, float]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for stage, seconds in timings.items():
+            pipe.hincrbyfloat(self.stage_sum_key, stage, float(seconds))
+            pipe.hincrby(self.stage_count_key, stage, 1)
+        pipe.execute()
+
+    def heartbeat(self, worker: str) -> None:
+        self.r.zadd(self.workers_key, {worker: _now()})
+
+    def remove_worker(self, worker: str) -> None:
+        self.r.zrem(self.workers_key, worker)
+
+    def live_workers(self, max_age_s: float = 30.0) -> list[str]:
+        return [str(w) for w in self.r.zrangebyscore(self.workers_key, _now() - max_age_s, "+inf")]
+
+    # metrics / cleanup -----------------------------------------------------------------------
+    def finished_counts(self) -> dict[str, int]:
+        raw = cast(dict[str, str], self.r.hgetall(self.finished_key))
+        return {k: int(v) for k, v in raw.items()}
+
+    def stage_seconds(self) -> dict[str, tuple[float, int]]:
+        sums = cast(dict[str, str], self.r.hgetall(self.stage_sum_key))
+        counts = cast(dict[str, str], self.r.hgetall(self.stage_count_key))
+        return {k: (float(v), int(counts.get(k, "0"))) for k, v in sums.items()}
+
+    def active_ids(self) -> dict[str, list[str]]:
+        return {
+            "queued": [str(x) for x in self.r.zrange(self.queued_key, 0, -1)],
+            "running": [str(x) for x in self.r.zrange(self.running_key, 0, -1)],
+        }
+
+    def exists(self, job_id: str) -> bool:
+        return bool(self.r.exists(self.job_key(job_id)))
+
+    def forget_active(self, job_id: str) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.zrem(self.queued_key, job_id)
+        pipe.zrem(self.running_key, job_id)
+        pipe.execute()
+
+    def fail_stale(self, job_id: str, code: str, message: str) -> bool:
+        return self.finish(
+            job_id, "failed", stage="failed", error={"code": code, "message": message}
+        )

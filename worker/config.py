@@ -1,0 +1,91 @@
+"""Celery configuration built from :class:`app.settings.Settings` (no module-level app).
+
+The worker's app is ``worker.celery_app:app``; the API builds a producer-only app with
+:func:`create_celery` and enqueues by task name, so it never imports the pipeline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from app.settings import Settings
+
+TASK_PROCESS = "lipsync.process"
+TASK_CLEANUP = "lipsync.cleanup"
+QUEUE = "lipsync"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Long-GPU-job settings: late acks, one job prefetched, hard limits, long visibility."""
+    return {
+        "broker_url": settings.effective_broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            # Redis redelivers an unacknowledged message after this long: it must outlast
+            # the hard time limit or a running job would be started a second time.
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_connect_timeout": settings.redis_timeout_s,
+        },
+        "result_backend": None,  # job state lives in the service's own Redis keys
+        "task_ignore_result": True,
+        "task_acks_late": True,  # ack after the job, so a crash re-queues it
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,  # never hold a second long job hostage
+        "worker_concurrency": settings.worker_concurrency,
+        "task_soft_time_limit": settings.soft_time_limit_s,
+        "task_time_limit": settings.hard_time_limit_s,
+        "task_default_queue": QUEUE,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 1.0,
+        },
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "cleanup-expired": {
+                "task": TASK_CLEANUP,
+                "schedule": float(settings.cleanup_interval_s),
+            },
+        },
+        "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
+        # Read back by the worker's start-up check and its tasks.
+        "lipsync_settings": settings,
+    }
+
+
+def check_visibility(conf: Any) -> None:
+    """Refuse to run when Redis could redeliver a job that is still inside its hard limit."""
+    visibility = float(conf.broker_transport_options.get("visibility_timeout", 3600))
+    hard = float(conf.task_time_limit or 0)
+    if hard <= 0:
+        raise RuntimeError("task_time_limit (LIPSYNC_HARD_TIME_LIMIT_S) must be set")
+    if visibility <= hard:
+        raise RuntimeError(
+            f"broker visibility_timeout ({visibility:.0f}s) must exceed the hard time limit "
+            f"({hard:.0f}s); set LIPSYNC_VISIBILITY_TIMEOUT_S higher"
+        )
+
+
+def create_celery(settings: Settings | None = None, *, with_tasks: bool = True) -> Celery:
+    """A Celery app for ``settings``; ``with_tasks=False`` gives a producer-only app (the API)."""
+    settings = settings or Settings()
+    celery = Celery(
+        "lipsync",
+        include=["worker.tasks"] if with_tasks else [],
+        set_as_current=with_tasks,
+    )
+    celery.conf.update(celery_config(settings))
+    return celery
+
+
+def settings_of(celery: Celery) -> Settings:
+    settings = celery.conf.get("lipsync_settings")
+    if not isinstance(settings, Settings):
+        raise RuntimeError("Celery app was not built by worker.celery_app.create_celery")
+    return settings

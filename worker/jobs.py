@@ -1,0 +1,247 @@
+"""Running one job: claim it, call :func:`lipsync.run`, publish the outcome.
+
+Plain functions (the Celery task in :mod:`worker.tasks` is a thin wrapper), so the whole
+life of a job can be exercised against a real Redis without a broker. The pipeline is
+imported only inside :func:`run_job`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from app.settings import Settings
+from app.store import JobRecord, JobStore
+
+if TYPE_CHECKING:
+    from lipsync.engines import EngineCache
+    from lipsync.options import RunOptions
+
+log = logging.getLogger("lipsync.worker")
+
+_ENGINES: EngineCache | None = None
+
+
+def engine_cache() -> EngineCache:
+    """The per-process engine cache: models load once per worker process, not once per job."""
+    global _ENGINES
+    if _ENGINES is None:
+        from lipsync.engines import EngineCache
+
+        _ENGINES = EngineCache()
+    return _ENGINES
+
+
+def result_name(job_id: str) -> str:
+    return f"{job_id}.mp4"
+
+
+def job_paths(settings: Settings, job_id: str) -> dict[str, Path]:
+    return {
+        "uploads": settings.uploads_dir / job_id,
+        "work": settings.work_dir / job_id,
+        "result": settings.results_dir / result_name(job_id),
+    }
+
+
+def remove_job_files(settings: Settings, job_id: str, *, result: bool = False) -> None:
+    """Delete a job's uploads and work dir (and its result when asked)."""
+    paths = job_paths(settings, job_id)
+    shutil.rmtree(paths["uploads"], ignore_errors=True)
+    shutil.rmtree(paths["work"], ignore_errors=True)
+    if result:
+        paths["result"].unlink(missing_ok=True)
+
+
+def build_run_options(options: dict[str, Any], settings: Settings) -> RunOptions:
+    """The validated push options plus the worker's own settings -> :class:`RunOptions`."""
+    from lipsync.options import RunOptions
+
+    enhancer = str(options.get("enhancer") or settings.default_enhancer)
+    if enhancer.startswith("onnx:") and "/" not in enhancer:  # a bare name: a file in models/
+        enhancer = f"onnx:{settings.models_dir / enhancer.removeprefix('onnx:')}"
+    kwargs: dict[str, Any] = {
+        "engine": options.get("engine") or settings.default_engine,
+        "enhancer": enhancer,
+        "device": settings.device,
+        "models_dir": settings.models_dir,
+        "limits": settings.media_limits,
+    }
+    if options.get("sync_mode"):
+        kwargs["sync_mode"] = options["sync_mode"]
+    if options.get("fps") is not None:
+        kwargs["fps"] = float(options["fps"])
+    if options.get("pads") is not None:
+        kwargs["pads"] = tuple(int(p) for p in options["pads"])
+    if options.get("face_index") is not None:
+        kwargs["face_index"] = int(options["face_index"])
+    if options.get("face_point") is not None:
+        x, y = options["face_point"]
+        kwargs["face_point"] = (int(x), int(y))
+    return RunOptions(**kwargs)
+
+
+class ProgressReporter:
+    """``progress(stage, fraction)`` for :func:`lipsync.run`, throttled Redis writes."""
+
+    def __init__(self, store: JobStore, job_id: str, min_interval_s: float = 0.25) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.min_interval_s = min_interval_s
+        self._stage = ""
+        self._last = 0.0
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        now = time.monotonic()
+        if stage == self._stage and now - self._last < self.min_interval_s and fraction < 1.0:
+            return
+        self._stage, self._last = stage, now
+        try:
+            self.store.set_progress(self.job_id, stage, max(0.0, min(1.0, float(fraction))))
+        except Exception:  # a progress hiccup must not fail the job
+            log.warning("progress update for %s failed", self.job_id, exc_info=True)
+
+
+class CancelFlag:
+    """``should_cancel()`` for :func:`lipsync.run`: polls the job's Redis cancel flag."""
+
+    def __init__(self, store: JobStore, job_id: str, min_interval_s: float = 0.2) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+        self._canceled = False
+
+    def __call__(self) -> bool:
+        if self._canceled:
+            return True
+        now = time.monotonic()
+        if now - self._last >= self.min_interval_s:
+            self._last = now
+            try:
+                self._canceled = self.store.cancel_requested(self.job_id)
+            except Exception:
+                log.warning("cancel check for %s failed", self.job_id, exc_info=True)
+        return self._canceled
+
+
+@contextmanager
+def job_tempdir(path: Path) -> Iterator[Path]:
+    """Point ``tempfile`` (and child processes, via TMPDIR) at the job's work dir.
+
+    One job runs per worker process, so whatever the pipeline writes through ``tempfile``
+    lands in the job's own directory and is removed with it when the job ends or is canceled.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    old_tempdir, old_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = str(path)
+    os.environ["TMPDIR"] = str(path)
+    try:
+        yield path
+    finally:
+        tempfile.tempdir = old_tempdir
+        if old_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old_env
+
+
+def _result_payload(job_id: str, result: Any) -> dict[str, Any]:
+    return {
+        "file": result_name(job_id),
+        "duration_s": round(float(result.duration_s), 3),
+        "frames": int(result.frames),
+        "no_face_frames": int(result.no_face_frames),
+        "width": int(result.width),
+        "height": int(result.height),
+        "fps": float(result.fps),
+        "engine": str(result.engine),
+        "timings": {k: round(float(v), 3) for k, v in result.timings.items()},
+    }
+
+
+def run_job(job_id: str, settings: Settings, store: JobStore, worker: str = "") -> str:
+    """Run one job to an end state; returns what happened (``succeeded``, ``canceled``...).
+
+    Safe on redelivery: a finished or canceled job is not run again, and a re-run after a
+    crash starts from a clean work dir and replaces the result atomically.
+    """
+    outcome = store.claim(job_id, settings.max_attempts, worker)
+    if outcome != "run":
+        log.info("job %s not run: %s", job_id, outcome)
+        if outcome in ("canceled", "exhausted", "missing"):
+            remove_job_files(settings, job_id)
+        return outcome
+    record = store.get(job_id)
+    if record is None:  # expired between claim and read
+        remove_job_files(settings, job_id)
+        return "missing"
+    return _execute(record, settings, store)
+
+
+def _execute(record: JobRecord, settings: Settings, store: JobStore) -> str:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from lipsync.errors import Canceled, LipsyncError
+
+    job_id = record.id
+    paths = job_paths(settings, job_id)
+    work = paths["work"]
+    shutil.rmtree(work, ignore_errors=True)  # leftovers of an attempt whose worker was lost
+    work.mkdir(parents=True, exist_ok=True)
+    paths["result"].parent.mkdir(parents=True, exist_ok=True)
+    partial = work / f"{job_id}.part.mp4"
+    state = "failed"
+    try:
+        import lipsync
+
+        options = build_run_options(record.options, settings)
+        with job_tempdir(work / "tmp"):
+            result = lipsync.run(
+                settings.data_dir / record.video,
+                settings.data_dir / record.audio,
+                partial,
+                options,
+                progress=ProgressReporter(store, job_id),
+                should_cancel=CancelFlag(store, job_id),
+                engines=engine_cache(),
+            )
+        if not partial.is_file() or partial.stat().st_size == 0:
+            raise RuntimeError("the pipeline reported success but wrote no output")
+        os.replace(partial, paths["result"])  # atomic: same volume, never a half file
+        store.finish(
+            job_id,
+            "succeeded",
+            progress="1.0",
+            stage="done",
+            result=_result_payload(job_id, result),
+        )
+        store.record_stage_seconds(dict(result.timings))
+        state = "succeeded"
+    except Canceled:
+        store.finish(job_id, "canceled", stage="canceled")
+        state = "canceled"
+    except LipsyncError as exc:
+        store.finish(job_id, "failed", stage="failed", error=exc.to_dict())
+    except SoftTimeLimitExceeded:
+        message = f"the job ran past its time limit ({settings.soft_time_limit_s}s)"
+        store.finish(
+            job_id, "failed", stage="failed", error={"code": "timeout", "message": message}
+        )
+    except Exception as exc:
+        log.exception("job %s failed with an unexpected error", job_id)
+        message = f"internal error ({type(exc).__name__})"
+        store.finish(
+            job_id, "failed", stage="failed", error={"code": "internal_error", "message": message}
+        )
+    finally:
+        remove_job_files(settings, job_id)  # uploads and work dir; the result stays
+    log.info("job %s %s", job_id, state)
+    return state
