@@ -1,0 +1,293 @@
+"""``viseme``: the weight-free engine.
+
+Mouth shapes come from the speech itself (:mod:`lipsync.audio.visemes`); the person's own
+mouth is re-shaped by a landmark-driven warp of the lower face (lips, mouth corners and
+jaw move together, the chin drops as the mouth opens) and, where the mouth opens wider than
+the source frame shows, the inside of the mouth is drawn in: dark cavity, upper teeth
+under the lip, lower teeth and tongue when wide open, shaded to the face's lighting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from scipy.interpolate import RBFInterpolator
+
+from lipsync.audio.visemes import MouthTrack, analyse
+from lipsync.engines.base import Engine, EngineContext
+from lipsync.face.geometry import face_axes, lower_face_polygon
+from lipsync.types import FaceObs, Patch, RGBImage
+
+F32 = npt.NDArray[np.float32]
+
+# Share of the opening taken by the upper lip (the rest by the lower lip and jaw).
+UPPER_SHARE = 0.25
+# Widest inner-lip gap, as a share of mouth width, for open=1.
+GAP_MAX = 0.40
+# Lip point -> weight of the upper/lower movement (tapering towards the corners).
+UPPER = {61: 0.85, 62: 1.0, 63: 0.85, 50: 1.0, 51: 1.0, 52: 1.0, 49: 0.7, 53: 0.7}
+LOWER = {65: 0.85, 66: 1.0, 67: 0.85, 56: 1.0, 57: 1.0, 58: 1.0, 55: 0.6, 59: 0.6}
+CORNERS = {48: 0.15, 54: 0.15, 60: 0.2, 64: 0.2}
+JAW = {8: 0.62, 7: 0.56, 9: 0.56, 6: 0.42, 10: 0.42, 5: 0.24, 11: 0.24, 4: 0.08, 12: 0.08}
+INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
+
+
+def _smooth_closed_curve(pts: F32, per_seg: int = 6) -> F32:
+    """Catmull-Rom resampling of a closed polygon."""
+    p1 = pts.astype(np.float32)
+    p0, p2, p3 = np.roll(p1, 1, axis=0), np.roll(p1, -1, axis=0), np.roll(p1, -2, axis=0)
+    t = np.linspace(0, 1, per_seg, endpoint=False, dtype=np.float32)[None, :, None]
+    t2, t3 = t * t, t * t * t
+    a, b, c, d = (x[:, None, :] for x in (p0, p1, p2, p3))
+    out = 0.5 * ((2 * b) + (-a + c) * t + (2 * a - 5 * b + 4 * c - d) * t2
+                 + (-a + 3 * b - 3 * c + d) * t3)
+    return out.reshape(-1, 2).astype(np.float32)
+
+
+def _smoothstep(x: F32) -> F32:
+    x = np.clip(x, 0.0, 1.0)
+    return (x * x * (3 - 2 * x)).astype(np.float32)
+
+
+class VisemeEngine(Engine):
+    name = "viseme"
+
+    def __init__(self, ctx: EngineContext | None = None) -> None:
+        self.ctx = ctx or EngineContext()
+        self.track: MouthTrack | None = None
+        self._rng = np.random.default_rng(0)
+
+    def prepare(self, audio16k: F32, fps: float, n_frames: int) -> None:
+        self.track = analyse(audio16k, fps, n_frames)
+        self._rng = np.random.default_rng(0)
+
+    def info(self) -> dict[str, Any]:
+        if self.track is None:
+            return {}
+        return {
+            "speech_frames": int((self.track.speech > 0.5).sum()),
+            "mean_open": round(float(self.track.open.mean()), 3),
+        }
+
+    def generate(self, frames: Sequence[RGBImage], faces: Sequence[FaceObs],
+                 indices: Sequence[int]) -> list[Patch]:
+        assert self.track is not None, "prepare() first"
+        n = len(self.track)
+        patches = []
+        for frame, face, idx in zip(frames, faces, indices, strict=True):
+            i = min(max(idx, 0), n - 1)
+            patches.append(self.render(frame, face.landmarks, float(self.track.open[i]),
+                                       float(self.track.spread[i])))
+        return patches
+
+    # -- the warp -------------------------------------------------------------------------
+    def target_landmarks(self, lm: F32, open_: float, spread: float) -> tuple[F32, float, float]:
+        """Move lips, corners and jaw of ``lm`` to the wanted shape.
+
+        Returns the target landmarks, the target inner-lip gap and the source gap (pixels).
+        """
+        across, down, _ = face_axes(lm)
+        width = float(np.linalg.norm(lm[54] - lm[48]))
+        gap_src = float(np.mean([max(0.0, float(np.dot(lm[b] - lm[a], down)))
+                                 for a, b in INNER_PAIRS]))
+        gap_tgt = open_ * GAP_MAX * width
+        delta = gap_tgt - gap_src
+        tgt = lm.copy()
+        for k, w in UPPER.items():
+            tgt[k] -= down * (UPPER_SHARE * delta * w)
+        for k, w in LOWER.items():
+            tgt[k] += down * ((1 - UPPER_SHARE) * delta * w)
+        for k, w in CORNERS.items():
+            tgt[k] += down * (delta * w)
+        for k, w in JAW.items():
+            tgt[k] += down * (delta * w)
+        # Rounding narrows the mouth, spreading widens it; opening narrows it a little.
+        dw = width * (0.07 * spread - 0.05 * open_)
+        centre = (lm[48] + lm[54]) / 2
+        for k in range(48, 68):
+            rel = float(np.dot(lm[k] - centre, across)) / max(width / 2, 1.0)
+            tgt[k] += across * (dw / 2 * rel)
+        return tgt, gap_tgt, gap_src
+
+    def render(self, frame: RGBImage, lm: F32, open_: float, spread: float) -> Patch:
+        h, w = frame.shape[:2]
+        tgt, gap_tgt, gap_src = self.target_landmarks(lm, open_, spread)
+        poly = lower_face_polygon(lm, extend=0.14)
+        x1, y1 = np.floor(poly.min(axis=0))
+        x2, y2 = np.ceil(poly.max(axis=0))
+        x1, y1 = int(max(0, x1)), int(max(0, y1))
+        x2, y2 = int(min(w, x2 + 1)), int(min(h, y2 + 1))
+        if x2 - x1 < 8 or y2 - y1 < 8:
+            return Patch(x1, y1, frame[y1:y2, x1:x2].copy())
+        rw, rh = x2 - x1, y2 - y1
+
+        # Control points: moved landmarks + fixed ones + the region's border (fixed).
+        moved = np.arange(48, 68).tolist() + list(JAW)
+        fixed = [k for k in range(68) if k not in moved]
+        border = []
+        for t in np.linspace(0, 1, 7):
+            border += [(x1 + t * rw, y1), (x1 + t * rw, y2), (x1, y1 + t * rh), (x2, y1 + t * rh)]
+        src = np.vstack([lm[moved], lm[fixed], np.asarray(border, np.float32)])
+        dst = np.vstack([tgt[moved], lm[fixed], np.asarray(border, np.float32)])
+        # Inverse map: for a target pixel, where to read in the source frame.
+        rbf = RBFInterpolator(dst.astype(np.float64), (src - dst).astype(np.float64),
+                              kernel="thin_plate_spline", smoothing=1e-3)
+        step = 8
+        gx = np.arange(x1, x2 + step, step, dtype=np.float32)
+        gy = np.arange(y1, y2 + step, step, dtype=np.float32)
+        mx, my = np.meshgrid(gx, gy)
+        coarse = rbf(np.column_stack([mx.ravel(), my.ravel()])).astype(np.float32)
+        fx = cv2.resize(coarse[:, 0].reshape(mx.shape), (rw, rh), interpolation=cv2.INTER_LINEAR)
+        fy = cv2.resize(coarse[:, 1].reshape(mx.shape), (rw, rh), interpolation=cv2.INTER_LINEAR)
+        # Confine the motion to the lower face (soft edge) so nothing else can change.
+        region = np.zeros((rh, rw), np.float32)
+        cv2.fillPoly(region, [np.round(poly - [x1, y1]).astype(np.int32)], 1.0)
+        feather = max(3.0, 0.04 * float(np.linalg.norm(lm[16] - lm[0])))
+        region = cv2.GaussianBlur(region, (0, 0), feather) * region
+        xs, ys = np.meshgrid(np.arange(x1, x2, dtype=np.float32), np.arange(y1, y2, dtype=np.float32))
+        map_x = xs + fx * region
+        map_y = ys + fy * region
+        warped = cv2.remap(frame, map_x, map_y, interpolation=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        # The mouth's own box inside the region: the only place that needs drawing.
+        width = float(np.linalg.norm(lm[54] - lm[48]))
+        mouth = np.vstack([lm[48:68], tgt[48:68]])
+        mx1, my1 = np.floor(mouth.min(axis=0) - 0.25 * width).astype(int)
+        mx2, my2 = np.ceil(mouth.max(axis=0) + 0.25 * width).astype(int)
+        mx1, my1 = int(max(mx1, x1)), int(max(my1, y1))
+        mx2, my2 = int(min(mx2, x2)), int(min(my2, y2))
+        if mx2 - mx1 > 4 and my2 - my1 > 4:
+            sy, sx = slice(my1 - y1, my2 - y1), slice(mx1 - x1, mx2 - x1)
+            sub = warped[sy, sx]
+            if gap_src > 0.5:
+                sub = self._seal_lips(sub, lm, tgt, (mx1, my1), map_x[sy, sx], map_y[sy, sx])
+            if gap_tgt > gap_src + 0.5:
+                sub = self._paint_mouth(sub, frame, lm, tgt, (mx1, my1), gap_tgt, gap_src)
+            warped[sy, sx] = sub
+        return Patch(x1, y1, warped, mask=region)
+
+    @staticmethod
+    def _poly_mask(pts: F32, origin: tuple[int, int], shape: tuple[int, int]) -> F32:
+        mask = np.zeros(shape, np.uint8)
+        curve = _smooth_closed_curve(pts - np.asarray(origin, np.float32))
+        cv2.fillPoly(mask, [np.round(curve * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
+        return mask.astype(np.float32) / 255.0
+
+    def _seal_lips(self, roi: RGBImage, lm: F32, tgt: F32, origin: tuple[int, int],
+                   map_x: F32, map_y: F32) -> RGBImage:
+        """Where the source's open mouth was squeezed shut, show lips, not squashed teeth."""
+        ox, oy = origin
+        shape = roi.shape[:2]
+        src_inner = self._poly_mask(lm[60:68], origin, shape)
+        moved = cv2.remap(src_inner, map_x - ox, map_y - oy, interpolation=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        tgt_inner = self._poly_mask(tgt[60:68], origin, shape)
+        width = float(np.linalg.norm(tgt[54] - tgt[48])) or 1.0
+        grow = max(1, int(round(width / 40)))
+        kernel = np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)
+        sealed = np.clip(cv2.dilate(moved, kernel) - tgt_inner, 0.0, 1.0)
+        if float(sealed.max()) < 0.05:
+            return roi
+        lips = np.clip(self._poly_mask(tgt[48:60], origin, shape) - cv2.dilate(
+            np.maximum(moved, tgt_inner), kernel, iterations=2), 0.0, 1.0) > 0.5
+        if lips.sum() < 10:
+            return roi
+        colour = np.median(roi[lips].astype(np.float32), axis=0)
+        fill = np.empty(roi.shape, np.float32)
+        fill[:] = colour
+        # The line where the lips meet: a soft darker seam.
+        seam = np.array([tgt[60], (tgt[61] + tgt[67]) / 2, (tgt[62] + tgt[66]) / 2,
+                         (tgt[63] + tgt[65]) / 2, tgt[64]], np.float32) - [ox, oy]
+        line = np.zeros(shape, np.uint8)
+        cv2.polylines(line, [np.round(seam * 4).astype(np.int32)], False, 255,
+                      max(1, grow), cv2.LINE_AA, shift=2)
+        soft = max(0.7, width / 80)
+        line_f = cv2.GaussianBlur(line.astype(np.float32) / 255.0, (0, 0), soft)
+        a = cv2.GaussianBlur(sealed, (0, 0), soft)[..., None]
+        near = cv2.dilate(sealed, kernel, iterations=2)
+        line_a = (0.45 * np.clip(line_f * 1.5, 0, 1) * near)[..., None]
+        out = roi.astype(np.float32)
+        out = out * (1 - a) + fill * a
+        out = out * (1 - line_a) + (colour * 0.55) * line_a
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+    # -- the inside of the mouth ------------------------------------------------------------
+    def _paint_mouth(self, roi: RGBImage, frame: RGBImage, lm: F32, tgt: F32,
+                     origin: tuple[int, int], gap_tgt: float, gap_src: float) -> RGBImage:
+        ox, oy = origin
+        rh, rw = roi.shape[:2]
+        across, down, _ = face_axes(lm)
+        inner = _smooth_closed_curve(tgt[60:68] - [ox, oy])
+        mask_u8 = np.zeros((rh, rw), np.uint8)
+        cv2.fillPoly(mask_u8, [np.round(inner * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
+        if not mask_u8.any():
+            return roi
+        width = float(np.linalg.norm(tgt[64] - tgt[60])) or 1.0
+        soft = max(0.6, width / 90.0)
+        mask = cv2.GaussianBlur(mask_u8.astype(np.float32) / 255.0, (0, 0), soft)
+
+        # Lighting: the skin around the mouth, relative to a mid-grey reference.
+        mx1, my1 = np.floor(tgt[48:60].min(axis=0)).astype(int)
+        mx2, my2 = np.ceil(tgt[48:60].max(axis=0)).astype(int)
+        pad = int(0.4 * width)
+        sy1, sy2 = max(0, my1 - pad), min(frame.shape[0], my2 + pad)
+        sx1, sx2 = max(0, mx1 - pad), min(frame.shape[1], mx2 + pad)
+        skin = frame[sy1:sy2, sx1:sx2].reshape(-1, 3).astype(np.float32)
+        skin_lum = float(np.median(skin @ np.array([0.299, 0.587, 0.114], np.float32))) \
+            if skin.size else 150.0
+        light = float(np.clip(skin_lum / 150.0, 0.35, 1.4))
+        tint = skin.mean(axis=0) / max(float(skin.mean()), 1.0) if skin.size else np.ones(3)
+        tint = (0.85 + 0.15 * tint).astype(np.float32)
+
+        # Mouth coordinates: u across (-1..1), v down from the upper inner lip (0..1 at gap).
+        xs, ys = np.meshgrid(np.arange(rw, dtype=np.float32) + ox,
+                             np.arange(rh, dtype=np.float32) + oy)
+        centre = (tgt[60] + tgt[64]) / 2
+        top = (tgt[61] + tgt[62] * 2 + tgt[63]) / 4
+        u = ((xs - centre[0]) * across[0] + (ys - centre[1]) * across[1]) / (width / 2)
+        v = ((xs - top[0]) * down[0] + (ys - top[1]) * down[1]) / max(gap_tgt, 1.0)
+        # Follow the upper lip's curve: measure v from a parabola through the lip line.
+        lip_curve = 0.25 * (u**2) * (float(np.dot(tgt[60] - top, down)) / max(gap_tgt, 1.0)) * 4
+        v = v - lip_curve
+
+        cavity = np.array([62, 24, 28], np.float32) * tint
+        depth = 0.55 + 0.45 * np.clip(1.0 - np.abs(u) ** 2, 0, 1)[..., None]
+        img = np.broadcast_to(cavity, (rh, rw, 3)) * (1.15 - 0.5 * depth)
+        gap_rel = gap_tgt / width
+        # Tongue: low in the mouth, seen when the mouth is well open.
+        if gap_rel > 0.12:
+            t_mask = _smoothstep((1.0 - ((u / 0.62) ** 2 + ((v - 1.05) / 0.45) ** 2)) * 3.0)
+            tongue = np.array([150, 62, 66], np.float32) * tint * (0.55 + 0.25 * (v[..., None] - 0.6))
+            a = (t_mask * min(1.0, (gap_rel - 0.12) / 0.15))[..., None]
+            img = img * (1 - a) + tongue * a
+        # Upper teeth: a band under the upper lip, shaded at the sides and under the lip.
+        teeth_h = min(0.55 * gap_tgt, 0.13 * width) / max(gap_tgt, 1.0)
+        tooth = np.array([226, 220, 208], np.float32)
+        edge = _smoothstep((teeth_h - v) / max(0.12 * teeth_h, 0.02) + 0.5)
+        side = np.clip(1.0 - (np.abs(u) / 0.82) ** 4, 0.0, 1.0)
+        shade = (0.62 + 0.38 * np.cos(np.clip(u, -1, 1) * np.pi / 2)) * \
+            (0.78 + 0.22 * _smoothstep(v / max(teeth_h * 0.5, 0.02)))
+        # faint gaps between incisors
+        gaps = 1.0 - 0.10 * np.exp(-(((np.abs(u) - np.array([[0.0]])) * width / soft) ** 2) / 2) \
+            - 0.07 * np.exp(-((((np.abs(u) - 0.27) * width) / soft) ** 2) / 2)
+        t_col = tooth[None, None, :] * (shade * gaps)[..., None]
+        a_up = (edge * side * (v > -0.5))[..., None]
+        img = img * (1 - a_up) + t_col * a_up
+        # Lower teeth: a thinner, shadowed band above the lower lip when wide open.
+        if gap_rel > 0.2:
+            lt_h = 0.5 * teeth_h
+            lt_edge = _smoothstep((v - (1.0 - lt_h)) / max(0.15 * lt_h, 0.02) + 0.5)
+            lt_side = np.clip(1.0 - (np.abs(u) / 0.6) ** 4, 0.0, 1.0)
+            a_lo = (lt_edge * lt_side * min(1.0, (gap_rel - 0.2) / 0.1) * 0.8)[..., None]
+            img = img * (1 - a_lo) + (tooth * 0.72)[None, None, :] * shade[..., None] * a_lo
+        img = img * light
+        img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), soft * 0.7)
+        img += self._rng.normal(0.0, 1.6, img.shape).astype(np.float32)
+        strength = float(np.clip((gap_tgt - gap_src) / max(gap_tgt, 1.0), 0.0, 1.0)) ** 0.6
+        a = (mask * strength)[..., None]
+        out = roi.astype(np.float32) * (1 - a) + img * a
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,1 @@
+"""Face stage: detect, 68-point landmarks, track, smooth, choose."""

@@ -1,0 +1,147 @@
+"""Find and follow one face through a video: detect on a downscaled frame every few
+frames, follow the landmarks in between, re-detect when the track looks lost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from lipsync.face.dlib_backend import DlibFaces
+from lipsync.face.geometry import detector_like_box, landmark_box
+from lipsync.types import RGBImage
+
+BoxF = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class FaceChoice:
+    """Which face to follow when several are visible."""
+
+    index: int | None = None  # n-th face from the left (0-based)
+    point: tuple[int, int] | None = None  # the face containing / nearest this pixel
+
+    def pick(self, boxes: list[BoxF]) -> int:
+        if self.point is not None:
+            px, py = self.point
+            inside = [i for i, b in enumerate(boxes) if b[0] <= px <= b[2] and b[1] <= py <= b[3]]
+            if inside:
+                return min(inside, key=lambda i: _area(boxes[i]))
+            return min(range(len(boxes)), key=lambda i: _dist2(boxes[i], px, py))
+        if self.index is not None:
+            order = sorted(range(len(boxes)), key=lambda i: boxes[i][0])
+            return order[self.index] if self.index < len(order) else -1
+        return max(range(len(boxes)), key=lambda i: _area(boxes[i]))
+
+
+def _area(b: BoxF) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _dist2(b: BoxF, x: float, y: float) -> float:
+    return ((b[0] + b[2]) / 2 - x) ** 2 + ((b[1] + b[3]) / 2 - y) ** 2
+
+
+def iou(a: BoxF, b: BoxF) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = _area(a) + _area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class FaceTracker:
+    """Feed frames in order with :meth:`update`; get (68, 2) landmarks or None per frame."""
+
+    def __init__(self, choice: FaceChoice | None = None, detect_every: int = 5,
+                 detect_pixels: int = 640 * 480) -> None:
+        self.faces = DlibFaces()
+        self.choice = choice or FaceChoice()
+        self.detect_every = max(1, detect_every)
+        self.detect_pixels = detect_pixels
+        self._box: BoxF | None = None  # detector-like box of the tracked face
+        self._since_detect = 0
+        self._upsample: int | None = None
+        self.detections = 0
+        self.max_faces_seen = 0
+
+    def _detect(self, gray: npt.NDArray[np.uint8]) -> list[BoxF]:
+        h, w = gray.shape
+        scale = min(1.0, float(np.sqrt(self.detect_pixels / float(h * w))))
+        small = cv2.resize(gray, (max(1, int(w * scale)), max(1, int(h * scale))),
+                           interpolation=cv2.INTER_AREA) if scale < 1.0 else gray
+        self.detections += 1
+        tries = [self._upsample] if self._upsample is not None else [0, 1]
+        for up in tries:
+            boxes = self.faces.detect(small, up)
+            if boxes:
+                self._upsample = up
+                return [(x1 / scale, y1 / scale, x2 / scale, y2 / scale)
+                        for x1, y1, x2, y2 in boxes]
+        return []
+
+    def update(self, image: RGBImage | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32] | None:
+        """Landmarks of the followed face in ``image`` (RGB or grayscale), or None."""
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+        due = self._box is None or self._since_detect >= self.detect_every
+        if due:
+            boxes = self._detect(gray)
+            self.max_faces_seen = max(self.max_faces_seen, len(boxes))
+            self._since_detect = 0
+            chosen: BoxF | None = None
+            if boxes and self._box is not None:
+                best = max(boxes, key=lambda b: iou(b, self._box))  # type: ignore[arg-type]
+                if iou(best, self._box) > 0.3:
+                    chosen = best
+            if chosen is None and boxes and (self._box is None or len(boxes) > 0):
+                k = self.choice.pick(boxes)
+                chosen = boxes[k] if k >= 0 else None
+            if chosen is None:
+                self._box = None
+                return None
+            self._box = chosen
+        assert self._box is not None
+        self._since_detect += 1
+        lm = self.faces.landmarks(gray, self._box)
+        if not self._plausible(lm, self._box):
+            self._box = None
+            return None
+        self._box = detector_like_box(lm) if not due else self._box
+        return lm
+
+    @staticmethod
+    def _plausible(lm: npt.NDArray[np.float32], box: BoxF) -> bool:
+        x1, y1, x2, y2 = landmark_box(lm)
+        bw = box[2] - box[0]
+        if bw <= 0:
+            return False
+        ratio = (x2 - x1) / bw
+        return 0.6 < ratio < 1.8
+
+
+def smooth_landmarks(track: npt.NDArray[np.float32], window: int = 7) -> npt.NDArray[np.float32]:
+    """Zero-phase temporal smoothing of a (N, 68, 2) track with NaN gaps, per segment.
+
+    A Savitzky-Golay filter (quadratic) keeps real motion and removes detector jitter.
+    """
+    from scipy.signal import savgol_filter
+
+    out = track.copy()
+    valid = ~np.isnan(track[:, 0, 0])
+    n = len(track)
+    i = 0
+    while i < n:
+        if not valid[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and valid[j]:
+            j += 1
+        seg = track[i:j]
+        w = min(window, (j - i) if (j - i) % 2 == 1 else (j - i) - 1)
+        if w >= 5:
+            out[i:j] = savgol_filter(seg, w, 2, axis=0)
+        i = j
+    return out

@@ -1,0 +1,232 @@
+"""The pipeline: probe -> analyse faces -> speech features -> generate -> enhance ->
+composite -> encode + mux, streaming frames in batches with bounded memory."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from lipsync.composite import composite
+from lipsync.engines import EngineCache, create_engine
+from lipsync.engines.base import Engine, EngineContext
+from lipsync.enhance import create_enhancer
+from lipsync.errors import Canceled, InvalidOption, NoFace, OutputError
+from lipsync.face.geometry import crop_box
+from lipsync.face.tracker import FaceChoice, FaceTracker, smooth_landmarks
+from lipsync.media.audio import check_not_silent, load_audio, mux_rate, to_mono
+from lipsync.media.decode import iter_frames, read_image
+from lipsync.media.encode import VideoWriter
+from lipsync.media.probe import MediaInfo, probe
+from lipsync.media.reader import FrameReader
+from lipsync.media.timeline import build_timeline, fit_audio
+from lipsync.options import RunOptions
+from lipsync.types import CancelCheck, FaceObs, ProgressCallback, Result, RGBImage
+
+log = logging.getLogger(__name__)
+
+# Share of the progress bar given to each phase.
+PHASES = {"probe": (0.0, 0.02), "analyse": (0.02, 0.30), "audio": (0.30, 0.33),
+          "render": (0.33, 1.0)}
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - t0
+
+
+class Pipeline:
+    def __init__(self, options: RunOptions, engines: EngineCache | None = None) -> None:
+        self.options = options
+        self.engines = engines
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _engine(self) -> Engine:
+        o = self.options
+        ctx = EngineContext(device=o.device, checkpoint=o.checkpoint, models_dir=o.models_dir,
+                            batch_size=o.batch_size, pads=o.pads)
+        return self.engines.get(o.engine, ctx) if self.engines else create_engine(o.engine, ctx)
+
+    def run(self, video: Path, audio: Path, output: Path, *,
+            progress: ProgressCallback | None = None,
+            should_cancel: CancelCheck | None = None) -> Result:
+        o = self.options
+        t_start = time.perf_counter()
+        timer = _Timer()
+        if output.suffix.lower() != ".mp4":
+            raise InvalidOption(f"output must be an .mp4 file, got {output.name}")
+        if output.exists() and output.is_dir():
+            raise OutputError(f"{output} is a directory")
+
+        def report(phase: str, frac: float) -> None:
+            if progress is not None:
+                lo, hi = PHASES[phase]
+                progress(phase, lo + (hi - lo) * min(max(frac, 0.0), 1.0))
+
+        def check_cancel() -> None:
+            if should_cancel is not None and should_cancel():
+                raise Canceled("the job was canceled")
+
+        # 1. Probe both inputs before any heavy work.
+        report("probe", 0.0)
+        with timer.stage("probe"):
+            vinfo = probe(video, o.limits, kind="video")
+            ainfo = probe(audio, o.limits, kind="audio")
+            assert vinfo.video is not None and ainfo.audio is not None
+            enhancer = create_enhancer(o.enhancer, device=o.device)
+            engine = self._engine()  # fail early on a missing model
+        check_cancel()
+
+        # 2. Audio: 16 kHz mono for the engine, the source rate for the output track.
+        with timer.stage("audio_decode"):
+            speech16k = to_mono(load_audio(audio, sample_rate=16000, channels=1)[0])
+            check_not_silent(speech16k, 16000, audio.name)
+            out_rate = mux_rate(ainfo.audio.sample_rate)
+            track, _ = load_audio(audio, sample_rate=out_rate)
+        audio_s = speech16k.size / 16000.0
+
+        # 3. Faces: one streaming pass over the source, landmarks kept (tiny), frames not.
+        fps = Fraction(o.fps).limit_denominator(1001) if vinfo.is_image else \
+            Fraction(vinfo.video.fps_num, vinfo.video.fps_den)
+        times, landmarks, tracker = self._analyse(video, vinfo, report, check_cancel, timer)
+        valid = ~np.isnan(landmarks[:, 0, 0])
+        if not valid.any():
+            raise NoFace(f"{video.name}: no face found in any frame")
+        landmarks = smooth_landmarks(landmarks)
+        report("analyse", 1.0)
+
+        # 4. Timeline and speech features on it.
+        timeline = build_timeline(times, float(fps), audio_s, o.sync_mode, vinfo.is_image)
+        with timer.stage("audio_features"):
+            engine_audio = fit_audio(speech16k, 16000, timeline.audio_s)
+            engine.prepare(engine_audio, float(fps), timeline.n_out)
+        mux_audio = fit_audio(track, out_rate, timeline.audio_s)
+        report("audio", 1.0)
+        check_cancel()
+
+        # 5. Render: stream frames in batches through engine, enhancer, compositor, encoder.
+        height, width = vinfo.video.height, vinfo.video.width
+        reader = FrameReader(video, times, vinfo.is_image)
+        no_face: list[int] = []
+        writer = VideoWriter(output, width, height, fps, mux_audio, out_rate, crf=o.crf,
+                             preset=o.preset)
+        with writer:
+            batch: list[tuple[int, int, RGBImage]] = []
+            frames_iter = reader.frames(timeline.source_index)
+            while True:
+                with timer.stage("decode"):
+                    batch = []
+                    for item in frames_iter:
+                        batch.append(item)
+                        if len(batch) >= o.batch_size:
+                            break
+                if not batch:
+                    break
+                check_cancel()
+                self._render_batch(batch, landmarks, valid, engine, enhancer, writer, no_face,
+                                   timer, width, height)
+                report("render", writer.frames_written / timeline.n_out)
+            with timer.stage("encode"):
+                writer.commit()
+        if enhancer is not None:
+            enhancer.close()
+        wall = time.perf_counter() - t_start
+        result = Result(
+            output=output,
+            width=width,
+            height=height,
+            fps=float(fps),
+            frames=timeline.n_out,
+            face_frames=timeline.n_out - len(no_face),
+            no_face_frames=len(no_face),
+            no_face_frame_indices=no_face,
+            duration_s=timeline.n_out / float(fps),
+            engine=o.engine,
+            enhancer=o.enhancer,
+            sync_mode=o.sync_mode,
+            wall_s=wall,
+            timings={k: round(v, 4) for k, v in timer.totals.items()},
+            engine_info={**engine.info(), "face_detections": tracker.detections,
+                         "max_faces_seen": tracker.max_faces_seen},
+        )
+        if self.engines is None:
+            engine.close()
+        return result
+
+    def _analyse(self, video: Path, vinfo: MediaInfo, report: ProgressCallback,
+                 check_cancel: CancelCheck | None, timer: _Timer
+                 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], FaceTracker]:
+        o = self.options
+        tracker = FaceTracker(FaceChoice(o.face_index, o.face_point))
+        times: list[float] = []
+        lms: list[npt.NDArray[np.float32]] = []
+        nan = np.full((68, 2), np.nan, np.float32)
+        expected = max(1, vinfo.video.frames if vinfo.video and vinfo.video.frames else
+                       int(vinfo.duration_s * (vinfo.video.fps if vinfo.video else 25)))
+        if vinfo.is_image:
+            with timer.stage("decode"):
+                image = read_image(video)
+            with timer.stage("detect"):
+                lm = tracker.update(image)
+            return np.zeros(1), (lm if lm is not None else nan)[None].copy(), tracker
+        frames = iter_frames(video, pixel_format="gray")
+        while True:
+            with timer.stage("decode"):
+                frame = next(frames, None)
+            if frame is None:
+                break
+            with timer.stage("detect"):
+                lm = tracker.update(frame.image)
+            times.append(frame.time_s)
+            lms.append(lm if lm is not None else nan)
+            if len(times) % 25 == 0:
+                if check_cancel is not None:
+                    check_cancel()
+                report("analyse", len(times) / expected)
+        if not times:
+            from lipsync.errors import CorruptMedia
+
+            raise CorruptMedia(f"{video.name}: no decodable video frames")
+        return np.asarray(times, np.float64), np.stack(lms), tracker
+
+    def _render_batch(self, batch: list[tuple[int, int, RGBImage]],
+                      landmarks: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_],
+                      engine: Engine, enhancer: object, writer: VideoWriter,
+                      no_face: list[int], timer: _Timer, width: int, height: int) -> None:
+        o = self.options
+        with_face = [(i, d, img) for i, d, img in batch if valid[d]]
+        faces = [FaceObs(crop_box(landmarks[d], o.pads, width, height), landmarks[d])
+                 for _, d, _ in with_face]
+        patches = []
+        if with_face:
+            with timer.stage("engine"):
+                patches = engine.generate([img for _, _, img in with_face], faces,
+                                          [i for i, _, _ in with_face])
+        results: dict[int, RGBImage] = {}
+        for (i, _, img), face, patch in zip(with_face, faces, patches, strict=True):
+            if enhancer is not None:
+                with timer.stage("enhance"):
+                    patch = enhancer.enhance(img, patch, face)  # type: ignore[attr-defined]
+            with timer.stage("composite"):
+                results[i] = composite(img, patch, face, o.blend)
+        for i, d, img in batch:
+            frame_out = results.get(i)
+            if frame_out is None:
+                no_face.append(i)
+                frame_out = img
+            with timer.stage("encode"):
+                writer.write(frame_out)
