@@ -1,0 +1,107 @@
+"""Session fixtures: a private Redis, one real Celery worker and the real API over HTTP."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import service_harness as sh  # noqa: E402
+from service_harness import KEY_A, KEY_B, PREFIX, push  # noqa: E402
+
+
+@dataclass
+class Stack:
+    base_url: str
+    redis: sh.RedisServer
+    data_dir: Path
+    logdir: Path
+    api: sh.Proc
+    worker: sh.Proc
+
+    def client(self, key: str | None = KEY_A) -> httpx.Client:
+        headers = {"X-API-Key": key} if key else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
+
+    def logs(self) -> str:
+        return f"--- worker ---\n{sh.tail(self.worker.log)}\n--- api ---\n{sh.tail(self.api.log)}"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sh.RedisServer]:
+    server = sh.start_redis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        sh.stop(server.proc)
+
+
+@pytest.fixture(scope="session")
+def stack(
+    redis_server: sh.RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Worker + API sharing a data dir; the API requires one of two API keys."""
+    root = tmp_path_factory.mktemp("service")
+    data_dir = root / "data"
+    env = sh.service_env(
+        redis_server.url, data_dir, LIPSYNC_API_KEYS=f"{KEY_A},{KEY_B}", LIPSYNC_RESULT_TTL_S="3600"
+    )
+    worker = sh.start_worker(env, root)
+    with sh.running(worker):
+        sh.wait_worker(redis_server.url, PREFIX, worker)
+        api, base = sh.start_api(env, root)
+        with sh.running(api):
+            yield Stack(base, redis_server, data_dir, root, api, worker)
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("media")
+    text_short = "Hello there. This is a test."
+    text_long = (
+        "This is a much longer piece of speech, made so that the job runs for a while. "
+        "It keeps talking about nothing in particular, sentence after sentence, so that "
+        "there is time to cancel the job while the worker is still rendering frames, and "
+        "then to check that nothing more happens after it has been told to stop."
+    )
+    video = sh.face_video(d / "face.mp4", seconds=2.0)
+    raw = video.read_bytes()
+    (d / "truncated.mp4").write_bytes(raw[: len(raw) // 2])
+    (d / "notes.mp4").write_text("this is a text file, not a video\n" * 20)
+    return {
+        "astronaut": sh.astronaut_png(d / "astronaut.png"),
+        "gradient": sh.gradient_png(d / "gradient.png"),
+        "speech": sh.speech(d / "speech.wav", text_short),
+        "speech_long": sh.speech(d / "speech_long.wav", text_long, speed=150),
+        "face_video": video,
+        "truncated": d / "truncated.mp4",
+        "text_mp4": d / "notes.mp4",
+    }
+
+
+@pytest.fixture(scope="session")
+def finished(stack: Stack, media: dict[str, Path]) -> dict[str, Any]:
+    """One job pushed on the astronaut portrait and short speech, run to completion."""
+    with stack.client() as c:
+        resp = push(c, media["speech"], media["astronaut"])
+        assert resp.status_code == 202, resp.text
+        pushed = resp.json()
+        seen: list[tuple[str, float, str]] = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            body = c.get("/api/v1/lipsync/status", params={"task_id": pushed["task_id"]}).json()
+            seen.append((body["state"], body["progress"], body["stage"]))
+            if body["state"] in ("succeeded", "failed", "canceled"):
+                break
+            time.sleep(0.05)
+    assert body["state"] == "succeeded", f"{body}\n{stack.logs()}"
+    return {"pushed": pushed, "status": body, "seen": seen}

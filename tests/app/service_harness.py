@@ -1,0 +1,264 @@
+"""Real processes for the service tests: a private redis-server, a Celery worker, uvicorn.
+
+No mocks: each piece is the real program on a loopback port, configured through the same
+``LIPSYNC_*`` variables a deployment uses. Shared by tests/app and tests/worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+REPO = Path(__file__).resolve().parents[2]
+KEY_A = "test-key-alpha"
+KEY_B = "test-key-bravo"
+PREFIX = "lipsync"
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Stop one child we started: SIGTERM, then SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+@dataclass
+class RedisServer:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
+
+def start_redis(workdir: Path) -> RedisServer:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server is not installed")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = workdir / "redis.log"
+    args = [
+        exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+        "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
+        "--logfile", str(log),
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    server = RedisServer(port, proc, log)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(redis.RedisError):
+            if server.client().ping():
+                return server
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    stop(proc)
+    raise RuntimeError(f"redis-server did not start:\n{tail(log)}")
+
+
+def service_env(redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIPSYNC_")}
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            "LIPSYNC_REDIS_URL": redis_url,
+            "LIPSYNC_DATA_DIR": str(data_dir),
+            "LIPSYNC_DEVICE": "cpu",
+            "LIPSYNC_MODELS_DIR": str(REPO / "models"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Proc:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+def start_worker(env: dict[str, str], logdir: Path, name: str = "test") -> Proc:
+    log = logdir / f"worker-{name}.log"
+    args = [
+        PYTHON, "-m", "celery", "-A", "worker.celery_app", "worker",
+        "--pool=prefork", "--concurrency=1", "--loglevel=INFO",
+        "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return Proc(proc, log)
+
+
+def wait_worker(redis_url: str, prefix: str, proc: Proc, timeout: float = 60.0) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.zcard(f"{prefix}:workers") > 0:
+            return
+        if not proc.alive():
+            break
+        time.sleep(0.2)
+    raise RuntimeError(f"worker did not come up:\n{tail(proc.log)}")
+
+
+def start_api(env: dict[str, str], logdir: Path, name: str = "api") -> tuple[Proc, str]:
+    port = free_port()
+    log = logdir / f"{name}.log"
+    args = [
+        PYTHON, "-m", "uvicorn", "--factory", "app.main:create_app",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "info",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return Proc(proc, log), base
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    stop(proc)
+    raise RuntimeError(f"API did not come up:\n{tail(log)}")
+
+
+@contextlib.contextmanager
+def running(*procs: Proc) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for p in procs:
+            stop(p.proc)
+
+
+def push(
+    client: httpx.Client,
+    audio: Path,
+    video: Path,
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> httpx.Response:
+    with audio.open("rb") as a, video.open("rb") as v:
+        files = {"audio": (audio.name, a), "video": (video.name, v)}
+        data = {k: str(val) for k, val in fields.items()}
+        return client.post("/api/v1/lipsync/push", files=files, data=data, headers=headers)
+
+
+def wait_for(
+    client: httpx.Client,
+    task_id: str,
+    states: tuple[str, ...] = ("succeeded", "failed", "canceled"),
+    timeout: float = 180.0,
+    min_progress: float = -1.0,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        resp = client.get("/api/v1/lipsync/status", params={"task_id": task_id})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        if body["state"] in states and body["progress"] >= min_progress:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"task {task_id} did not reach {states}: last status {body}")
+
+
+# --- media --------------------------------------------------------------------------------
+
+
+def speech(path: Path, text: str, speed: int = 175) -> Path:
+    """Real synthetic speech from espeak-ng."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise RuntimeError("espeak-ng is not installed")
+    subprocess.run([exe, "-s", str(speed), "-w", str(path), text], check=True)
+    return path
+
+
+def astronaut_png(path: Path) -> Path:
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    Image.fromarray(np.asarray(skimage.data.astronaut())).save(path)
+    return path
+
+
+def gradient_png(path: Path, size: int = 256) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, size, dtype=np.uint8)
+    img = np.stack([np.tile(ramp, (size, 1)), np.tile(ramp[:, None], (1, size)),
+                    np.full((size, size), 128, np.uint8)], axis=-1)  # fmt: skip
+    Image.fromarray(img).save(path)
+    return path
+
+
+def face_video(path: Path, seconds: float = 2.0, fps: int = 25) -> Path:
+    """An MP4 (moov atom at the end) of the astronaut image, for truncation tests."""
+    import av
+    import numpy as np
+    import skimage.data
+
+    frame = np.asarray(skimage.data.astronaut())[:256, 128:384].copy()
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 256, 256, "yuv420p"
+        for i in range(int(seconds * fps)):
+            shifted = np.roll(frame, i % 4, axis=1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(shifted, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def wav_seconds(path: Path) -> float:
+    import wave
+
+    with wave.open(str(path)) as w:
+        return w.getnframes() / float(w.getframerate())
