@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,11 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import service_harness as sh  # noqa: E402
-from service_harness import KEY_A, KEY_B, PREFIX, push  # noqa: E402
+from tests.app import service_harness as sh
+from tests.app.service_harness import KEY_A, KEY_B, PREFIX, push
 
 
 @dataclass

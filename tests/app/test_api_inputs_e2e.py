@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import service_harness as sh
-from service_harness import KEY_A, push, wait_for
 
 from app.store import JobRecord, JobStore
+from tests.app import service_harness as sh
+from tests.app.service_harness import KEY_A, push, wait_for
 
 
 def _upload_dirs(stack: Any) -> set[Path]:

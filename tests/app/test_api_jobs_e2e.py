@@ -9,7 +9,8 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-from service_harness import KEY_A, KEY_B, push, wait_for, wav_seconds
+
+from tests.app.service_harness import KEY_A, KEY_B, push, wait_for, wav_seconds
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,115 @@
+"""The real Celery worker process: a killed pool process re-runs its job, time limits hold."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings
+from app.store import JobStore
+from tests.app import service_harness as sh
+from tests.worker.jobkit import make_job
+from worker.config import QUEUE, TASK_CLEANUP, TASK_PROCESS, create_celery
+
+pytestmark = pytest.mark.slow
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def _wait(store: JobStore, job_id: str, pred: object, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        if job is not None and pred(job):  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id}: condition not met; last {store.get(job_id)}")
+
+
+def _worker(
+    redis_server: sh.RedisServer, tmp: Path, **env: str
+) -> Iterator[tuple[Settings, JobStore, sh.Proc]]:
+    prefix = f"c{uuid.uuid4().hex[:8]}"
+    data = tmp / "data"
+    extra = {"LIPSYNC_REDIS_PREFIX": prefix, **env}
+    settings = Settings(
+        redis_url=redis_server.url,
+        redis_prefix=prefix,
+        data_dir=data,
+        **{k.removeprefix("LIPSYNC_").lower(): v for k, v in env.items()},  # type: ignore[arg-type]
+    )
+    settings.ensure_dirs()
+    # each worker gets its own Redis db for the broker, so queues never mix
+    proc = sh.start_worker(sh.service_env(redis_server.url, data, **extra), tmp, name=prefix)
+    store = JobStore.from_url(redis_server.url, prefix, settings.result_ttl_s)
+    with sh.running(proc):
+        sh.wait_worker(redis_server.url, prefix, proc)
+        yield settings, store, proc
+
+
+def _broker_url(redis_server: sh.RedisServer, db: int) -> str:
+    return f"redis://127.0.0.1:{redis_server.port}/{db}"
+
+
+def test_killed_pool_process_reruns_the_job_once(
+    redis_server: sh.RedisServer, tmp_path: Path, media: dict[str, Path]
+) -> None:
+    broker = _broker_url(redis_server, 1)
+    for settings, store, proc in _worker(redis_server, tmp_path, LIPSYNC_BROKER_URL=broker):
+        producer = create_celery(settings, with_tasks=False)
+        job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
+        producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
+        _wait(store, job_id, lambda j: j.state == "running" and j.progress >= 0.3)
+        children = _children(proc.proc.pid)
+        assert len(children) == 1, children  # one pool process: one job per worker
+        os.kill(children[0], signal.SIGKILL)  # the job's process dies mid-render
+        # reject_on_worker_lost re-queues the message; a fresh pool process runs it again
+        _wait(store, job_id, lambda j: j.state in ("succeeded", "failed", "canceled"), 180)
+        job = store.get(job_id)
+        assert job is not None and job.state == "succeeded", (job, sh.tail(proc.log))
+        assert job.attempts == 2
+        assert [p.name for p in settings.results_dir.iterdir()] == [f"{job_id}.mp4"]
+        assert not (settings.work_dir / job_id).exists()
+        assert not (settings.uploads_dir / job_id).exists()
+
+        # the periodic cleanup task is registered on the worker and runs through the broker
+        producer.send_task(TASK_CLEANUP, queue=QUEUE)
+        deadline = time.monotonic() + 30
+        while "Task lipsync.cleanup" not in proc.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "succeeded" in proc.log.read_text().split("Task lipsync.cleanup", 1)[-1]
+        producer.close()
+
+
+def test_soft_time_limit_fails_the_job_and_cleans_up(
+    redis_server: sh.RedisServer, tmp_path: Path, media: dict[str, Path]
+) -> None:
+    limits = {
+        "LIPSYNC_BROKER_URL": _broker_url(redis_server, 2),
+        "LIPSYNC_SOFT_TIME_LIMIT_S": "2",
+        "LIPSYNC_HARD_TIME_LIMIT_S": "30",
+        "LIPSYNC_VISIBILITY_TIMEOUT_S": "60",
+    }
+    for settings, store, _proc in _worker(redis_server, tmp_path, **limits):
+        producer = create_celery(settings, with_tasks=False)
+        job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
+        producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
+        _wait(store, job_id, lambda j: j.state in ("succeeded", "failed", "canceled"), 60)
+        job = store.get(job_id)
+        assert job is not None and job.state == "failed"
+        assert job.error is not None and job.error["code"] == "timeout"
+        assert not (settings.work_dir / job_id).exists()
+        assert not (settings.results_dir / f"{job_id}.mp4").exists()
+        producer.close()

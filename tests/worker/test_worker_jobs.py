@@ -1,0 +1,140 @@
+"""A job's life in the worker against a real Redis and the real pipeline (no broker needed)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from app.settings import Settings
+from app.store import JobStore
+from tests.worker.jobkit import make_job
+from worker.jobs import CancelFlag, ProgressReporter, run_job
+
+
+def _leftovers(settings: Settings, job_id: str) -> list[Path]:
+    return [p for p in (settings.uploads_dir / job_id, settings.work_dir / job_id) if p.exists()]
+
+
+def test_success_then_redelivery_does_not_run_again(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    job_id = make_job(settings, store, media["astronaut"], media["speech"])
+    assert run_job(job_id, settings, store, worker="w1") == "succeeded"
+    job = store.get(job_id)
+    assert job is not None and job.state == "succeeded" and job.attempts == 1
+    assert job.result is not None and job.result["file"] == f"{job_id}.mp4"
+    result = settings.results_dir / f"{job_id}.mp4"
+    stamp = result.stat().st_mtime_ns
+    assert _leftovers(settings, job_id) == []
+
+    # the broker delivers the same message again (e.g. a lost ack): nothing is redone
+    assert run_job(job_id, settings, store, worker="w2") == "succeeded"
+    assert result.stat().st_mtime_ns == stamp
+    assert store.get(job_id).attempts == 1  # type: ignore[union-attr]
+    assert sorted(p.name for p in settings.results_dir.iterdir()) == [f"{job_id}.mp4"]
+
+
+def test_rerun_after_a_lost_worker_replaces_partial_output(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    job_id = make_job(settings, store, media["astronaut"], media["speech"])
+    # first attempt: claimed, wrote half a file, then its worker died
+    assert store.claim(job_id, settings.max_attempts, "dead-worker") == "run"
+    work = settings.work_dir / job_id
+    work.mkdir(parents=True)
+    (work / f"{job_id}.part.mp4").write_bytes(b"\0" * 1000)
+    (work / "tmp").mkdir()
+    (work / "tmp" / "frames.raw").write_bytes(b"\0" * 1000)
+
+    assert run_job(job_id, settings, store, worker="w2") == "succeeded"
+    job = store.get(job_id)
+    assert job is not None and job.attempts == 2 and job.worker == "w2"
+    assert _leftovers(settings, job_id) == []
+    assert [p.name for p in settings.results_dir.iterdir()] == [f"{job_id}.mp4"]
+    import av
+
+    with av.open(str(settings.results_dir / f"{job_id}.mp4")) as c:
+        assert c.streams.video[0].frames > 0
+
+
+def test_worker_lost_too_often_fails_the_job(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    job_id = make_job(settings, store, media["astronaut"], media["speech"])
+    for _ in range(settings.max_attempts):
+        assert store.claim(job_id, settings.max_attempts, "crashy") == "run"
+    assert run_job(job_id, settings, store) == "exhausted"
+    job = store.get(job_id)
+    assert job is not None and job.state == "failed"
+    assert job.error is not None and job.error["code"] == "worker_lost"
+    assert _leftovers(settings, job_id) == []
+
+
+def test_canceled_job_never_runs(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    job_id = make_job(settings, store, media["astronaut"], media["speech"])
+    assert store.request_cancel(job_id) == "canceled"
+    assert run_job(job_id, settings, store) == "canceled"
+    job = store.get(job_id)
+    assert job is not None and job.state == "canceled"
+    assert job.started_at is None and job.attempts == 0
+    assert _leftovers(settings, job_id) == []
+    assert not (settings.results_dir / f"{job_id}.mp4").exists()
+    assert store.queue_depth() == 0
+
+
+def test_cancel_while_running_stops_between_batches(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
+    outcome: list[str] = []
+    thread = threading.Thread(target=lambda: outcome.append(run_job(job_id, settings, store)))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        if job is not None and job.state == "running" and job.progress >= 0.5:
+            break
+        time.sleep(0.05)
+    assert store.request_cancel(job_id) == "canceling"
+    thread.join(timeout=15)
+    assert not thread.is_alive()
+    assert outcome == ["canceled"]
+    job = store.get(job_id)
+    assert job is not None and job.state == "canceled" and job.progress < 1.0
+    assert _leftovers(settings, job_id) == []
+    assert not (settings.results_dir / f"{job_id}.mp4").exists()
+
+
+def test_invalid_options_fail_with_a_typed_error(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    job_id = make_job(settings, store, media["astronaut"], media["speech"], {"fps": 500})
+    assert run_job(job_id, settings, store) == "failed"
+    job = store.get(job_id)
+    assert job is not None and job.error == {
+        "code": "invalid_option",
+        "message": "fps must be between 1 and 120",
+    }
+
+
+def test_progress_and_cancel_helpers(settings: Settings, store: JobStore) -> None:
+    # progress never resurrects a missing (expired) record and never goes backwards
+    ProgressReporter(store, "0" * 32)("render", 0.5)
+    assert not store.exists("0" * 32)
+    job_id = "1" * 32
+    from app.store import JobRecord
+
+    store.create(JobRecord(id=job_id, owner="o", state="queued", created_at=time.time()))
+    assert store.claim(job_id, 3, "w") == "run"
+    report = ProgressReporter(store, job_id, min_interval_s=0)
+    report("render", 0.6)
+    report("render", 0.4)
+    job = store.get(job_id)
+    assert job is not None and job.progress == 0.6 and job.stage == "render"
+    flag = CancelFlag(store, job_id, min_interval_s=0)
+    assert flag() is False
+    assert store.request_cancel(job_id) == "canceling"
+    assert flag() is True
