@@ -44,7 +44,7 @@ class RunOptions:
     device: Device = "auto"
     batch_size: int = 16
     blend: float = 1.0
-    crf: int = 17
+    crf: int = 12
     preset: str = "veryfast"
     models_dir: Path = field(default_factory=default_models_dir)
     limits: MediaLimits = field(default_factory=MediaLimits)

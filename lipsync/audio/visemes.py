@@ -38,14 +38,16 @@ class MouthTrack:
         return int(self.open.shape[0])
 
 
-def _band(spec: npt.NDArray[np.float32], freqs: npt.NDArray[np.float64], lo: float, hi: float
-          ) -> npt.NDArray[np.float32]:
+def _band(
+    spec: npt.NDArray[np.float32], freqs: npt.NDArray[np.float64], lo: float, hi: float
+) -> npt.NDArray[np.float32]:
     sel = (freqs >= lo) & (freqs < hi)
     return spec[:, sel].sum(axis=1)
 
 
-def _norm(x: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_], lo_p: float = 5,
-          hi_p: float = 95) -> npt.NDArray[np.float32]:
+def _norm(
+    x: npt.NDArray[np.float32], mask: npt.NDArray[np.bool_], lo_p: float = 5, hi_p: float = 95
+) -> npt.NDArray[np.float32]:
     ref = x[mask] if mask.any() else x
     lo, hi = np.percentile(ref, [lo_p, hi_p])
     return np.clip((x - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
@@ -69,8 +71,9 @@ def _pauses(speech: npt.NDArray[np.bool_], min_len: int) -> npt.NDArray[np.bool_
     return out
 
 
-def analyse(audio16k: npt.NDArray[np.float32], fps: float, n_frames: int,
-            lead_s: float = 0.03) -> MouthTrack:
+def analyse(
+    audio16k: npt.NDArray[np.float32], fps: float, n_frames: int, lead_s: float = 0.03
+) -> MouthTrack:
     """Mouth parameters for ``n_frames`` video frames at ``fps`` from 16 kHz mono speech."""
     audio = np.asarray(audio16k, np.float32)
     n_hops = max(1, int(np.ceil(audio.size / HOP)))
@@ -92,8 +95,11 @@ def analyse(audio16k: npt.NDArray[np.float32], fps: float, n_frames: int,
     # Voice activity on the 10 ms grid.
     probs, vad_hop = speech_probability(audio)
     t_hop = (np.arange(n_hops) + 0.5) * HOP / SR
-    vad = np.interp(t_hop, (np.arange(probs.size) + 0.5) * vad_hop, probs) if probs.size else \
-        np.zeros(n_hops)
+    vad = (
+        np.interp(t_hop, (np.arange(probs.size) + 0.5) * vad_hop, probs)
+        if probs.size
+        else np.zeros(n_hops)
+    )
     level_ok = db > (np.percentile(db, 97) - 45.0)
     speech = (vad > 0.4) & level_ok
     # Close the mouth in pauses of 200 ms or more; shorter gaps are articulation.
@@ -134,5 +140,6 @@ def analyse(audio16k: npt.NDArray[np.float32], fps: float, n_frames: int,
     # Per-speaker scaling: loud open vowels reach ~1.
     top = np.percentile(o[v > 0.5], 97) if (v > 0.5).sum() > 3 else max(float(o.max()), 1e-3)
     o = np.clip(o / max(top, 0.15), 0.0, 1.0)
-    return MouthTrack(open=o.astype(np.float32), spread=s.astype(np.float32),
-                      speech=v.astype(np.float32))
+    return MouthTrack(
+        open=o.astype(np.float32), spread=s.astype(np.float32), speech=v.astype(np.float32)
+    )

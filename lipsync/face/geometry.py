@@ -75,7 +75,7 @@ def lower_face_polygon(lm: npt.NDArray[np.float32], extend: float = 0.12) -> npt
     out = jaw - centre
     norms = np.linalg.norm(out, axis=1, keepdims=True) + 1e-6
     jaw = jaw + out / norms * extend * face_h + down * extend * 0.5 * face_h
-    nose_y = lm[33] - down * 0.08 * face_h  # just under the nose tip
+    nose_y = lm[33].copy()  # the bottom of the nose
     top_left = lm[2] * 0.5 + (nose_y - across * 0.5 * iod) * 0.5
     top_right = lm[14] * 0.5 + (nose_y + across * 0.5 * iod) * 0.5
     return np.vstack([jaw, top_right[None], nose_y[None], top_left[None]]).astype(np.float32)

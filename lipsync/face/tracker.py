@@ -63,41 +63,64 @@ class FaceTracker:
         self.detect_pixels = detect_pixels
         self._box: BoxF | None = None  # detector-like box of the tracked face
         self._since_detect = 0
-        self._upsample: int | None = None
         self.detections = 0
         self.max_faces_seen = 0
 
     def _detect(self, gray: npt.NDArray[np.uint8]) -> list[BoxF]:
+        """Whole-frame detection on a downscaled copy (upsampling once if nothing is found)."""
         h, w = gray.shape
         scale = min(1.0, float(np.sqrt(self.detect_pixels / float(h * w))))
         small = cv2.resize(gray, (max(1, int(w * scale)), max(1, int(h * scale))),
                            interpolation=cv2.INTER_AREA) if scale < 1.0 else gray
         self.detections += 1
-        tries = [self._upsample] if self._upsample is not None else [0, 1]
-        for up in tries:
+        for up in (0, 1):
             boxes = self.faces.detect(small, up)
             if boxes:
-                self._upsample = up
                 return [(x1 / scale, y1 / scale, x2 / scale, y2 / scale)
                         for x1, y1, x2, y2 in boxes]
         return []
+
+    def _detect_near(self, gray: npt.NDArray[np.uint8], box: BoxF) -> list[BoxF]:
+        """Re-detection in a window around the tracked face, scaled so the face is ~110 px."""
+        h, w = gray.shape
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        x1, y1 = int(max(0, box[0] - bw)), int(max(0, box[1] - bh))
+        x2, y2 = int(min(w, box[2] + bw)), int(min(h, box[3] + bh))
+        if x2 - x1 < 16 or y2 - y1 < 16:
+            return []
+        scale = 110.0 / max(bw, 1.0)
+        crop = gray[y1:y2, x1:x2]
+        crop = cv2.resize(crop, (max(1, int(crop.shape[1] * scale)), max(1, int(crop.shape[0] * scale))),
+                          interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        self.detections += 1
+        return [(x1 + a / scale, y1 + b / scale, x1 + c / scale, y1 + d / scale)
+                for a, b, c, d in self.faces.detect(crop, 0)]
 
     def update(self, image: RGBImage | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32] | None:
         """Landmarks of the followed face in ``image`` (RGB or grayscale), or None."""
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
         due = self._box is None or self._since_detect >= self.detect_every
         if due:
-            boxes = self._detect(gray)
-            self.max_faces_seen = max(self.max_faces_seen, len(boxes))
             self._since_detect = 0
             chosen: BoxF | None = None
-            if boxes and self._box is not None:
-                best = max(boxes, key=lambda b: iou(b, self._box))  # type: ignore[arg-type]
-                if iou(best, self._box) > 0.3:
-                    chosen = best
-            if chosen is None and boxes and (self._box is None or len(boxes) > 0):
-                k = self.choice.pick(boxes)
-                chosen = boxes[k] if k >= 0 else None
+            if self._box is not None:
+                near = self._detect_near(gray, self._box)
+                if near:
+                    best = max(near, key=lambda b: iou(b, self._box))  # type: ignore[arg-type]
+                    if iou(best, self._box) > 0.3:
+                        chosen = best
+            if chosen is None:
+                boxes = self._detect(gray)
+                self.max_faces_seen = max(self.max_faces_seen, len(boxes))
+                if boxes and self._box is not None:
+                    best = max(boxes, key=lambda b: iou(b, self._box))  # type: ignore[arg-type]
+                    if iou(best, self._box) > 0.3:
+                        chosen = best
+                if chosen is None and boxes:
+                    k = self.choice.pick(boxes)
+                    chosen = boxes[k] if k >= 0 else None
+            else:
+                self.max_faces_seen = max(self.max_faces_seen, 1)
             if chosen is None:
                 self._box = None
                 return None
@@ -108,7 +131,8 @@ class FaceTracker:
         if not self._plausible(lm, self._box):
             self._box = None
             return None
-        self._box = detector_like_box(lm) if not due else self._box
+        if not due:
+            self._box = detector_like_box(lm)
         return lm
 
     @staticmethod

@@ -37,7 +37,7 @@ class VideoWriter:
         fps: Fraction,
         audio: npt.NDArray[np.float32] | None,
         audio_rate: int,
-        crf: int = 17,
+        crf: int = 12,
         preset: str = "veryfast",
         threads: int = 0,
     ) -> None:

@@ -140,6 +140,21 @@ def _duration(container: Any, streams: list[Any]) -> float:
     return best
 
 
+def _image_header_size(path: Path) -> tuple[int, int]:
+    """Image size from the file header only (no pixel data decoded); (0, 0) if unreadable."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a base dependency
+        return 0, 0
+    try:
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError as exc:
+        raise TooLarge(f"{path.name}: the image header claims too many pixels ({exc})") from exc
+    except Exception:
+        return 0, 0
+
+
 def _check_limits(info: MediaInfo, limits: MediaLimits) -> None:
     if info.video is not None:
         w, h = info.video.width, info.video.height
@@ -195,10 +210,15 @@ def probe(path: Path, limits: MediaLimits | None = None, kind: ProbeKind = "any"
             if cc.name not in ALLOWED_VIDEO_CODECS:
                 raise UnsupportedMedia(f"{path.name}: video codec {cc.name!r} is not accepted")
             rate = _rate(vs) or Fraction(25)
+            width, height = int(cc.width or 0), int(cc.height or 0)
+            if is_image and (width <= 0 or height <= 0):
+                # FFmpeg leaves the size at 0 when it refuses to allocate a huge image;
+                # read what the header claims so the refusal says why.
+                width, height = _image_header_size(path)
             video = VideoInfo(
                 codec=cc.name,
-                width=int(cc.width or 0),
-                height=int(cc.height or 0),
+                width=width,
+                height=height,
                 fps=float(rate),
                 fps_num=rate.numerator,
                 fps_den=rate.denominator,

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up everything the project needs on a Debian/Ubuntu machine with Python 3.11+:
+# system packages (redis-server, espeak-ng; installed with apt when run as root), the
+# virtual environment .venv with every Python dependency, and the bundled demo samples.
+# Safe to re-run: it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
+  echo "Python 3.11 or newer is required (found: $("$PY" --version 2>&1))" >&2
+  exit 1
+fi
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing system packages: ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "missing system packages: ${need_apt[*]}" >&2
+    echo "install them with: sudo apt-get install ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  # torch is pinned by constraints.txt so no package pulls the multi-GB CUDA build.
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+  touch "$stamp"
+fi
+
+if [ ! -f data/samples/astronaut.png ] || [ ! -f data/samples/speech_en.wav ]; then
+  .venv/bin/python scripts/make_samples.py --out data/samples >/dev/null
+fi
+echo "environment ready: .venv (python $(.venv/bin/python -c 'import sys; print(sys.version.split()[0])'))"

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from lipsync.media.audio import load_audio
+from lipsync.media.decode import iter_frames
+from lipsync.media.encode import VideoWriter
+from lipsync.media.reader import FrameReader
+from tests import media_factory as mf
+
+
+def test_writer_makes_h264_aac_faststart_mp4(tmp_path: Path) -> None:
+    out = tmp_path / "o.mp4"
+    frames = mf.moving_portrait_frames(30, 160)
+    audio = mf.tone(1.2, 48000)[None, :]
+    with VideoWriter(out, 160, 160, Fraction(25), audio, 48000) as w:
+        for f in frames:
+            w.write(f)
+        w.commit()
+    data = out.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat"), "moov must come first (faststart)"
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert v.codec_context.name == "h264" and v.codec_context.pix_fmt == "yuv420p"
+        assert v.average_rate == 25
+        assert c.streams.audio[0].codec_context.name == "aac"
+    decoded = mf.decode_video(out)
+    assert len(decoded) == 30
+    assert mf.psnr(decoded[10], frames[10]) > 30  # 4:2:0 chroma on a detailed image
+    assert mf.audio_duration(out) == pytest.approx(1.2, abs=0.05)
+    assert not list(tmp_path.glob(".*part*")), "no temp file left"
+
+
+def test_writer_leaves_nothing_when_the_job_fails(tmp_path: Path) -> None:
+    out = tmp_path / "o.mp4"
+    with pytest.raises(RuntimeError), VideoWriter(out, 64, 64, Fraction(25), None, 48000) as w:
+        w.write(np.zeros((64, 64, 3), np.uint8))
+        raise RuntimeError("boom")
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_odd_sizes_are_padded_to_even(tmp_path: Path) -> None:
+    out = tmp_path / "odd.mp4"
+    with VideoWriter(out, 65, 49, Fraction(25), None, 48000) as w:
+        w.write(np.full((49, 65, 3), 128, np.uint8))
+        w.commit()
+    assert mf.decode_video(out)[0].shape == (50, 66, 3)
+
+
+def test_decode_streams_frames_and_seeks(tmp_path: Path) -> None:
+    p = mf.write_video(tmp_path / "idx.mp4", mf.index_frames(60))
+    frames = list(iter_frames(p))
+    assert len(frames) == 60
+    assert [f.index for f in frames] == list(range(60))
+    assert frames[30].time_s == pytest.approx(30 / 25)
+    # Start in the middle by time: the frames match a full decode.
+    tail = list(iter_frames(p, start_index=40, start_time_s=frames[40].time_s))
+    assert [f.index for f in tail] == list(range(40, 60))
+    assert np.array_equal(tail[0].image, frames[40].image)
+
+
+def test_gray_decoding_gives_luma_planes(portrait_video: Path) -> None:
+    f = next(iter_frames(portrait_video, pixel_format="gray"))
+    assert f.image.ndim == 2 and f.image.shape == (320, 320)
+
+
+def _brightness(img: np.ndarray) -> int:
+    return int(round((float(img.mean()) - 20) / 3))
+
+
+def test_reader_serves_loop_and_bounce_orders(tmp_path: Path) -> None:
+    p = mf.write_video(tmp_path / "idx.mp4", mf.index_frames(40))
+    times = np.array([f.time_s for f in iter_frames(p)])
+    seq = np.array(list(range(40)) + list(range(38, -1, -1)) + list(range(0, 10)) + [5, 6],
+                   np.int64)
+    reader = FrameReader(p, times, is_image=False, window=8)
+    got = [(i, d, _brightness(img)) for i, d, img in reader.frames(seq)]
+    assert [g[0] for g in got] == list(range(len(seq)))
+    assert [g[1] for g in got] == list(seq)
+    assert [g[2] for g in got] == list(seq), "each output shows the frame it asked for"
+
+
+def test_load_audio_resamples_and_mixes(tmp_path: Path) -> None:
+    p = mf.write_wav(tmp_path / "s.wav", mf.tone(1.0, 44100), 44100, channels=2)
+    x, rate = load_audio(p, sample_rate=16000, channels=1)
+    assert rate == 16000 and x.shape[0] == 1
+    assert abs(x.shape[1] - 16000) < 200
+    y, rate2 = load_audio(p)
+    assert rate2 == 44100 and y.shape[0] == 2
+
+
+@pytest.mark.parametrize("name", ["video_videoretalking_face2.mp4",
+                                  "video_SadTalker_WDA_KatieHill_000.mp4"])
+def test_real_clips_decode_fully(shared_media: Path, name: str) -> None:
+    n = sum(1 for _ in iter_frames(shared_media / name, pixel_format="gray"))
+    assert n in (125, 200)
