@@ -21,13 +21,14 @@ from lipsync.errors import Canceled, InvalidOption, NoFace, OutputError
 from lipsync.face.geometry import crop_box
 from lipsync.face.tracker import FaceChoice, FaceTracker, smooth_landmarks
 from lipsync.media.audio import check_not_silent, load_audio, mux_rate, to_mono
-from lipsync.media.decode import iter_frames, read_image
+from lipsync.media.decode import i420_to_rgb, iter_frames, paste_region, read_image
 from lipsync.media.encode import VideoWriter
 from lipsync.media.probe import MediaInfo, probe
 from lipsync.media.reader import FrameReader
 from lipsync.media.timeline import build_timeline, fit_audio
 from lipsync.options import RunOptions
-from lipsync.types import CancelCheck, FaceObs, ProgressCallback, Result, RGBImage
+from lipsync.enhance.base import Enhancer
+from lipsync.types import CancelCheck, FaceObs, Patch, ProgressCallback, Result
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class Pipeline:
         writer = VideoWriter(output, width, height, fps, mux_audio, out_rate, crf=o.crf,
                              preset=o.preset)
         with writer:
-            batch: list[tuple[int, int, RGBImage]] = []
+            batch: list[tuple[int, int, npt.NDArray[np.uint8]]] = []
             frames_iter = reader.frames(timeline.source_index)
             while True:
                 with timer.stage("decode"):
@@ -179,11 +180,11 @@ class Pipeline:
                        int(vinfo.duration_s * (vinfo.video.fps if vinfo.video else 25)))
         if vinfo.is_image:
             with timer.stage("decode"):
-                image = read_image(video)
+                image = read_image(video, "luma")
             with timer.stage("detect"):
                 lm = tracker.update(image)
             return np.zeros(1), (lm if lm is not None else nan)[None].copy(), tracker
-        frames = iter_frames(video, pixel_format="gray")
+        frames = iter_frames(video, pixel_format="luma")
         while True:
             with timer.stage("decode"):
                 frame = next(frames, None)
@@ -203,30 +204,36 @@ class Pipeline:
             raise CorruptMedia(f"{video.name}: no decodable video frames")
         return np.asarray(times, np.float64), np.stack(lms), tracker
 
-    def _render_batch(self, batch: list[tuple[int, int, RGBImage]],
+    def _render_batch(self, batch: list[tuple[int, int, npt.NDArray[np.uint8]]],
                       landmarks: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_],
-                      engine: Engine, enhancer: object, writer: VideoWriter,
+                      engine: Engine, enhancer: Enhancer | None, writer: VideoWriter,
                       no_face: list[int], timer: _Timer, width: int, height: int) -> None:
+        """Frames arrive as I420; only frames with a face are converted to RGB and back
+        (exact round trip), so untouched pixels reach the encoder unchanged."""
         o = self.options
-        with_face = [(i, d, img) for i, d, img in batch if valid[d]]
+        with_face = [(i, d, yuv) for i, d, yuv in batch if valid[d]]
+        yuv_of = {i: yuv for i, _, yuv in with_face}
+        with timer.stage("convert"):
+            rgbs = [i420_to_rgb(yuv) for _, _, yuv in with_face]
         faces = [FaceObs(crop_box(landmarks[d], o.pads, width, height), landmarks[d])
                  for _, d, _ in with_face]
-        patches = []
+        patches: list[Patch] = []
         if with_face:
             with timer.stage("engine"):
-                patches = engine.generate([img for _, _, img in with_face], faces,
-                                          [i for i, _, _ in with_face])
-        results: dict[int, RGBImage] = {}
-        for (i, _, img), face, patch in zip(with_face, faces, patches, strict=True):
+                patches = engine.generate(rgbs, faces, [i for i, _, _ in with_face])
+        results: dict[int, npt.NDArray[np.uint8]] = {}
+        for (i, _, _), rgb, face, patch in zip(with_face, rgbs, faces, patches, strict=True):
             if enhancer is not None:
                 with timer.stage("enhance"):
-                    patch = enhancer.enhance(img, patch, face)  # type: ignore[attr-defined]
+                    patch = enhancer.enhance(rgb, patch, face)
             with timer.stage("composite"):
-                results[i] = composite(img, patch, face, o.blend)
-        for i, d, img in batch:
+                out = composite(rgb, patch, face, o.blend)
+            with timer.stage("convert"):
+                results[i] = paste_region(yuv_of[i], out, patch.x1, patch.y1, patch.x2, patch.y2)
+        for i, _, yuv in batch:
             frame_out = results.get(i)
             if frame_out is None:
                 no_face.append(i)
-                frame_out = img
+                frame_out = yuv
             with timer.stage("encode"):
                 writer.write(frame_out)

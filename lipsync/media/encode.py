@@ -14,7 +14,6 @@ import numpy as np
 import numpy.typing as npt
 
 from lipsync.errors import OutputError
-from lipsync.types import RGBImage
 
 
 def temp_path_for(output: Path) -> Path:
@@ -79,13 +78,20 @@ class VideoWriter:
             raise OutputError(f"cannot create {self.output.name}: {exc}") from exc
         return self
 
-    def write(self, image: RGBImage) -> None:
+    def write(self, image: npt.NDArray[np.uint8]) -> None:
+        """Append a frame: RGB (H, W, 3), or I420 (H*3/2, W) at the even-padded size."""
         import av
 
-        if image.shape[1] != self.width or image.shape[0] != self.height:
-            image = np.pad(image, ((0, self.height - image.shape[0]),
-                                   (0, self.width - image.shape[1]), (0, 0)), mode="edge")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        if image.ndim == 2:
+            if image.shape != (self.height * 3 // 2, self.width):
+                raise OutputError(f"I420 frame of shape {image.shape} does not fit "
+                                  f"{self.width}x{self.height}")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="yuv420p")
+        else:
+            if image.shape[1] != self.width or image.shape[0] != self.height:
+                image = np.pad(image, ((0, self.height - image.shape[0]),
+                                       (0, self.width - image.shape[1]), (0, 0)), mode="edge")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         frame.pts = self.frames_written
         frame.time_base = 1 / self.fps
         for packet in self._vstream.encode(frame):

@@ -14,26 +14,30 @@ import numpy as np
 import numpy.typing as npt
 
 from lipsync.media.decode import DecodedFrame, iter_frames, read_image
-from lipsync.types import RGBImage
+
+
+Image = npt.NDArray[np.uint8]  # a decoded frame in the reader's pixel format
 
 
 class FrameReader:
     def __init__(self, path: Path, frame_times: npt.NDArray[np.float64], is_image: bool,
-                 window: int = 16) -> None:
+                 window: int = 16, pixel_format: str = "i420") -> None:
         self.path = path
+        self.pixel_format = pixel_format
         self.times = frame_times
         self.is_image = is_image
         self.window = max(2, window)
         self._it: Iterator[DecodedFrame] | None = None
         self._pos = -1  # index of the frame last taken from _it
-        self._last: tuple[int, RGBImage] | None = None
+        self._last: tuple[int, Image] | None = None
         self.seeks = 0
 
     def _open_at(self, index: int) -> None:
         self._close()
         self.seeks += 1
-        start_t = float(self.times[index]) - float(self.times[0]) if index > 0 else None
-        self._it = iter_frames(self.path, start_index=index, start_time_s=start_t)
+        start_t = float(self.times[index]) if index > 0 else None
+        self._it = iter_frames(self.path, start_index=index, start_time_s=start_t,
+                               pixel_format=self.pixel_format)
         self._pos = index - 1
 
     def _close(self) -> None:
@@ -43,7 +47,7 @@ class FrameReader:
                 close()
         self._it = None
 
-    def _forward_to(self, index: int) -> RGBImage:
+    def _forward_to(self, index: int) -> Image:
         if self._it is None or index <= self._pos:
             # Restart (jump back) or first use; seek only when far from the start.
             self._open_at(index if index > 0 else 0)
@@ -58,10 +62,10 @@ class FrameReader:
         assert frame is not None
         return frame.image
 
-    def frames(self, sequence: npt.NDArray[np.int64]) -> Iterator[tuple[int, int, RGBImage]]:
+    def frames(self, sequence: npt.NDArray[np.int64]) -> Iterator[tuple[int, int, Image]]:
         """Yield ``(output_index, source_index, image)`` for every entry of ``sequence``."""
         if self.is_image:
-            image = read_image(self.path)
+            image = read_image(self.path, self.pixel_format)
             for i, d in enumerate(sequence):
                 yield i, int(d), image
             return
@@ -90,7 +94,7 @@ class FrameReader:
             self._close()
 
     def _backward(self, sequence: npt.NDArray[np.int64], i: int, j: int
-                  ) -> Iterator[tuple[int, int, RGBImage]]:
+                  ) -> Iterator[tuple[int, int, Image]]:
         hi = int(sequence[i])
         lo_end = int(sequence[j])
         k = i
@@ -98,7 +102,7 @@ class FrameReader:
             lo = max(lo_end, hi - self.window + 1)
             self._open_at(lo)
             assert self._it is not None
-            buf: list[RGBImage] = []
+            buf: list[Image] = []
             while self._pos < hi:
                 f = next(self._it)
                 self._pos = f.index

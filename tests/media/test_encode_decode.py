@@ -66,7 +66,7 @@ def test_decode_streams_frames_and_seeks(tmp_path: Path) -> None:
 
 
 def test_gray_decoding_gives_luma_planes(portrait_video: Path) -> None:
-    f = next(iter_frames(portrait_video, pixel_format="gray"))
+    f = next(iter_frames(portrait_video, pixel_format="luma"))
     assert f.image.ndim == 2 and f.image.shape == (320, 320)
 
 
@@ -79,7 +79,7 @@ def test_reader_serves_loop_and_bounce_orders(tmp_path: Path) -> None:
     times = np.array([f.time_s for f in iter_frames(p)])
     seq = np.array(list(range(40)) + list(range(38, -1, -1)) + list(range(0, 10)) + [5, 6],
                    np.int64)
-    reader = FrameReader(p, times, is_image=False, window=8)
+    reader = FrameReader(p, times, is_image=False, window=8, pixel_format="rgb24")
     got = [(i, d, _brightness(img)) for i, d, img in reader.frames(seq)]
     assert [g[0] for g in got] == list(range(len(seq)))
     assert [g[1] for g in got] == list(seq)
@@ -98,5 +98,25 @@ def test_load_audio_resamples_and_mixes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["video_videoretalking_face2.mp4",
                                   "video_SadTalker_WDA_KatieHill_000.mp4"])
 def test_real_clips_decode_fully(shared_media: Path, name: str) -> None:
-    n = sum(1 for _ in iter_frames(shared_media / name, pixel_format="gray"))
+    n = sum(1 for _ in iter_frames(shared_media / name, pixel_format="luma"))
     assert n in (125, 200)
+
+
+def test_i420_frames_and_region_paste(portrait_video: Path) -> None:
+    from lipsync.media.decode import i420_to_rgb, paste_region, to_i420
+
+    yuv = next(iter_frames(portrait_video, pixel_format="i420")).image
+    assert yuv.shape == (480, 320)
+    rgb = i420_to_rgb(yuv)
+    rgb[101:151, 61:121] = (255, 0, 0)
+    out = paste_region(yuv, rgb, 61, 101, 121, 151)
+    back = i420_to_rgb(out)
+    assert np.abs(back[104:148, 64:118].astype(int) - [255, 0, 0]).max() <= 3
+    # Outside the (even-aligned) box every Y, U and V sample is unchanged.
+    ys = out[:320]
+    mask = np.ones((320, 320), bool)
+    mask[100:152, 60:122] = False
+    assert np.array_equal(ys[mask], yuv[:320][mask])
+    assert np.array_equal(out[320:400, :30], yuv[320:400, :30])
+    odd = to_i420(np.zeros((33, 47, 3), np.uint8))
+    assert odd.shape == (51, 48)
