@@ -36,6 +36,7 @@ class Patch:
     y1: int
     image: RGBImage  # (h, w, 3)
     mask: FloatArray | None = None  # (h, w) 0..1; None: the compositor's lower-face mask
+    upscale: float = 1.0  # how much the generator's output was enlarged to fill the patch
 
     @property
     def x2(self) -> int:

@@ -101,7 +101,8 @@ def to_patches(
             resized = resized.reshape(y2 - y1, x2 - x1, 3)
         image = np.ascontiguousarray(resized[:, :, ::-1])  # BGR -> RGB
         mask = np.ones((y2 - y1, x2 - x1), dtype=np.float32)
-        patches.append(Patch(x1, y1, image, mask=mask))
+        upscale = max(x2 - x1, y2 - y1) / IMG_SIZE
+        patches.append(Patch(x1, y1, image, mask=mask, upscale=upscale))
     return patches
 
 

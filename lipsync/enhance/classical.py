@@ -26,7 +26,6 @@ F32 = npt.NDArray[np.float32]
 
 _MOUTH = slice(48, 68)
 _LOWER_FACE = [*range(2, 15), 35, 34, 33, 32, 31]  # jaw 2..14, then nose base back across
-_GEN_SIZE = 96.0  # generator resolution the patch was upscaled from
 
 
 def _polygon_mask(points: npt.NDArray[np.float64], shape: tuple[int, int]) -> F32:
@@ -98,17 +97,20 @@ class ClassicalEnhancer(Enhancer):
             ring = (outer - inner) > 0.5
             if src.shape[:2] == shape and int(ring.sum()) >= 16:
                 out = self._match_colour(roi, src, ring, w_outer)
-        if self.sharpen > 0:
-            sigma = float(np.clip(0.6 * w / _GEN_SIZE, 0.8, 3.0))
+        # Sharpen in proportion to how much the generator's output was enlarged: a patch at
+        # native resolution (e.g. the viseme warp of the real face) keeps its own detail.
+        amount = self.sharpen * float(np.clip((patch.upscale - 1.0) / 0.25, 0.0, 1.0))
+        if amount > 0:
+            sigma = float(np.clip(0.6 * patch.upscale, 0.8, 3.0))
             blurred = cv2.GaussianBlur(out, (0, 0), sigma)
-            sharp = out + self.sharpen * (out - blurred)
+            sharp = out + amount * (out - blurred)
             out = (out + w_inner[..., None] * (sharp - out)).astype(np.float32)
 
         touched = np.maximum(w_inner, w_outer if self.colour else 0.0) > 0.0
         new = np.clip(np.rint(out), 0, 255).astype(np.uint8)
         result = image.copy()
         result[ry1:ry2, rx1:rx2][touched] = new[touched]
-        return Patch(patch.x1, patch.y1, result, mask=patch.mask)
+        return Patch(patch.x1, patch.y1, result, mask=patch.mask, upscale=patch.upscale)
 
     def _match_colour(
         self, roi: F32, reference: RGBImage, ring: npt.NDArray[np.bool_], weight: F32

@@ -163,7 +163,7 @@ class OnnxFaceRestorer(Enhancer):
         weight = np.clip(weight, 0.0, 1.0)[..., None]
         blended = patch.image.astype(np.float32) * (1.0 - weight) + warped * weight
         image = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-        return Patch(patch.x1, patch.y1, image, mask=patch.mask)
+        return Patch(patch.x1, patch.y1, image, mask=patch.mask, upscale=patch.upscale)
 
     def close(self) -> None:
         self._session = None
