@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from lipsync.composite import composite
 from lipsync.engines import EngineCache, create_engine
-from lipsync.engines.base import Engine, EngineContext
+from lipsync.engines.base import Engine, EngineContext, SourceVideo
 from lipsync.enhance import create_enhancer
 from lipsync.errors import Canceled, InvalidOption, NoFace, OutputError
 from lipsync.face.geometry import crop_box
@@ -112,6 +112,14 @@ class Pipeline:
 
         # 4. Timeline and speech features on it.
         timeline = build_timeline(times, float(fps), audio_s, o.sync_mode, vinfo.is_image)
+        if engine.wants_source:
+            with timer.stage("source_analysis"):
+                own_audio = None
+                if vinfo.audio is not None:
+                    own_audio = to_mono(load_audio(video, sample_rate=16000, channels=1)[0])
+                engine.prepare_source(SourceVideo(video, float(fps), times, landmarks,
+                                                  vinfo.is_image, own_audio))
+            check_cancel()
         with timer.stage("audio_features"):
             engine_audio = fit_audio(speech16k, 16000, timeline.audio_s)
             engine.prepare(engine_audio, float(fps), timeline.n_out)

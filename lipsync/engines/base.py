@@ -21,6 +21,18 @@ from lipsync.types import FaceObs, Patch, RGBImage
 
 
 @dataclass(frozen=True)
+class SourceVideo:
+    """What the analysis pass learned about the input video, for engines that use it."""
+
+    path: Path
+    fps: float
+    frame_times: npt.NDArray[np.float64]  # (N,) seconds, decode order
+    landmarks: npt.NDArray[np.float32]  # (N, 68, 2) smoothed; NaN rows where no face
+    is_image: bool
+    audio16k: npt.NDArray[np.float32] | None  # the video's own speech, mono 16 kHz, if any
+
+
+@dataclass(frozen=True)
 class EngineContext:
     """What an engine may need to load itself."""
 
@@ -36,6 +48,13 @@ class Engine(ABC):
     """Base class of every generator engine."""
 
     name: str = ""
+
+    #: Engines that learn from the input video itself (e.g. index its mouth shapes) set this;
+    #: the pipeline then calls :meth:`prepare_source` once per job before :meth:`prepare`.
+    wants_source: bool = False
+
+    def prepare_source(self, source: SourceVideo) -> None:  # noqa: B027 - optional hook
+        """Learn from the input video (only called when ``wants_source`` is True)."""
 
     @abstractmethod
     def prepare(self, audio16k: npt.NDArray[np.float32], fps: float, n_frames: int) -> None:
