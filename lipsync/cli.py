@@ -47,8 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--enhancer", default="classical", help="none | classical | onnx:PATH")
     run.add_argument("--sync-mode", default="loop", choices=SYNC_MODES)
     run.add_argument("--fps", type=float, default=25.0, help="frame rate for still images")
-    run.add_argument("--pads", type=int, nargs=4, default=(0, 10, 0, 0),
-                     metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"), help="face box padding (px)")
+    run.add_argument(
+        "--pads",
+        type=int,
+        nargs=4,
+        default=(0, 10, 0, 0),
+        metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+        help="face box padding (px)",
+    )
     pick = run.add_mutually_exclusive_group()
     pick.add_argument("--face-index", type=int, help="n-th face from the left (0-based)")
     pick.add_argument("--face-point", type=_face_point, help="X,Y inside the wanted face")
@@ -57,8 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--blend", type=float, default=1.0, help="0..1 strength of the new mouth")
     run.add_argument("--crf", type=int, default=12, help="x264 quality (lower is better)")
     run.add_argument("--models-dir", type=Path, help="where weights live (default ./models)")
-    run.add_argument("--max-duration", type=float, default=MediaLimits.max_duration_s,
-                     help="refuse inputs longer than this many seconds")
+    run.add_argument(
+        "--max-duration",
+        type=float,
+        default=MediaLimits.max_duration_s,
+        help="refuse inputs longer than this many seconds",
+    )
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -89,8 +99,9 @@ class ProgressBar:
         self._last = pct
         filled = pct * 30 // 100
         elapsed = time.monotonic() - self.t0
-        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {pct:3d}% {stage:<8} "
-                          f"{elapsed:6.1f}s")
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {pct:3d}% {stage:<8} {elapsed:6.1f}s"
+        )
         self.stream.flush()
 
     def done(self) -> None:
@@ -170,8 +181,10 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     handlers = {"run": _cmd_run, "models": _cmd_models, "probe": _cmd_probe}
     try:
         return handlers[args.command](args)
@@ -191,8 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"error [internal_error]: {type(exc).__name__}: {exc} "
-              "(run with --verbose for details; please report this)", file=sys.stderr)
+        print(
+            f"error [internal_error]: {type(exc).__name__}: {exc} "
+            "(run with --verbose for details; please report this)",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
 
 

@@ -40,6 +40,7 @@ def composite(frame: RGBImage, patch: Patch, face: FaceObs, blend: float = 1.0) 
         return out
     region = out[y1:y2, x1:x2].astype(np.float32)
     a = m[..., None]
-    out[y1:y2, x1:x2] = np.clip(region + (img.astype(np.float32) - region) * a + 0.5, 0, 255
-                                ).astype(np.uint8)
+    out[y1:y2, x1:x2] = np.clip(
+        region + (img.astype(np.float32) - region) * a + 0.5, 0, 255
+    ).astype(np.uint8)
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -17,6 +17,7 @@ from lipsync.composite import composite
 from lipsync.engines import EngineCache, create_engine
 from lipsync.engines.base import Engine, EngineContext, SourceVideo
 from lipsync.enhance import create_enhancer
+from lipsync.enhance.base import Enhancer
 from lipsync.errors import Canceled, InvalidOption, NoFace, OutputError
 from lipsync.face.geometry import crop_box
 from lipsync.face.tracker import FaceChoice, FaceTracker, smooth_landmarks
@@ -27,14 +28,17 @@ from lipsync.media.probe import MediaInfo, probe
 from lipsync.media.reader import FrameReader
 from lipsync.media.timeline import build_timeline, fit_audio
 from lipsync.options import RunOptions
-from lipsync.enhance.base import Enhancer
 from lipsync.types import CancelCheck, FaceObs, Patch, ProgressCallback, Result
 
 log = logging.getLogger(__name__)
 
 # Share of the progress bar given to each phase.
-PHASES = {"probe": (0.0, 0.02), "analyse": (0.02, 0.30), "audio": (0.30, 0.33),
-          "render": (0.33, 1.0)}
+PHASES = {
+    "probe": (0.0, 0.02),
+    "analyse": (0.02, 0.30),
+    "audio": (0.30, 0.33),
+    "render": (0.33, 1.0),
+}
 
 
 class _Timer:
@@ -58,13 +62,24 @@ class Pipeline:
     # -- helpers -----------------------------------------------------------------------------
     def _engine(self) -> Engine:
         o = self.options
-        ctx = EngineContext(device=o.device, checkpoint=o.checkpoint, models_dir=o.models_dir,
-                            batch_size=o.batch_size, pads=o.pads)
+        ctx = EngineContext(
+            device=o.device,
+            checkpoint=o.checkpoint,
+            models_dir=o.models_dir,
+            batch_size=o.batch_size,
+            pads=o.pads,
+        )
         return self.engines.get(o.engine, ctx) if self.engines else create_engine(o.engine, ctx)
 
-    def run(self, video: Path, audio: Path, output: Path, *,
-            progress: ProgressCallback | None = None,
-            should_cancel: CancelCheck | None = None) -> Result:
+    def run(
+        self,
+        video: Path,
+        audio: Path,
+        output: Path,
+        *,
+        progress: ProgressCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> Result:
         o = self.options
         t_start = time.perf_counter()
         timer = _Timer()
@@ -101,8 +116,11 @@ class Pipeline:
         audio_s = speech16k.size / 16000.0
 
         # 3. Faces: one streaming pass over the source, landmarks kept (tiny), frames not.
-        fps = Fraction(o.fps).limit_denominator(1001) if vinfo.is_image else \
-            Fraction(vinfo.video.fps_num, vinfo.video.fps_den)
+        fps = (
+            Fraction(o.fps).limit_denominator(1001)
+            if vinfo.is_image
+            else Fraction(vinfo.video.fps_num, vinfo.video.fps_den)
+        )
         times, landmarks, tracker = self._analyse(video, vinfo, report, check_cancel, timer)
         valid = ~np.isnan(landmarks[:, 0, 0])
         if not valid.any():
@@ -117,8 +135,9 @@ class Pipeline:
                 own_audio = None
                 if vinfo.audio is not None:
                     own_audio = to_mono(load_audio(video, sample_rate=16000, channels=1)[0])
-                engine.prepare_source(SourceVideo(video, float(fps), times, landmarks,
-                                                  vinfo.is_image, own_audio))
+                engine.prepare_source(
+                    SourceVideo(video, float(fps), times, landmarks, vinfo.is_image, own_audio)
+                )
             check_cancel()
         with timer.stage("audio_features"):
             engine_audio = fit_audio(speech16k, 16000, timeline.audio_s)
@@ -131,8 +150,9 @@ class Pipeline:
         height, width = vinfo.video.height, vinfo.video.width
         reader = FrameReader(video, times, vinfo.is_image)
         no_face: list[int] = []
-        writer = VideoWriter(output, width, height, fps, mux_audio, out_rate, crf=o.crf,
-                             preset=o.preset)
+        writer = VideoWriter(
+            output, width, height, fps, mux_audio, out_rate, crf=o.crf, preset=o.preset
+        )
         with writer:
             batch: list[tuple[int, int, npt.NDArray[np.uint8]]] = []
             frames_iter = reader.frames(timeline.source_index)
@@ -146,8 +166,9 @@ class Pipeline:
                 if not batch:
                     break
                 check_cancel()
-                self._render_batch(batch, landmarks, valid, engine, enhancer, writer, no_face,
-                                   timer, width, height)
+                self._render_batch(
+                    batch, landmarks, valid, engine, enhancer, writer, no_face, timer, width, height
+                )
                 report("render", writer.frames_written / timeline.n_out)
             with timer.stage("encode"):
                 writer.commit()
@@ -169,23 +190,35 @@ class Pipeline:
             sync_mode=o.sync_mode,
             wall_s=wall,
             timings={k: round(v, 4) for k, v in timer.totals.items()},
-            engine_info={**engine.info(), "face_detections": tracker.detections,
-                         "max_faces_seen": tracker.max_faces_seen},
+            engine_info={
+                **engine.info(),
+                "face_detections": tracker.detections,
+                "max_faces_seen": tracker.max_faces_seen,
+            },
         )
         if self.engines is None:
             engine.close()
         return result
 
-    def _analyse(self, video: Path, vinfo: MediaInfo, report: ProgressCallback,
-                 check_cancel: CancelCheck | None, timer: _Timer
-                 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], FaceTracker]:
+    def _analyse(
+        self,
+        video: Path,
+        vinfo: MediaInfo,
+        report: ProgressCallback,
+        check_cancel: Callable[[], None],
+        timer: _Timer,
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], FaceTracker]:
         o = self.options
         tracker = FaceTracker(FaceChoice(o.face_index, o.face_point))
         times: list[float] = []
         lms: list[npt.NDArray[np.float32]] = []
         nan = np.full((68, 2), np.nan, np.float32)
-        expected = max(1, vinfo.video.frames if vinfo.video and vinfo.video.frames else
-                       int(vinfo.duration_s * (vinfo.video.fps if vinfo.video else 25)))
+        expected = max(
+            1,
+            vinfo.video.frames
+            if vinfo.video and vinfo.video.frames
+            else int(vinfo.duration_s * (vinfo.video.fps if vinfo.video else 25)),
+        )
         if vinfo.is_image:
             with timer.stage("decode"):
                 image = read_image(video, "luma")
@@ -203,8 +236,7 @@ class Pipeline:
             times.append(frame.time_s)
             lms.append(lm if lm is not None else nan)
             if len(times) % 25 == 0:
-                if check_cancel is not None:
-                    check_cancel()
+                check_cancel()
                 report("analyse", len(times) / expected)
         if not times:
             from lipsync.errors import CorruptMedia
@@ -212,10 +244,19 @@ class Pipeline:
             raise CorruptMedia(f"{video.name}: no decodable video frames")
         return np.asarray(times, np.float64), np.stack(lms), tracker
 
-    def _render_batch(self, batch: list[tuple[int, int, npt.NDArray[np.uint8]]],
-                      landmarks: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_],
-                      engine: Engine, enhancer: Enhancer | None, writer: VideoWriter,
-                      no_face: list[int], timer: _Timer, width: int, height: int) -> None:
+    def _render_batch(
+        self,
+        batch: list[tuple[int, int, npt.NDArray[np.uint8]]],
+        landmarks: npt.NDArray[np.float32],
+        valid: npt.NDArray[np.bool_],
+        engine: Engine,
+        enhancer: Enhancer | None,
+        writer: VideoWriter,
+        no_face: list[int],
+        timer: _Timer,
+        width: int,
+        height: int,
+    ) -> None:
         """Frames arrive as I420; only frames with a face are converted to RGB and back
         (exact round trip), so untouched pixels reach the encoder unchanged."""
         o = self.options
@@ -223,8 +264,10 @@ class Pipeline:
         yuv_of = {i: yuv for i, _, yuv in with_face}
         with timer.stage("convert"):
             rgbs = [i420_to_rgb(yuv) for _, _, yuv in with_face]
-        faces = [FaceObs(crop_box(landmarks[d], o.pads, width, height), landmarks[d])
-                 for _, d, _ in with_face]
+        faces = [
+            FaceObs(crop_box(landmarks[d], o.pads, width, height), landmarks[d])
+            for _, d, _ in with_face
+        ]
         patches: list[Patch] = []
         if with_face:
             with timer.stage("engine"):

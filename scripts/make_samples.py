@@ -31,8 +31,10 @@ def make_portrait(dest: Path) -> Path:
 def make_speech(dest: Path, text: str = TEXT, voice: str = "en-us", speed: int = 150) -> Path:
     exe = shutil.which("espeak-ng")
     if exe is None:
-        raise SystemExit("espeak-ng is not installed: run `sudo apt-get install espeak-ng` "
-                         "(scripts/bootstrap.sh does this when run as root)")
+        raise SystemExit(
+            "espeak-ng is not installed: run `sudo apt-get install espeak-ng` "
+            "(scripts/bootstrap.sh does this when run as root)"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([exe, "-v", voice, "-s", str(speed), "-w", str(dest), text], check=True)
     return dest

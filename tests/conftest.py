@@ -32,8 +32,9 @@ def speech_pause(media_dir: Path) -> tuple[Path, float, float]:
 @pytest.fixture(scope="session")
 def portrait_video(media_dir: Path) -> Path:
     """A 2 s, 25 fps, 320x320 video of the astronaut moving slightly, with a tone track."""
-    return mf.write_video(media_dir / "portrait.mp4", mf.moving_portrait_frames(50),
-                          audio=mf.tone(2.0))
+    return mf.write_video(
+        media_dir / "portrait.mp4", mf.moving_portrait_frames(50), audio=mf.tone(2.0)
+    )
 
 
 @pytest.fixture(scope="session")

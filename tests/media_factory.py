@@ -45,8 +45,11 @@ def espeak(path: Path, text: str, speed: int = 160) -> Path:
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise RuntimeError("espeak-ng is required by the tests: run scripts/bootstrap.sh")
-    subprocess.run([exe, "-v", "en-us", "-s", str(speed), "-w", str(path), text], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [exe, "-v", "en-us", "-s", str(speed), "-w", str(path), text],
+        check=True,
+        capture_output=True,
+    )
     return path
 
 
@@ -60,6 +63,7 @@ def speech_with_pause(path: Path) -> tuple[Path, float, float]:
 
     sa, rate = load_audio(a, sample_rate=16000, channels=1)
     sb, _ = load_audio(b, sample_rate=16000, channels=1)
+
     # espeak pads with a little silence; trim it so the pause is exactly where we say.
     def trim(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         idx = np.flatnonzero(np.abs(x) > 0.02)
@@ -77,9 +81,15 @@ def tone(seconds: float, rate: int = 44100, freq: float = 220.0) -> npt.NDArray[
     return (0.3 * np.sin(2 * math.pi * freq * t)).astype(np.float32)
 
 
-def write_video(path: Path, frames: list[npt.NDArray[np.uint8]], fps: int = 25,
-                codec: str = "libx264", audio: npt.NDArray[np.float32] | None = None,
-                audio_rate: int = 44100, pix_fmt: str = "yuv420p") -> Path:
+def write_video(
+    path: Path,
+    frames: list[npt.NDArray[np.uint8]],
+    fps: int = 25,
+    codec: str = "libx264",
+    audio: npt.NDArray[np.float32] | None = None,
+    audio_rate: int = 44100,
+    pix_fmt: str = "yuv420p",
+) -> Path:
     """Write RGB frames (and optional mono audio) with PyAV."""
     with av.open(str(path), "w") as c:
         vs = c.add_stream(codec, rate=fps)
@@ -99,8 +109,9 @@ def write_video(path: Path, frames: list[npt.NDArray[np.uint8]], fps: int = 25,
         for p in vs.encode(None):
             c.mux(p)
         if ast is not None and audio is not None:
-            af = av.AudioFrame.from_ndarray(audio[None, :].astype(np.float32), format="fltp",
-                                            layout="mono")
+            af = av.AudioFrame.from_ndarray(
+                audio[None, :].astype(np.float32), format="fltp", layout="mono"
+            )
             af.sample_rate = audio_rate
             af.pts = 0
             for p in ast.encode(af):
@@ -142,8 +153,9 @@ def audio_duration(path: Path) -> float:
         return total / s.codec_context.sample_rate
 
 
-def psnr(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8],
-         mask: npt.NDArray[np.bool_] | None = None) -> float:
+def psnr(
+    a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_] | None = None
+) -> float:
     da = a.astype(np.float64) - b.astype(np.float64)
     if mask is not None:
         da = da[mask]

@@ -32,8 +32,9 @@ def _mouth_box(frame: np.ndarray) -> tuple[int, int, int, int]:
     return x1, y1, x2, y2
 
 
-def test_portrait_and_speech_make_a_talking_video(tmp_path: Path, portrait_png: Path,
-                                                  speech_pause: tuple[Path, float, float]) -> None:
+def test_portrait_and_speech_make_a_talking_video(
+    tmp_path: Path, portrait_png: Path, speech_pause: tuple[Path, float, float]
+) -> None:
     audio, p0, p1 = speech_pause
     out = tmp_path / "out.mp4"
     stages: list[tuple[str, float]] = []
@@ -70,13 +71,16 @@ def test_portrait_and_speech_make_a_talking_video(tmp_path: Path, portrait_png: 
     assert set(result.timings) >= {"decode", "detect", "engine", "composite", "encode"}
 
 
-@pytest.mark.parametrize("mode,expected_frames", [("loop", 75), ("bounce", 75),
-                                                  ("cut_off", 50), ("silence", 50),
-                                                  ("remap", 75)])
-def test_sync_modes_set_the_length(tmp_path: Path, portrait_video: Path, mode: str,
-                                   expected_frames: int) -> None:
-    audio = mf.write_wav(tmp_path / "a.wav", mf.tone(3.0, 16000, 180) *
-                         (np.arange(48000) % 8000 < 5000), 16000)
+@pytest.mark.parametrize(
+    "mode,expected_frames",
+    [("loop", 75), ("bounce", 75), ("cut_off", 50), ("silence", 50), ("remap", 75)],
+)
+def test_sync_modes_set_the_length(
+    tmp_path: Path, portrait_video: Path, mode: str, expected_frames: int
+) -> None:
+    audio = mf.write_wav(
+        tmp_path / "a.wav", mf.tone(3.0, 16000, 180) * (np.arange(48000) % 8000 < 5000), 16000
+    )
     out = tmp_path / f"{mode}.mp4"
     r = lipsync.run(portrait_video, audio, out, sync_mode=mode, enhancer="none")
     frames = mf.decode_video(out)
@@ -93,8 +97,9 @@ def test_no_face_anywhere_is_an_error_and_writes_nothing(tmp_path: Path, speech_
     assert list(tmp_path.glob("*.mp4")) == [] and not list(tmp_path.glob(".*part*"))
 
 
-def test_frames_without_a_face_pass_through_and_are_listed(tmp_path: Path,
-                                                           speech_wav: Path) -> None:
+def test_frames_without_a_face_pass_through_and_are_listed(
+    tmp_path: Path, speech_wav: Path
+) -> None:
     faces = mf.moving_portrait_frames(20, 256)
     blank = [np.full((256, 256, 3), 90, np.uint8)] * 10
     video = mf.write_video(tmp_path / "mixed.mp4", faces + blank)
@@ -127,8 +132,9 @@ def test_bad_options_are_refused(tmp_path: Path, portrait_png: Path, speech_wav:
         lipsync.run(portrait_png, speech_wav, tmp_path / "o.avi")
 
 
-def test_cancel_stops_between_batches_and_leaves_no_file(tmp_path: Path, portrait_png: Path,
-                                                         speech_wav: Path) -> None:
+def test_cancel_stops_between_batches_and_leaves_no_file(
+    tmp_path: Path, portrait_png: Path, speech_wav: Path
+) -> None:
     calls = {"n": 0}
 
     def cancel() -> bool:
@@ -136,17 +142,22 @@ def test_cancel_stops_between_batches_and_leaves_no_file(tmp_path: Path, portrai
         return calls["n"] > 4
 
     with pytest.raises(Canceled):
-        lipsync.run(portrait_png, speech_wav, tmp_path / "o.mp4", should_cancel=cancel,
-                    batch_size=4)
+        lipsync.run(
+            portrait_png, speech_wav, tmp_path / "o.mp4", should_cancel=cancel, batch_size=4
+        )
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("video,audio", [
-    ("video_videoretalking_face2.mp4", "audio_Real3DPortrait_Obama_5s.wav"),
-    ("video_SadTalker_WDA_KatieHill_000.mp4", "audio_dreamtalk_korean1.wav"),
-])
-def test_real_clip_with_other_speech(tmp_path: Path, shared_media: Path, video: str,
-                                     audio: str) -> None:
+@pytest.mark.parametrize(
+    "video,audio",
+    [
+        ("video_videoretalking_face2.mp4", "audio_Real3DPortrait_Obama_5s.wav"),
+        ("video_SadTalker_WDA_KatieHill_000.mp4", "audio_dreamtalk_korean1.wav"),
+    ],
+)
+def test_real_clip_with_other_speech(
+    tmp_path: Path, shared_media: Path, video: str, audio: str
+) -> None:
     src_path = shared_media / video
     out = tmp_path / "o.mp4"
     r = lipsync.run(src_path, shared_media / audio, out)

@@ -16,6 +16,7 @@ critically damped smoothing) so the mouth moves like a mouth and never jitters.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +40,7 @@ class MouthTrack:
 
 
 def _band(
-    spec: npt.NDArray[np.float32], freqs: npt.NDArray[np.float64], lo: float, hi: float
+    spec: npt.NDArray[np.float32], freqs: npt.NDArray[np.floating[Any]], lo: float, hi: float
 ) -> npt.NDArray[np.float32]:
     sel = (freqs >= lo) & (freqs < hi)
     return spec[:, sel].sum(axis=1)

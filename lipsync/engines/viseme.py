@@ -43,8 +43,9 @@ def _smooth_closed_curve(pts: F32, per_seg: int = 6) -> F32:
     t = np.linspace(0, 1, per_seg, endpoint=False, dtype=np.float32)[None, :, None]
     t2, t3 = t * t, t * t * t
     a, b, c, d = (x[:, None, :] for x in (p0, p1, p2, p3))
-    out = 0.5 * ((2 * b) + (-a + c) * t + (2 * a - 5 * b + 4 * c - d) * t2
-                 + (-a + 3 * b - 3 * c + d) * t3)
+    out = 0.5 * (
+        (2 * b) + (-a + c) * t + (2 * a - 5 * b + 4 * c - d) * t2 + (-a + 3 * b - 3 * c + d) * t3
+    )
     return out.reshape(-1, 2).astype(np.float32)
 
 
@@ -73,15 +74,19 @@ class VisemeEngine(Engine):
             "mean_open": round(float(self.track.open.mean()), 3),
         }
 
-    def generate(self, frames: Sequence[RGBImage], faces: Sequence[FaceObs],
-                 indices: Sequence[int]) -> list[Patch]:
+    def generate(
+        self, frames: Sequence[RGBImage], faces: Sequence[FaceObs], indices: Sequence[int]
+    ) -> list[Patch]:
         assert self.track is not None, "prepare() first"
         n = len(self.track)
         patches = []
         for frame, face, idx in zip(frames, faces, indices, strict=True):
             i = min(max(idx, 0), n - 1)
-            patches.append(self.render(frame, face.landmarks, float(self.track.open[i]),
-                                       float(self.track.spread[i])))
+            patches.append(
+                self.render(
+                    frame, face.landmarks, float(self.track.open[i]), float(self.track.spread[i])
+                )
+            )
         return patches
 
     # -- the warp -------------------------------------------------------------------------
@@ -92,8 +97,9 @@ class VisemeEngine(Engine):
         """
         across, down, _ = face_axes(lm)
         width = float(np.linalg.norm(lm[54] - lm[48]))
-        gap_src = float(np.mean([max(0.0, float(np.dot(lm[b] - lm[a], down)))
-                                 for a, b in INNER_PAIRS]))
+        gap_src = float(
+            np.mean([max(0.0, float(np.dot(lm[b] - lm[a], down))) for a, b in INNER_PAIRS])
+        )
         gap_tgt = open_ * GAP_MAX * width
         delta = gap_tgt - gap_src
         tgt = lm.copy()
@@ -134,8 +140,12 @@ class VisemeEngine(Engine):
         src = np.vstack([lm[moved], lm[fixed], np.asarray(border, np.float32)])
         dst = np.vstack([tgt[moved], lm[fixed], np.asarray(border, np.float32)])
         # Inverse map: for a target pixel, where to read in the source frame.
-        rbf = RBFInterpolator(dst.astype(np.float64), (src - dst).astype(np.float64),
-                              kernel="thin_plate_spline", smoothing=1e-3)
+        rbf = RBFInterpolator(
+            dst.astype(np.float64),
+            (src - dst).astype(np.float64),
+            kernel="thin_plate_spline",
+            smoothing=1e-3,
+        )
         step = 8
         gx = np.arange(x1, x2 + step, step, dtype=np.float32)
         gy = np.arange(y1, y2 + step, step, dtype=np.float32)
@@ -148,11 +158,17 @@ class VisemeEngine(Engine):
         cv2.fillPoly(region, [np.round(poly - [x1, y1]).astype(np.int32)], 1.0)
         feather = max(3.0, 0.04 * float(np.linalg.norm(lm[16] - lm[0])))
         region = cv2.GaussianBlur(region, (0, 0), feather) * region
-        xs, ys = np.meshgrid(np.arange(x1, x2, dtype=np.float32), np.arange(y1, y2, dtype=np.float32))
+        xs, ys = np.meshgrid(
+            np.arange(x1, x2, dtype=np.float32), np.arange(y1, y2, dtype=np.float32)
+        )
         map_x = xs + fx * region
         map_y = ys + fy * region
-        warped = cv2.remap(frame, map_x, map_y, interpolation=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
+        warped = np.asarray(
+            cv2.remap(
+                frame, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            ),
+            np.uint8,
+        )
         # The mouth's own box inside the region: the only place that needs drawing.
         width = float(np.linalg.norm(lm[54] - lm[48]))
         mouth = np.vstack([lm[48:68], tgt[48:68]])
@@ -173,18 +189,25 @@ class VisemeEngine(Engine):
     @staticmethod
     def _poly_mask(pts: F32, origin: tuple[int, int], shape: tuple[int, int]) -> F32:
         mask = np.zeros(shape, np.uint8)
-        curve = _smooth_closed_curve(pts - np.asarray(origin, np.float32))
+        curve = _smooth_closed_curve((pts - np.asarray(origin, np.float32)).astype(np.float32))
         cv2.fillPoly(mask, [np.round(curve * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
         return mask.astype(np.float32) / 255.0
 
-    def _seal_lips(self, roi: RGBImage, lm: F32, tgt: F32, origin: tuple[int, int],
-                   map_x: F32, map_y: F32) -> RGBImage:
+    def _seal_lips(
+        self, roi: RGBImage, lm: F32, tgt: F32, origin: tuple[int, int], map_x: F32, map_y: F32
+    ) -> RGBImage:
         """Where the source's open mouth was squeezed shut, show lips, not squashed teeth."""
         ox, oy = origin
         shape = roi.shape[:2]
         src_inner = self._poly_mask(lm[60:68], origin, shape)
-        moved = cv2.remap(src_inner, map_x - ox, map_y - oy, interpolation=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        moved = cv2.remap(
+            src_inner,
+            map_x - ox,
+            map_y - oy,
+            interpolation=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0.0,
+        )
         tgt_inner = self._poly_mask(tgt[60:68], origin, shape)
         width = float(np.linalg.norm(tgt[54] - tgt[48])) or 1.0
         grow = max(1, int(round(width / 40)))
@@ -192,19 +215,41 @@ class VisemeEngine(Engine):
         sealed = np.clip(cv2.dilate(moved, kernel) - tgt_inner, 0.0, 1.0)
         if float(sealed.max()) < 0.05:
             return roi
-        lips = np.clip(self._poly_mask(tgt[48:60], origin, shape) - cv2.dilate(
-            np.maximum(moved, tgt_inner), kernel, iterations=2), 0.0, 1.0) > 0.5
+        lips = (
+            np.clip(
+                self._poly_mask(tgt[48:60], origin, shape)
+                - cv2.dilate(np.maximum(moved, tgt_inner), kernel, iterations=2),
+                0.0,
+                1.0,
+            )
+            > 0.5
+        )
         if lips.sum() < 10:
             return roi
         colour = np.median(roi[lips].astype(np.float32), axis=0)
         fill = np.empty(roi.shape, np.float32)
         fill[:] = colour
         # The line where the lips meet: a soft darker seam.
-        seam = np.array([tgt[60], (tgt[61] + tgt[67]) / 2, (tgt[62] + tgt[66]) / 2,
-                         (tgt[63] + tgt[65]) / 2, tgt[64]], np.float32) - [ox, oy]
+        seam = np.array(
+            [
+                tgt[60],
+                (tgt[61] + tgt[67]) / 2,
+                (tgt[62] + tgt[66]) / 2,
+                (tgt[63] + tgt[65]) / 2,
+                tgt[64],
+            ],
+            np.float32,
+        ) - [ox, oy]
         line = np.zeros(shape, np.uint8)
-        cv2.polylines(line, [np.round(seam * 4).astype(np.int32)], False, 255,
-                      max(1, grow), cv2.LINE_AA, shift=2)
+        cv2.polylines(
+            line,
+            [np.round(seam * 4).astype(np.int32)],
+            False,
+            255,
+            max(1, grow),
+            cv2.LINE_AA,
+            shift=2,
+        )
         soft = max(0.7, width / 80)
         line_f = cv2.GaussianBlur(line.astype(np.float32) / 255.0, (0, 0), soft)
         a = cv2.GaussianBlur(sealed, (0, 0), soft)[..., None]
@@ -216,19 +261,25 @@ class VisemeEngine(Engine):
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
     # -- the inside of the mouth ------------------------------------------------------------
-    def _paint_mouth(self, roi: RGBImage, frame: RGBImage, lm: F32, tgt: F32,
-                     origin: tuple[int, int], gap_tgt: float, gap_src: float) -> RGBImage:
+    def _paint_mouth(
+        self,
+        roi: RGBImage,
+        frame: RGBImage,
+        lm: F32,
+        tgt: F32,
+        origin: tuple[int, int],
+        gap_tgt: float,
+        gap_src: float,
+    ) -> RGBImage:
         ox, oy = origin
         rh, rw = roi.shape[:2]
         across, down, _ = face_axes(lm)
-        inner = _smooth_closed_curve(tgt[60:68] - [ox, oy])
-        mask_u8 = np.zeros((rh, rw), np.uint8)
-        cv2.fillPoly(mask_u8, [np.round(inner * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
-        if not mask_u8.any():
+        hard = self._poly_mask(tgt[60:68], origin, (rh, rw))
+        if not hard.any():
             return roi
         width = float(np.linalg.norm(tgt[64] - tgt[60])) or 1.0
         soft = max(0.6, width / 90.0)
-        mask = cv2.GaussianBlur(mask_u8.astype(np.float32) / 255.0, (0, 0), soft)
+        mask = cv2.GaussianBlur(hard, (0, 0), soft)
 
         # Lighting: the skin around the mouth, relative to a mid-grey reference.
         mx1, my1 = np.floor(tgt[48:60].min(axis=0)).astype(int)
@@ -237,15 +288,19 @@ class VisemeEngine(Engine):
         sy1, sy2 = max(0, my1 - pad), min(frame.shape[0], my2 + pad)
         sx1, sx2 = max(0, mx1 - pad), min(frame.shape[1], mx2 + pad)
         skin = frame[sy1:sy2, sx1:sx2].reshape(-1, 3).astype(np.float32)
-        skin_lum = float(np.median(skin @ np.array([0.299, 0.587, 0.114], np.float32))) \
-            if skin.size else 150.0
+        skin_lum = (
+            float(np.median(skin @ np.array([0.299, 0.587, 0.114], np.float32)))
+            if skin.size
+            else 150.0
+        )
         light = float(np.clip(skin_lum / 150.0, 0.35, 1.4))
         tint = skin.mean(axis=0) / max(float(skin.mean()), 1.0) if skin.size else np.ones(3)
         tint = (0.85 + 0.15 * tint).astype(np.float32)
 
         # Mouth coordinates: u across (-1..1), v down from the upper inner lip (0..1 at gap).
-        xs, ys = np.meshgrid(np.arange(rw, dtype=np.float32) + ox,
-                             np.arange(rh, dtype=np.float32) + oy)
+        xs, ys = np.meshgrid(
+            np.arange(rw, dtype=np.float32) + ox, np.arange(rh, dtype=np.float32) + oy
+        )
         centre = (tgt[60] + tgt[64]) / 2
         top = (tgt[61] + tgt[62] * 2 + tgt[63]) / 4
         u = ((xs - centre[0]) * across[0] + (ys - centre[1]) * across[1]) / (width / 2)
@@ -261,7 +316,9 @@ class VisemeEngine(Engine):
         # Tongue: low in the mouth, seen when the mouth is well open.
         if gap_rel > 0.12:
             t_mask = _smoothstep((1.0 - ((u / 0.62) ** 2 + ((v - 1.05) / 0.45) ** 2)) * 3.0)
-            tongue = np.array([150, 62, 66], np.float32) * tint * (0.55 + 0.25 * (v[..., None] - 0.6))
+            tongue = (
+                np.array([150, 62, 66], np.float32) * tint * (0.55 + 0.25 * (v[..., None] - 0.6))
+            )
             a = (t_mask * min(1.0, (gap_rel - 0.12) / 0.15))[..., None]
             img = img * (1 - a) + tongue * a
         # Upper teeth: a band under the upper lip, shaded at the sides and under the lip.
@@ -269,11 +326,15 @@ class VisemeEngine(Engine):
         tooth = np.array([226, 220, 208], np.float32)
         edge = _smoothstep((teeth_h - v) / max(0.12 * teeth_h, 0.02) + 0.5)
         side = np.clip(1.0 - (np.abs(u) / 0.82) ** 4, 0.0, 1.0)
-        shade = (0.62 + 0.38 * np.cos(np.clip(u, -1, 1) * np.pi / 2)) * \
-            (0.78 + 0.22 * _smoothstep(v / max(teeth_h * 0.5, 0.02)))
+        shade = (0.62 + 0.38 * np.cos(np.clip(u, -1, 1) * np.pi / 2)) * (
+            0.78 + 0.22 * _smoothstep(v / max(teeth_h * 0.5, 0.02))
+        )
         # faint gaps between incisors
-        gaps = 1.0 - 0.10 * np.exp(-(((np.abs(u) - np.array([[0.0]])) * width / soft) ** 2) / 2) \
+        gaps = (
+            1.0
+            - 0.10 * np.exp(-(((np.abs(u) - np.array([[0.0]])) * width / soft) ** 2) / 2)
             - 0.07 * np.exp(-((((np.abs(u) - 0.27) * width) / soft) ** 2) / 2)
+        )
         t_col = tooth[None, None, :] * (shade * gaps)[..., None]
         a_up = (edge * side * (v > -0.5))[..., None]
         img = img * (1 - a_up) + t_col * a_up

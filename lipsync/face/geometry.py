@@ -30,8 +30,9 @@ def detector_like_box(lm: npt.NDArray[np.float32]) -> tuple[float, float, float,
     return x1 + 0.02 * w, top - 0.02 * w, x2 - 0.02 * w, y2 - 0.02 * w
 
 
-def crop_box(lm: npt.NDArray[np.float32], pads: tuple[int, int, int, int], width: int,
-             height: int) -> Box:
+def crop_box(
+    lm: npt.NDArray[np.float32], pads: tuple[int, int, int, int], width: int, height: int
+) -> Box:
     """A face crop like Wav2Lip's S3FD box (forehead to chin, cheek to cheek) plus pads."""
     jaw = lm[JAW]
     x1, x2 = float(jaw[:, 0].min()), float(jaw[:, 0].max())
@@ -46,11 +47,15 @@ def crop_box(lm: npt.NDArray[np.float32], pads: tuple[int, int, int, int], width
     return bx1, by1, max(bx2, bx1 + 2), max(by2, by1 + 2)
 
 
-def eye_centres(lm: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+def eye_centres(
+    lm: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     return lm[LEFT_EYE].mean(axis=0), lm[RIGHT_EYE].mean(axis=0)
 
 
-def face_axes(lm: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
+def face_axes(
+    lm: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
     """Unit vectors across (left->right eye) and down the face, and the interocular distance."""
     le, re = eye_centres(lm)
     across = re - le
@@ -62,7 +67,9 @@ def face_axes(lm: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt
     return across.astype(np.float32), down, iod
 
 
-def lower_face_polygon(lm: npt.NDArray[np.float32], extend: float = 0.12) -> npt.NDArray[np.float32]:
+def lower_face_polygon(
+    lm: npt.NDArray[np.float32], extend: float = 0.12
+) -> npt.NDArray[np.float32]:
     """Region that lip-sync may change: under the nose, cheek to cheek, below the chin.
 
     ``extend`` pushes the jaw line outward/down by that share of the face height, so a

@@ -55,8 +55,12 @@ def iou(a: BoxF, b: BoxF) -> float:
 class FaceTracker:
     """Feed frames in order with :meth:`update`; get (68, 2) landmarks or None per frame."""
 
-    def __init__(self, choice: FaceChoice | None = None, detect_every: int = 5,
-                 detect_pixels: int = 640 * 480) -> None:
+    def __init__(
+        self,
+        choice: FaceChoice | None = None,
+        detect_every: int = 5,
+        detect_pixels: int = 640 * 480,
+    ) -> None:
         self.faces = DlibFaces()
         self.choice = choice or FaceChoice()
         self.detect_every = max(1, detect_every)
@@ -70,14 +74,25 @@ class FaceTracker:
         """Whole-frame detection on a downscaled copy (upsampling once if nothing is found)."""
         h, w = gray.shape
         scale = min(1.0, float(np.sqrt(self.detect_pixels / float(h * w))))
-        small = cv2.resize(gray, (max(1, int(w * scale)), max(1, int(h * scale))),
-                           interpolation=cv2.INTER_AREA) if scale < 1.0 else gray
+        small = (
+            np.asarray(
+                cv2.resize(
+                    gray,
+                    (max(1, int(w * scale)), max(1, int(h * scale))),
+                    interpolation=cv2.INTER_AREA,
+                ),
+                np.uint8,
+            )
+            if scale < 1.0
+            else gray
+        )
         self.detections += 1
         for up in (0, 1):
             boxes = self.faces.detect(small, up)
             if boxes:
-                return [(x1 / scale, y1 / scale, x2 / scale, y2 / scale)
-                        for x1, y1, x2, y2 in boxes]
+                return [
+                    (x1 / scale, y1 / scale, x2 / scale, y2 / scale) for x1, y1, x2, y2 in boxes
+                ]
         return []
 
     def _detect_near(self, gray: npt.NDArray[np.uint8], box: BoxF) -> list[BoxF]:
@@ -90,15 +105,22 @@ class FaceTracker:
             return []
         scale = 110.0 / max(bw, 1.0)
         crop = gray[y1:y2, x1:x2]
-        crop = cv2.resize(crop, (max(1, int(crop.shape[1] * scale)), max(1, int(crop.shape[0] * scale))),
-                          interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        size = (max(1, int(crop.shape[1] * scale)), max(1, int(crop.shape[0] * scale)))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        crop = np.asarray(cv2.resize(crop, size, interpolation=interp), np.uint8)
         self.detections += 1
-        return [(x1 + a / scale, y1 + b / scale, x1 + c / scale, y1 + d / scale)
-                for a, b, c, d in self.faces.detect(crop, 0)]
+        return [
+            (x1 + a / scale, y1 + b / scale, x1 + c / scale, y1 + d / scale)
+            for a, b, c, d in self.faces.detect(crop, 0)
+        ]
 
     def update(self, image: RGBImage | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32] | None:
         """Landmarks of the followed face in ``image`` (RGB or grayscale), or None."""
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+        gray: npt.NDArray[np.uint8] = (
+            np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), np.uint8)
+            if image.ndim == 3
+            else image
+        )
         due = self._box is None or self._since_detect >= self.detect_every
         if due:
             self._since_detect = 0

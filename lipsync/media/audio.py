@@ -13,8 +13,9 @@ from lipsync.media.probe import open_options
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 
 
-def load_audio(path: Path, sample_rate: int | None = None, channels: int | None = None
-               ) -> tuple[npt.NDArray[np.float32], int]:
+def load_audio(
+    path: Path, sample_rate: int | None = None, channels: int | None = None
+) -> tuple[npt.NDArray[np.float32], int]:
     """Decode the first audio stream of ``path`` to ``(samples (C, N) float32, rate)``.
 
     ``sample_rate`` / ``channels`` None keep the source's (more than two channels are mixed
@@ -34,8 +35,9 @@ def load_audio(path: Path, sample_rate: int | None = None, channels: int | None 
         src_channels = int(stream.codec_context.channels or 1)
         rate = sample_rate or src_rate or 16000
         nch = channels or min(src_channels, 2)
-        resampler = av.AudioResampler(format="fltp", layout="mono" if nch == 1 else "stereo",
-                                      rate=rate)
+        resampler = av.AudioResampler(
+            format="fltp", layout="mono" if nch == 1 else "stereo", rate=rate
+        )
         chunks: list[npt.NDArray[np.float32]] = []
         try:
             for frame in container.decode(stream):
@@ -62,7 +64,9 @@ def check_not_silent(mono: npt.NDArray[np.float32], rate: int, name: str) -> Non
         raise AudioEmpty(f"{name}: the audio lasts less than 0.1 s")
     peak = float(np.max(np.abs(mono))) if mono.size else 0.0
     if peak < 1e-3:
-        raise AudioEmpty(f"{name}: the audio is silent (peak {20 * np.log10(peak + 1e-12):.0f} dBFS)")
+        raise AudioEmpty(
+            f"{name}: the audio is silent (peak {20 * np.log10(peak + 1e-12):.0f} dBFS)"
+        )
 
 
 def mux_rate(rate: int) -> int:

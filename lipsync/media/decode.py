@@ -53,15 +53,16 @@ def to_i420(rgb: RGBImage) -> npt.NDArray[np.uint8]:
     h, w = rgb.shape[:2]
     if h % 2 or w % 2:
         rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)
+    return np.asarray(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420), np.uint8)
 
 
 def i420_to_rgb(yuv: npt.NDArray[np.uint8]) -> RGBImage:
-    return cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420)
+    return np.asarray(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), np.uint8)
 
 
-def paste_region(yuv: npt.NDArray[np.uint8], rgb: RGBImage, x1: int, y1: int, x2: int, y2: int
-                 ) -> npt.NDArray[np.uint8]:
+def paste_region(
+    yuv: npt.NDArray[np.uint8], rgb: RGBImage, x1: int, y1: int, x2: int, y2: int
+) -> npt.NDArray[np.uint8]:
     """A copy of I420 ``yuv`` with the box (x1, y1, x2, y2) taken from full-frame ``rgb``.
 
     The box is widened to even coordinates; everything outside it stays bit-identical.
@@ -81,7 +82,9 @@ def paste_region(yuv: npt.NDArray[np.uint8], rgb: RGBImage, x1: int, y1: int, x2
     u_plane = flat[h * w : h * w + cw * ch].reshape(ch, cw)
     v_plane = flat[h * w + cw * ch : h * w + 2 * cw * ch].reshape(ch, cw)
     q = (bw // 2) * (bh // 2)
-    u_plane[y1 // 2 : y2 // 2, x1 // 2 : x2 // 2] = sub[bw * bh : bw * bh + q].reshape(bh // 2, bw // 2)
+    u_plane[y1 // 2 : y2 // 2, x1 // 2 : x2 // 2] = sub[bw * bh : bw * bh + q].reshape(
+        bh // 2, bw // 2
+    )
     v_plane[y1 // 2 : y2 // 2, x1 // 2 : x2 // 2] = sub[bw * bh + q :].reshape(bh // 2, bw // 2)
     return out
 
@@ -104,8 +107,9 @@ def _convert(frame: Any, pixel_format: str) -> npt.NDArray[np.uint8]:
     return _rotate(frame.to_ndarray(format=pixel_format), rot)
 
 
-def iter_frames(path: Path, start_index: int = 0, start_time_s: float | None = None,
-                pixel_format: str = "rgb24") -> Iterator[DecodedFrame]:
+def iter_frames(
+    path: Path, start_index: int = 0, start_time_s: float | None = None, pixel_format: str = "rgb24"
+) -> Iterator[DecodedFrame]:
     """Yield frames in decode order from ``start_index`` on, one at a time.
 
     ``pixel_format``: "rgb24" (H, W, 3); "i420" (H*3/2, W) planar YUV, sizes padded to even
@@ -125,14 +129,21 @@ def iter_frames(path: Path, start_index: int = 0, start_time_s: float | None = N
         if start_index > 0 and start_time_s is not None and stream.time_base:
             # Seek to a keyframe at or before the wanted time, then count frames from the
             # seek point using their timestamps.
-            container.seek(int(start_time_s / stream.time_base) + base, stream=stream,
-                           backward=True, any_frame=False)
+            container.seek(
+                int(start_time_s / stream.time_base) + base,
+                stream=stream,
+                backward=True,
+                any_frame=False,
+            )
             index = -1  # unknown until we see timestamps
         try:
             for frame in container.decode(stream):
                 pts = frame.pts if frame.pts is not None else frame.dts
-                t = (float((pts - base) * stream.time_base)
-                     if pts is not None and stream.time_base else None)
+                t = (
+                    float((pts - base) * stream.time_base)
+                    if pts is not None and stream.time_base
+                    else None
+                )
                 if index < 0:
                     # After a seek we only know times; resume counting at the requested frame.
                     if t is None or start_time_s is None:

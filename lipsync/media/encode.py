@@ -3,6 +3,7 @@ and renamed into place only when complete (no half-written output, ever)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from fractions import Fraction
@@ -60,8 +61,9 @@ class VideoWriter:
 
         self.output.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._container = av.open(str(self.tmp), mode="w", format="mp4",
-                                      options={"movflags": "+faststart"})
+            self._container = av.open(
+                str(self.tmp), mode="w", format="mp4", options={"movflags": "+faststart"}
+            )
             vs = self._container.add_stream("libx264", rate=self.fps)
             vs.width, vs.height = self.width, self.height
             vs.pix_fmt = "yuv420p"
@@ -84,13 +86,17 @@ class VideoWriter:
 
         if image.ndim == 2:
             if image.shape != (self.height * 3 // 2, self.width):
-                raise OutputError(f"I420 frame of shape {image.shape} does not fit "
-                                  f"{self.width}x{self.height}")
+                raise OutputError(
+                    f"I420 frame of shape {image.shape} does not fit {self.width}x{self.height}"
+                )
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="yuv420p")
         else:
             if image.shape[1] != self.width or image.shape[0] != self.height:
-                image = np.pad(image, ((0, self.height - image.shape[0]),
-                                       (0, self.width - image.shape[1]), (0, 0)), mode="edge")
+                image = np.pad(
+                    image,
+                    ((0, self.height - image.shape[0]), (0, self.width - image.shape[1]), (0, 0)),
+                    mode="edge",
+                )
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         frame.pts = self.frames_written
         frame.time_base = 1 / self.fps
@@ -109,7 +115,7 @@ class VideoWriter:
         step = 1024
         while self._audio_pos < end:
             stop = min(end, self._audio_pos + step * 8)
-            chunk = np.ascontiguousarray(self.audio[:, self._audio_pos:stop], dtype=np.float32)
+            chunk = np.ascontiguousarray(self.audio[:, self._audio_pos : stop], dtype=np.float32)
             frame = av.AudioFrame.from_ndarray(
                 chunk, format="fltp", layout="mono" if chunk.shape[0] == 1 else "stereo"
             )
@@ -140,10 +146,8 @@ class VideoWriter:
 
     def _cleanup(self) -> None:
         if self._container is not None:
-            try:
+            with contextlib.suppress(Exception):  # best effort on the error path
                 self._container.close()
-            except Exception:  # noqa: S110 - best effort on the error path
-                pass
             self._container = None
         self.tmp.unlink(missing_ok=True)
 

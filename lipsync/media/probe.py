@@ -226,12 +226,14 @@ def probe(path: Path, limits: MediaLimits | None = None, kind: ProbeKind = "any"
                 rotation=0,
             )
         if astreams:
-            ast = astreams[0]
-            cc = ast.codec_context
-            if cc.name not in ALLOWED_AUDIO_CODECS:
-                raise UnsupportedMedia(f"{path.name}: audio codec {cc.name!r} is not accepted")
-            audio = AudioInfo(codec=cc.name, sample_rate=int(cc.sample_rate or 0),
-                              channels=int(cc.channels or 0))
+            acc = astreams[0].codec_context
+            if acc.name not in ALLOWED_AUDIO_CODECS:
+                raise UnsupportedMedia(f"{path.name}: audio codec {acc.name!r} is not accepted")
+            audio = AudioInfo(
+                codec=acc.name,
+                sample_rate=int(acc.sample_rate or 0),
+                channels=int(acc.channels or 0),
+            )
             if audio.sample_rate <= 0 or audio.sample_rate > 384_000:
                 raise CorruptMedia(f"{path.name}: audio sample rate {audio.sample_rate} Hz")
         info = MediaInfo(
@@ -296,7 +298,9 @@ def probe_bounded(
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False, text=True)
     except subprocess.TimeoutExpired as exc:
-        raise UnsupportedMedia(f"{Path(path).name}: probing took longer than {timeout:g} s") from exc
+        raise UnsupportedMedia(
+            f"{Path(path).name}: probing took longer than {timeout:g} s"
+        ) from exc
     try:
         data = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:

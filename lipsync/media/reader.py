@@ -15,13 +15,18 @@ import numpy.typing as npt
 
 from lipsync.media.decode import DecodedFrame, iter_frames, read_image
 
-
 Image = npt.NDArray[np.uint8]  # a decoded frame in the reader's pixel format
 
 
 class FrameReader:
-    def __init__(self, path: Path, frame_times: npt.NDArray[np.float64], is_image: bool,
-                 window: int = 16, pixel_format: str = "i420") -> None:
+    def __init__(
+        self,
+        path: Path,
+        frame_times: npt.NDArray[np.float64],
+        is_image: bool,
+        window: int = 16,
+        pixel_format: str = "i420",
+    ) -> None:
         self.path = path
         self.pixel_format = pixel_format
         self.times = frame_times
@@ -36,8 +41,9 @@ class FrameReader:
         self._close()
         self.seeks += 1
         start_t = float(self.times[index]) if index > 0 else None
-        self._it = iter_frames(self.path, start_index=index, start_time_s=start_t,
-                               pixel_format=self.pixel_format)
+        self._it = iter_frames(
+            self.path, start_index=index, start_time_s=start_t, pixel_format=self.pixel_format
+        )
         self._pos = index - 1
 
     def _close(self) -> None:
@@ -93,8 +99,9 @@ class FrameReader:
         finally:
             self._close()
 
-    def _backward(self, sequence: npt.NDArray[np.int64], i: int, j: int
-                  ) -> Iterator[tuple[int, int, Image]]:
+    def _backward(
+        self, sequence: npt.NDArray[np.int64], i: int, j: int
+    ) -> Iterator[tuple[int, int, Image]]:
         hi = int(sequence[i])
         lo_end = int(sequence[j])
         k = i

@@ -17,8 +17,13 @@ class Timeline:
     audio_s: float  # length the output's audio must have (padded with silence or cut)
 
 
-def build_timeline(frame_times: npt.NDArray[np.float64], fps: float, audio_s: float,
-                   mode: SyncMode, is_image: bool = False) -> Timeline:
+def build_timeline(
+    frame_times: npt.NDArray[np.float64],
+    fps: float,
+    audio_s: float,
+    mode: SyncMode,
+    is_image: bool = False,
+) -> Timeline:
     """Map output frames (constant ``fps``) onto decoded frames with times ``frame_times``.
 
     Variable-frame-rate sources are resampled by time: output time t shows the last source
@@ -60,7 +65,9 @@ def build_timeline(frame_times: npt.NDArray[np.float64], fps: float, audio_s: fl
     return Timeline(int(n_out), np.clip(idx, 0, n_src - 1).astype(np.int64), n_out / fps)
 
 
-def fit_audio(samples: npt.NDArray[np.float32], rate: int, seconds: float) -> npt.NDArray[np.float32]:
+def fit_audio(
+    samples: npt.NDArray[np.float32], rate: int, seconds: float
+) -> npt.NDArray[np.float32]:
     """Cut or pad (with silence) ``(C, N)`` samples to exactly ``seconds``."""
     n = int(round(seconds * rate))
     if samples.shape[-1] >= n:

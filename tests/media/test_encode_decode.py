@@ -77,8 +77,9 @@ def _brightness(img: np.ndarray) -> int:
 def test_reader_serves_loop_and_bounce_orders(tmp_path: Path) -> None:
     p = mf.write_video(tmp_path / "idx.mp4", mf.index_frames(40))
     times = np.array([f.time_s for f in iter_frames(p)])
-    seq = np.array(list(range(40)) + list(range(38, -1, -1)) + list(range(0, 10)) + [5, 6],
-                   np.int64)
+    seq = np.array(
+        list(range(40)) + list(range(38, -1, -1)) + list(range(0, 10)) + [5, 6], np.int64
+    )
     reader = FrameReader(p, times, is_image=False, window=8, pixel_format="rgb24")
     got = [(i, d, _brightness(img)) for i, d, img in reader.frames(seq)]
     assert [g[0] for g in got] == list(range(len(seq)))
@@ -95,8 +96,9 @@ def test_load_audio_resamples_and_mixes(tmp_path: Path) -> None:
     assert rate2 == 44100 and y.shape[0] == 2
 
 
-@pytest.mark.parametrize("name", ["video_videoretalking_face2.mp4",
-                                  "video_SadTalker_WDA_KatieHill_000.mp4"])
+@pytest.mark.parametrize(
+    "name", ["video_videoretalking_face2.mp4", "video_SadTalker_WDA_KatieHill_000.mp4"]
+)
 def test_real_clips_decode_fully(shared_media: Path, name: str) -> None:
     n = sum(1 for _ in iter_frames(shared_media / name, pixel_format="luma"))
     assert n in (125, 200)

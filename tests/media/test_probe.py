@@ -15,13 +15,18 @@ from tests import media_factory as mf
 
 def _png_claiming(path: Path, width: int, height: int) -> Path:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -35,8 +40,9 @@ def _wav_claiming(path: Path, seconds: float) -> Path:
     return path
 
 
-def test_accepts_real_image_audio_and_video(portrait_png: Path, speech_wav: Path,
-                                            portrait_video: Path) -> None:
+def test_accepts_real_image_audio_and_video(
+    portrait_png: Path, speech_wav: Path, portrait_video: Path
+) -> None:
     img = probe(portrait_png, kind="video")
     assert img.is_image and img.video is not None
     assert (img.video.width, img.video.height) == (512, 512)
@@ -64,8 +70,10 @@ def test_empty_file_is_unsupported(tmp_path: Path) -> None:
 
 def test_hls_playlist_disguised_as_video_is_refused(tmp_path: Path) -> None:
     p = tmp_path / "clip.mp4"
-    p.write_text("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\nfile:///etc/passwd\n"
-                 "#EXTINF:10.0,\nhttp://127.0.0.1:9/x.ts\n#EXT-X-ENDLIST\n")
+    p.write_text(
+        "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\nfile:///etc/passwd\n"
+        "#EXTINF:10.0,\nhttp://127.0.0.1:9/x.ts\n#EXT-X-ENDLIST\n"
+    )
     with pytest.raises(UnsupportedMedia):
         probe(p)
 
