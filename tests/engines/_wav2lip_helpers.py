@@ -9,7 +9,6 @@ out, and load it through the engines' real loaders.
 from __future__ import annotations
 
 import importlib.util
-import warnings
 from pathlib import Path
 
 import cv2
@@ -90,42 +89,6 @@ def random_generator(seed: int = 0) -> Wav2Lip:
     with torch.no_grad():
         model(mel, face_in)
     return model.eval()
-
-
-def save_published(model: Wav2Lip, path: Path) -> Path:
-    """Save like the released checkpoints: DataParallel names under ``state_dict``."""
-    state = {"module." + k: v for k, v in model.state_dict().items()}
-    torch.save({"state_dict": state, "global_step": 0, "global_epoch": 0}, path)
-    return path
-
-
-def export_onnx(
-    model: torch.nn.Module,
-    path: Path,
-    dynamic_batch: bool = True,
-    inputs: tuple[torch.Tensor, ...] | None = None,
-    names: tuple[str, ...] = ("audio_x", "video_x"),
-) -> Path:
-    """Export with the legacy (TorchScript) exporter, inputs named unlike any convention.
-
-    Default inputs are the generator's own (mel NCHW, face NCHW).
-    """
-    if inputs is None:
-        inputs = (torch.zeros(1, 1, 80, 16), torch.zeros(1, 6, 96, 96))
-    axes = {n: {0: "n"} for n in (*names, "out")} if dynamic_batch else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model,
-            inputs,
-            str(path),
-            input_names=list(names),
-            output_names=["out"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
-    return path
 
 
 def reference_patch(

@@ -12,30 +12,18 @@ from lipsync.audio.mel import mel_chunks, melspectrogram
 from lipsync.engines import create_engine
 from lipsync.engines.base import EngineContext
 from lipsync.engines.wav2lip import Wav2LipEngine, load_generator
+from lipsync.engines.wav2lip_export import save_published
 from lipsync.engines.wav2lip_net import Wav2Lip
 from lipsync.errors import ModelMismatch, ModelMissing
 from lipsync.types import FaceObs
-
-try:  # tests/ laid out as packages or as plain directories
-    from ._wav2lip_helpers import (
-        FPS,
-        astronaut,
-        detect_face,
-        random_generator,
-        reference_patch,
-        save_published,
-        speech_like,
-    )
-except ImportError:
-    from _wav2lip_helpers import (  # type: ignore[no-redef]
-        FPS,
-        astronaut,
-        detect_face,
-        random_generator,
-        reference_patch,
-        save_published,
-        speech_like,
-    )
+from tests.engines._wav2lip_helpers import (
+    FPS,
+    astronaut,
+    detect_face,
+    random_generator,
+    reference_patch,
+    speech_like,
+)
 
 
 @pytest.fixture(scope="module")
@@ -195,5 +183,3 @@ def test_indices_past_the_end_use_last_window(models_dir: Path, face: FaceObs) -
     engine.prepare(speech_like(0.5), FPS, 4)
     a, b = engine.generate([astronaut()] * 2, [face] * 2, [3, 10])
     assert np.array_equal(a.image, b.image)
-
-

@@ -13,31 +13,18 @@ from onnx import TensorProto, helper
 from lipsync.engines import create_engine
 from lipsync.engines.base import EngineContext
 from lipsync.engines.wav2lip import Wav2LipEngine
+from lipsync.engines.wav2lip_export import export_onnx, save_published
 from lipsync.engines.wav2lip_net import Wav2Lip
 from lipsync.engines.wav2lip_onnx import Wav2LipOnnxEngine
 from lipsync.errors import ModelMismatch, ModelMissing
 from lipsync.types import FaceObs, Patch
-
-try:  # tests/ laid out as packages or as plain directories
-    from ._wav2lip_helpers import (
-        FPS,
-        astronaut,
-        detect_face,
-        export_onnx,
-        random_generator,
-        save_published,
-        speech_like,
-    )
-except ImportError:
-    from _wav2lip_helpers import (  # type: ignore[no-redef]
-        FPS,
-        astronaut,
-        detect_face,
-        export_onnx,
-        random_generator,
-        save_published,
-        speech_like,
-    )
+from tests.engines._wav2lip_helpers import (
+    FPS,
+    astronaut,
+    detect_face,
+    random_generator,
+    speech_like,
+)
 
 N = 6
 

@@ -9,11 +9,7 @@ import numpy.typing as npt
 from lipsync.enhance import create_enhancer
 from lipsync.enhance.classical import ClassicalEnhancer
 from lipsync.types import FaceObs, Patch
-
-try:  # tests/ laid out as packages or as plain directories
-    from ._face_helpers import astronaut, astronaut_face
-except ImportError:
-    from _face_helpers import astronaut, astronaut_face  # type: ignore[no-redef]
+from tests.enhance._face_helpers import astronaut, astronaut_face
 
 LOWER_FACE = [*range(2, 15), 35, 34, 33, 32, 31]
 
@@ -26,8 +22,13 @@ def generated_patch(frame: npt.NDArray[np.uint8], face: FaceObs) -> Patch:
     soft = cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR).astype(int)
     soft = soft + np.array([18, 4, -12])  # a warm cast
     image = np.clip(soft, 0, 255).astype(np.uint8)
-    return Patch(x1, y1, image, mask=np.ones((y2 - y1, x2 - x1), dtype=np.float32),
-                 upscale=max(x2 - x1, y2 - y1) / 96)
+    return Patch(
+        x1,
+        y1,
+        image,
+        mask=np.ones((y2 - y1, x2 - x1), dtype=np.float32),
+        upscale=max(x2 - x1, y2 - y1) / 96,
+    )
 
 
 def region(points: npt.NDArray[np.floating], shape: tuple[int, ...]) -> npt.NDArray[np.bool_]:

@@ -14,11 +14,7 @@ from lipsync.enhance import create_enhancer
 from lipsync.enhance.onnx_restorer import FFHQ_512_TEMPLATE, OnnxFaceRestorer, five_points
 from lipsync.errors import ModelMismatch, ModelMissing
 from lipsync.types import FaceObs, Patch
-
-try:  # tests/ laid out as packages or as plain directories
-    from ._face_helpers import astronaut, astronaut_face
-except ImportError:
-    from _face_helpers import astronaut, astronaut_face  # type: ignore[no-redef]
+from tests.enhance._face_helpers import astronaut, astronaut_face
 
 IMAGE = [1, 3, 512, 512]
 
