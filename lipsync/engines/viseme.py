@@ -10,6 +10,7 @@ under the lip, lower teeth and tongue when wide open, shaded to the face's light
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -52,6 +53,21 @@ def _smooth_closed_curve(pts: F32, per_seg: int = 6) -> F32:
 def _smoothstep(x: F32) -> F32:
     x = np.clip(x, 0.0, 1.0)
     return (x * x * (3 - 2 * x)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class LowerFaceWarp:
+    """A lower-face region of a frame, warped; ``map_x/map_y`` give, per pixel, where it was
+    read in the frame; ``region`` is the soft lower-face mask the motion was confined to."""
+
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+    image: RGBImage
+    region: F32
+    map_x: F32
+    map_y: F32
 
 
 class VisemeEngine(Engine):
@@ -119,9 +135,12 @@ class VisemeEngine(Engine):
             tgt[k] += across * (dw / 2 * rel)
         return tgt, gap_tgt, gap_src
 
-    def render(self, frame: RGBImage, lm: F32, open_: float, spread: float) -> Patch:
+    def warp_lower_face(self, frame: RGBImage, lm: F32, tgt: F32) -> LowerFaceWarp | Patch:
+        """Warp the lower face of ``frame`` so landmarks ``lm`` move to ``tgt``.
+
+        Returns the warped region, or an unchanged patch when the region is too small.
+        """
         h, w = frame.shape[:2]
-        tgt, gap_tgt, gap_src = self.target_landmarks(lm, open_, spread)
         poly = lower_face_polygon(lm, extend=0.14)
         x1, y1 = np.floor(poly.min(axis=0))
         x2, y2 = np.ceil(poly.max(axis=0))
@@ -169,6 +188,15 @@ class VisemeEngine(Engine):
             ),
             np.uint8,
         )
+        return LowerFaceWarp(x1, y1, x2, y2, warped, region, map_x, map_y)
+
+    def render(self, frame: RGBImage, lm: F32, open_: float, spread: float) -> Patch:
+        tgt, gap_tgt, gap_src = self.target_landmarks(lm, open_, spread)
+        warp = self.warp_lower_face(frame, lm, tgt)
+        if isinstance(warp, Patch):
+            return warp
+        x1, y1, x2, y2 = warp.x1, warp.y1, warp.x2, warp.y2
+        warped, region, map_x, map_y = warp.image, warp.region, warp.map_x, warp.map_y
         # The mouth's own box inside the region: the only place that needs drawing.
         width = float(np.linalg.norm(lm[54] - lm[48]))
         mouth = np.vstack([lm[48:68], tgt[48:68]])
