@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import threading
 import uuid
 from fractions import Fraction
 from pathlib import Path
@@ -40,6 +42,7 @@ class VideoWriter:
         crf: int = 12,
         preset: str = "veryfast",
         threads: int = 0,
+        queue_size: int = 8,
     ) -> None:
         self.output = Path(output)
         self.width, self.height = width + width % 2, height + height % 2  # yuv420p needs even
@@ -49,7 +52,12 @@ class VideoWriter:
         self.audio_rate = audio_rate
         self.crf, self.preset, self.threads = crf, preset, threads
         self.tmp = temp_path_for(self.output)
-        self.frames_written = 0
+        self.frames_written = 0  # accepted by write()
+        self._encoded = 0  # handed to the encoder
+        self._queue: queue.Queue[npt.NDArray[np.uint8] | None] = queue.Queue(maxsize=queue_size)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._queue_size = queue_size
         self._audio_pos = 0
         self._container: Any = None
         self._vstream: Any = None
@@ -78,17 +86,32 @@ class VideoWriter:
         except Exception as exc:
             self._cleanup()
             raise OutputError(f"cannot create {self.output.name}: {exc}") from exc
+        if self._queue_size > 0:
+            self._thread = threading.Thread(target=self._worker, name="lipsync-encode", daemon=True)
+            self._thread.start()
         return self
 
     def write(self, image: npt.NDArray[np.uint8]) -> None:
-        """Append a frame: RGB (H, W, 3), or I420 (H*3/2, W) at the even-padded size."""
+        """Append a frame: RGB (H, W, 3), or I420 (H*3/2, W) at the even-padded size.
+
+        Frames are encoded on a background thread (x264 and muxing release the GIL), so
+        encoding overlaps with the next batch's work; at most ``queue_size`` frames wait.
+        """
+        self._raise_worker_error()
+        if image.ndim == 2 and image.shape != (self.height * 3 // 2, self.width):
+            raise OutputError(
+                f"I420 frame of shape {image.shape} does not fit {self.width}x{self.height}"
+            )
+        if self._thread is None:
+            self._encode(image)
+        else:
+            self._queue.put(image)
+        self.frames_written += 1
+
+    def _encode(self, image: npt.NDArray[np.uint8]) -> None:
         import av
 
         if image.ndim == 2:
-            if image.shape != (self.height * 3 // 2, self.width):
-                raise OutputError(
-                    f"I420 frame of shape {image.shape} does not fit {self.width}x{self.height}"
-                )
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="yuv420p")
         else:
             if image.shape[1] != self.width or image.shape[0] != self.height:
@@ -98,12 +121,34 @@ class VideoWriter:
                     mode="edge",
                 )
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame.pts = self.frames_written
+        frame.pts = self._encoded
         frame.time_base = 1 / self.fps
         for packet in self._vstream.encode(frame):
             self._container.mux(packet)
-        self.frames_written += 1
-        self._write_audio_until(self.frames_written / self.fps)
+        self._encoded += 1
+        self._write_audio_until(self._encoded / self.fps)
+
+    def _worker(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue  # drain after a failure; the caller sees the error
+            try:
+                self._encode(item)
+            except BaseException as exc:  # surfaced to the caller's thread
+                self._error = exc
+
+    def _raise_worker_error(self) -> None:
+        if self._error is not None:
+            raise OutputError(f"encoding {self.output.name} failed: {self._error}") from self._error
+
+    def _stop_worker(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
     def _write_audio_until(self, t: Fraction | float | None) -> None:
         import av
@@ -128,6 +173,8 @@ class VideoWriter:
 
     def commit(self) -> Path:
         """Flush encoders, close the file and rename it into place."""
+        self._stop_worker()
+        self._raise_worker_error()
         try:
             for packet in self._vstream.encode(None):
                 self._container.mux(packet)
@@ -145,6 +192,7 @@ class VideoWriter:
         return self.output
 
     def _cleanup(self) -> None:
+        self._stop_worker()
         if self._container is not None:
             with contextlib.suppress(Exception):  # best effort on the error path
                 self._container.close()

@@ -1,0 +1,231 @@
+"""Speed and memory benchmark: seconds per stage, frames per second, real-time factor and
+peak RSS per engine and resolution, plus peak RSS for a long input against a short one.
+
+    python -m benchmarks.speed                       # full run, writes docs/BENCHMARKS.md
+    python -m benchmarks.speed --smoke --out /tmp/b  # tiny inputs (what the test suite runs)
+
+Each case runs in a fresh child process so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import OUT, ROOT, machine, random_wav2lip_weights, speech, talking_video
+
+STAGES = (
+    "decode",
+    "detect",
+    "audio_features",
+    "engine",
+    "enhance",
+    "composite",
+    "convert",
+    "encode",
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    engine: str
+    height: int
+    seconds: float
+    device: str = "cpu"
+    enhancer: str = "none"
+
+    @property
+    def name(self) -> str:
+        return f"{self.engine}-{self.height}p-{self.seconds:g}s-{self.device}"
+
+
+def run_one(case: dict[str, Any]) -> dict[str, Any]:
+    """Runs in the child: one pipeline run, its result and this process's peak RSS."""
+    import lipsync
+
+    t0 = time.perf_counter()
+    result = lipsync.run(
+        case["video"],
+        case["audio"],
+        case["output"],
+        engine=case["engine"],
+        enhancer=case["enhancer"],
+        device=case["device"],
+        models_dir=Path(case["models_dir"]),
+    )
+    wall = time.perf_counter() - t0
+    data = result.to_dict()
+    data["wall_total_s"] = wall
+    data["peak_rss_mb"] = peak_rss_mb()
+    return data
+
+
+def peak_rss_mb() -> float:
+    """This process's own high-water RSS (VmHWM; ru_maxrss would carry the parent's over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(case: Case, out: Path, models_dir: Path) -> dict[str, Any]:
+    video = talking_video(
+        case.height, case.seconds, out / f"in_{case.height}p_{case.seconds:g}s.mp4"
+    )
+    audio = speech(case.seconds, out / f"speech_{case.seconds:g}s.wav")
+    spec = {
+        "engine": case.engine,
+        "enhancer": case.enhancer,
+        "device": case.device,
+        "video": str(video),
+        "audio": str(audio),
+        "models_dir": str(models_dir),
+        "output": str(out / f"out_{case.name}.mp4"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.speed", "--one", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return data
+
+
+def _row(case: Case, r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"| {case.engine} | {case.height}p | {case.device} | error: {r['error']} |"
+    frames = r["frames"]
+    t = r["timings"]
+    cells = []
+    for s in STAGES:
+        sec = t.get(s, 0.0)
+        cells.append(f"{sec:.2f} ({frames / sec:.0f})" if sec > 0 else "-")
+    return (
+        f"| {case.engine} | {case.height}p | {case.device} | {frames} | "
+        + " | ".join(cells)
+        + f" | {r['wall_s']:.1f} | **{r['realtime_factor']:.2f}** | {r['peak_rss_mb']:.0f} |"
+    )
+
+
+def markdown(
+    results: list[tuple[Case, dict[str, Any]]],
+    memory: list[tuple[Case, dict[str, Any]]],
+    info: dict[str, str],
+    seconds: float,
+) -> str:
+    head = (
+        "| engine | input | device | frames | "
+        + " | ".join(STAGES)
+        + " | total s | RTF | peak RSS MB |"
+    )
+    sep = "|" + "---|" * (len(STAGES) + 7)
+    lines = [
+        "# Benchmarks",
+        "",
+        "Produced by `python -m benchmarks.speed` (see `make bench`). Machine: "
+        f"{info['cores']} cores, {info['cpu']}, {info['memory']} RAM, GPU: {info['gpu']}, "
+        f"Python {info['python']}.",
+        "",
+        f"## Seconds per stage ({seconds:g} s inputs at 25 fps)",
+        "",
+        "Each cell is seconds (frames per second). RTF = processing seconds per second of "
+        "video (lower is faster); it includes probing, face detection/tracking over the whole "
+        "input and model loading. Wav2Lip engines run random-initialised weights in the "
+        "published layouts (the speed does not depend on the values). `convert` is the "
+        "I420<->RGB conversion of frames that have a face; `decode` covers both passes "
+        "(analysis on luma, render on I420).",
+        "",
+        head,
+        sep,
+        *[_row(c, r) for c, r in results],
+    ]
+    if memory:
+        lines += [
+            "",
+            "## Peak memory against input length (720p, viseme)",
+            "",
+            "| input | frames | peak RSS MB |",
+            "|---|---|---|",
+        ]
+        for c, r in memory:
+            if "error" not in r:
+                lines.append(f"| {c.seconds:g} s | {r['frames']} | {r['peak_rss_mb']:.0f} |")
+        ok = [r for _, r in memory if "error" not in r]
+        if len(ok) == 2:
+            growth = (ok[1]["peak_rss_mb"] / ok[0]["peak_rss_mb"] - 1) * 100
+            lines += ["", f"Growth from the short to the long input: {growth:+.1f}%."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--engines", default="viseme,wav2lip,wav2lip-onnx")
+    parser.add_argument("--heights", default="720,1080")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--long-seconds",
+        type=float,
+        default=300.0,
+        help="length of the memory-growth input (0 to skip)",
+    )
+    parser.add_argument("--devices", default="cpu,cuda")
+    parser.add_argument("--out", type=Path, default=OUT / "speed")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--smoke", action="store_true", help="tiny inputs, no doc update")
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(run_one(json.loads(args.one))))
+        return 0
+    if args.smoke:
+        args.heights, args.seconds, args.long_seconds = "144", 1.0, 2.0
+        args.engines = "viseme,wav2lip-onnx"
+    devices = ["cpu"]
+    if "cuda" in args.devices.split(","):
+        import torch
+
+        if torch.cuda.is_available():
+            devices.append("cuda")
+    args.out.mkdir(parents=True, exist_ok=True)
+    models_dir = random_wav2lip_weights(args.out / "models")
+    results = []
+    for height in (int(h) for h in args.heights.split(",")):
+        for engine in args.engines.split(","):
+            for device in devices if engine != "viseme" else ["cpu"]:
+                case = Case(engine, height, args.seconds, device)
+                r = _child(case, args.out, models_dir)
+                print(_row(case, r), flush=True)
+                results.append((case, r))
+    memory: list[tuple[Case, dict[str, Any]]] = []
+    if args.long_seconds:
+        mem_h = 144 if args.smoke else 720
+        for secs in (args.seconds, args.long_seconds):
+            case = Case("viseme", mem_h, secs)
+            r = _child(case, args.out, models_dir)
+            print(f"memory {case.name}: {r.get('peak_rss_mb', r.get('error'))}", flush=True)
+            memory.append((case, r))
+    doc = markdown(results, memory, machine(), args.seconds)
+    if args.smoke:
+        (args.out / "BENCHMARKS.md").write_text(doc)
+    else:
+        args.doc.parent.mkdir(parents=True, exist_ok=True)
+        args.doc.write_text(doc)
+    print(doc)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
