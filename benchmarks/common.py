@@ -108,7 +108,7 @@ def talking_video(height: int, seconds: float, out: Path, fps: int = 25) -> Path
             canvas = cv2.resize(cv2.GaussianBlur(side, (0, 0), 25), (width, height))
             x0 = (width - height) // 2
             canvas[:, x0 : x0 + height] = side
-            frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.asarray(canvas, np.uint8), format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, fps)
             for p in vs.encode(frame):
                 c.mux(p)
