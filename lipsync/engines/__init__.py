@@ -32,6 +32,12 @@ ENGINES: dict[str, EngineSpec] = {
             summary="weight-free: mouth shapes from the speech, landmark-driven warp",
         ),
         EngineSpec(
+            "retrieval",
+            "lipsync.engines.retrieval:RetrievalEngine",
+            needs_weights=False,
+            summary="weight-free, photoreal: the person's own mouths from the input video",
+        ),
+        EngineSpec(
             "wav2lip",
             "lipsync.engines.wav2lip:Wav2LipEngine",
             needs_weights=True,

@@ -1,0 +1,577 @@
+"""``retrieval``: photoreal and weight-free; the mouths come from the person's own frames.
+
+In the spirit of Video Rewrite (Bregler, Covell, Slaney, SIGGRAPH 1997): instead of
+drawing a mouth, re-use one the input video already shows, with this person's real lips
+and teeth in this lighting.
+
+1. **Index** (:mod:`lipsync.engines.retrieval_index`, once per job in
+   :meth:`RetrievalEngine.prepare_source`): pose- and scale-normalised mouth geometry of
+   every source frame; crops and appearance descriptors of a bounded candidate set.
+2. **Target shapes** from the new speech: :func:`lipsync.audio.visemes.analyse` gives the
+   opening and spreading per output frame; they are mapped onto this person's range of
+   mouth shapes. When the video has its own speech, the mapping is calibrated on the
+   person's own audio/video pairs: a quantile map from speech opening to this person's
+   lip gap, and a small ridge regression over audio features that is used only when
+   blocked cross-validation shows it predicts better.
+3. **Choice** of a source mouth per output frame by Viterbi over a few candidates per
+   frame: shape match against continuity (playing the source forward is free, holding or
+   stepping back costs a little, a jump costs more the more the two mouths look
+   different). The head pose of the frame being rendered joins the cost batch by batch,
+   with the rest of the sequence summarised by a backward pass (cost-to-go).
+4. **Rendering**: the target frame's lower face is warped (the viseme engine's warp) so
+   its lips and jaw take the chosen mouth's geometry; the chosen mouth crop is mapped onto
+   the face by the similarity that aligns the two frames' rigid points (eye corners,
+   nose), its colour and lighting are matched to the target on a ring of skin around the
+   mouth (a per-channel gain that may vary linearly across the face), and it is blended
+   with a feathered ellipse from under the nose to above the chin.
+
+Still images and videos without enough mouth variety fall back to the ``viseme`` engine;
+:meth:`RetrievalEngine.info` says which path ran and why.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from lipsync.audio.mel import melspectrogram
+from lipsync.audio.visemes import MouthTrack, analyse
+from lipsync.engines.base import Engine, EngineContext, SourceVideo
+from lipsync.engines.retrieval_index import (
+    RIGID,
+    MouthIndex,
+    apply,
+    build_index,
+    compose,
+    measure,
+    mouth_ellipse,
+    similarity,
+)
+from lipsync.engines.viseme import VisemeEngine
+from lipsync.face.geometry import face_axes
+from lipsync.types import FaceObs, Patch, RGBImage
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+# -- when to fall back ---------------------------------------------------------------------
+MIN_CANDIDATES = 25  # usable face frames
+MIN_GAP_RANGE = 0.10  # q95 - q05 of the lip gap, interocular units
+MAX_CLOSED_GAP = 0.10  # the most closed mouth must be at least this closed
+
+# -- choice --------------------------------------------------------------------------------
+TOP_K = 12  # best-matching candidates considered per frame
+MAX_STATES = 28  # with the continuations of the previous frame's states
+W_WIDTH = 0.5  # weight of the width mismatch against the openness mismatch
+W_POSE = 0.6  # weight of the head-pose mismatch (yaw, pitch)
+POSE_SIGMA = (0.05, 0.04)  # yaw, pitch units that cost 1
+C_NEXT = 0.0  # play the source forward
+C_SKIP = 0.25  # skip one source frame
+C_HOLD = 0.35  # show the same mouth again
+C_BACK = 0.6  # step back one frame
+C_JUMP = 1.4  # cut to another part of the video...
+W_JUMP_LOOK = 1.5  # ...plus this times the difference in look of the two mouths
+
+# -- rendering -----------------------------------------------------------------------------
+ALPHA_CORE = 0.55  # share of the mask ellipse kept at full strength
+GAIN_RANGE = (0.6, 1.6)
+# Jaw points follow the chin's displacement with these weights (the viseme engine's jaw
+# weights, relative to the chin).
+JAW_W = {8: 1.0, 7: 0.9, 9: 0.9, 6: 0.68, 10: 0.68, 5: 0.39, 11: 0.39, 4: 0.13, 12: 0.13}
+
+
+# -- speech features -----------------------------------------------------------------------
+def speech_features(track: MouthTrack, audio16k: F32, fps: float) -> F32:
+    """Per-frame audio features for the calibration regression: the viseme model's
+    opening, spreading and voice activity at -2..+2 frames, and 8 log-mel band groups
+    (z-scored on this track's speech frames) at -1..+1 frames."""
+    n = len(track)
+    base = np.stack([track.open, track.spread, track.speech], axis=1)
+    cols = [np.roll(base, -lag, axis=0) for lag in (-2, -1, 0, 1, 2)]
+    audio = np.asarray(audio16k, np.float32)
+    if audio.size >= 400:
+        mel = melspectrogram(audio)  # (80, T) at 80 columns per second
+        groups = mel.reshape(8, 10, -1).mean(axis=1).T  # (T, 8)
+        t_col = np.clip(
+            np.round(((np.arange(n) + 0.5) / fps) * 80.0).astype(int), 0, groups.shape[0] - 1
+        )
+        g = groups[t_col]
+        sel = track.speech > 0.5
+        ref = g[sel] if sel.sum() > 10 else g
+        g = (g - ref.mean(axis=0)) / (ref.std(axis=0) + 1e-3)
+    else:
+        g = np.zeros((n, 8), np.float32)
+    cols += [np.roll(g, -lag, axis=0) for lag in (-1, 0, 1)]
+    return np.concatenate(cols, axis=1).astype(np.float32)
+
+
+def _ridge(x: F64, y: F64, alpha: float) -> F64:
+    xa = np.hstack([x, np.ones((len(x), 1))])
+    reg = alpha * np.eye(xa.shape[1])
+    reg[-1, -1] = 0.0
+    coef: F64 = np.asarray(np.linalg.solve(xa.T @ xa + reg, xa.T @ y), np.float64)
+    return coef
+
+
+def _ridge_predict(x: F64, coef: F64) -> F64:
+    out: F64 = x @ coef[:-1] + coef[-1]
+    return out
+
+
+def _quantile_map(src: F64, dst: F64) -> tuple[F64, F64]:
+    q = np.linspace(0, 100, 21)
+    xs = np.percentile(src, q)
+    ys = np.percentile(dst, q)
+    xs = np.maximum.accumulate(xs + np.arange(len(xs)) * 1e-9)
+    return xs, np.maximum.accumulate(ys)
+
+
+def _r2(y: F64, pred: F64) -> float:
+    ss = float(((y - y.mean()) ** 2).sum()) or 1e-12
+    return 1.0 - float(((y - pred) ** 2).sum()) / ss
+
+
+@dataclass
+class ShapeModel:
+    """Speech -> (lip gap, mouth width) for one person, in template units."""
+
+    kind: str  # "default" | "quantile" | "regression"
+    g_closed: float
+    g_open: float
+    width_coef: F64  # width = c0 + c1 * gap + c2 * spread
+    open_map: tuple[F64, F64] | None = None  # open -> gap quantile map
+    reg_coef: F64 | None = None
+    reg_map: tuple[F64, F64] | None = None  # regression output -> gap quantile map
+    mu: F64 | None = None
+    sd: F64 | None = None
+    cv_r2: dict[str, float] | None = None
+
+    def predict(self, track: MouthTrack, feats: F32) -> tuple[F32, F32]:
+        open_ = track.open.astype(np.float64)
+        gap: F64
+        if self.kind == "regression" and self.reg_coef is not None and self.reg_map is not None:
+            assert self.mu is not None and self.sd is not None
+            raw = _ridge_predict((feats - self.mu) / self.sd, self.reg_coef)
+            gap = np.interp(raw, *self.reg_map)
+        elif self.kind == "quantile" and self.open_map is not None:
+            gap = np.interp(open_, *self.open_map)
+        else:
+            gap = self.g_closed + open_ * (self.g_open - self.g_closed)
+        # Pauses: the person's closed mouth.
+        pause = (open_ < 0.03) & (track.speech < 0.5)
+        gap = np.where(pause, self.g_closed, gap)
+        gap = np.clip(gap, self.g_closed, self.g_open)
+        c = self.width_coef
+        width = c[0] + c[1] * gap + c[2] * track.spread
+        return gap.astype(np.float32), width.astype(np.float32)
+
+
+def fit_shape_model(
+    index: MouthIndex, own: tuple[MouthTrack, F32] | None, frame_times: F64, fps: float
+) -> ShapeModel:
+    """This person's mapping from speech to mouth shape (see the module docstring)."""
+    ok = np.isfinite(index.shape.gap)
+    cand = index.candidates
+    g_all = index.shape.gap[cand] if len(cand) else index.shape.gap[ok]
+    g_closed = float(np.percentile(g_all, 2))
+    g_open = float(np.percentile(g_all, 97))
+    gap = index.shape.gap.astype(np.float64)
+    width = index.shape.width.astype(np.float64)
+    # Width from gap (opening narrows the mouth a little); spreading adds the residual.
+    xw = np.stack([np.ones(ok.sum()), gap[ok]], axis=1)
+    cw, *_ = np.linalg.lstsq(xw, width[ok], rcond=None)
+    resid = float(np.std(width[ok] - xw @ cw))
+    model = ShapeModel("default", g_closed, g_open, np.array([cw[0], cw[1], resid]))
+    if own is None:
+        return model
+    track, feats = own
+    # Source frame f sits at frame_times[f] on the own track's frame grid.
+    t0 = float(frame_times[0]) if len(frame_times) else 0.0
+    row = np.clip(np.round((frame_times - t0) * fps).astype(int), 0, len(track) - 1)
+    speech = (track.speech[row] > 0.5) & ok
+    if speech.sum() < 25:
+        return model
+    # Width with the speech's spreading, on the person's own pairs.
+    sp = track.spread[row].astype(np.float64)
+    xw2 = np.stack([np.ones(speech.sum()), gap[speech], sp[speech]], axis=1)
+    cw2, *_ = np.linalg.lstsq(xw2, width[speech], rcond=None)
+    if cw2[2] > 0:  # spreading must widen; otherwise keep the default
+        model.width_coef = cw2
+    o = track.open[row].astype(np.float64)
+    y = gap[speech]
+    model.kind = "quantile"
+    model.open_map = _quantile_map(o[speech], y)
+    # Blocked cross-validation: the quantile map against ridge regressions.
+    x = feats[row][speech].astype(np.float64)
+    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
+    xs = (x - mu) / sd
+    folds = np.array_split(np.arange(len(y)), 5)
+    scores: dict[str, float] = {}
+    pred_q = np.zeros_like(y)
+    for f in folds:
+        tr = np.setdiff1d(np.arange(len(y)), f)
+        pred_q[f] = np.interp(o[speech][f], *_quantile_map(o[speech][tr], y[tr]))
+    scores["quantile"] = _r2(y, pred_q)
+    best_alpha, best = 0.0, -np.inf
+    for alpha in (3.0, 30.0, 300.0):
+        pred = np.zeros_like(y)
+        for f in folds:
+            tr = np.setdiff1d(np.arange(len(y)), f)
+            pred[f] = _ridge_predict(xs[f], _ridge(xs[tr], y[tr], alpha))
+        r2 = _r2(y, pred)
+        scores[f"ridge_{alpha:g}"] = r2
+        if r2 > best:
+            best, best_alpha = r2, alpha
+    model.cv_r2 = {k: round(v, 3) for k, v in scores.items()}
+    if best > max(scores["quantile"], 0.0) + 0.03 and best > 0.08:
+        coef = _ridge(xs, y, best_alpha)
+        fitted = _ridge_predict(xs, coef)
+        model.kind = "regression"
+        model.reg_coef, model.mu, model.sd = coef, mu, sd
+        # Regression shrinks towards the mean; map its outputs back onto the real range.
+        model.reg_map = _quantile_map(fitted, y)
+    return model
+
+
+# -- choice --------------------------------------------------------------------------------
+class Plan:
+    """Candidate states, costs and a backward (cost-to-go) pass over the output frames."""
+
+    def __init__(self, index: MouthIndex, gap: F32, width: F32) -> None:
+        self.index = index
+        cand = index.candidates
+        self.frames = cand
+        dim = max(index.thumbs.shape[1], 1)
+        self.thumbs = (index.thumbs / np.sqrt(dim)).astype(np.float32)
+        self.thumb_sq = (self.thumbs**2).sum(axis=1)
+        sg = max(float(np.std(index.shape.gap[cand])), 0.02)
+        sw = max(float(np.std(index.shape.width[cand])), 0.02)
+        cg = index.shape.gap[cand].astype(np.float32)
+        cw = index.shape.width[cand].astype(np.float32)
+        # Blurred mouths cost a little more.
+        quality = 0.5 * np.clip(1.0 - index.sharpness, 0.0, 1.0).astype(np.float32)
+        n = len(gap)
+        k_all = len(cand)
+        self.states: list[I64] = []
+        self.unary: list[F32] = []
+        prev: I64 | None = None
+        for t in range(n):
+            u_all = ((cg - gap[t]) / sg) ** 2 + W_WIDTH * ((cw - width[t]) / sw) ** 2 + quality
+            top = np.argpartition(u_all, min(TOP_K, k_all - 1))[:TOP_K]
+            if prev is not None:
+                cont = np.concatenate([prev, prev + 1, prev + 2])
+                cont = cont[(cont >= 0) & (cont < k_all)]
+                top = np.unique(np.concatenate([top, cont]))
+                if len(top) > MAX_STATES:
+                    top = top[np.argsort(u_all[top])[:MAX_STATES]]
+            top = np.sort(top).astype(np.int64)
+            self.states.append(top)
+            self.unary.append(u_all[top].astype(np.float32))
+            prev = top
+        # Backward pass: value[t][i] = best cost of frames t+1.. given state i at t.
+        self.value: list[F32] = [np.zeros(0, np.float32)] * n
+        if n:
+            self.value[n - 1] = np.zeros(len(self.states[n - 1]), np.float32)
+        for t in range(n - 2, -1, -1):
+            trans = self.transition(self.states[t], self.states[t + 1])
+            nxt = self.unary[t + 1] + self.value[t + 1]
+            self.value[t] = (trans + nxt[None, :]).min(axis=1).astype(np.float32)
+        self.path = self._global_path()
+
+    def transition(self, a: I64, b: I64) -> F32:
+        """Cost of showing candidate ``b[j]`` right after ``a[i]``."""
+        fa = self.frames[a][:, None]
+        fb = self.frames[b][None, :]
+        step = fb - fa
+        # Positions are consecutive only when the frames are too (cand is ascending).
+        pos_step = b[None, :] - a[:, None]
+        ta, tb = self.thumbs[a], self.thumbs[b]
+        look = np.maximum(
+            self.thumb_sq[a][:, None] + self.thumb_sq[b][None, :] - 2.0 * (ta @ tb.T), 0.0
+        )
+        cost = C_JUMP + W_JUMP_LOOK * look
+        cost = np.where((step == 1) & (pos_step == 1), C_NEXT, cost)
+        cost = np.where((step == 2) & (pos_step <= 2), C_SKIP + 0.5 * W_JUMP_LOOK * look, cost)
+        cost = np.where(step == 0, C_HOLD, cost)
+        cost = np.where((step == -1) & (pos_step == -1), C_BACK, cost)
+        return cost.astype(np.float32)
+
+    def _global_path(self) -> I64:
+        """The best path without the pose term (used when frames come out of order)."""
+        n = len(self.states)
+        out = np.zeros(n, np.int64)
+        if n == 0:
+            return out
+        i = int(np.argmin(self.unary[0] + self.value[0]))
+        out[0] = self.states[0][i]
+        for t in range(1, n):
+            trans = self.transition(self.states[t - 1][i : i + 1], self.states[t])[0]
+            i = int(np.argmin(trans + self.unary[t] + self.value[t]))
+            out[t] = self.states[t][i]
+        return out
+
+    def solve(self, start: int, stop: int, prev: int | None, extra: dict[int, F32]) -> I64:
+        """Best candidates for output frames ``start..stop-1`` given the state shown at
+        ``start - 1`` (``prev``), extra unary costs for some frames, and the cost-to-go."""
+        m = stop - start
+        back: list[npt.NDArray[np.intp]] = []
+        cost = self.unary[start] + extra.get(start, 0.0)
+        if prev is not None:
+            cost = cost + self.transition(np.array([prev], np.int64), self.states[start])[0]
+        for t in range(start + 1, stop):
+            trans = self.transition(self.states[t - 1], self.states[t])
+            total = cost[:, None] + trans
+            arg = np.argmin(total, axis=0)
+            back.append(arg)
+            cost = total[arg, np.arange(total.shape[1])] + self.unary[t] + extra.get(t, 0.0)
+        cost = cost + self.value[stop - 1]
+        i = int(np.argmin(cost))
+        out = np.zeros(m, np.int64)
+        out[m - 1] = self.states[stop - 1][i]
+        for k in range(m - 2, -1, -1):
+            i = int(back[k][i])
+            out[k] = self.states[start + k][i]
+        return out
+
+
+# -- the engine ----------------------------------------------------------------------------
+class RetrievalEngine(Engine):
+    name = "retrieval"
+    wants_source = True
+
+    def __init__(self, ctx: EngineContext | None = None) -> None:
+        self.ctx = ctx or EngineContext()
+        self.viseme = VisemeEngine(self.ctx)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.index: MouthIndex | None = None
+        self.model: ShapeModel | None = None
+        self.plan: Plan | None = None
+        self.path = "viseme"
+        self.reason = "no source video given"
+        self._own: tuple[MouthTrack, F32] | None = None
+        self._frame_times: F64 = np.zeros(0)
+        self._last: tuple[int, int] | None = None  # (output index, candidate position)
+        self._chosen: dict[int, int] = {}
+        self._timings: dict[str, float] = {}
+        self._target: tuple[F32, F32] | None = None
+
+    # -- per job -----------------------------------------------------------------------------
+    def prepare_source(self, source: SourceVideo) -> None:
+        self._reset()
+        t0 = time.perf_counter()
+        if source.is_image:
+            self.reason = "still image: there are no other mouths to re-use"
+            return
+        lms = source.landmarks
+        valid = np.isfinite(lms.reshape(len(lms), -1)).all(axis=1)
+        if valid.sum() < MIN_CANDIDATES:
+            self.reason = f"only {int(valid.sum())} frames show the face"
+            return
+        size = _frame_size(source)
+        index = build_index(source, size)
+        self._timings["index_s"] = round(time.perf_counter() - t0, 3)
+        self.index = index
+        if len(index.candidates) < MIN_CANDIDATES:
+            self.reason = f"only {len(index.candidates)} frames have a usable mouth"
+            return
+        g = index.shape.gap[index.candidates]
+        lo, hi = float(np.percentile(g, 5)), float(np.percentile(g, 95))
+        if float(g.min()) > MAX_CLOSED_GAP:
+            self.reason = f"the mouth never closes in the video (smallest gap {g.min():.2f})"
+            return
+        if hi - lo < MIN_GAP_RANGE:
+            self.reason = f"not enough mouth variety in the video (gap range {hi - lo:.2f})"
+            return
+        t1 = time.perf_counter()
+        if source.audio16k is not None and source.audio16k.size > 16000 // 2:
+            n_own = (
+                int(
+                    round(
+                        (float(source.frame_times[-1]) - float(source.frame_times[0])) * source.fps
+                    )
+                )
+                + 1
+            )
+            track = analyse(source.audio16k, source.fps, n_own)
+            self._own = (track, speech_features(track, source.audio16k, source.fps))
+        self.model = fit_shape_model(index, self._own, source.frame_times, source.fps)
+        self._timings["calibrate_s"] = round(time.perf_counter() - t1, 3)
+        self.path = "retrieval"
+        self.reason = f"{len(index.candidates)} usable mouths, gap range {lo:.2f}..{hi:.2f}"
+
+    def prepare(self, audio16k: F32, fps: float, n_frames: int) -> None:
+        self.viseme.prepare(audio16k, fps, n_frames)
+        self._last = None
+        self._chosen = {}
+        if self.path != "retrieval" or self.model is None or self.index is None:
+            return
+        t0 = time.perf_counter()
+        track = self.viseme.track
+        assert track is not None
+        feats = (
+            speech_features(track, audio16k, fps)
+            if self.model.kind == "regression"
+            else np.zeros((len(track), 0), np.float32)
+        )
+        gap, width = self.model.predict(track, feats)
+        self._target = (gap, width)
+        self.plan = Plan(self.index, gap, width)
+        self._timings["plan_s"] = round(time.perf_counter() - t0, 3)
+
+    def info(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "reason": self.reason}
+        if self.path == "viseme":
+            out.update({f"viseme_{k}": v for k, v in self.viseme.info().items()})
+        if self.index is not None:
+            out["index"] = dict(self.index.stats)
+        if self.model is not None:
+            out["calibration"] = self.model.kind
+            if self.model.cv_r2 is not None:
+                out["calibration_cv_r2"] = self.model.cv_r2
+        if self._chosen:
+            seq = np.array([self._chosen[k] for k in sorted(self._chosen)])
+            frames = self.index.candidates[seq] if self.index is not None else seq
+            cont = np.diff(frames) if len(frames) > 1 else np.zeros(0)
+            cuts = int(np.sum((cont < -1) | (cont > 2)))
+            out["cuts"] = cuts
+            out["mean_run_frames"] = round(len(frames) / (cuts + 1), 1)
+            out["distinct_source_frames"] = int(len(np.unique(frames)))
+        out.update(self._timings)
+        return out
+
+    # -- frames ------------------------------------------------------------------------------
+    def generate(
+        self, frames: Sequence[RGBImage], faces: Sequence[FaceObs], indices: Sequence[int]
+    ) -> list[Patch]:
+        if self.path != "retrieval" or self.plan is None:
+            return self.viseme.generate(frames, faces, indices)
+        plan = self.plan
+        n = len(plan.states)
+        idx = [min(max(int(i), 0), n - 1) for i in indices]
+        choice = self._choose(idx, faces)
+        return [
+            self.render(frame, face.landmarks, choice[i])
+            for frame, face, i in zip(frames, faces, idx, strict=True)
+        ]
+
+    def _choose(self, idx: list[int], faces: Sequence[FaceObs]) -> dict[int, int]:
+        """Candidate position per output index of this batch (pose-aware Viterbi)."""
+        plan = self.plan
+        index = self.index
+        assert plan is not None and index is not None
+        in_order = all(b > a for a, b in zip(idx, idx[1:], strict=False))
+        start = 0 if self._last is None else self._last[0] + 1
+        if not idx or not in_order or idx[0] < start:
+            out = {i: int(plan.path[i]) for i in idx}
+            self._chosen.update(out)
+            return out
+        # The head pose of each frame in the batch against each candidate's.
+        shape = measure(np.stack([f.landmarks for f in faces]).astype(np.float32), index.template)
+        extra: dict[int, F32] = {}
+        for k, i in enumerate(idx):
+            st = plan.states[i]
+            fr = index.candidates[st]
+            dy = (index.shape.yaw[fr] - shape.yaw[k]) / POSE_SIGMA[0]
+            dp = (index.shape.pitch[fr] - shape.pitch[k]) / POSE_SIGMA[1]
+            extra[i] = np.nan_to_num(W_POSE * (dy**2 + dp**2), nan=0.0).astype(np.float32)
+        prev = self._last[1] if self._last is not None else None
+        stop = idx[-1] + 1
+        seq = plan.solve(start, stop, prev, extra)
+        self._last = (stop - 1, int(seq[-1]))
+        out = {i: int(seq[i - start]) for i in idx}
+        self._chosen.update(out)
+        return out
+
+    def render(self, frame: RGBImage, lm_t: F32, pos: int) -> Patch:
+        """The target frame with the mouth of candidate ``pos`` put in."""
+        index = self.index
+        assert index is not None
+        crop = index.crops[pos]
+        lm_c = crop.landmarks
+        a = similarity(lm_c[list(RIGID)], lm_t[list(RIGID)])  # source px -> target px
+        tgt = lm_t.astype(np.float32).copy()
+        tgt[48:68] = apply(a, lm_c[48:68])
+        _, down, _ = face_axes(lm_t)
+        chin = apply(a, lm_c[8:9])[0]
+        d = float(np.dot(chin - lm_t[8], down))
+        for k, w in JAW_W.items():
+            tgt[k] += down * (d * w)
+        warp = self.viseme.warp_lower_face(frame, lm_t, tgt)
+        if isinstance(warp, Patch):
+            return warp
+        ph, pw = warp.image.shape[:2]
+        shift = np.array([[1.0, 0.0, -warp.x1], [0.0, 1.0, -warp.y1]])
+        m = compose(shift, compose(a, crop.to_source()))
+        src = cv2.warpAffine(
+            crop.image(), m, (pw, ph), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        ).astype(np.float32)
+        alpha, uv = _ellipse_alpha(tgt, (warp.x1, warp.y1), (ph, pw))
+        base = warp.image.astype(np.float32)
+        src = _match_colour(src, base, alpha, uv, tgt, (warp.x1, warp.y1))
+        a3 = alpha[..., None]
+        out = base * (1.0 - a3) + src * a3
+        image = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        return Patch(warp.x1, warp.y1, image, mask=np.maximum(warp.region, alpha))
+
+
+def _frame_size(source: SourceVideo) -> tuple[int, int]:
+    """Displayed (width, height) of the source video (rotation applied, as decoded)."""
+    from lipsync.media.decode import iter_frames
+
+    for frame in iter_frames(source.path, pixel_format="luma"):
+        h, w = frame.image.shape[:2]
+        return int(w), int(h)
+    return 0, 0
+
+
+def _ellipse_alpha(
+    tgt: F32, origin: tuple[int, int], shape: tuple[int, int]
+) -> tuple[F32, tuple[F32, F32]]:
+    """The feathered mouth mask in patch coordinates, and the elliptic coordinates."""
+    centre, across, down, a, up, dn = mouth_ellipse(tgt)
+    h, w = shape
+    xs = np.arange(w, dtype=np.float32) + origin[0] - centre[0]
+    ys = np.arange(h, dtype=np.float32) + origin[1] - centre[1]
+    gx, gy = np.meshgrid(xs, ys)
+    u = (gx * across[0] + gy * across[1]) / a
+    v = gx * down[0] + gy * down[1]
+    v = np.where(v < 0, v / up, v / dn)
+    r = np.sqrt(u * u + v * v)
+    x = np.clip((r - ALPHA_CORE) / (1.0 - ALPHA_CORE), 0.0, 1.0)
+    alpha = (1.0 - x * x * (3 - 2 * x)).astype(np.float32)
+    return alpha, (u.astype(np.float32), v.astype(np.float32))
+
+
+def _match_colour(
+    src: F32, base: F32, alpha: F32, uv: tuple[F32, F32], tgt: F32, origin: tuple[int, int]
+) -> F32:
+    """Gain per channel, linear across the face, fitted on a ring of skin around the mouth
+    (where the mask feathers) so the pasted mouth takes the target's colour and light."""
+    ring = alpha * (1.0 - alpha)
+    lips = np.zeros(alpha.shape, np.uint8)
+    cv2.fillPoly(lips, [np.round(tgt[48:60] - np.asarray(origin, np.float32)).astype(np.int32)], 1)
+    ring[lips > 0] = 0.0
+    sel = ring > 0.05
+    if int(sel.sum()) < 30:
+        return src
+    u, v = uv
+    wts = ring[sel].astype(np.float64)
+    x = np.stack([np.ones(int(sel.sum())), u[sel], v[sel]], axis=1).astype(np.float64)
+    ls = np.log(src[sel].astype(np.float64) + 8.0)
+    lb = np.log(base[sel].astype(np.float64) + 8.0)
+    xw = x * wts[:, None]
+    reg = np.diag([1e-3, 5.0, 5.0]) * wts.sum() * 1e-2
+    coef = np.linalg.solve(x.T @ xw + reg, xw.T @ (lb - ls))  # (3, 3 channels)
+    field = np.stack([np.ones_like(u), u, v], axis=-1) @ coef.astype(np.float32)
+    lo, hi = np.log(GAIN_RANGE[0]), np.log(GAIN_RANGE[1])
+    gain = np.exp(np.clip(field, lo, hi))
+    return ((src + 8.0) * gain - 8.0).astype(np.float32)
