@@ -29,6 +29,8 @@ F32 = npt.NDArray[np.float32]
 UPPER_SHARE = 0.25
 # Widest inner-lip gap, as a share of mouth width, for open=1.
 GAP_MAX = 0.40
+# Narrowest gap the warp itself makes (share of mouth width); closer than this is drawn.
+GAP_FLOOR = 0.08
 # Lip point -> weight of the upper/lower movement (tapering towards the corners).
 UPPER = {61: 0.85, 62: 1.0, 63: 0.85, 50: 1.0, 51: 1.0, 52: 1.0, 49: 0.7, 53: 0.7}
 LOWER = {65: 0.85, 66: 1.0, 67: 0.85, 56: 1.0, 57: 1.0, 58: 1.0, 55: 0.6, 59: 0.6}
@@ -117,7 +119,11 @@ class VisemeEngine(Engine):
             np.mean([max(0.0, float(np.dot(lm[b] - lm[a], down))) for a, b in INNER_PAIRS])
         )
         gap_tgt = open_ * GAP_MAX * width
-        delta = gap_tgt - gap_src
+        # Never warp the inner lips onto each other: two control points on one spot with
+        # different offsets fold the warp. Closing below GAP_FLOOR is drawn, not warped
+        # (see shown_inner and _seal_lips).
+        gap_warp = max(gap_tgt, min(GAP_FLOOR * width, gap_src))
+        delta = gap_warp - gap_src
         tgt = lm.copy()
         for k, w in UPPER.items():
             tgt[k] -= down * (UPPER_SHARE * delta * w)
@@ -134,6 +140,22 @@ class VisemeEngine(Engine):
             rel = float(np.dot(lm[k] - centre, across)) / max(width / 2, 1.0)
             tgt[k] += across * (dw / 2 * rel)
         return tgt, gap_tgt, gap_src
+
+    @staticmethod
+    def shown_inner(tgt: F32, gap_shown: float) -> F32:
+        """``tgt`` with the inner lips drawn together to the gap that should be seen."""
+        across, down, _ = face_axes(tgt)
+        gaps = [float(np.dot(tgt[b] - tgt[a], down)) for a, b in INNER_PAIRS]
+        mean_gap = float(np.mean(gaps))
+        out = tgt.copy()
+        if mean_gap <= gap_shown + 1e-3:
+            return out
+        scale = gap_shown / max(mean_gap, 1e-6)
+        for (a, b), g in zip(INNER_PAIRS, gaps, strict=True):
+            mid = (tgt[a] + tgt[b]) / 2
+            out[a] = mid - down * (g * scale / 2)
+            out[b] = mid + down * (g * scale / 2)
+        return out
 
     def warp_lower_face(self, frame: RGBImage, lm: F32, tgt: F32) -> LowerFaceWarp | Patch:
         """Warp the lower face of ``frame`` so landmarks ``lm`` move to ``tgt``.
@@ -207,10 +229,11 @@ class VisemeEngine(Engine):
         if mx2 - mx1 > 4 and my2 - my1 > 4:
             sy, sx = slice(my1 - y1, my2 - y1), slice(mx1 - x1, mx2 - x1)
             sub = warped[sy, sx]
+            shown = self.shown_inner(tgt, gap_tgt)
             if gap_src > 0.5:
-                sub = self._seal_lips(sub, lm, tgt, (mx1, my1), map_x[sy, sx], map_y[sy, sx])
-            if gap_tgt > gap_src + 0.5:
-                sub = self._paint_mouth(sub, frame, lm, tgt, (mx1, my1), gap_tgt, gap_src)
+                sub = self._seal_lips(sub, lm, tgt, shown, (mx1, my1), map_x[sy, sx], map_y[sy, sx])
+            if gap_tgt > 1.0:
+                sub = self._paint_mouth(sub, frame, lm, shown, (mx1, my1), gap_tgt, gap_src)
             warped[sy, sx] = sub
         return Patch(x1, y1, warped, mask=region)
 
@@ -222,9 +245,20 @@ class VisemeEngine(Engine):
         return mask.astype(np.float32) / 255.0
 
     def _seal_lips(
-        self, roi: RGBImage, lm: F32, tgt: F32, origin: tuple[int, int], map_x: F32, map_y: F32
+        self,
+        roi: RGBImage,
+        lm: F32,
+        tgt: F32,
+        shown: F32,
+        origin: tuple[int, int],
+        map_x: F32,
+        map_y: F32,
     ) -> RGBImage:
-        """Where the source's open mouth was squeezed shut, show lips, not squashed teeth."""
+        """Where the source's open mouth was squeezed shut, show lips, not squashed teeth.
+
+        ``tgt`` are the warp's landmarks, ``shown`` the same with the inner lips at the gap
+        that should be seen; everything of the old interior outside ``shown`` becomes lip.
+        """
         ox, oy = origin
         shape = roi.shape[:2]
         src_inner = self._poly_mask(lm[60:68], origin, shape)
@@ -236,17 +270,19 @@ class VisemeEngine(Engine):
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=0.0,
         )
-        tgt_inner = self._poly_mask(tgt[60:68], origin, shape)
+        warp_inner = self._poly_mask(tgt[60:68], origin, shape)
+        tgt_inner = self._poly_mask(shown[60:68], origin, shape)
         width = float(np.linalg.norm(tgt[54] - tgt[48])) or 1.0
         grow = max(1, int(round(width / 40)))
         kernel = np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)
-        sealed = np.clip(cv2.dilate(moved, kernel) - tgt_inner, 0.0, 1.0)
+        old_inside = np.maximum(moved, warp_inner)
+        sealed = np.clip(cv2.dilate(old_inside, kernel) - tgt_inner, 0.0, 1.0)
         if float(sealed.max()) < 0.05:
             return roi
         lips = (
             np.clip(
                 self._poly_mask(tgt[48:60], origin, shape)
-                - cv2.dilate(np.maximum(moved, tgt_inner), kernel, iterations=2),
+                - cv2.dilate(np.maximum(old_inside, tgt_inner), kernel, iterations=2),
                 0.0,
                 1.0,
             )
@@ -287,6 +323,45 @@ class VisemeEngine(Engine):
         out = out * (1 - a) + fill * a
         out = out * (1 - line_a) + (colour * 0.55) * line_a
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+    def _own_interior(
+        self,
+        frame: RGBImage,
+        lm: F32,
+        tgt: F32,
+        origin: tuple[int, int],
+        shape: tuple[int, int],
+        down: F32,
+    ) -> tuple[F32, F32]:
+        """The source's mouth interior translated with each lip, and where it covers."""
+        ox, oy = origin
+        rh, rw = shape
+        xs, ys = np.meshgrid(
+            np.arange(rw, dtype=np.float32) + ox, np.arange(rh, dtype=np.float32) + oy
+        )
+        # The source interior mask over a box that holds both the source and moved mouths.
+        inner = lm[60:68]
+        mid = (lm[62] + lm[66]) / 2
+        d_up = (tgt[61:64] - lm[61:64]).mean(axis=0)
+        d_lo = (tgt[65:68] - lm[65:68]).mean(axis=0)
+        real = np.zeros((rh, rw, 3), np.float32)
+        weight = np.zeros((rh, rw), np.float32)
+        for d, upper in ((d_up, True), (d_lo, False)):
+            sx, sy = xs - float(d[0]), ys - float(d[1])
+            half = (sx - mid[0]) * down[0] + (sy - mid[1]) * down[1]
+            side = _smoothstep((-half if upper else half) / 1.5 + 0.5)
+            inside = np.zeros((rh, rw), np.float32)
+            poly = _smooth_closed_curve((inner - [ox - d[0], oy - d[1]]).astype(np.float32))
+            m = np.zeros((rh, rw), np.uint8)
+            cv2.fillPoly(m, [np.round(poly * 4).astype(np.int32)], 255, cv2.LINE_AA, shift=2)
+            inside = m.astype(np.float32) / 255.0
+            w = inside * side
+            sample = cv2.remap(frame, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            real += np.asarray(sample, np.float32) * w[..., None]
+            weight += w
+        cover = np.clip(weight, 0.0, 1.0)
+        real /= np.maximum(weight, 1e-6)[..., None]
+        return real, cover
 
     # -- the inside of the mouth ------------------------------------------------------------
     def _paint_mouth(
@@ -337,46 +412,51 @@ class VisemeEngine(Engine):
         lip_curve = 0.25 * (u**2) * (float(np.dot(tgt[60] - top, down)) / max(gap_tgt, 1.0)) * 4
         v = v - lip_curve
 
-        cavity = np.array([62, 24, 28], np.float32) * tint
-        depth = 0.55 + 0.45 * np.clip(1.0 - np.abs(u) ** 2, 0, 1)[..., None]
-        img = np.broadcast_to(cavity, (rh, rw, 3)) * (1.15 - 0.5 * depth)
         gap_rel = gap_tgt / width
-        # Tongue: low in the mouth, seen when the mouth is well open.
-        if gap_rel > 0.12:
-            t_mask = _smoothstep((1.0 - ((u / 0.62) ** 2 + ((v - 1.05) / 0.45) ** 2)) * 3.0)
-            tongue = (
-                np.array([150, 62, 66], np.float32) * tint * (0.55 + 0.25 * (v[..., None] - 0.6))
-            )
-            a = (t_mask * min(1.0, (gap_rel - 0.12) / 0.15))[..., None]
+        # Cavity: dark red-brown, darkest at the back (centre), lighter towards the lips.
+        ring = np.clip(np.abs(u) ** 2 + (2 * np.abs(v - 0.5)) ** 2, 0, 1)[..., None]
+        cavity = np.array([38, 12, 16], np.float32) + np.array([40, 20, 20], np.float32) * ring
+        img = np.broadcast_to(cavity * tint, (rh, rw, 3)) * light
+        # Tongue: low in the mouth, seen when the mouth is well open; its back in shadow.
+        if gap_rel > 0.15:
+            t_mask = _smoothstep((1.0 - ((u / 0.58) ** 2 + ((v - 1.08) / 0.42) ** 2)) * 2.5)
+            t_shade = np.clip(0.45 + 0.6 * (v - 0.7), 0.35, 1.0)[..., None]
+            tongue = np.array([132, 50, 56], np.float32) * tint * light * t_shade
+            a = (t_mask * min(1.0, (gap_rel - 0.15) / 0.15))[..., None]
             img = img * (1 - a) + tongue * a
-        # Upper teeth: a band under the upper lip, shaded at the sides and under the lip.
-        teeth_h = min(0.55 * gap_tgt, 0.13 * width) / max(gap_tgt, 1.0)
-        tooth = np.array([226, 220, 208], np.float32)
-        edge = _smoothstep((teeth_h - v) / max(0.12 * teeth_h, 0.02) + 0.5)
-        side = np.clip(1.0 - (np.abs(u) / 0.82) ** 4, 0.0, 1.0)
-        shade = (0.62 + 0.38 * np.cos(np.clip(u, -1, 1) * np.pi / 2)) * (
-            0.78 + 0.22 * _smoothstep(v / max(teeth_h * 0.5, 0.02))
-        )
-        # faint gaps between incisors
-        gaps = (
-            1.0
-            - 0.10 * np.exp(-(((np.abs(u) - np.array([[0.0]])) * width / soft) ** 2) / 2)
-            - 0.07 * np.exp(-((((np.abs(u) - 0.27) * width) / soft) ** 2) / 2)
-        )
-        t_col = tooth[None, None, :] * (shade * gaps)[..., None]
+        # Upper teeth: a band under the upper lip, a little brighter than the skin, curved
+        # along the lip, darker towards the corners and in the lip's shadow, with faint
+        # separations between the teeth.
+        teeth_h = min(0.42 * gap_tgt, 0.11 * width) / max(gap_tgt, 1.0)
+        edge_v = teeth_h * (1.0 - 0.3 * np.clip(u, -1, 1) ** 2)
+        edge = _smoothstep((edge_v - v) / max(0.15 * teeth_h, 0.02) + 0.5)
+        side = np.clip(1.0 - (np.abs(u) / 0.8) ** 3, 0.0, 1.0)
+        across_shade = 0.45 + 0.55 * np.clip(np.cos(np.clip(u, -1, 1) * np.pi / 2), 0, 1) ** 1.5
+        lip_shadow = 0.72 + 0.28 * _smoothstep(v / max(teeth_h * 0.45, 0.02))
+        bright = float(np.clip(skin_lum * 1.25, 140.0, 235.0))
+        tooth = np.array([0.96, 0.93, 0.86], np.float32) * bright
+        seps = np.ones_like(u)
+        for pos, depth in ((0.0, 0.2), (0.21, 0.15), (0.38, 0.13), (0.53, 0.1)):
+            seps -= depth * np.exp(-((((np.abs(u) - pos) * width / 2) / max(soft, 0.8)) ** 2))
+        t_col = tooth[None, None, :] * (across_shade * lip_shadow * seps)[..., None]
         a_up = (edge * side * (v > -0.5))[..., None]
         img = img * (1 - a_up) + t_col * a_up
-        # Lower teeth: a thinner, shadowed band above the lower lip when wide open.
-        if gap_rel > 0.2:
-            lt_h = 0.5 * teeth_h
-            lt_edge = _smoothstep((v - (1.0 - lt_h)) / max(0.15 * lt_h, 0.02) + 0.5)
-            lt_side = np.clip(1.0 - (np.abs(u) / 0.6) ** 4, 0.0, 1.0)
-            a_lo = (lt_edge * lt_side * min(1.0, (gap_rel - 0.2) / 0.1) * 0.8)[..., None]
-            img = img * (1 - a_lo) + (tooth * 0.72)[None, None, :] * shade[..., None] * a_lo
-        img = img * light
+        # Lower teeth: only a thin shadowed edge above the lower lip when wide open.
+        if gap_rel > 0.28:
+            lt_h = 0.3 * teeth_h
+            lt_edge = _smoothstep((v - (1.0 - lt_h)) / max(0.2 * lt_h, 0.02) + 0.5)
+            lt_side = np.clip(1.0 - (np.abs(u) / 0.55) ** 3, 0.0, 1.0)
+            a_lo = (lt_edge * lt_side * min(1.0, (gap_rel - 0.28) / 0.1) * 0.6)[..., None]
+            lo_col = tooth * 0.55
+            img = img * (1 - a_lo) + lo_col[None, None, :] * across_shade[..., None] * a_lo
         img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), soft * 0.7)
         img += self._rng.normal(0.0, 1.6, img.shape).astype(np.float32)
-        strength = float(np.clip((gap_tgt - gap_src) / max(gap_tgt, 1.0), 0.0, 1.0)) ** 0.6
-        a = (mask * strength)[..., None]
+        if gap_src > 0.5:
+            # The person's own teeth and mouth, moved with the lip they belong to: the upper
+            # part with the upper lip, the lower part with the lower lip (and jaw). Only
+            # what neither covers - the newly opened gap - is drawn.
+            real, cover = self._own_interior(frame, lm, tgt, origin, (rh, rw), down)
+            img = real * cover[..., None] + img * (1.0 - cover[..., None])
+        a = mask[..., None]
         out = roi.astype(np.float32) * (1 - a) + img * a
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)

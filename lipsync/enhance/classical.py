@@ -57,6 +57,10 @@ class ClassicalEnhancer(Enhancer):
         self.max_gain = float(max_gain)
 
     def enhance(self, frame: RGBImage, patch: Patch, face: FaceObs) -> Patch:
+        if patch.upscale <= 1.0:
+            # Native-resolution patches (the viseme warp of the real face) carry no
+            # generator blur or colour cast to correct.
+            return patch
         lm = np.asarray(face.landmarks, dtype=np.float64)
         image = patch.image
         h, w = image.shape[:2]

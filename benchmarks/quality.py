@@ -1,0 +1,309 @@
+"""Quality benchmark: every engine over pairs from ../shared/media, measured with
+``lipsync evaluate``, beside the original videos with their own audio (natural level) and
+with mismatched audio (chance level). Writes docs/QUALITY.md; contact sheets (mouth crops,
+input vs output) go to benchmarks/out/quality/sheets/ for people to look at - never into the
+repository, since they are frames of the shared media.
+
+    python -m benchmarks.quality                      # all engines with their weights present
+    python -m benchmarks.quality --engines viseme --smoke --out /tmp/q   # tiny, for the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import OUT, ROOT, SHARED_MEDIA, machine
+
+EN = {"audio_Real3DPortrait_Obama_5s.wav", "audio_SadTalker_RD_Radio31_000.wav"}
+VIDEOS = {
+    "video_videoretalking_face2.mp4": "audio_SadTalker_deyu_german.wav",
+    "video_videoretalking_face4.mp4": "audio_dreamtalk_korean1.wav",
+    "video_SadTalker_WDA_KatieHill_000.mp4": "audio_SadTalker_japanese.wav",
+    "video_LatentSync_demo1.mp4": "audio_Real3DPortrait_Obama_5s.wav",
+    "video_dreamtalk_MEAD_M030_front_neutral.mp4": "audio_SadTalker_RD_Radio31_000.wav",
+}
+PORTRAITS = ("image_SadTalker_people_0.png", "image_hallo_ref6.jpg")
+ENGLISH_FOR_VIDEO = "audio_SadTalker_RD_Radio31_000.wav"
+
+
+@dataclass(frozen=True)
+class Pair:
+    video: Path
+    audio: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.video.stem}+{self.audio.stem}"
+
+    @property
+    def english(self) -> bool:
+        return self.audio.name in EN
+
+
+def pairs(media: Path) -> list[Pair]:
+    """Each video with other clips' speech (one English, one other language); each portrait
+    with English speech."""
+    out = []
+    for video, foreign in VIDEOS.items():
+        english = (
+            ENGLISH_FOR_VIDEO
+            if video != "video_dreamtalk_MEAD_M030_front_neutral.mp4"
+            else "audio_Real3DPortrait_Obama_5s.wav"
+        )
+        for audio in dict.fromkeys((english, foreign)):
+            out.append(Pair(media / video, media / audio))
+    for image in PORTRAITS:
+        out.append(Pair(media / image, media / "audio_Real3DPortrait_Obama_5s.wav"))
+    return [p for p in out if p.video.exists() and p.audio.exists()]
+
+
+def measures(report: dict[str, Any]) -> dict[str, float | None]:
+    ref = report.get("reference_metrics") or {}
+    vis = report.get("visemes") or {}
+    return {
+        "face": report["face_found_rate"],
+        "r0": report["sync"]["r_at_zero"],
+        "best_r": report["sync"]["best_r"],
+        "lag": report["sync"]["best_lag"],
+        "closed": report["pauses"]["closed_share"],
+        "contrast": vis.get("contrast"),
+        "psnr": ref.get("psnr_outside_lower_face"),
+        "ssim": ref.get("ssim_outside_lower_face"),
+        "flicker": ref.get("mouth_flicker"),
+        "ref_flicker": ref.get("reference_mouth_flicker"),
+        "lse_d": (report.get("lse") or {}).get("lse_d"),
+        "lse_c": (report.get("lse") or {}).get("lse_c"),
+    }
+
+
+COLUMNS = (
+    "face",
+    "r0",
+    "best_r",
+    "lag",
+    "closed",
+    "contrast",
+    "psnr",
+    "ssim",
+    "flicker",
+    "ref_flicker",
+    "lse_d",
+    "lse_c",
+)
+HEADERS = (
+    "face found",
+    "r at lag 0",
+    "best r",
+    "best lag",
+    "closed in pauses",
+    "viseme contrast (en)",
+    "PSNR out dB",
+    "SSIM out",
+    "mouth flicker",
+    "input's flicker",
+    "LSE-D",
+    "LSE-C",
+)
+
+
+def _fmt(v: float | None, key: str) -> str:
+    if v is None:
+        return "-"
+    if key == "lag":
+        return f"{v:+.0f}"
+    if key in ("face", "closed"):
+        return f"{v:.0%}"
+    if key in ("psnr", "flicker", "ref_flicker"):
+        return f"{v:.1f}"
+    return f"{v:.3f}"
+
+
+def _mean(rows: list[dict[str, float | None]], key: str) -> float | None:
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.fmean(vals) if vals else None  # type: ignore[arg-type]
+
+
+def table(rows: list[tuple[str, dict[str, float | None]]], with_mean: bool = True) -> list[str]:
+    lines = ["| clip | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 1) + "|"]
+    for name, m in rows:
+        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k), k) for k in COLUMNS) + " |")
+    if with_mean and rows:
+        ms = [m for _, m in rows]
+        lines.append("| **mean** | " + " | ".join(_fmt(_mean(ms, k), k) for k in COLUMNS) + " |")
+    return lines
+
+
+def contact_sheet(pair: Pair, output: Path, dest: Path, n: int = 6) -> None:
+    """Mouth-region crops, input (top) vs output (bottom), a few frames across the clip."""
+    import cv2
+    import numpy as np
+
+    from lipsync.face.tracker import FaceTracker
+    from lipsync.media.decode import iter_frames, read_image
+
+    outs = [f.image for f in iter_frames(output)]
+    if not outs:
+        return
+    picks = np.linspace(0, len(outs) - 1, n).astype(int)
+    if pair.video.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+        src = read_image(pair.video)
+        ins = [src] * len(outs)
+    else:
+        frames = [f.image for f in iter_frames(pair.video)]
+        ins = [frames[i % len(frames)] for i in range(len(outs))]
+    tiles = []
+    for i in picks:
+        lm = FaceTracker().update(ins[i])
+        if lm is None:
+            continue
+        x1, y1 = (lm[48:68].min(axis=0) - 0.6 * np.ptp(lm[48:68, 0])).astype(int)
+        x2, y2 = (lm[48:68].max(axis=0) + 0.6 * np.ptp(lm[48:68, 0])).astype(int)
+        x1, y1 = max(0, x1), max(0, y1)
+        col = [cv2.resize(img[y1:y2, x1:x2], (192, 144)) for img in (ins[i], outs[i])]
+        tiles.append(np.vstack(col))
+    if tiles:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(dest), cv2.cvtColor(np.hstack(tiles), cv2.COLOR_RGB2BGR))
+
+
+def run(engines: list[str], out: Path, doc: Path | None, smoke: bool) -> str:
+    import lipsync
+    from lipsync.errors import LipsyncError
+    from lipsync.evaluate import evaluate
+
+    media = SHARED_MEDIA
+    todo = pairs(media)
+    if smoke:
+        todo = todo[:1]
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, list[tuple[str, dict[str, float | None]]]] = {}
+    rtf: dict[str, list[float]] = {}
+    for engine in engines:
+        rows = []
+        for pair in todo:
+            dest = out / f"{engine}__{pair.name}.mp4"
+            t0 = time.perf_counter()
+            try:
+                result = lipsync.run(
+                    pair.video, pair.audio, dest, engine=engine, models_dir=ROOT / "models"
+                )
+            except LipsyncError as exc:
+                print(f"{engine} {pair.name}: {exc}", flush=True)
+                continue
+            rtf.setdefault(engine, []).append(result.realtime_factor)
+            is_video = pair.video.suffix == ".mp4"
+            report = evaluate(
+                dest,
+                pair.audio,
+                reference=pair.video if is_video else None,
+                visemes=pair.english,
+                lse=True,
+            )
+            m = measures(report.to_dict())
+            rows.append((pair.name, m))
+            contact_sheet(pair, dest, out / "sheets" / f"{engine}__{pair.name}.png")
+            print(
+                f"{engine} {pair.name}: {json.dumps(m)} ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+        results[engine] = rows
+    # Natural level (own audio) and chance level (mismatched audio) on the originals.
+    natural, chance = [], []
+    for video in VIDEOS:
+        vpath = media / video
+        if not vpath.exists() or smoke:
+            continue
+        from lipsync.media.probe import probe
+
+        if probe(vpath).audio is not None:
+            natural.append((video, measures(evaluate(vpath, vpath, visemes=False).to_dict())))
+        other = media / VIDEOS[video]
+        chance.append(
+            (f"{video}+{other.name}", measures(evaluate(vpath, other, visemes=False).to_dict()))
+        )
+    info = machine()
+    lines = [
+        "# Quality",
+        "",
+        "Produced by `python -m benchmarks.quality` (`make bench`) on the clips in "
+        "`../shared/media` (not redistributed; see its SOURCES.md), measured with "
+        "`lipsync evaluate`, which reads the mouth with its own face model (dlib's CNN "
+        "detector + 5-point frame + an image-based inner-lip gap), not the engines' 68 "
+        "landmarks. Machine: "
+        f"{info['cores']} cores, {info['cpu']}, GPU: {info['gpu']}.",
+        "",
+        "Columns: share of frames with a face; Pearson r between mouth aperture and the speech "
+        "envelope at lag 0 and at the best lag in -5..+5 frames (+ = video late); share of "
+        "frames inside pauses (>= 200 ms of silence) with the mouth closed; viseme contrast "
+        "(aperture on open vowels minus on p/b/m, English speech only, PocketSphinx phones); "
+        "PSNR and SSIM outside the lower face against the input; mouth-region flicker (mean "
+        "frame-to-frame change) beside the input's own; LSE-D/LSE-C when syncnet_v2.model is "
+        "present (it is not on the machine that produced this file).",
+        "",
+    ]
+    for engine, rows in results.items():
+        mean_rtf = statistics.fmean(rtf[engine]) if rtf.get(engine) else float("nan")
+        lines += [
+            f"## Engine `{engine}`",
+            "",
+            f"Mean real-time factor over these clips: {mean_rtf:.2f}.",
+            "",
+            *table(rows),
+            "",
+        ]
+    if natural:
+        lines += [
+            "## Natural level: the original videos with their own audio",
+            "",
+            *table(natural),
+            "",
+        ]
+    if chance:
+        lines += [
+            "## Chance level: the original videos with another clip's audio",
+            "",
+            *table(chance),
+            "",
+        ]
+    text = "\n".join(lines) + "\n"
+    (out / "QUALITY.md").write_text(text)
+    if doc is not None:
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        doc.write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--engines",
+        default=None,
+        help="comma list (default: every engine whose weights are present)",
+    )
+    parser.add_argument("--out", type=Path, default=OUT / "quality")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "QUALITY.md")
+    parser.add_argument("--smoke", action="store_true", help="one pair, no doc update")
+    args = parser.parse_args(argv)
+    if not SHARED_MEDIA.is_dir():
+        print(f"{SHARED_MEDIA} is missing: the quality benchmark needs the shared clips")
+        return 0
+    if args.engines:
+        engines = args.engines.split(",")
+    else:
+        from lipsync.engines import ENGINES
+
+        engines = [n for n, s in ENGINES.items() if not s.needs_weights]
+    print(run(engines, args.out, None if args.smoke else args.doc, args.smoke))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
