@@ -449,7 +449,7 @@ class VisemeEngine(Engine):
             a_lo = (lt_edge * lt_side * min(1.0, (gap_rel - 0.28) / 0.1) * 0.6)[..., None]
             lo_col = tooth * 0.55
             img = img * (1 - a_lo) + lo_col[None, None, :] * across_shade[..., None] * a_lo
-        img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), soft * 0.7)
+        img = np.asarray(cv2.GaussianBlur(img.astype(np.float32), (0, 0), soft * 0.7), np.float32)
         img += self._rng.normal(0.0, 1.6, img.shape).astype(np.float32)
         if gap_src > 0.5:
             # The person's own teeth and mouth, moved with the lip they belong to: the upper
