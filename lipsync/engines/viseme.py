@@ -456,7 +456,7 @@ class VisemeEngine(Engine):
             # part with the upper lip, the lower part with the lower lip (and jaw). Only
             # what neither covers - the newly opened gap - is drawn.
             real, cover = self._own_interior(frame, lm, tgt, origin, (rh, rw), down)
-            img = real * cover[..., None] + img * (1.0 - cover[..., None])
-        a = mask[..., None]
+            img = (real * cover[..., None] + img * (1.0 - cover[..., None])).astype(np.float32)
+        a = np.asarray(mask, np.float32)[..., None]
         out = roi.astype(np.float32) * (1 - a) + img * a
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)
