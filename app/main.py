@@ -19,7 +19,7 @@ from kombu.exceptions import OperationalError
 import lipsync
 from app.deps import Services
 from app.metrics import build_registry
-from app.routers import health, jobs, metrics, results
+from app.routers import health, jobs, metrics, results, web
 from app.settings import Settings
 from app.store import JobStore
 from worker.config import create_celery
@@ -78,4 +78,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(results.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(web.router)
     return app

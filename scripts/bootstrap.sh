@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a Debian/Ubuntu machine with Python 3.11+:
-# system packages (redis-server, espeak-ng; installed with apt when run as root), the
+# system packages (redis-server, espeak-ng, chromium; installed with apt when run as root), the
 # virtual environment .venv with every Python dependency, and the bundled demo samples.
 # Safe to re-run: it only does what is missing.
 set -euo pipefail
@@ -15,15 +15,21 @@ fi
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
-if [ ${#need_apt[@]} -gt 0 ]; then
+# Debian's chromium: the headless browser of the web page's test (tests/app/test_web_ui.py).
+want_apt=()
+[ -x /usr/bin/chromium ] || want_apt+=(chromium)
+if [ $((${#need_apt[@]} + ${#want_apt[@]})) -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing system packages: ${need_apt[*]}"
+    echo "installing system packages: ${need_apt[*]} ${want_apt[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  else
-    echo "missing system packages: ${need_apt[*]}" >&2
-    echo "install them with: sudo apt-get install ${need_apt[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" "${want_apt[@]}" >/dev/null
+  elif [ ${#need_apt[@]} -gt 0 ]; then
+    echo "missing system packages: ${need_apt[*]} ${want_apt[*]}" >&2
+    echo "install them with: sudo apt-get install ${need_apt[*]} ${want_apt[*]}" >&2
     exit 1
+  else
+    echo "note: ${want_apt[*]} is not installed; the browser test of the web page will skip" >&2
+    echo "install it with: sudo apt-get install ${want_apt[*]}" >&2
   fi
 fi
 
