@@ -1,4 +1,4 @@
-"""The ``lipsync`` command line: ``run``, ``models``, ``probe``.
+"""The ``lipsync`` command line: ``run``, ``models``, ``probe``, ``evaluate``.
 
 Argument parsing happens only in :func:`main`; importing this module does nothing.
 """
@@ -78,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = sub.add_parser("probe", help="inspect a media file the way a job would")
     probe.add_argument("path", type=Path)
+
+    ev = sub.add_parser("evaluate", help="measure how well a video's mouth follows its speech")
+    ev.add_argument("--video", type=Path, required=True, help="the lip-synced video to measure")
+    ev.add_argument("--audio", type=Path, required=True, help="the speech it should follow")
+    ev.add_argument("--reference", type=Path,
+                    help="the input video it was made from (what must not change)")
+    ev.add_argument("--models-dir", type=Path,
+                    help="where syncnet_v2.model is looked for (default ./models)")
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -178,6 +187,16 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from lipsync.evaluate import evaluate, format_report
+
+    report = evaluate(args.video, args.audio, reference=args.reference,
+                      models_dir=args.models_dir)
+    data = report.to_dict()
+    print(json.dumps(data, indent=2) if args.json else format_report(data))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -185,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    handlers = {"run": _cmd_run, "models": _cmd_models, "probe": _cmd_probe}
+    handlers = {"run": _cmd_run, "models": _cmd_models, "probe": _cmd_probe,
+                "evaluate": _cmd_evaluate}
     try:
         return handlers[args.command](args)
     except LipsyncError as exc:

@@ -1,0 +1,118 @@
+"""The evaluator on real talking clips from ../shared/media (skipped when absent).
+
+Each clip's mouth is measured once per module; the audio side is cheap, so the same track
+is scored against its own speech, other clips' speech and time-shifted copies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lipsync.evaluate.mouth import MouthTrack, measure_mouth
+from lipsync.evaluate.sync import lag_correlation, pearson, speech_envelope
+from lipsync.media.audio import load_audio, to_mono
+from lipsync.media.decode import iter_frames
+
+CLIP = "video_LatentSync_demo1.mp4"  # 1080x1920 HEVC, 25 fps, English, own speech
+CLIP2 = "video_videoretalking_face2.mp4"  # 844x844, 25 fps, English, own speech
+OTHER_SPEECH = (
+    "video_SadTalker_WDA_KatieHill_000.mp4",
+    "video_videoretalking_face4.mp4",
+    "audio_SadTalker_RD_Radio31_000.wav",
+    "audio_Real3DPortrait_Obama_5s.wav",
+)
+
+
+def _speech(path: Path) -> np.ndarray:
+    samples, _ = load_audio(path, sample_rate=16000, channels=1)
+    return to_mono(samples)
+
+
+def _clip(shared: Path, name: str) -> Path:
+    path = shared / name
+    if not path.is_file():
+        pytest.skip(f"{name} is not in ../shared/media")
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip_track(shared_media: Path) -> MouthTrack:
+    return measure_mouth(_clip(shared_media, CLIP), fps=25.0)
+
+
+@pytest.fixture(scope="module")
+def clip2_track(shared_media: Path) -> MouthTrack:
+    return measure_mouth(_clip(shared_media, CLIP2), fps=25.0)
+
+
+def _scores(track: MouthTrack, speech: np.ndarray) -> tuple[float, float]:
+    res = lag_correlation(track.aperture, speech_envelope(speech, track.fps, len(track)))
+    assert res.best_r is not None and res.r_at_zero is not None
+    return res.best_r, res.r_at_zero
+
+
+@pytest.mark.parametrize("which", ["clip", "clip2"])
+def test_own_speech_correlates_clearly_above_mismatched(
+    which: str, clip_track: MouthTrack, clip2_track: MouthTrack, shared_media: Path
+) -> None:
+    track, name = (clip_track, CLIP) if which == "clip" else (clip2_track, CLIP2)
+    assert track.face_rate > 0.95
+    own = lag_correlation(
+        track.aperture, speech_envelope(_speech(shared_media / name), track.fps, len(track))
+    )
+    others = [CLIP2 if which == "clip" else CLIP, *OTHER_SPEECH]
+    mismatched = [_scores(track, _speech(_clip(shared_media, o))) for o in others]
+    best_mis = [m[0] for m in mismatched]
+    zero_mis = [m[1] for m in mismatched]
+    assert own.best_r is not None and own.best_lag is not None and own.r_at_zero is not None
+    # Natural level: a real talker's own speech, mouth and sound within a frame or two.
+    assert own.best_r > 0.25
+    assert abs(own.best_lag) <= 2
+    # Chance level: the same mouth against other people's speech. On 5-10 s clips one
+    # unrelated recording can match by chance, so the comparison is with the set.
+    assert own.best_r > float(np.mean(best_mis)) + 0.1, (own.best_r, best_mis)
+    assert own.r_at_zero > float(np.mean(zero_mis)) + 0.15, (own.r_at_zero, zero_mis)
+    assert sum(own.best_r > m for m in best_mis) >= len(best_mis) - 1, (own.best_r, best_mis)
+
+
+def test_video_shifted_five_frames_gives_lag_about_five(
+    clip_track: MouthTrack, shared_media: Path
+) -> None:
+    speech = _speech(shared_media / CLIP)
+    base = lag_correlation(clip_track.aperture, speech_envelope(speech, 25.0, len(clip_track)))
+    # The video 5 frames late: its first frame shown 5 more times (what a player shows
+    # when the picture starts 0.2 s after the sound).
+    late = np.concatenate([np.repeat(clip_track.aperture[:1], 5), clip_track.aperture])
+    shifted = lag_correlation(late, speech_envelope(speech, 25.0, late.size))
+    assert base.best_lag is not None and shifted.best_lag is not None
+    assert shifted.best_lag in (4, 5, 6)
+    assert shifted.best_lag - base.best_lag in (4, 5, 6)
+    # In sync is where the correlation is; shifted, lag 0 loses most of it.
+    assert base.r_at_zero is not None and shifted.r_at_zero is not None
+    assert shifted.r_at_zero < base.r_at_zero - 0.1
+
+
+def test_aperture_follows_an_independent_landmark_model(
+    clip2_track: MouthTrack, shared_media: Path
+) -> None:
+    """The pixel-based aperture agrees with the 68-point inner-lip gap (used here only as an
+    outside check; the evaluator itself never reads the 68 points)."""
+    from lipsync.face.tracker import FaceTracker
+
+    tracker = FaceTracker()
+    gaps = []
+    for frame in iter_frames(shared_media / CLIP2):
+        lm = tracker.update(frame.image)
+        if lm is None:
+            gaps.append(np.nan)
+            continue
+        gap = np.linalg.norm(lm[[61, 62, 63]].mean(0) - lm[[67, 66, 65]].mean(0))
+        gaps.append(float(gap / np.linalg.norm(lm[8] - lm[27])))
+    r = pearson(clip2_track.aperture.astype(np.float64), np.array(gaps))
+    assert r is not None and r > 0.7
+    # Same scale: open frames read a tenth of the face height or more, closed ones little.
+    assert 0.1 < float(np.nanpercentile(clip2_track.aperture, 90)) < 0.25
+    assert float(np.nanpercentile(clip2_track.aperture, 10)) < 0.08
