@@ -47,7 +47,7 @@ from lipsync.media.decode import iter_frames
 FloatArray = npt.NDArray[np.float32]
 BoxF = tuple[float, float, float, float]
 
-DETECT_EVERY = 10  # frames between CNN detections (the 5 points follow the face in between)
+DETECT_EVERY = 8  # frames between CNN detections (the 5 points follow the face in between)
 DETECT_PIXELS = 400 * 400  # whole-frame detection works on a copy of at most this size
 NEAR_FACE_PX = 90  # re-detection scales the window so the face is about this wide
 ROI_SIZE = 64
