@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
         help="face box padding (px)",
     )
+    run.add_argument(
+        "--box",
+        type=int,
+        nargs=4,
+        metavar=("Y1", "Y2", "X1", "X2"),
+        help="fixed face box for every frame, no detection (as Wav2Lip's --box)",
+    )
     pick = run.add_mutually_exclusive_group()
     pick.add_argument("--face-index", type=int, help="n-th face from the left (0-based)")
     pick.add_argument("--face-point", type=_face_point, help="X,Y inside the wanted face")
@@ -82,10 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="measure how well a video's mouth follows its speech")
     ev.add_argument("--video", type=Path, required=True, help="the lip-synced video to measure")
     ev.add_argument("--audio", type=Path, required=True, help="the speech it should follow")
-    ev.add_argument("--reference", type=Path,
-                    help="the input video it was made from (what must not change)")
-    ev.add_argument("--models-dir", type=Path,
-                    help="where syncnet_v2.model is looked for (default ./models)")
+    ev.add_argument(
+        "--reference", type=Path, help="the input video it was made from (what must not change)"
+    )
+    ev.add_argument(
+        "--models-dir", type=Path, help="where syncnet_v2.model is looked for (default ./models)"
+    )
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
@@ -147,6 +156,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sync_mode=args.sync_mode,
         fps=args.fps,
         pads=tuple(args.pads),
+        box=tuple(args.box) if args.box else None,
         face_index=args.face_index,
         face_point=args.face_point,
         device=args.device,
@@ -190,8 +200,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from lipsync.evaluate import evaluate, format_report
 
-    report = evaluate(args.video, args.audio, reference=args.reference,
-                      models_dir=args.models_dir)
+    report = evaluate(args.video, args.audio, reference=args.reference, models_dir=args.models_dir)
     data = report.to_dict()
     print(json.dumps(data, indent=2) if args.json else format_report(data))
     return 0
@@ -204,8 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    handlers = {"run": _cmd_run, "models": _cmd_models, "probe": _cmd_probe,
-                "evaluate": _cmd_evaluate}
+    handlers = {
+        "run": _cmd_run,
+        "models": _cmd_models,
+        "probe": _cmd_probe,
+        "evaluate": _cmd_evaluate,
+    }
     try:
         return handlers[args.command](args)
     except LipsyncError as exc:

@@ -39,6 +39,7 @@ class RunOptions:
     sync_mode: SyncMode = "loop"
     fps: float = 25.0  # used for still images only; videos keep their own rate
     pads: tuple[int, int, int, int] = (0, 10, 0, 0)  # top, bottom, left, right (as Wav2Lip)
+    box: tuple[int, int, int, int] | None = None  # fixed face box y1, y2, x1, x2 (Wav2Lip)
     face_index: int | None = None
     face_point: tuple[int, int] | None = None
     device: Device = "auto"
@@ -58,6 +59,13 @@ class RunOptions:
             raise InvalidOption("pads takes four integers: top bottom left right")
         if any(abs(p) > 512 for p in self.pads):
             raise InvalidOption("pads must be within -512..512 pixels")
+        if self.box is not None and (
+            len(self.box) != 4
+            or self.box[0] >= self.box[1]
+            or self.box[2] >= self.box[3]
+            or min(self.box) < 0
+        ):
+            raise InvalidOption("box is Y1 Y2 X1 X2 in pixels with Y1 < Y2 and X1 < X2")
         if self.face_index is not None and self.face_point is not None:
             raise InvalidOption("give face_index or face_point, not both")
         if self.face_index is not None and self.face_index < 0:

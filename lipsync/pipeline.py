@@ -209,7 +209,8 @@ class Pipeline:
         timer: _Timer,
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], FaceTracker]:
         o = self.options
-        tracker = FaceTracker(FaceChoice(o.face_index, o.face_point))
+        fixed = (o.box[2], o.box[0], o.box[3], o.box[1]) if o.box else None
+        tracker = FaceTracker(FaceChoice(o.face_index, o.face_point), fixed_box=fixed)
         times: list[float] = []
         lms: list[npt.NDArray[np.float32]] = []
         nan = np.full((68, 2), np.nan, np.float32)
@@ -244,6 +245,17 @@ class Pipeline:
             raise CorruptMedia(f"{video.name}: no decodable video frames")
         return np.asarray(times, np.float64), np.stack(lms), tracker
 
+    def _face_box(
+        self, lm: npt.NDArray[np.float32], width: int, height: int
+    ) -> tuple[int, int, int, int]:
+        """The engine's face crop: the fixed ``box`` as given (no pads, as Wav2Lip), else
+        one derived from the landmarks plus ``pads``."""
+        o = self.options
+        if o.box is not None:
+            y1, y2, x1, x2 = o.box
+            return max(0, x1), max(0, y1), min(width, x2), min(height, y2)
+        return crop_box(lm, o.pads, width, height)
+
     def _render_batch(
         self,
         batch: list[tuple[int, int, npt.NDArray[np.uint8]]],
@@ -265,7 +277,7 @@ class Pipeline:
         with timer.stage("convert"):
             rgbs = [i420_to_rgb(yuv) for _, _, yuv in with_face]
         faces = [
-            FaceObs(crop_box(landmarks[d], o.pads, width, height), landmarks[d])
+            FaceObs(self._face_box(landmarks[d], width, height), landmarks[d])
             for _, d, _ in with_face
         ]
         patches: list[Patch] = []

@@ -170,3 +170,50 @@ def test_real_clip_with_other_speech(
     for i in (3, len(src) // 2):
         keep = _outside_lower_face(src[i])
         assert mf.psnr(frames[i], src[i], keep) >= 40
+
+
+def test_wav2lip_with_a_fixed_box_matches_the_reference_inference(
+    tmp_path: Path, portrait_png: Path, speech_wav: Path
+) -> None:
+    """``--box`` as in Wav2Lip: no detection, that crop in every frame, pasted whole; the
+    frames equal what the original inference computes for the same weights and decoded
+    input. Compared on the luma plane of a lossless output (the random network's output is
+    noise-like, which 4:2:0 chroma cannot hold)."""
+    from lipsync.audio.mel import mel_chunks, melspectrogram
+    from lipsync.engines.wav2lip_export import save_published
+    from lipsync.media.audio import load_audio
+    from lipsync.media.decode import i420_to_rgb, iter_frames, read_image, to_i420
+    from tests.engines._wav2lip_helpers import random_generator, reference_patch
+
+    model = random_generator(seed=3)
+    models = tmp_path / "models"
+    models.mkdir()
+    save_published(model, models / "wav2lip.pth")
+    box = (60, 280, 150, 340)  # y1, y2, x1, x2
+    out = tmp_path / "o.mp4"
+    r = lipsync.run(
+        portrait_png,
+        speech_wav,
+        out,
+        engine="wav2lip",
+        enhancer="none",
+        box=box,
+        models_dir=models,
+        crf=0,
+    )
+    lumas = [f.image for f in iter_frames(out, pixel_format="luma")]
+    wav = load_audio(speech_wav, sample_rate=16000, channels=1)[0][0]
+    chunks = mel_chunks(melspectrogram(wav), 25.0, r.frames)
+    planes = read_image(portrait_png, "i420")  # the decoded input, as the pipeline has it
+    seen = i420_to_rgb(planes)
+    y1, y2, x1, x2 = box
+    for k in (0, r.frames // 2, r.frames - 1):
+        expected = seen.copy()
+        expected[y1:y2, x1:x2] = reference_patch(model, seen, (x1, y1, x2, y2), chunks[k])
+        want = to_i420(expected)[: seen.shape[0]]
+        diff = np.abs(lumas[k].astype(int) - want.astype(int))
+        assert diff[y1:y2, x1:x2].max() <= 2, k
+        outside = np.ones(diff.shape, bool)
+        outside[y1:y2, x1:x2] = False
+        untouched = lumas[k][outside] == planes[: seen.shape[0]][outside]
+        assert untouched.all(), "outside the box nothing changes"

@@ -60,8 +60,14 @@ class FaceTracker:
         choice: FaceChoice | None = None,
         detect_every: int = 5,
         detect_pixels: int = 640 * 480,
+        fixed_box: tuple[int, int, int, int] | None = None,
     ) -> None:
+        """``fixed_box`` (x1, y1, x2, y2): the face is there in every frame; no detection,
+        landmarks are read inside it (Wav2Lip's ``--box``)."""
         self.faces = DlibFaces()
+        self.fixed_box: BoxF | None = (
+            tuple(float(v) for v in fixed_box) if fixed_box else None  # type: ignore[assignment]
+        )
         self.choice = choice or FaceChoice()
         self.detect_every = max(1, detect_every)
         self.detect_pixels = detect_pixels
@@ -121,6 +127,8 @@ class FaceTracker:
             if image.ndim == 3
             else image
         )
+        if self.fixed_box is not None:
+            return self.faces.landmarks(gray, self.fixed_box)
         due = self._box is None or self._since_detect >= self.detect_every
         if due:
             self._since_detect = 0
