@@ -40,12 +40,15 @@ end
 return state
 """
 
-# KEYS: job, queued, running, finished-stats
-# ARGV: job id, now, ttl, max attempts, worker name
+# KEYS: job, queued, running, finished-stats, lease
+# ARGV: job id, now, ttl, max attempts, worker name, lease holder, lease ms
+# A running job whose lease is held is being run right now (a redelivered copy of its
+# message must not start it twice): 'busy'. Without a lease its runner is gone: run again.
 _CLAIM = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
 if state ~= 'queued' and state ~= 'running' then return state end
+if state == 'running' and redis.call('EXISTS', KEYS[5]) == 1 then return 'busy' end
 if redis.call('HGET', KEYS[1], 'cancel') == '1' then
   redis.call('HSET', KEYS[1], 'state', 'canceled', 'finished_at', ARGV[2], 'stage', 'canceled')
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -70,20 +73,56 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[2], 'stage', 
            'progress', '0', 'worker', ARGV[5])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+if ARGV[6] ~= '' then redis.call('SET', KEYS[5], ARGV[6], 'PX', ARGV[7]) end
 return 'run'
 """
 
-# KEYS: job, running, finished-stats
+# KEYS: job, running, finished-stats, lease
 # ARGV: job id, now, ttl, new state, then field/value pairs
 _FINISH = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'running' then return false end
+redis.call('DEL', KEYS[4])
 redis.call('HSET', KEYS[1], 'state', ARGV[4], 'finished_at', ARGV[2])
 for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return ARGV[4]
+"""
+
+# KEYS: lease, job; ARGV: holder, lease ms. Renew the lease of a running job: not when
+# another runner holds it, nor once the job has left the running state.
+_RENEW = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[2], 'state') ~= 'running' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: job, queued, running, finished-stats, lease; ARGV: job id, now, ttl.
+# A running job whose lease has lapsed lost its runner: back to queued (the caller sends
+# its message again), or canceled at once if a cancel was asked for meanwhile.
+_REQUEUE = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return false end
+if redis.call('EXISTS', KEYS[5]) == 1 then return false end
+redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('HGET', KEYS[1], 'cancel') == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'canceled', 'finished_at', ARGV[2], 'stage', 'canceled')
+  redis.call('HINCRBY', KEYS[4], 'canceled', 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 'canceled'
+end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'stage', 'queued', 'progress', '0')
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 'queued'
+"""
+
+# KEYS: lease; ARGV: holder. Drop a lease only if it is still the given (dead) holder's.
+_BREAK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 # KEYS: job; ARGV: stage, progress. Never recreates an expired record; progress never goes back.
@@ -167,6 +206,9 @@ class JobStore:
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self._progress = client.register_script(_PROGRESS)
+        self._renew = client.register_script(_RENEW)
+        self._break = client.register_script(_BREAK)
+        self._requeue = client.register_script(_REQUEUE)
 
     @classmethod
     def from_url(
@@ -208,6 +250,9 @@ class JobStore:
     @property
     def workers_key(self) -> str:
         return f"{self.prefix}:workers"
+
+    def lease_key(self, job_id: str) -> str:
+        return f"{self.prefix}:lease:{job_id}"
 
     def idem_key(self, owner: str, key: str) -> str:
         return f"{self.prefix}:idem:{owner}:{key}"
@@ -274,13 +319,52 @@ class JobStore:
         return str(out) if out else None
 
     # worker side ---------------------------------------------------------------------------
-    def claim(self, job_id: str, max_attempts: int, worker: str) -> str:
-        """Move a job to running. Returns ``run`` or why not (missing, canceled, a state...)."""
+    def claim(
+        self, job_id: str, max_attempts: int, worker: str, holder: str = "", lease_s: float = 0
+    ) -> str:
+        """Move a job to running. Returns ``run`` or why not (missing, canceled, a state,
+        ``busy`` while another runner holds its lease...). With ``holder`` the runner takes
+        the job's lease for ``lease_s`` seconds and must renew it while it runs."""
+        lease_ms = int(lease_s * 1000)
         out = self._claim(
-            keys=[self.job_key(job_id), self.queued_key, self.running_key, self.finished_key],
-            args=[job_id, repr(_now()), self.ttl_s, max_attempts, worker],
+            keys=[
+                self.job_key(job_id),
+                self.queued_key,
+                self.running_key,
+                self.finished_key,
+                self.lease_key(job_id),
+            ],
+            args=[job_id, repr(_now()), self.ttl_s, max_attempts, worker, holder, lease_ms],
         )
         return str(out)
+
+    def renew_lease(self, job_id: str, holder: str, lease_s: float) -> bool:
+        out = self._renew(
+            keys=[self.lease_key(job_id), self.job_key(job_id)], args=[holder, int(lease_s * 1000)]
+        )
+        return bool(out)
+
+    def lease_holder(self, job_id: str) -> str | None:
+        holder = self.r.get(self.lease_key(job_id))
+        return str(holder) if holder is not None else None
+
+    def break_lease(self, job_id: str, holder: str) -> bool:
+        """Drop the lease of a runner known to be dead (only if it still holds it)."""
+        return bool(self._break(keys=[self.lease_key(job_id)], args=[holder]))
+
+    def requeue_orphan(self, job_id: str) -> str | None:
+        """A running job without a lease goes back to ``queued`` (or ``canceled``)."""
+        out = self._requeue(
+            keys=[
+                self.job_key(job_id),
+                self.queued_key,
+                self.running_key,
+                self.finished_key,
+                self.lease_key(job_id),
+            ],
+            args=[job_id, repr(_now()), self.ttl_s],
+        )
+        return str(out) if out else None
 
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self.r.hget(self.job_key(job_id), "cancel") == "1")
@@ -296,7 +380,13 @@ class JobStore:
                 value = json.dumps(value)
             args.extend([name, str(value)])
         out = self._finish(
-            keys=[self.job_key(job_id), self.running_key, self.finished_key], args=args
+            keys=[
+                self.job_key(job_id),
+                self.running_key,
+                self.finished_key,
+                self.lease_key(job_id),
+            ],
+            args=args,
         )
         return bool(out)
 

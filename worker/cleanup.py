@@ -10,16 +10,20 @@ import logging
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from app.settings import Settings
 from app.store import JobStore
-from worker.jobs import remove_job_files
+from worker.jobs import LEASE_RENEW_S, holder_is_dead, remove_job_files
 
 log = logging.getLogger("lipsync.cleanup")
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _WORKER_FORGET_S = 3600.0
+# A lapsed lease is trusted only after this long (its runner renews every LEASE_RENEW_S;
+# after a Redis restart every lease may have expired while the runners still live).
+ORPHAN_GRACE_S = 2 * LEASE_RENEW_S
 
 
 def _age(path: Path, now: float) -> float:
@@ -90,3 +94,71 @@ def run_cleanup(settings: Settings, store: JobStore, now: float | None = None) -
     if any(counts.values()):
         log.info("cleanup: %s", counts)
     return counts
+
+
+class OrphanRequeuer:
+    """Runs again the jobs whose runner is gone, e.g. after ``kill -9`` of a whole worker.
+
+    The broker would redeliver such a job only after its visibility timeout (hours). A job
+    is orphaned when it is ``running`` but its lease has lapsed (for ``grace_s``, so a
+    Redis restart that outlived the leases is not mistaken for dead runners), or its lease
+    holder is a dead process on this host. It goes back to ``queued`` and its message is
+    sent again; a job that had already run past the soft time limit fails with ``timeout``
+    instead, and one whose cancel was requested becomes ``canceled``. The job's attempt
+    count still bounds how often it runs. Every worker runs this from its heartbeat thread.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        send: Callable[[str], object],
+        grace_s: float = ORPHAN_GRACE_S,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.send = send
+        self.grace_s = grace_s
+        self._lapsed: dict[str, float] = {}  # job id -> when its lease was first seen gone
+
+    def reset(self) -> None:
+        """Forget what was seen (after Redis was unreachable, nothing seen before counts)."""
+        self._lapsed.clear()
+
+    def scan(self) -> dict[str, str]:
+        """Requeue (or end) orphaned jobs; returns job id -> what was done."""
+        done: dict[str, str] = {}
+        running = self.store.active_ids()["running"]
+        for job_id in set(self._lapsed) - set(running):
+            del self._lapsed[job_id]
+        now = time.monotonic()
+        for job_id in running:
+            holder = self.store.lease_holder(job_id)
+            if holder is not None:
+                self._lapsed.pop(job_id, None)
+                if not (holder_is_dead(holder) and self.store.break_lease(job_id, holder)):
+                    continue
+            elif now - self._lapsed.setdefault(job_id, now) < self.grace_s:
+                continue
+            self._lapsed.pop(job_id, None)
+            record = self.store.get(job_id)
+            if record is None or record.state != "running":
+                continue
+            if (
+                record.started_at
+                and time.time() - record.started_at > self.settings.soft_time_limit_s
+            ):
+                message = "the job ran past its time limit and its worker was lost"
+                if self.store.fail_stale(job_id, "timeout", message):
+                    remove_job_files(self.settings, job_id)
+                    done[job_id] = "timeout"
+                continue
+            outcome = self.store.requeue_orphan(job_id)
+            if outcome == "canceled":
+                remove_job_files(self.settings, job_id)
+            elif outcome == "queued":
+                self.send(job_id)
+            if outcome:
+                done[job_id] = outcome
+                log.warning("job %s lost its runner: %s", job_id, outcome)
+        return done

@@ -10,15 +10,19 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis
 
 from app.settings import Settings
-from app.store import JobRecord, JobStore
+from app.store import JobRecord, JobState, JobStore
 
 if TYPE_CHECKING:
     from lipsync.engines import EngineCache
@@ -27,6 +31,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("lipsync.worker")
 
 _ENGINES: EngineCache | None = None
+_T = TypeVar("_T")
+
+# A running job's lease: taken when it is claimed, renewed while it runs, dropped when it
+# ends. A job that is "running" without one has lost its runner and is run again.
+LEASE_S = 30.0
+LEASE_RENEW_S = 5.0
+# How long a final state is retried while Redis is unreachable (e.g. restarting).
+PUBLISH_RETRY_S = 60.0
 
 
 def engine_cache() -> EngineCache:
@@ -58,6 +70,64 @@ def remove_job_files(settings: Settings, job_id: str, *, result: bool = False) -
     shutil.rmtree(paths["work"], ignore_errors=True)
     if result:
         paths["result"].unlink(missing_ok=True)
+
+
+def lease_holder() -> str:
+    """This process as a lease holder: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_is_dead(holder: str) -> bool:
+    """True when ``holder`` is a process on this host that no longer runs (or a zombie)."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+class LeaseKeeper:
+    """Renews a running job's lease from a thread, so the lease lapses only if we die."""
+
+    def __init__(self, store: JobStore, job_id: str, holder: str) -> None:
+        self.store, self.job_id, self.holder = store, job_id, holder
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lipsync-lease", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(LEASE_RENEW_S):
+            try:
+                self.store.renew_lease(self.job_id, self.holder, LEASE_S)
+            except Exception:
+                log.warning("lease renewal for %s failed", self.job_id, exc_info=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _retrying(call: Callable[[], _T], what: str, budget_s: float = PUBLISH_RETRY_S) -> _T:
+    """``call()``, retried while Redis is unreachable (a restart), for at most ``budget_s``."""
+    deadline = time.monotonic() + budget_s
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: Redis unreachable, retrying in %.1f s", what, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def build_run_options(options: dict[str, Any], settings: Settings) -> RunOptions:
@@ -173,7 +243,19 @@ def run_job(job_id: str, settings: Settings, store: JobStore, worker: str = "") 
     Safe on redelivery: a finished or canceled job is not run again, and a re-run after a
     crash starts from a clean work dir and replaces the result atomically.
     """
-    outcome = store.claim(job_id, settings.max_attempts, worker)
+    holder = lease_holder()
+
+    def claim() -> str:
+        return _retrying(
+            lambda: store.claim(job_id, settings.max_attempts, worker, holder, LEASE_S),
+            f"claim of job {job_id}",
+        )
+
+    outcome = claim()
+    if outcome == "busy":  # a redelivered copy: is the runner alive, or did it just die here?
+        current = store.lease_holder(job_id)
+        if current is not None and holder_is_dead(current) and store.break_lease(job_id, current):
+            outcome = claim()
     if outcome != "run":
         log.info("job %s not run: %s", job_id, outcome)
         if outcome in ("canceled", "exhausted", "missing"):
@@ -183,10 +265,10 @@ def run_job(job_id: str, settings: Settings, store: JobStore, worker: str = "") 
     if record is None:  # expired between claim and read
         remove_job_files(settings, job_id)
         return "missing"
-    return _execute(record, settings, store)
+    return _execute(record, settings, store, holder)
 
 
-def _execute(record: JobRecord, settings: Settings, store: JobStore) -> str:
+def _execute(record: JobRecord, settings: Settings, store: JobStore, holder: str) -> str:
     from celery.exceptions import SoftTimeLimitExceeded
 
     from lipsync.errors import Canceled, LipsyncError
@@ -198,12 +280,14 @@ def _execute(record: JobRecord, settings: Settings, store: JobStore) -> str:
     work.mkdir(parents=True, exist_ok=True)
     paths["result"].parent.mkdir(parents=True, exist_ok=True)
     partial = work / f"{job_id}.part.mp4"
-    state = "failed"
+    state: JobState = "failed"
+    fields: dict[str, Any] = {"stage": "failed"}
+    timings: dict[str, float] = {}
     try:
         import lipsync
 
         options = build_run_options(record.options, settings)
-        with job_tempdir(work / "tmp"):
+        with LeaseKeeper(store, job_id, holder), job_tempdir(work / "tmp"):
             result = lipsync.run(
                 settings.data_dir / record.video,
                 settings.data_dir / record.audio,
@@ -216,32 +300,35 @@ def _execute(record: JobRecord, settings: Settings, store: JobStore) -> str:
         if not partial.is_file() or partial.stat().st_size == 0:
             raise RuntimeError("the pipeline reported success but wrote no output")
         os.replace(partial, paths["result"])  # atomic: same volume, never a half file
-        store.finish(
-            job_id,
-            "succeeded",
-            progress="1.0",
-            stage="done",
-            result=_result_payload(job_id, result),
-        )
-        store.record_stage_seconds(dict(result.timings))
         state = "succeeded"
+        fields = {"progress": "1.0", "stage": "done", "result": _result_payload(job_id, result)}
+        timings = dict(result.timings)
     except Canceled:
-        store.finish(job_id, "canceled", stage="canceled")
-        state = "canceled"
+        state, fields = "canceled", {"stage": "canceled"}
     except LipsyncError as exc:
-        store.finish(job_id, "failed", stage="failed", error=exc.to_dict())
+        fields["error"] = exc.to_dict()
     except SoftTimeLimitExceeded:
         message = f"the job ran past its time limit ({settings.soft_time_limit_s}s)"
-        store.finish(
-            job_id, "failed", stage="failed", error={"code": "timeout", "message": message}
-        )
+        fields["error"] = {"code": "timeout", "message": message}
     except Exception as exc:
         log.exception("job %s failed with an unexpected error", job_id)
-        message = f"internal error ({type(exc).__name__})"
-        store.finish(
-            job_id, "failed", stage="failed", error={"code": "internal_error", "message": message}
-        )
+        fields["error"] = {
+            "code": "internal_error",
+            "message": f"internal error ({type(exc).__name__})",
+        }
+    recorded = False
+    try:
+        _retrying(lambda: store.finish(job_id, state, **fields), f"final state of job {job_id}")
+        recorded = True
     finally:
-        remove_job_files(settings, job_id)  # uploads and work dir; the result stays
+        if recorded:  # uploads and work dir; the result stays
+            remove_job_files(settings, job_id)
+        else:  # keep the uploads: the job runs again once its lease lapses
+            shutil.rmtree(work, ignore_errors=True)
+    if timings:
+        try:
+            store.record_stage_seconds(timings)
+        except redis.RedisError:
+            log.warning("stage timings of %s not recorded", job_id, exc_info=True)
     log.info("job %s %s", job_id, state)
     return state

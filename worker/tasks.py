@@ -13,8 +13,8 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 from app.settings import Settings
 from app.store import JobStore
 from worker.celery_app import app
-from worker.cleanup import run_cleanup
-from worker.config import TASK_CLEANUP, TASK_PROCESS, check_visibility, settings_of
+from worker.cleanup import OrphanRequeuer, run_cleanup
+from worker.config import QUEUE, TASK_CLEANUP, TASK_PROCESS, check_visibility, settings_of
 from worker.jobs import run_job
 
 log = logging.getLogger("lipsync.worker")
@@ -45,13 +45,19 @@ def cleanup() -> dict[str, int]:
     return run_cleanup(_settings(), _store())
 
 
+def _send_again(job_id: str) -> None:
+    app.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
+
+
 class _Heartbeat:
-    """Marks this worker alive in Redis (``/readyz`` reads it) while the main process lives."""
+    """Marks this worker alive in Redis (``/readyz`` reads it) while the main process lives,
+    and requeues jobs whose runner died (:class:`worker.cleanup.OrphanRequeuer`)."""
 
     def __init__(self) -> None:
         self.name = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._orphans: OrphanRequeuer | None = None
 
     def start(self, name: str) -> None:
         self.name = name
@@ -59,11 +65,14 @@ class _Heartbeat:
         self._thread.start()
 
     def _loop(self) -> None:
+        self._orphans = OrphanRequeuer(_settings(), _store(), _send_again)
         while not self._stop.is_set():
             try:
                 _store().heartbeat(self.name)
+                self._orphans.scan()
             except Exception:
                 log.warning("heartbeat failed", exc_info=True)
+                self._orphans.reset()
             self._stop.wait(HEARTBEAT_INTERVAL_S)
 
     def stop(self) -> None:

@@ -58,29 +58,35 @@ class RedisServer:
     port: int
     proc: subprocess.Popen[bytes]
     log: Path
+    workdir: Path | None = None
+    appendonly: bool = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def db_url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, decode_responses=True)
 
 
-def start_redis(workdir: Path) -> RedisServer:
+def start_redis(workdir: Path, appendonly: bool = False, port: int | None = None) -> RedisServer:
+    """A private redis-server on loopback; ``appendonly`` persists to ``workdir`` as in compose."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server is not installed")
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log = workdir / "redis.log"
     args = [
         exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-        "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
-        "--logfile", str(log),
+        "--save", "", "--appendonly", "yes" if appendonly else "no",
+        "--maxmemory-policy", "noeviction", "--logfile", str(log),
     ]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    server = RedisServer(port, proc, log)
+    server = RedisServer(port, proc, log, workdir, appendonly)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with contextlib.suppress(redis.RedisError):
@@ -91,6 +97,20 @@ def start_redis(workdir: Path) -> RedisServer:
         time.sleep(0.05)
     stop(proc)
     raise RuntimeError(f"redis-server did not start:\n{tail(log)}")
+
+
+def stop_redis(server: RedisServer) -> None:
+    """Shut Redis down the way ``docker compose restart`` does (SIGTERM: AOF flushed)."""
+    stop(server.proc)
+
+
+def restart_redis(server: RedisServer) -> RedisServer:
+    """Start Redis again on the same port and data dir (it reloads its append-only file)."""
+    assert server.workdir is not None
+    stop(server.proc)
+    fresh = start_redis(server.workdir, server.appendonly, server.port)
+    server.proc = fresh.proc
+    return server
 
 
 def service_env(redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -119,24 +139,50 @@ class Proc:
         return self.proc.poll() is None
 
 
-def start_worker(env: dict[str, str], logdir: Path, name: str = "test") -> Proc:
+def start_worker(
+    env: dict[str, str], logdir: Path, name: str = "test", app: str = "worker.celery_app"
+) -> Proc:
+    """A real ``celery worker`` (prefork, one pool process); ``app`` may name a test-only app."""
     log = logdir / f"worker-{name}.log"
     args = [
-        PYTHON, "-m", "celery", "-A", "worker.celery_app", "worker",
+        PYTHON, "-m", "celery", "-A", app, "worker",
         "--pool=prefork", "--concurrency=1", "--loglevel=INFO",
         "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     return Proc(proc, log)
 
 
-def wait_worker(redis_url: str, prefix: str, proc: Proc, timeout: float = 60.0) -> None:
+def pool_children(pid: int) -> list[int]:
+    """Pids of the pool processes of the worker whose main process is ``pid``."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def wait_worker(
+    redis_url: str,
+    prefix: str,
+    proc: Proc,
+    timeout: float = 60.0,
+    name: str | None = None,
+    since: float = 0.0,
+) -> None:
+    """Wait for a worker heartbeat (of node ``name`` sent after ``since``, when given)."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if client.zcard(f"{prefix}:workers") > 0:
-            return
+        with contextlib.suppress(redis.RedisError):
+            if name is None and client.zcard(f"{prefix}:workers") > 0:
+                return
+            if name is not None:
+                node = f"{name}@{socket.gethostname()}"
+                beat = client.zscore(f"{prefix}:workers", node)
+                if beat is not None and beat >= since:
+                    return
         if not proc.alive():
             break
         time.sleep(0.2)
@@ -204,6 +250,106 @@ def wait_for(
             return body
         time.sleep(0.1)
     raise AssertionError(f"task {task_id} did not reach {states}: last status {body}")
+
+
+@dataclass
+class Service:
+    """One isolated deployment on a shared redis-server: its own key prefix, broker db and
+    data dir, so several can share one Redis without taking each other's jobs. Workers can
+    be killed (``kill -9``) and started again; the API is optional."""
+
+    redis: RedisServer
+    root: Path
+    env: dict[str, str]
+    prefix: str
+    workers: dict[str, Proc] = field(default_factory=dict)
+    api: Proc | None = None
+    base_url: str = ""
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["LIPSYNC_DATA_DIR"])
+
+    def settings(self) -> Any:
+        from app.settings import Settings
+
+        keys = {k.removeprefix("LIPSYNC_").lower(): v for k, v in self.env.items()
+                if k.startswith("LIPSYNC_")}  # fmt: skip
+        return Settings(**keys)
+
+    def store(self) -> Any:
+        from app.store import JobStore
+
+        return JobStore.from_url(self.redis.url, self.prefix, 3600)
+
+    def start_worker(self, name: str = "w1", app: str = "worker.celery_app") -> Proc:
+        since = time.time() - 1.0
+        proc = start_worker(self.env, self.root, name=f"{self.prefix}-{name}", app=app)
+        self.workers[name] = proc
+        wait_worker(self.redis.url, self.prefix, proc, name=f"{self.prefix}-{name}", since=since)
+        return proc
+
+    def kill_worker(self, name: str = "w1") -> None:
+        """``kill -9`` the worker's main process; its pool process dies with it (PDEATHSIG)."""
+        proc = self.workers[name]
+        children = pool_children(proc.proc.pid)
+        proc.proc.kill()
+        proc.proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{c}").exists() for c in children):
+            assert time.monotonic() < deadline, f"pool processes {children} outlived the worker"
+            time.sleep(0.05)
+
+    def start_api(self, **extra: str) -> str:
+        self.api, self.base_url = start_api({**self.env, **extra}, self.root, name="api")
+        return self.base_url
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=60)
+
+    def worker_log(self) -> str:
+        return "\n".join(p.log.read_text(errors="replace") for p in self.workers.values())
+
+    def logs(self) -> str:
+        parts = [f"--- {n} ---\n{tail(p.log)}" for n, p in self.workers.items()]
+        if self.api is not None:
+            lines = self.api.log.read_text(errors="replace").splitlines()
+            quiet = [line for line in lines if "GET /api/v1/lipsync/status" not in line]
+            parts.append("--- api ---\n" + "\n".join(quiet[-40:]))
+        return "\n".join(parts)
+
+    def close(self) -> None:
+        for proc in [*self.workers.values(), *([self.api] if self.api else [])]:
+            stop(proc.proc)
+
+
+@contextlib.contextmanager
+def service(
+    redis_server: RedisServer, root: Path, broker_db: int, **extra: str
+) -> Iterator[Service]:
+    """An isolated :class:`Service` (nothing started yet); everything is stopped at the end."""
+    prefix = f"s{os.urandom(4).hex()}"
+    root.mkdir(parents=True, exist_ok=True)
+    env = service_env(
+        redis_server.url,
+        root / "data",
+        LIPSYNC_REDIS_PREFIX=prefix,
+        LIPSYNC_BROKER_URL=redis_server.db_url(broker_db),
+        **extra,
+    )
+    svc = Service(redis_server, root, env, prefix)
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+def job_executions(log: str, task_id: str) -> int:
+    """How many times a worker ran the pipeline for ``task_id`` to an end (its log lines)."""
+    import re
+
+    ends = re.findall(rf"job {task_id} (succeeded|failed|canceled)\b", log)
+    return len(ends)
 
 
 # --- media --------------------------------------------------------------------------------

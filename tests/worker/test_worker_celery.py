@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 import uuid
@@ -87,9 +88,11 @@ def test_killed_pool_process_reruns_the_job_once(
         # the periodic cleanup task is registered on the worker and runs through the broker
         producer.send_task(TASK_CLEANUP, queue=QUEUE)
         deadline = time.monotonic() + 30
-        while "Task lipsync.cleanup" not in proc.log.read_text() and time.monotonic() < deadline:
+        done = re.compile(r"Task lipsync\.cleanup\[[^\]]+\] (succeeded|failed|raised)")
+        while not done.search(proc.log.read_text()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "succeeded" in proc.log.read_text().split("Task lipsync.cleanup", 1)[-1]
+        match = done.search(proc.log.read_text())  # "received" is logged before the outcome
+        assert match is not None and match.group(1) == "succeeded", sh.tail(proc.log)
         producer.close()
 
 

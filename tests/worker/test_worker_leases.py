@@ -1,0 +1,113 @@
+"""Job leases on a real Redis: a running job is never started twice, a dead runner's job is
+run again (or ends), without waiting for the broker's visibility timeout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app.settings import Settings
+from app.store import JobStore
+from tests.worker.jobkit import make_job
+from worker.cleanup import OrphanRequeuer
+from worker.jobs import LEASE_S, holder_is_dead, lease_holder, run_job
+
+
+def _dead_holder() -> str:
+    """``host:pid`` of a process on this host that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return lease_holder().rpartition(":")[0] + f":{proc.pid}"
+
+
+def test_holder_is_dead_only_for_exited_local_processes() -> None:
+    assert not holder_is_dead(lease_holder())
+    assert holder_is_dead(_dead_holder())
+    assert not holder_is_dead(f"some-other-host:{os.getpid()}")
+    assert not holder_is_dead("garbage")
+
+
+def test_claim_of_a_running_job_with_a_live_lease_is_busy(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    job_id = make_job(settings, store, media["astronaut"], media["speech"])
+    assert store.claim(job_id, 3, "w1", "otherhost:1", LEASE_S) == "run"
+    # a redelivered copy of the message while the runner (on another host) lives
+    assert run_job(job_id, settings, store, worker="w2") == "busy"
+    job = store.get(job_id)
+    assert job is not None and job.state == "running" and job.attempts == 1
+    assert (settings.uploads_dir / job_id).exists(), "a busy claim leaves the job alone"
+    # the lease ends with the job
+    assert store.finish(job_id, "succeeded", result={"file": f"{job_id}.mp4"})
+    assert store.lease_holder(job_id) is None
+
+
+def test_a_dead_local_runner_is_replaced_at_once(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    job_id = make_job(settings, store, media["astronaut"], media["speech"])
+    dead = _dead_holder()
+    assert store.claim(job_id, 3, "w1", dead, LEASE_S) == "run"
+    assert store.lease_holder(job_id) == dead
+    assert run_job(job_id, settings, store, worker="w2") == "succeeded"
+    job = store.get(job_id)
+    assert job is not None and job.attempts == 2 and store.lease_holder(job_id) is None
+
+
+def _requeuer(settings: Settings, store: JobStore) -> tuple[OrphanRequeuer, list[str]]:
+    sent: list[str] = []
+    return OrphanRequeuer(settings, store, sent.append, grace_s=0.3), sent
+
+
+def test_orphan_requeuer_requeues_jobs_whose_lease_lapsed(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    alive = make_job(settings, store, media["astronaut"], media["speech"])
+    lapsed = make_job(settings, store, media["astronaut"], media["speech"])
+    dead = make_job(settings, store, media["astronaut"], media["speech"])
+    assert store.claim(alive, 3, "w", lease_holder(), LEASE_S) == "run"
+    assert store.claim(lapsed, 3, "w", "otherhost:1", 0.2) == "run"
+    assert store.claim(dead, 3, "w", _dead_holder(), LEASE_S) == "run"
+    requeuer, sent = _requeuer(settings, store)
+    time.sleep(0.3)
+    # a dead local holder is requeued at once; a lapsed lease only after the grace period
+    assert requeuer.scan() == {dead: "queued"}
+    assert requeuer.scan() == {}
+    time.sleep(0.4)
+    assert requeuer.scan() == {lapsed: "queued"}
+    assert sent == [dead, lapsed]
+    for job_id in (dead, lapsed):
+        job = store.get(job_id)
+        assert job is not None and job.state == "queued" and job.attempts == 1
+    assert store.get(alive).state == "running"  # type: ignore[union-attr]
+    assert set(store.active_ids()["queued"]) == {dead, lapsed}
+    # a lapsed lease that comes back within the grace period (Redis restarted) is kept
+    store.r.delete(store.lease_key(alive))
+    assert requeuer.scan() == {}
+    assert store.renew_lease(alive, lease_holder(), LEASE_S)
+    time.sleep(0.4)
+    assert requeuer.scan() == {}
+
+
+def test_orphan_requeuer_ends_canceled_and_overdue_jobs(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    canceled = make_job(settings, store, media["astronaut"], media["speech"])
+    overdue = make_job(settings, store, media["astronaut"], media["speech"])
+    for job_id in (canceled, overdue):
+        assert store.claim(job_id, 3, "w", _dead_holder(), LEASE_S) == "run"
+    assert store.request_cancel(canceled) == "canceling"
+    store.r.hset(store.job_key(overdue), "started_at", repr(time.time() - 4000))
+    requeuer, sent = _requeuer(settings, store)
+    assert requeuer.scan() == {canceled: "canceled", overdue: "timeout"}
+    assert sent == []
+    job = store.get(overdue)
+    assert job is not None and job.state == "failed" and job.error is not None
+    assert job.error["code"] == "timeout"
+    assert store.get(canceled).state == "canceled"  # type: ignore[union-attr]
+    for job_id in (canceled, overdue):
+        assert not (settings.uploads_dir / job_id).exists()
+    assert store.active_ids() == {"queued": [], "running": []}
