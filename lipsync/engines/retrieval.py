@@ -49,11 +49,13 @@ from lipsync.engines.retrieval_index import (
     apply,
     build_index,
     compose,
+    ellipse_box,
     measure,
     mouth_ellipse,
+    nose_box,
     similarity,
 )
-from lipsync.engines.viseme import VisemeEngine
+from lipsync.engines.viseme import CORNERS, JAW, LOWER, UPPER, UPPER_SHARE, VisemeEngine
 from lipsync.face.geometry import face_axes
 from lipsync.types import FaceObs, Patch, RGBImage
 
@@ -65,21 +67,25 @@ I64 = npt.NDArray[np.int64]
 MIN_CANDIDATES = 25  # usable face frames
 MIN_GAP_RANGE = 0.10  # q95 - q05 of the lip gap, interocular units
 MAX_CLOSED_GAP = 0.10  # the most closed mouth must be at least this closed
+MIN_REGRESSION_R2 = 0.3  # the calibration regression is used only when it predicts this well
 
 # -- choice --------------------------------------------------------------------------------
 TOP_K = 12  # best-matching candidates considered per frame
 MAX_STATES = 28  # with the continuations of the previous frame's states
 W_WIDTH = 0.5  # weight of the width mismatch against the openness mismatch
+W_OPENING = 0.5  # weight of the mismatch of the opening read from the pixels
 W_POSE = 0.6  # weight of the head-pose mismatch (yaw, pitch)
 POSE_SIGMA = (0.05, 0.04)  # yaw, pitch units that cost 1
 C_NEXT = 0.0  # play the source forward
 C_SKIP = 0.25  # skip one source frame
-C_HOLD = 0.35  # show the same mouth again
-C_BACK = 0.6  # step back one frame
-C_JUMP = 1.4  # cut to another part of the video...
-W_JUMP_LOOK = 1.5  # ...plus this times the difference in look of the two mouths
+C_HOLD = (0.2, 0.7)  # show the same mouth again: in silence, in speech (a frozen mouth)
+C_BACK = 1.2  # step back one frame
+C_JUMP = 2.5  # cut to another part of the video...
+W_JUMP_LOOK = 3.0  # ...plus this times the difference in look of the two mouths
 
 # -- rendering -----------------------------------------------------------------------------
+RESIDUAL = 0.8  # share of the remaining gap error the chosen mouth is warped by
+REGISTER_MAX = 0.08  # largest registration shift trusted, interocular units
 ALPHA_CORE = 0.55  # share of the mask ellipse kept at full strength
 GAIN_RANGE = (0.6, 1.6)
 # Jaw points follow the chin's displacement with these weights (the viseme engine's jaw
@@ -161,7 +167,14 @@ class ShapeModel:
             raw = _ridge_predict((feats - self.mu) / self.sd, self.reg_coef)
             gap = np.interp(raw, *self.reg_map)
         elif self.kind == "quantile" and self.open_map is not None:
-            gap = np.interp(open_, *self.open_map)
+            # The person's own curve from speech opening to lip gap, stretched so that no
+            # opening reaches their most closed mouth and full opening their widest.
+            xs, ys = self.open_map
+            lo, hi = float(ys[0]), float(ys[-1])
+            rel = (np.interp(open_, xs, ys) - lo) / max(hi - lo, 1e-6)
+            rel = np.clip(rel, 0.0, 1.0)
+            rel = np.where(open_ <= xs[0], 0.0, rel)
+            gap = self.g_closed + rel * (self.g_open - self.g_closed)
         else:
             gap = self.g_closed + open_ * (self.g_open - self.g_closed)
         # Pauses: the person's closed mouth.
@@ -230,7 +243,7 @@ def fit_shape_model(
         if r2 > best:
             best, best_alpha = r2, alpha
     model.cv_r2 = {k: round(v, 3) for k, v in scores.items()}
-    if best > max(scores["quantile"], 0.0) + 0.03 and best > 0.08:
+    if best > max(scores["quantile"], 0.0) + 0.1 and best > MIN_REGRESSION_R2:
         coef = _ridge(xs, y, best_alpha)
         fitted = _ridge_predict(xs, coef)
         model.kind = "regression"
@@ -244,10 +257,11 @@ def fit_shape_model(
 class Plan:
     """Candidate states, costs and a backward (cost-to-go) pass over the output frames."""
 
-    def __init__(self, index: MouthIndex, gap: F32, width: F32) -> None:
+    def __init__(self, index: MouthIndex, gap: F32, width: F32, speech: F32) -> None:
         self.index = index
         cand = index.candidates
         self.frames = cand
+        self.hold = (C_HOLD[0] + (C_HOLD[1] - C_HOLD[0]) * np.clip(speech, 0, 1)).astype(np.float32)
         dim = max(index.thumbs.shape[1], 1)
         self.thumbs = (index.thumbs / np.sqrt(dim)).astype(np.float32)
         self.thumb_sq = (self.thumbs**2).sum(axis=1)
@@ -255,6 +269,13 @@ class Plan:
         sw = max(float(np.std(index.shape.width[cand])), 0.02)
         cg = index.shape.gap[cand].astype(np.float32)
         cw = index.shape.width[cand].astype(np.float32)
+        # The opening read from the pixels backs up the landmarks' (which can miss a slightly
+        # parted mouth): its target follows the landmark gap by this clip's own relation.
+        co = index.opening.astype(np.float32)
+        so = max(float(np.std(co)), 0.02)
+        slope, icpt = np.polyfit(cg.astype(np.float64), co.astype(np.float64), 1)
+        g_lo = float(np.percentile(cg, 5))
+        g_hi = float(np.percentile(cg, 95))
         # Blurred mouths cost a little more.
         quality = 0.5 * np.clip(1.0 - index.sharpness, 0.0, 1.0).astype(np.float32)
         n = len(gap)
@@ -263,7 +284,18 @@ class Plan:
         self.unary: list[F32] = []
         prev: I64 | None = None
         for t in range(n):
-            u_all = ((cg - gap[t]) / sg) ** 2 + W_WIDTH * ((cw - width[t]) / sw) ** 2 + quality
+            err = (cg - gap[t]) / sg
+            # Near-closed targets: a mouth that is open when it should be shut is the worst
+            # error (pauses, p/b/m), so it counts double.
+            closed = float(
+                np.clip(
+                    (g_lo + 0.3 * (g_hi - g_lo) - gap[t]) / max(g_hi - g_lo, 1e-3) * 4.0, 0.0, 1.0
+                )
+            )
+            err = np.where(err > 0, err * (1.0 + closed), err)
+            o_err = (co - (icpt + slope * gap[t])) / so
+            o_err = np.where(o_err > 0, o_err * (1.0 + closed), o_err)
+            u_all = err**2 + W_OPENING * o_err**2 + W_WIDTH * ((cw - width[t]) / sw) ** 2 + quality
             top = np.argpartition(u_all, min(TOP_K, k_all - 1))[:TOP_K]
             if prev is not None:
                 cont = np.concatenate([prev, prev + 1, prev + 2])
@@ -280,13 +312,13 @@ class Plan:
         if n:
             self.value[n - 1] = np.zeros(len(self.states[n - 1]), np.float32)
         for t in range(n - 2, -1, -1):
-            trans = self.transition(self.states[t], self.states[t + 1])
+            trans = self.transition(self.states[t], self.states[t + 1], t + 1)
             nxt = self.unary[t + 1] + self.value[t + 1]
             self.value[t] = (trans + nxt[None, :]).min(axis=1).astype(np.float32)
         self.path = self._global_path()
 
-    def transition(self, a: I64, b: I64) -> F32:
-        """Cost of showing candidate ``b[j]`` right after ``a[i]``."""
+    def transition(self, a: I64, b: I64, t: int) -> F32:
+        """Cost of showing candidate ``b[j]`` at output frame ``t`` right after ``a[i]``."""
         fa = self.frames[a][:, None]
         fb = self.frames[b][None, :]
         step = fb - fa
@@ -299,7 +331,7 @@ class Plan:
         cost = C_JUMP + W_JUMP_LOOK * look
         cost = np.where((step == 1) & (pos_step == 1), C_NEXT, cost)
         cost = np.where((step == 2) & (pos_step <= 2), C_SKIP + 0.5 * W_JUMP_LOOK * look, cost)
-        cost = np.where(step == 0, C_HOLD, cost)
+        cost = np.where(step == 0, self.hold[t], cost)
         cost = np.where((step == -1) & (pos_step == -1), C_BACK, cost)
         return cost.astype(np.float32)
 
@@ -312,7 +344,7 @@ class Plan:
         i = int(np.argmin(self.unary[0] + self.value[0]))
         out[0] = self.states[0][i]
         for t in range(1, n):
-            trans = self.transition(self.states[t - 1][i : i + 1], self.states[t])[0]
+            trans = self.transition(self.states[t - 1][i : i + 1], self.states[t], t)[0]
             i = int(np.argmin(trans + self.unary[t] + self.value[t]))
             out[t] = self.states[t][i]
         return out
@@ -324,9 +356,9 @@ class Plan:
         back: list[npt.NDArray[np.intp]] = []
         cost = self.unary[start] + extra.get(start, 0.0)
         if prev is not None:
-            cost = cost + self.transition(np.array([prev], np.int64), self.states[start])[0]
+            cost = cost + self.transition(np.array([prev], np.int64), self.states[start], start)[0]
         for t in range(start + 1, stop):
-            trans = self.transition(self.states[t - 1], self.states[t])
+            trans = self.transition(self.states[t - 1], self.states[t], t)
             total = cost[:, None] + trans
             arg = np.argmin(total, axis=0)
             back.append(arg)
@@ -424,7 +456,7 @@ class RetrievalEngine(Engine):
         )
         gap, width = self.model.predict(track, feats)
         self._target = (gap, width)
-        self.plan = Plan(self.index, gap, width)
+        self.plan = Plan(self.index, gap, width, track.speech)
         self._timings["plan_s"] = round(time.perf_counter() - t0, 3)
 
     def info(self) -> dict[str, Any]:
@@ -458,8 +490,10 @@ class RetrievalEngine(Engine):
         n = len(plan.states)
         idx = [min(max(int(i), 0), n - 1) for i in indices]
         choice = self._choose(idx, faces)
+        assert self._target is not None
+        gap = self._target[0]
         return [
-            self.render(frame, face.landmarks, choice[i])
+            self.render(frame, face.landmarks, choice[i], float(gap[i]))
             for frame, face, i in zip(frames, faces, idx, strict=True)
         ]
 
@@ -491,13 +525,81 @@ class RetrievalEngine(Engine):
         self._chosen.update(out)
         return out
 
-    def render(self, frame: RGBImage, lm_t: F32, pos: int) -> Patch:
-        """The target frame with the mouth of candidate ``pos`` put in."""
+    def render(self, frame: RGBImage, lm_t: F32, pos: int, gap: float | None = None) -> Patch:
+        """The target frame with the mouth of candidate ``pos`` put in.
+
+        ``gap`` (template units) is the wanted lip gap: the mouth is warped part of the way
+        there when the chosen one is a little more open or closed.
+        """
         index = self.index
         assert index is not None
-        crop = index.crops[pos]
-        lm_c = crop.landmarks
-        a = similarity(lm_c[list(RIGID)], lm_t[list(RIGID)])  # source px -> target px
+        a = self._align(pos, frame, lm_t)
+        tgt_src = self._placed(pos, lm_t, a)
+        tgt = tgt_src if gap is None else self._residual(tgt_src, lm_t, pos, gap)
+        warp = self.viseme.warp_lower_face(frame, lm_t, tgt)
+        if isinstance(warp, Patch):
+            return warp
+        ph, pw = warp.image.shape[:2]
+        # Only the mask ellipse's box needs the mouth.
+        ex1, ey1, ex2, ey2 = ellipse_box(tgt, grow=1.02)
+        bx1, by1 = max(0, int(ex1) - warp.x1), max(0, int(ey1) - warp.y1)
+        bx2, by2 = (
+            min(pw, int(np.ceil(ex2)) + 1 - warp.x1),
+            min(ph, int(np.ceil(ey2)) + 1 - warp.y1),
+        )
+        if bx2 - bx1 < 4 or by2 - by1 < 4:
+            return Patch(warp.x1, warp.y1, warp.image, mask=warp.region)
+        origin = (warp.x1 + bx1, warp.y1 + by1)
+        size = (bx2 - bx1, by2 - by1)
+        alpha, uv = _ellipse_alpha(tgt, origin, (size[1], size[0]))
+        base = warp.image[by1:by2, bx1:bx2].astype(np.float32)
+        src = self._mouth(pos, a, tgt_src, tgt, origin, size)
+        src = _match_colour(src, base, alpha, uv, tgt, origin)
+        a3 = alpha[..., None]
+        out = base * (1.0 - a3) + src * a3
+        image = warp.image.copy()
+        image[by1:by2, bx1:bx2] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        mask = warp.region.copy()
+        mask[by1:by2, bx1:bx2] = np.maximum(mask[by1:by2, bx1:bx2], alpha)
+        return Patch(warp.x1, warp.y1, image, mask=mask)
+
+    def _align(self, pos: int, frame: RGBImage, lm_t: F32) -> F64:
+        """Source-frame pixels -> target-frame pixels for candidate ``pos``: the similarity
+        of the two frames' rigid points, then a shift that registers the crop's nose base
+        onto the target's (landmarks jitter and lag a little; the nostrils do not)."""
+        assert self.index is not None
+        crop = self.index.crops[pos]
+        a = similarity(crop.landmarks[list(RIGID)], lm_t[list(RIGID)])
+        x1, y1, x2, y2 = nose_box(lm_t)
+        h, w = frame.shape[:2]
+        bx1, by1 = max(0, int(x1)), max(0, int(y1))
+        bx2, by2 = min(w, int(np.ceil(x2))), min(h, int(np.ceil(y2)))
+        if bx2 - bx1 < 12 or by2 - by1 < 8:
+            return a
+        shift = np.array([[1.0, 0.0, -bx1], [0.0, 1.0, -by1]])
+        m = compose(shift, compose(a, crop.to_source()))
+        size = (bx2 - bx1, by2 - by1)
+        mapped = cv2.warpAffine(
+            crop.image(), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        grey_src = cv2.cvtColor(mapped, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        grey_tgt = cv2.cvtColor(
+            np.ascontiguousarray(frame[by1:by2, bx1:bx2]), cv2.COLOR_RGB2GRAY
+        ).astype(np.float32)
+        window = cv2.createHanningWindow(size, cv2.CV_32F)
+        (dx, dy), response = cv2.phaseCorrelate(grey_src, grey_tgt, window)
+        limit = REGISTER_MAX * float(np.linalg.norm(lm_t[45] - lm_t[36])) * 0.75
+        if response < 0.15 or np.hypot(dx, dy) > limit:
+            return a
+        a = a.copy()
+        a[:, 2] += (dx, dy)
+        return a
+
+    def _placed(self, pos: int, lm_t: F32, a: F64) -> F32:
+        """Target landmarks with candidate ``pos``'s lips put on the face by ``a``, and the
+        jaw following its chin."""
+        assert self.index is not None
+        lm_c = self.index.crops[pos].landmarks
         tgt = lm_t.astype(np.float32).copy()
         tgt[48:68] = apply(a, lm_c[48:68])
         _, down, _ = face_axes(lm_t)
@@ -505,22 +607,62 @@ class RetrievalEngine(Engine):
         d = float(np.dot(chin - lm_t[8], down))
         for k, w in JAW_W.items():
             tgt[k] += down * (d * w)
-        warp = self.viseme.warp_lower_face(frame, lm_t, tgt)
-        if isinstance(warp, Patch):
-            return warp
-        ph, pw = warp.image.shape[:2]
-        shift = np.array([[1.0, 0.0, -warp.x1], [0.0, 1.0, -warp.y1]])
+        return tgt
+
+    def _residual(self, tgt: F32, lm_t: F32, pos: int, gap: float) -> F32:
+        """Move the placed lips (and jaw) part of the way to the wanted gap: closing is
+        allowed all the way, opening only up to half again what the mouth shows."""
+        assert self.index is not None
+        frame = int(self.index.candidates[pos])
+        have = float(self.index.shape.gap[frame])
+        unit = float(
+            np.sqrt(abs(np.linalg.det(similarity(self.index.template, lm_t[list(RIGID)])[:, :2])))
+        )
+        delta = RESIDUAL * (gap - have)
+        delta = float(np.clip(delta, -max(have, 0.0), 0.5 * max(have, 0.0)))
+        px = delta * unit
+        if abs(px) < 0.3:
+            return tgt
+        _, down, _ = face_axes(lm_t)
+        out = tgt.copy()
+        for k, w in UPPER.items():
+            out[k] -= down * (UPPER_SHARE * px * w)
+        for k, w in LOWER.items():
+            out[k] += down * ((1 - UPPER_SHARE) * px * w)
+        for k, w in CORNERS.items():
+            out[k] += down * (px * w)
+        for k, w in JAW.items():
+            out[k] += down * (px * w)
+        return out
+
+    def _mouth(
+        self,
+        pos: int,
+        a: F64,
+        placed: F32,
+        tgt: F32,
+        origin: tuple[int, int],
+        size: tuple[int, int],
+    ) -> F32:
+        """Candidate ``pos``'s crop mapped by ``a`` onto the target box at ``origin``, its
+        lips then warped from where they land (``placed``) onto ``tgt``."""
+        assert self.index is not None
+        crop = self.index.crops[pos]
+        shift = np.array([[1.0, 0.0, -origin[0]], [0.0, 1.0, -origin[1]]])
         m = compose(shift, compose(a, crop.to_source()))
-        src = cv2.warpAffine(
-            crop.image(), m, (pw, ph), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        ).astype(np.float32)
-        alpha, uv = _ellipse_alpha(tgt, (warp.x1, warp.y1), (ph, pw))
-        base = warp.image.astype(np.float32)
-        src = _match_colour(src, base, alpha, uv, tgt, (warp.x1, warp.y1))
-        a3 = alpha[..., None]
-        out = base * (1.0 - a3) + src * a3
-        image = np.clip(out + 0.5, 0, 255).astype(np.uint8)
-        return Patch(warp.x1, warp.y1, image, mask=np.maximum(warp.region, alpha))
+        src = np.asarray(
+            cv2.warpAffine(
+                crop.image(), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            ),
+            np.uint8,
+        )
+        if float(np.abs(placed[48:68] - tgt[48:68]).max()) > 0.3:
+            o = np.asarray(origin, np.float32)
+            warp = self.viseme.warp_lower_face(src, placed - o, tgt - o)
+            if not isinstance(warp, Patch):
+                src = src.copy()
+                src[warp.y1 : warp.y2, warp.x1 : warp.x2] = warp.image
+        return src.astype(np.float32)
 
 
 def _frame_size(source: SourceVideo) -> tuple[int, int]:

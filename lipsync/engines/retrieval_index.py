@@ -135,7 +135,7 @@ def measure(landmarks: F32, template: F64) -> MouthShape:
         gap = np.mean([c[b, 1] - c[a, 1] for a, b in INNER_PAIRS])
         jaw_w = float(c[16, 0] - c[0, 0]) or 1.0
         out[:, i] = (
-            max(float(gap), 0.0),
+            float(gap),
             float(np.linalg.norm(c[54] - c[48])),
             float(c[57, 1] - c[51, 1]),
             float(c[30, 0] - (c[0, 0] + c[16, 0]) / 2) / jaw_w,
@@ -164,6 +164,25 @@ def ellipse_box(lm: F32, grow: float = CROP_MARGIN) -> tuple[float, float, float
     x1, y1 = pts.min(axis=0)
     x2, y2 = pts.max(axis=0)
     return float(x1), float(y1), float(x2), float(y2)
+
+
+def nose_box(lm: F32) -> tuple[float, float, float, float]:
+    """The base of the nose and the skin under it: rigid with the skull and well textured
+    (nostrils), where a chosen mouth's crop is registered onto the target frame."""
+    nw = float(np.linalg.norm(lm[35] - lm[31])) or 1.0
+    x1 = float(min(lm[31, 0], lm[35, 0])) - 0.6 * nw
+    x2 = float(max(lm[31, 0], lm[35, 0])) + 0.6 * nw
+    y1 = float(lm[30, 1]) - 0.1 * nw
+    y2 = float(lm[33, 1] + 0.5 * max(float(lm[51, 1] - lm[33, 1]), 1.0))
+    return x1, y1, x2, y2
+
+
+def crop_box(lm: F32) -> tuple[float, float, float, float]:
+    """What a candidate's crop covers: the mask ellipse with a margin, and the nose base."""
+    e = ellipse_box(lm)
+    n = nose_box(lm)
+    m = 0.15 * (n[2] - n[0])
+    return min(e[0], n[0] - m), min(e[1], n[1] - m), max(e[2], n[2] + m), max(e[3], n[3] + m)
 
 
 # -- crops -------------------------------------------------------------------------------
@@ -212,9 +231,74 @@ class Crop:
         return int(self.data.nbytes) if isinstance(self.data, np.ndarray) else len(self.data)
 
 
-def _appearance(crop: RGBImage, lm_crop: F32, template: F64) -> tuple[F32, float, float, F32]:
-    """Thumbnail (normalised grey lips in the template frame), teeth share, dark share, and
-    the mean skin colour around the mouth."""
+@dataclass(frozen=True)
+class Look:
+    """Appearance of one candidate mouth."""
+
+    thumb: F32  # normalised grey thumbnail of the lips in the template frame
+    teeth: float  # share of the inner-lip area that is teeth (bright, unsaturated)
+    dark: float  # share of the inner-lip area that is dark mouth interior
+    opening: float  # lip gap read from the pixels down the mouth's middle, template units
+    skin: F32  # mean RGB of the skin around the lips
+    sharpness: float  # Laplacian energy inside the lips
+
+
+def _pixel_opening(crop: RGBImage, lm: F32, skin_rgb: F32) -> float:
+    """How far apart the lips are down the middle of the mouth, read from the pixels: the
+    longest run of rows between the upper and lower lip that are not lip-red or are dark
+    (teeth, tongue edge, mouth interior), in interocular distances."""
+    across, down, iod = face_axes(lm)
+    width = float(np.linalg.norm(lm[54] - lm[48])) or 1.0
+    top = (lm[50] + lm[51] + lm[52]) / 3
+    bot = (lm[56] + lm[57] + lm[58]) / 3
+    length = float(np.dot(bot - top, down))
+    if length < 3:
+        return 0.0
+    start = top - down * 0.2 * length
+    rows = max(8, int(round(1.4 * length)))
+    cols = 7
+    half = 0.12 * width
+    step = 1.4 * length / rows
+    # Strip pixels -> crop pixels: x along ``across``, y along ``down``.
+    m = np.array(
+        [
+            [across[0] * (2 * half / cols), down[0] * step, start[0] - across[0] * half],
+            [across[1] * (2 * half / cols), down[1] * step, start[1] - across[1] * half],
+        ],
+        np.float64,
+    )
+    strip = cv2.warpAffine(
+        crop,
+        m,
+        (cols, rows),
+        flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    lab = cv2.cvtColor(strip, cv2.COLOR_RGB2LAB).astype(np.float32).mean(axis=1)  # (rows, 3)
+    skin = cv2.cvtColor(
+        np.clip(skin_rgb, 0, 255).astype(np.uint8).reshape(1, 1, 3), cv2.COLOR_RGB2LAB
+    ).astype(np.float32)[0, 0]
+    red = lab[:, 1]
+    lip_a = float(np.percentile(red, 90))
+    is_lip = (
+        red > skin[1] + 0.5 * (lip_a - skin[1]) if lip_a - skin[1] > 3 else np.zeros(rows, bool)
+    )
+    dark = lab[:, 0] < 0.6 * skin[0]
+    lip_rows = np.flatnonzero(is_lip)
+    if len(lip_rows) >= 2:
+        inside = np.zeros(rows, bool)
+        inside[lip_rows[0] : lip_rows[-1] + 1] = True
+        gap_rows = inside & (~is_lip | dark)
+    else:
+        gap_rows = dark
+    best = run = 0
+    for g in gap_rows:
+        run = run + 1 if g else 0
+        best = max(best, run)
+    return float(best * step / max(iod, 1.0))
+
+
+def _appearance(crop: RGBImage, lm_crop: F32, template: F64) -> Look:
     m = similarity(lm_crop[list(RIGID)], template)
     # Template frame -> thumbnail pixels: the mouth area, centred under the nose.
     c = apply(m, lm_crop[48:60]).mean(axis=0)
@@ -244,7 +328,18 @@ def _appearance(crop: RGBImage, lm_crop: F32, template: F64) -> tuple[F32, float
         sat = px.max(axis=1) - px.min(axis=1)
         teeth = float(np.mean((lum > 0.8 * skin_l) & (sat < 0.35 * lum + 10)))
         dark = float(np.mean(lum < 0.45 * skin_l))
-    return thumb.reshape(-1).astype(np.float32), teeth, dark, skin_col.astype(np.float32)
+    lap = cv2.Laplacian(grey, cv2.CV_32F)
+    sharp = float(np.mean(lap[outer > 0] ** 2)) if outer.any() else 0.0
+    # Opening in template units: the pixel reading is in interocular distances already.
+    opening = _pixel_opening(crop, lm_crop, skin_col.astype(np.float32))
+    return Look(
+        thumb.reshape(-1).astype(np.float32),
+        teeth,
+        dark,
+        opening,
+        skin_col.astype(np.float32),
+        sharp,
+    )
 
 
 @dataclass
@@ -257,6 +352,7 @@ class MouthIndex:
     thumbs: F32  # (K, THUMB w*h)
     teeth: F32  # (K,)
     dark: F32  # (K,)
+    opening: F32  # (K,) lip gap read from the pixels
     skin: F32  # (K, 3)
     sharpness: F32  # (K,) Laplacian energy of the lips, relative to the median
     stats: dict[str, Any] = field(default_factory=dict)
@@ -278,6 +374,8 @@ def usable_frames(
     w, h = size
     for i in np.flatnonzero(valid):
         x1, y1, x2, y2 = ellipse_box(lms[i], grow=1.0)
+        nx1, ny1, nx2, _ = nose_box(lms[i])
+        x1, y1, x2 = min(x1, nx1), min(y1, ny1), max(x2, nx2)
         mouth_w = float(np.linalg.norm(lms[i][54] - lms[i][48]))
         if x1 < 0 or y1 < 0 or x2 > w or y2 > h or mouth_w < 12:
             ok[i] = False
@@ -356,7 +454,7 @@ def build_index(
     w, h = size
     for f in cand:
         lm = lms[f]
-        x1, y1, x2, y2 = ellipse_box(lm)
+        x1, y1, x2, y2 = crop_box(lm)
         bx1, by1 = max(0, int(np.floor(x1)) & ~1), max(0, int(np.floor(y1)) & ~1)
         bx2, by2 = (
             min(w & ~1, (int(np.ceil(x2)) + 1) & ~1),
@@ -370,7 +468,7 @@ def build_index(
     t_plan = time.perf_counter() - t0
 
     crops: list[Crop] = []
-    thumbs, teeth, dark, skin, sharp = [], [], [], [], []
+    looks: list[Look] = []
     want = {int(f): k for k, f in enumerate(cand)}
     last = int(cand[-1]) if len(cand) else -1
     t1 = time.perf_counter()
@@ -389,15 +487,7 @@ def build_index(
                     rgb = np.asarray(
                         cv2.resize(rgb, size_c, interpolation=cv2.INTER_AREA), np.uint8
                     )
-                th, te, da, sk = _appearance(rgb, lm_c.astype(np.float32), template)
-                lips = np.zeros(rgb.shape[:2], np.uint8)
-                cv2.fillPoly(lips, [np.round(lm_c[48:60]).astype(np.int32)], 1)
-                lap = cv2.Laplacian(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.CV_32F)
-                sharp.append(float(np.mean(lap[lips > 0] ** 2)) if lips.any() else 0.0)
-                thumbs.append(th)
-                teeth.append(te)
-                dark.append(da)
-                skin.append(sk)
+                looks.append(_appearance(rgb, lm_c.astype(np.float32), template))
                 data: Any = rgb
                 if use_jpeg:
                     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
@@ -418,7 +508,7 @@ def build_index(
             if frame.index >= last:
                 break
     got = np.array([c.frame for c in crops], np.int64)
-    sharp_a = np.asarray(sharp, np.float32)
+    sharp_a = np.asarray([lk.sharpness for lk in looks], np.float32)
     med = float(np.median(sharp_a)) if len(sharp_a) else 1.0
     stats = {
         "frames": int(len(lms)),
@@ -436,10 +526,11 @@ def build_index(
         valid=valid,
         candidates=got,
         crops=crops,
-        thumbs=np.asarray(thumbs, np.float32).reshape(len(crops), -1),
-        teeth=np.asarray(teeth, np.float32),
-        dark=np.asarray(dark, np.float32),
-        skin=np.asarray(skin, np.float32).reshape(len(crops), 3),
+        thumbs=np.asarray([lk.thumb for lk in looks], np.float32).reshape(len(crops), -1),
+        teeth=np.asarray([lk.teeth for lk in looks], np.float32),
+        dark=np.asarray([lk.dark for lk in looks], np.float32),
+        opening=np.asarray([lk.opening for lk in looks], np.float32),
+        skin=np.asarray([lk.skin for lk in looks], np.float32).reshape(len(crops), 3),
         sharpness=(sharp_a / max(med, 1e-6)).astype(np.float32),
         stats=stats,
     )
