@@ -40,7 +40,6 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lipsync.audio.mel import melspectrogram
 from lipsync.audio.visemes import MouthTrack, analyse
 from lipsync.engines.base import Engine, EngineContext, SourceVideo
 from lipsync.engines.retrieval_index import (
@@ -94,27 +93,13 @@ JAW_W = {8: 1.0, 7: 0.9, 9: 0.9, 6: 0.68, 10: 0.68, 5: 0.39, 11: 0.39, 4: 0.13, 
 
 
 # -- speech features -----------------------------------------------------------------------
-def speech_features(track: MouthTrack, audio16k: F32, fps: float) -> F32:
-    """Per-frame audio features for the calibration regression: the viseme model's
-    opening, spreading and voice activity at -2..+2 frames, and 8 log-mel band groups
-    (z-scored on this track's speech frames) at -1..+1 frames."""
-    n = len(track)
+def speech_features(track: MouthTrack) -> F32:
+    """Per-frame features for the calibration regression: the viseme model's opening,
+    spreading and voice activity at -2..+2 frames. Only these speaker-independent features
+    are used: spectral ones fit the person's own recording well but carry over badly to
+    another voice."""
     base = np.stack([track.open, track.spread, track.speech], axis=1)
     cols = [np.roll(base, -lag, axis=0) for lag in (-2, -1, 0, 1, 2)]
-    audio = np.asarray(audio16k, np.float32)
-    if audio.size >= 400:
-        mel = melspectrogram(audio)  # (80, T) at 80 columns per second
-        groups = mel.reshape(8, 10, -1).mean(axis=1).T  # (T, 8)
-        t_col = np.clip(
-            np.round(((np.arange(n) + 0.5) / fps) * 80.0).astype(int), 0, groups.shape[0] - 1
-        )
-        g = groups[t_col]
-        sel = track.speech > 0.5
-        ref = g[sel] if sel.sum() > 10 else g
-        g = (g - ref.mean(axis=0)) / (ref.std(axis=0) + 1e-3)
-    else:
-        g = np.zeros((n, 8), np.float32)
-    cols += [np.roll(g, -lag, axis=0) for lag in (-1, 0, 1)]
     return np.concatenate(cols, axis=1).astype(np.float32)
 
 
@@ -434,7 +419,7 @@ class RetrievalEngine(Engine):
                 + 1
             )
             track = analyse(source.audio16k, source.fps, n_own)
-            self._own = (track, speech_features(track, source.audio16k, source.fps))
+            self._own = (track, speech_features(track))
         self.model = fit_shape_model(index, self._own, source.frame_times, source.fps)
         self._timings["calibrate_s"] = round(time.perf_counter() - t1, 3)
         self.path = "retrieval"
@@ -449,12 +434,7 @@ class RetrievalEngine(Engine):
         t0 = time.perf_counter()
         track = self.viseme.track
         assert track is not None
-        feats = (
-            speech_features(track, audio16k, fps)
-            if self.model.kind == "regression"
-            else np.zeros((len(track), 0), np.float32)
-        )
-        gap, width = self.model.predict(track, feats)
+        gap, width = self.model.predict(track, speech_features(track))
         self._target = (gap, width)
         self.plan = Plan(self.index, gap, width, track.speech)
         self._timings["plan_s"] = round(time.perf_counter() - t0, 3)
