@@ -6,6 +6,14 @@ Building it reads ``LIPSYNC_*`` from the environment and connects to nothing; ta
 
 from __future__ import annotations
 
+import os
+
 from worker.config import create_celery
+
+# The pipeline runs onnxruntime (voice activity, ONNX engines), which since 1.2x sends usage
+# telemetry to Microsoft (a DNS lookup and upload of mobile.events.data.microsoft.com, a
+# device id under ~/.cache) from every process that uses it. A worker that handles users'
+# uploads makes no outbound connection: off unless the operator sets the variable.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 app = create_celery()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -128,6 +129,16 @@ def _retrying(call: Callable[[], _T], what: str, budget_s: float = PUBLISH_RETRY
             log.warning("%s: Redis unreachable, retrying in %.1f s", what, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def public_message(message: str, settings: Settings) -> str:
+    """An error message fit for clients: paths inside the data dir (FFmpeg quotes the file
+    it failed on) are cut down to the file's name, so server paths never leak."""
+    roots = {str(settings.data_dir), str(settings.data_dir.resolve())}
+    for root in sorted(roots, key=len, reverse=True):
+        tail = r"/(?:[^\s'\"/]+/)*([^\s'\"/]+)"
+        message = re.sub(r"(?<![\w.-])" + re.escape(root) + tail, r"\1", message)
+    return message
 
 
 def build_run_options(options: dict[str, Any], settings: Settings) -> RunOptions:
@@ -306,7 +317,7 @@ def _execute(record: JobRecord, settings: Settings, store: JobStore, holder: str
     except Canceled:
         state, fields = "canceled", {"stage": "canceled"}
     except LipsyncError as exc:
-        fields["error"] = exc.to_dict()
+        fields["error"] = {"code": exc.code, "message": public_message(exc.message, settings)}
     except SoftTimeLimitExceeded:
         message = f"the job ran past its time limit ({settings.soft_time_limit_s}s)"
         fields["error"] = {"code": "timeout", "message": message}

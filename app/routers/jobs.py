@@ -30,7 +30,7 @@ from app.store import JobRecord, JobStore
 from app.uploads import FILE_FIELDS, ParsedUpload, UploadError, UploadTooLarge, receive_multipart
 from lipsync.errors import InvalidOption, LipsyncError
 from worker.config import QUEUE, TASK_PROCESS
-from worker.jobs import build_run_options, remove_job_files
+from worker.jobs import build_run_options, public_message, remove_job_files
 
 log = logging.getLogger("lipsync.api")
 
@@ -128,7 +128,8 @@ async def _probe_upload(upload: ParsedUpload, settings: Settings) -> None:
     for name, outcome in zip(kinds, results, strict=True):
         if isinstance(outcome, LipsyncError):
             code = _PROBE_STATUS.get(outcome.code, 422)
-            raise problem(code, f"{name}: {outcome.message}", outcome.code, field=name)
+            message = public_message(outcome.message, settings)
+            raise problem(code, f"{name}: {message}", outcome.code, field=name)
         if isinstance(outcome, BaseException):
             log.error("probe of %s failed", name, exc_info=outcome)
             raise problem(422, f"{name}: could not be read as media", "corrupt_media", field=name)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -300,6 +302,24 @@ class Service:
             assert time.monotonic() < deadline, f"pool processes {children} outlived the worker"
             time.sleep(0.05)
 
+    def redeliver_unacked(self) -> int:
+        """Do now what the broker does once the visibility timeout has passed: put every
+        delivered but unacknowledged message back on the queue (as kombu's
+        ``restore_visible`` does). Returns how many messages were put back."""
+        import json
+
+        with redis.Redis.from_url(self.env["LIPSYNC_BROKER_URL"]) as r:
+            unacked = r.hgetall("unacked")
+            for tag, raw in unacked.items():
+                message, _exchange, routing_key = json.loads(raw)
+                message.setdefault("headers", {})["redelivered"] = True
+                pipe = r.pipeline()
+                pipe.lpush(routing_key or "lipsync", json.dumps(message))
+                pipe.hdel("unacked", tag)
+                pipe.zrem("unacked_index", tag)
+                pipe.execute()
+        return len(unacked)
+
     def start_api(self, **extra: str) -> str:
         self.api, self.base_url = start_api({**self.env, **extra}, self.root, name="api")
         return self.base_url
@@ -350,6 +370,92 @@ def job_executions(log: str, task_id: str) -> int:
 
     ends = re.findall(rf"job {task_id} (succeeded|failed|canceled)\b", log)
     return len(ends)
+
+
+class Listener:
+    """A TCP listener on loopback that records every connection made to it (none expected):
+    hostile files point their URLs here, so a connection attempt is caught, not sent out."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.connections: list[tuple[str, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, peer = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections.append(peer)
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
+@dataclass
+class SyscallTrace:
+    """``strace`` attached to running processes (all threads, and every child they start):
+    which files they open and which addresses they connect to."""
+
+    proc: subprocess.Popen[bytes]
+    out: Path
+
+    @classmethod
+    def attach(cls, pids: list[int], out: Path) -> SyscallTrace:
+        exe = shutil.which("strace")
+        if exe is None:
+            raise RuntimeError("strace is not installed")
+        args = [exe, "-f", "-qq", "-s", "256", "-e", "trace=connect,open,openat,execve",
+                "-o", str(out)]  # fmt: skip
+        for pid in pids:
+            args += ["-p", str(pid)]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(1.0)  # attaching to every thread takes a moment
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+        return cls(proc, out)
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # detach; the traced processes go on
+            self.proc.wait(timeout=15)
+        return self.out.read_text(errors="replace")
+
+
+def traced_connects(trace: str) -> list[str]:
+    """Every connect() in a trace, as ``family address`` text."""
+    import re
+
+    found = []
+    for line in trace.splitlines():
+        if " connect(" not in line:
+            continue
+        port = re.search(r"sin6?_port=htons\((\d+)\)", line)
+        addr = re.search(r'(?:inet_addr|inet_pton\(AF_INET6, )\("?([^")]+)"?\)', line)
+        path = re.search(r'sun_path="([^"]*)"', line)
+        if path:
+            found.append(f"unix {path.group(1)}")
+        elif port:
+            found.append(f"inet {addr.group(1) if addr else '?'}:{port.group(1)}")
+        else:
+            found.append(line.split(" ", 1)[-1][:120])
+    return found
+
+
+def traced_opens(trace: str) -> list[str]:
+    """Every path passed to open()/openat() in a trace."""
+    import re
+
+    return re.findall(r'open(?:at)?\((?:(?:[A-Z_]+|\d+), )?"([^"]*)"', trace)
 
 
 # --- media --------------------------------------------------------------------------------

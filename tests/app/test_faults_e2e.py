@@ -91,6 +91,12 @@ def test_worker_killed_with_sigkill_mid_job_completes_exactly_once_after_restart
             recovered_s = time.monotonic() - t_kill
             assert body["state"] == "succeeded", f"{body}\n{svc.logs()}"
             assert c.get("/api/v1/lipsync/download", params={"task_id": task_id}).is_success
+            result = svc.data_dir / "results" / f"{task_id}.mp4"
+            stamp = result.stat().st_mtime_ns
+            # the killed worker's copy of the message comes back after the visibility timeout
+            assert svc.redeliver_unacked() == 1
+            _wait_log(svc, f"job {task_id} not run: succeeded")
+            assert result.stat().st_mtime_ns == stamp
         job = svc.store().get(task_id)
         assert job is not None and job.attempts == 2
         assert [p.name for p in (svc.data_dir / "results").iterdir()] == [f"{task_id}.mp4"]
@@ -284,7 +290,10 @@ def test_terminated_while_workers_are_down_never_runs_again(
             _wait_log(svc, f"job {queued} not run: canceled")
             body = wait_for(c, running, timeout=60)
             assert body["state"] == "canceled", f"{body}\n{svc.logs()}"
-            time.sleep(2.0)  # anything that would run it again has had its chance
+            # the killed worker's message of the running job, back after the visibility timeout
+            assert svc.redeliver_unacked() == 1
+            _wait_log(svc, f"job {running} not run: canceled")
+            time.sleep(1.0)  # anything that would run it again has had its chance
             final = {tid: _status(c, tid) for tid in (running, queued)}
         store = svc.store()
         assert final[queued]["state"] == "canceled" and final[queued]["started_at"] is None
