@@ -66,6 +66,8 @@ I64 = npt.NDArray[np.int64]
 MIN_CANDIDATES = 25  # usable face frames
 MIN_GAP_RANGE = 0.10  # q95 - q05 of the lip gap, interocular units
 MAX_CLOSED_GAP = 0.10  # the most closed mouth must be at least this closed
+GAMMA = 1.5  # > 1 keeps small openings nearer the closed mouth (crisper closures)
+ARTICULATION = 1.1  # the widest wanted opening, relative to the person's own (97th pct)
 MIN_REGRESSION_R2 = 0.3  # the calibration regression is used only when it predicts this well
 
 # -- choice --------------------------------------------------------------------------------
@@ -83,7 +85,8 @@ C_JUMP = 2.5  # cut to another part of the video...
 W_JUMP_LOOK = 3.0  # ...plus this times the difference in look of the two mouths
 
 # -- rendering -----------------------------------------------------------------------------
-RESIDUAL = 0.8  # share of the remaining gap error the chosen mouth is warped by
+# Share of the remaining gap error the chosen mouth is warped by: (closing, opening).
+RESIDUAL = (1.0, 0.8)
 REGISTER_MAX = 0.08  # largest registration shift trusted, interocular units
 ALPHA_CORE = 0.55  # share of the mask ellipse kept at full strength
 GAIN_RANGE = (0.6, 1.6)
@@ -158,10 +161,10 @@ class ShapeModel:
             lo, hi = float(ys[0]), float(ys[-1])
             rel = (np.interp(open_, xs, ys) - lo) / max(hi - lo, 1e-6)
             rel = np.clip(rel, 0.0, 1.0)
-            rel = np.where(open_ <= xs[0], 0.0, rel)
+            rel = np.where(open_ <= xs[0], 0.0, rel) ** GAMMA
             gap = self.g_closed + rel * (self.g_open - self.g_closed)
         else:
-            gap = self.g_closed + open_ * (self.g_open - self.g_closed)
+            gap = self.g_closed + np.clip(open_, 0.0, 1.0) ** GAMMA * (self.g_open - self.g_closed)
         # Pauses: the person's closed mouth.
         pause = (open_ < 0.03) & (track.speech < 0.5)
         gap = np.where(pause, self.g_closed, gap)
@@ -180,6 +183,7 @@ def fit_shape_model(
     g_all = index.shape.gap[cand] if len(cand) else index.shape.gap[ok]
     g_closed = float(np.percentile(g_all, 2))
     g_open = float(np.percentile(g_all, 97))
+    g_open = g_closed + ARTICULATION * (g_open - g_closed)
     gap = index.shape.gap.astype(np.float64)
     width = index.shape.width.astype(np.float64)
     # Width from gap (opening narrows the mouth a little); spreading adds the residual.
@@ -598,7 +602,7 @@ class RetrievalEngine(Engine):
         unit = float(
             np.sqrt(abs(np.linalg.det(similarity(self.index.template, lm_t[list(RIGID)])[:, :2])))
         )
-        delta = RESIDUAL * (gap - have)
+        delta = (RESIDUAL[0] if gap < have else RESIDUAL[1]) * (gap - have)
         delta = float(np.clip(delta, -max(have, 0.0), 0.5 * max(have, 0.0)))
         px = delta * unit
         if abs(px) < 0.3:
