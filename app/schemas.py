@@ -147,6 +147,13 @@ class Problem(BaseModel):
     detail: Any
 
 
+# Answers every /api/v1/lipsync route can give (documented so the schema and clients agree).
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing or invalid X-API-Key (when keys are set)"},
+    503: {"model": Problem, "description": "Redis unavailable; see Retry-After"},
+}
+
+
 class Health(BaseModel):
     status: Literal["ok", "ready", "unavailable"]
     redis: bool | None = None

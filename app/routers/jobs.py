@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.deps import CeleryDep, OwnerDep, SettingsDep, StoreDep
 from app.schemas import (
+    COMMON_RESPONSES,
     TASK_ID_PATTERN,
     JobStatus,
     Problem,
@@ -34,7 +35,7 @@ from worker.jobs import build_run_options, public_message, remove_job_files
 
 log = logging.getLogger("lipsync.api")
 
-router = APIRouter(prefix="/api/v1/lipsync", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/lipsync", tags=["jobs"], responses=COMMON_RESPONSES)
 
 _TASK_ID = re.compile(TASK_ID_PATTERN)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -61,9 +62,9 @@ _PUSH_BODY: dict[str, Any] = {
                             "type": "string",
                             "enum": ["loop", "bounce", "cut_off", "silence", "remap"],
                         },
-                        "fps": {"type": "number", "example": 25},
+                        "fps": {"type": "number", "minimum": 1, "maximum": 120, "example": 25},
                         "pads": {"type": "string", "example": "0,10,0,0"},
-                        "face_index": {"type": "integer", "minimum": 0},
+                        "face_index": {"type": "integer", "minimum": 0, "maximum": 64},
                         "face_point": {"type": "string", "example": "256,200"},
                     },
                 }
@@ -246,6 +247,7 @@ async def push(
     response_model=JobStatus,
     responses={
         202: {"model": JobStatus, "description": "running: cancel requested, stops shortly"},
+        400: {"model": Problem, "description": "the body is not JSON text"},
         404: {"model": Problem},
         409: {"model": Problem, "description": "the job already finished"},
     },

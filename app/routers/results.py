@@ -18,12 +18,12 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse
 
 from app.deps import OwnerDep, SettingsDep, StoreDep
-from app.schemas import Problem
+from app.schemas import COMMON_RESPONSES, Problem
 from app.settings import Settings
 from app.store import JobStore
 from worker.jobs import result_name
 
-router = APIRouter(prefix="/api/v1/lipsync", tags=["results"])
+router = APIRouter(prefix="/api/v1/lipsync", tags=["results"], responses=COMMON_RESPONSES)
 
 _RESULT_NAME = re.compile(r"^([0-9a-f]{32})\.mp4$")
 _TASK_ID = re.compile(r"^[0-9a-f]{32}$")
