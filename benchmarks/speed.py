@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_one(json.loads(args.one))))
         return 0
     if args.smoke:
-        args.heights, args.seconds, args.long_seconds = "144", 1.0, 2.0
+        args.heights, args.seconds, args.long_seconds = "240", 1.0, 2.0
         args.engines = "viseme,wav2lip-onnx"
     devices = ["cpu"]
     if "cuda" in args.devices.split(","):
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append((case, r))
     memory: list[tuple[Case, dict[str, Any]]] = []
     if args.long_seconds:
-        mem_h = 144 if args.smoke else 720
+        mem_h = 240 if args.smoke else 720
         for secs in (args.seconds, args.long_seconds):
             case = Case("viseme", mem_h, secs)
             r = _child(case, args.out, models_dir)
