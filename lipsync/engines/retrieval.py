@@ -43,6 +43,7 @@ import numpy.typing as npt
 from lipsync.audio.visemes import MouthTrack, analyse
 from lipsync.engines.base import Engine, EngineContext, SourceVideo
 from lipsync.engines.retrieval_index import (
+    MASK_ACROSS,
     RIGID,
     MouthIndex,
     apply,
@@ -512,8 +513,10 @@ class RetrievalEngine(Engine):
     def render(self, frame: RGBImage, lm_t: F32, pos: int, gap: float | None = None) -> Patch:
         """The target frame with the mouth of candidate ``pos`` put in.
 
-        ``gap`` (template units) is the wanted lip gap: the mouth is warped part of the way
-        there when the chosen one is a little more open or closed.
+        The target's lower face is warped so its lips and jaw take the chosen mouth's
+        geometry, moved part of the way to the wanted gap (template units, if given); the
+        chosen mouth's crop is placed by the rigid points, its lips opened or closed by the
+        same amount, colour-matched, and blended with a feathered ellipse.
         """
         index = self.index
         assert index is not None
@@ -527,17 +530,16 @@ class RetrievalEngine(Engine):
         # Only the mask ellipse's box needs the mouth.
         ex1, ey1, ex2, ey2 = ellipse_box(tgt, grow=1.02)
         bx1, by1 = max(0, int(ex1) - warp.x1), max(0, int(ey1) - warp.y1)
-        bx2, by2 = (
-            min(pw, int(np.ceil(ex2)) + 1 - warp.x1),
-            min(ph, int(np.ceil(ey2)) + 1 - warp.y1),
-        )
+        bx2 = min(pw, int(np.ceil(ex2)) + 1 - warp.x1)
+        by2 = min(ph, int(np.ceil(ey2)) + 1 - warp.y1)
         if bx2 - bx1 < 4 or by2 - by1 < 4:
             return Patch(warp.x1, warp.y1, warp.image, mask=warp.region)
         origin = (warp.x1 + bx1, warp.y1 + by1)
         size = (bx2 - bx1, by2 - by1)
         alpha, uv = _ellipse_alpha(tgt, origin, (size[1], size[0]))
         base = warp.image[by1:by2, bx1:bx2].astype(np.float32)
-        src = self._mouth(pos, a, tgt_src, tgt, origin, size)
+        src = self._mouth(pos, a, origin, size)
+        src = _gap_warp(src, tgt_src, tgt, origin)
         src = _match_colour(src, base, alpha, uv, tgt, origin)
         a3 = alpha[..., None]
         out = base * (1.0 - a3) + src * a3
@@ -619,34 +621,16 @@ class RetrievalEngine(Engine):
             out[k] += down * (px * w)
         return out
 
-    def _mouth(
-        self,
-        pos: int,
-        a: F64,
-        placed: F32,
-        tgt: F32,
-        origin: tuple[int, int],
-        size: tuple[int, int],
-    ) -> F32:
-        """Candidate ``pos``'s crop mapped by ``a`` onto the target box at ``origin``, its
-        lips then warped from where they land (``placed``) onto ``tgt``."""
+    def _mouth(self, pos: int, a: F64, origin: tuple[int, int], size: tuple[int, int]) -> F32:
+        """Candidate ``pos``'s crop mapped by ``a`` onto the target box at ``origin``."""
         assert self.index is not None
         crop = self.index.crops[pos]
         shift = np.array([[1.0, 0.0, -origin[0]], [0.0, 1.0, -origin[1]]])
         m = compose(shift, compose(a, crop.to_source()))
-        src = np.asarray(
-            cv2.warpAffine(
-                crop.image(), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-            ),
-            np.uint8,
+        src = cv2.warpAffine(
+            crop.image(), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
-        if float(np.abs(placed[48:68] - tgt[48:68]).max()) > 0.3:
-            o = np.asarray(origin, np.float32)
-            warp = self.viseme.warp_lower_face(src, placed - o, tgt - o)
-            if not isinstance(warp, Patch):
-                src = src.copy()
-                src[warp.y1 : warp.y2, warp.x1 : warp.x2] = warp.image
-        return src.astype(np.float32)
+        return np.asarray(src, np.float32)
 
 
 def _frame_size(source: SourceVideo) -> tuple[int, int]:
@@ -657,6 +641,50 @@ def _frame_size(source: SourceVideo) -> tuple[int, int]:
         h, w = frame.image.shape[:2]
         return int(w), int(h)
     return 0, 0
+
+
+def _gap_warp(src: F32, placed: F32, tgt: F32, origin: tuple[int, int]) -> F32:
+    """Open or close the lips of ``src`` (where they sit at ``placed``) to ``tgt``: the
+    upper lip and what is above it move with the upper inner lip, the lower lip and below
+    with the lower one, the mouth's inside stretches or shrinks between them; the movement
+    tapers towards the mouth corners and fades out towards the mask's rim."""
+    _, down, _ = face_axes(tgt)
+    up_px = float(np.mean((tgt[61:64] - placed[61:64]) @ down))
+    dn_px = float(np.mean((tgt[65:68] - placed[65:68]) @ down))
+    if max(abs(up_px), abs(dn_px)) < 0.3:
+        return src
+    centre, across, _, a, up, dn = mouth_ellipse(placed)
+    top = float(np.mean((placed[61:64] - centre) @ down))  # inner lips, along ``down``
+    bot = float(np.mean((placed[65:68] - centre) @ down))
+    if bot - top < 1.0:
+        bot = top + 1.0
+    h, w = src.shape[:2]
+    gx, gy = np.meshgrid(
+        np.arange(w, dtype=np.float32) + origin[0] - centre[0],
+        np.arange(h, dtype=np.float32) + origin[1] - centre[1],
+    )
+    u = (gx * across[0] + gy * across[1]) / (a / MASK_ACROSS * 0.5)
+    v = gx * down[0] + gy * down[1]
+
+    def shift(vv: F32) -> F32:
+        t = np.clip((vv - top) / (bot - top), 0.0, 1.0)
+        d = up_px + (dn_px - up_px) * t
+        # Fade out beyond the lips towards the rim (nose above, chin below).
+        fade_up = np.clip(1.0 - (top - vv) / max(up - abs(top), 1.0), 0.0, 1.0)
+        fade_dn = np.clip(1.0 - (vv - bot) / max(dn - abs(bot), 1.0), 0.0, 1.0)
+        fade = np.where(vv < top, fade_up, np.where(vv > bot, fade_dn, 1.0))
+        taper = np.clip(1.0 - 0.85 * u * u, 0.0, 1.0)
+        return (d * fade * taper).astype(np.float32)
+
+    # Backward map (one fixed-point step): read where the pixel came from.
+    d0 = shift(v)
+    d1 = shift(v - d0)
+    map_x = (gx - d1 * down[0] + centre[0] - origin[0]).astype(np.float32)
+    map_y = (gy - d1 * down[1] + centre[1] - origin[1]).astype(np.float32)
+    out = cv2.remap(
+        src, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return np.asarray(out, np.float32)
 
 
 def _ellipse_alpha(
