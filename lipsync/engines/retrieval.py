@@ -18,12 +18,15 @@ and teeth in this lighting.
    stepping back costs a little, a jump costs more the more the two mouths look
    different). The head pose of the frame being rendered joins the cost batch by batch,
    with the rest of the sequence summarised by a backward pass (cost-to-go).
-4. **Rendering**: the target frame's lower face is warped (the viseme engine's warp) so
-   its lips and jaw take the chosen mouth's geometry; the chosen mouth crop is mapped onto
-   the face by the similarity that aligns the two frames' rigid points (eye corners,
-   nose), its colour and lighting are matched to the target on a ring of skin around the
-   mouth (a per-channel gain that may vary linearly across the face), and it is blended
-   with a feathered ellipse from under the nose to above the chin.
+4. **Rendering**: the chosen mouth crop is mapped onto the face by the similarity that
+   aligns the two frames' rigid points (eye corners, nose), refined by registering the
+   nose base (phase correlation); where the wanted opening differs a little from the
+   chosen mouth's, its lips are opened or closed the rest of the way by a small warp. The
+   target frame's lower face is warped (the viseme engine's warp) so its own lips and jaw
+   take that geometry, leaving no trace of its old mouth; the crop's colour and lighting
+   are matched to the target on a ring of skin around the mouth (a per-channel gain that
+   may vary linearly across the face), and it is blended with a feathered ellipse from
+   under the nose to above the chin.
 
 Still images and videos without enough mouth variety fall back to the ``viseme`` engine;
 :meth:`RetrievalEngine.info` says which path ran and why.
@@ -76,6 +79,7 @@ TOP_K = 12  # best-matching candidates considered per frame
 MAX_STATES = 28  # with the continuations of the previous frame's states
 W_WIDTH = 0.5  # weight of the width mismatch against the openness mismatch
 W_OPENING = 0.5  # weight of the mismatch of the opening read from the pixels
+W_BLUR = 0.5  # cost of a mouth e times blurrier than others as open
 W_POSE = 0.6  # weight of the head-pose mismatch (yaw, pitch)
 POSE_SIGMA = (0.05, 0.04)  # yaw, pitch units that cost 1
 C_NEXT = 0.0  # play the source forward
@@ -266,8 +270,11 @@ class Plan:
         slope, icpt = np.polyfit(cg.astype(np.float64), co.astype(np.float64), 1)
         g_lo = float(np.percentile(cg, 5))
         g_hi = float(np.percentile(cg, 95))
-        # Blurred mouths cost a little more.
-        quality = 0.5 * np.clip(1.0 - index.sharpness, 0.0, 1.0).astype(np.float32)
+        # Blurred mouths (motion blur, focus) cost a little more: sharpness is judged against
+        # mouths equally open (a closed mouth has fewer edges than one showing teeth).
+        sharp = np.log(np.maximum(index.sharpness.astype(np.float64), 1e-3))
+        resid = sharp - np.polyval(np.polyfit(cg.astype(np.float64), sharp, 1), cg)
+        quality = (W_BLUR * np.clip(-resid, 0.0, 1.0)).astype(np.float32)
         n = len(gap)
         k_all = len(cand)
         self.states: list[I64] = []
@@ -380,7 +387,6 @@ class RetrievalEngine(Engine):
         self.path = "viseme"
         self.reason = "no source video given"
         self._own: tuple[MouthTrack, F32] | None = None
-        self._frame_times: F64 = np.zeros(0)
         self._last: tuple[int, int] | None = None  # (output index, candidate position)
         self._chosen: dict[int, int] = {}
         self._timings: dict[str, float] = {}

@@ -515,6 +515,7 @@ def build_index(
         "face_frames": int(valid.sum()),
         "usable_frames": int(ok.sum()),
         "candidates": int(len(got)),
+        "teeth_visible": int(sum(lk.teeth > 0.15 for lk in looks)),
         "crop_mb": round(sum(c.nbytes for c in crops) / 2**20, 1),
         "jpeg": bool(use_jpeg),
         "plan_s": round(t_plan, 3),
