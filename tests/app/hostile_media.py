@@ -69,7 +69,7 @@ def small_video(path: Path, container: str, seconds: float = 1.0, size: int = 64
         v = out.add_stream("mpeg4", rate=25)
         v.width, v.height, v.pix_fmt = size, size, "yuv420p"
         a = out.add_stream("pcm_s16le" if container == "avi" else "aac", rate=16000)
-        a.layout = "mono"  # type: ignore[union-attr]
+        a.layout = "mono"
         for i in range(int(seconds * 25)):
             img = np.full((size, size, 3), (i * 9) % 255, np.uint8)
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
@@ -81,7 +81,7 @@ def small_video(path: Path, container: str, seconds: float = 1.0, size: int = 64
         for packet in a.encode(af):
             out.mux(packet)
         for stream in (v, a):
-            for packet in stream.encode():  # type: ignore[attr-defined]
+            for packet in stream.encode():
                 out.mux(packet)
     return path
 
@@ -217,7 +217,7 @@ def many_streams(path: Path, count: int = 1000) -> Path:
         for s in streams:
             af = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
             af.sample_rate, af.time_base, af.pts = 8000, Fraction(1, 8000), 0
-            for packet in [*s.encode(af), *s.encode()]:  # type: ignore[attr-defined]
+            for packet in [*s.encode(af), *s.encode()]:
                 out.mux(packet)
     return path
 

@@ -18,10 +18,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import redis
+
+if TYPE_CHECKING:
+    from app.store import JobStore
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_A = "test-key-alpha"
@@ -272,14 +275,7 @@ class Service:
     def data_dir(self) -> Path:
         return Path(self.env["LIPSYNC_DATA_DIR"])
 
-    def settings(self) -> Any:
-        from app.settings import Settings
-
-        keys = {k.removeprefix("LIPSYNC_").lower(): v for k, v in self.env.items()
-                if k.startswith("LIPSYNC_")}  # fmt: skip
-        return Settings(**keys)
-
-    def store(self) -> Any:
+    def store(self) -> JobStore:
         from app.store import JobStore
 
         return JobStore.from_url(self.redis.url, self.prefix, 3600)

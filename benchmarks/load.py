@@ -1,0 +1,318 @@
+"""Load on loopback: status polls at a fixed rate plus large pushes, against a real API.
+
+    python -m benchmarks.load                       # 200 polls/s for 60 s + 20 pushes of
+                                                    # 20 MB; writes docs/RELIABILITY.md
+    python -m benchmarks.load --smoke --doc /tmp/R.md --json /tmp/load.json   # a few seconds
+
+It starts its own private redis-server and the API (uvicorn) on 127.0.0.1, as the service
+tests do; no worker runs, so every push stays queued. The client is one asyncio loop with
+httpx: polls are fired open-loop on a fixed schedule (a slow answer does not slow the
+offered rate; at most ``--concurrency`` in flight) at the status of the jobs pushed so far,
+while the pushes go out evenly over the run. The queue depth limit is set to the number of
+pushes, so one more push at the end must be answered 429 with ``Retry-After``. Latency is
+measured per request from sending to the full answer. Only loopback addresses are used and
+every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+import wave
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from benchmarks.common import ROOT, machine
+
+BEGIN, END = "<!-- load:begin -->", "<!-- load:end -->"
+
+
+@dataclass
+class Plan:
+    polls_per_s: float = 200.0
+    seconds: float = 60.0
+    pushes: int = 20
+    push_mb: float = 20.0
+    concurrency: int = 64
+    p99_target_ms: float = 50.0
+
+
+@dataclass
+class Figures:
+    plan: dict[str, Any]
+    machine: dict[str, str]
+    polls: int = 0
+    poll_errors: int = 0
+    poll_rate: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    pushes: int = 0
+    push_errors: int = 0
+    push_bytes: int = 0
+    push_s: dict[str, float] = field(default_factory=dict)
+    over_depth_status: int = 0
+    over_depth_retry_after: str = ""
+    wall_s: float = 0.0
+    cpu_cores: dict[str, float] = field(default_factory=dict)  # average cores used, by whom
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.poll_errors == 0
+            and self.push_errors == 0
+            and self.over_depth_status == 429
+            and self.over_depth_retry_after.isdigit()
+        )
+
+
+def speech_wav(path: Path, megabytes: float) -> Path:
+    """A WAV of about ``megabytes`` (44.1 kHz stereo: 20 MB is about 2 minutes)."""
+    rate = 44100
+    frames = int(megabytes * 1024 * 1024 / 4)
+    t = np.arange(frames) / rate
+    tone = np.sin(2 * np.pi * 180 * t) * (0.3 + 0.2 * np.sin(2 * np.pi * 3 * t)) * 12000
+    samples = np.repeat(tone.astype("<i2")[:, None], 2, axis=1)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    return path
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+async def _poll(
+    client: httpx.AsyncClient, task_id: str, lat: list[float], errors: list[str]
+) -> None:
+    t0 = time.perf_counter()
+    try:
+        resp = await client.get("/api/v1/lipsync/status", params={"task_id": task_id})
+        if resp.status_code != 200:
+            errors.append(f"status {resp.status_code}: {resp.text[:120]}")
+    except httpx.HTTPError as exc:
+        errors.append(f"status {type(exc).__name__}: {exc}")
+    lat.append((time.perf_counter() - t0) * 1000)
+
+
+async def _push(
+    client: httpx.AsyncClient, audio: bytes, image: bytes, took: list[float], errors: list[str]
+) -> str | None:
+    t0 = time.perf_counter()
+    files = {"audio": ("speech.wav", audio), "video": ("face.png", image)}
+    try:
+        resp = await client.post("/api/v1/lipsync/push", files=files, timeout=120)
+    except httpx.HTTPError as exc:
+        errors.append(f"push {type(exc).__name__}: {exc}")
+        return None
+    took.append(time.perf_counter() - t0)
+    if resp.status_code != 202:
+        errors.append(f"push {resp.status_code}: {resp.text[:200]}")
+        return None
+    return str(resp.json()["task_id"])
+
+
+async def drive(base_url: str, plan: Plan, audio: bytes, image: bytes) -> Figures:
+    figures = Figures(plan=asdict(plan), machine=machine())
+    poll_lat: list[float] = []
+    poll_errors: list[str] = []
+    push_took: list[float] = []
+    push_errors: list[str] = []
+    limits = httpx.Limits(max_connections=plan.concurrency + 4)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+        first = await _push(client, audio, image, push_took, push_errors)
+        if first is None:
+            figures.errors = push_errors
+            return figures
+        targets = [first]
+        gate = asyncio.Semaphore(plan.concurrency)
+        polls: set[asyncio.Task[None]] = set()
+
+        async def gated_poll(task_id: str) -> None:
+            async with gate:
+                await _poll(client, task_id, poll_lat, poll_errors)
+
+        async def pusher() -> None:
+            gap = plan.seconds / plan.pushes
+            for i in range(1, plan.pushes):
+                await asyncio.sleep(max(0.0, (start + i * gap) - time.perf_counter()))
+                task_id = await _push(client, audio, image, push_took, push_errors)
+                if task_id:
+                    targets.append(task_id)
+
+        total = int(plan.polls_per_s * plan.seconds)
+        interval = 1.0 / plan.polls_per_s
+        start = time.perf_counter()
+        pushing = asyncio.create_task(pusher())
+        for i in range(total):
+            await asyncio.sleep(max(0.0, start + i * interval - time.perf_counter()))
+            task = asyncio.create_task(gated_poll(targets[i % len(targets)]))
+            polls.add(task)
+            task.add_done_callback(polls.discard)
+        await asyncio.wait_for(pushing, timeout=plan.seconds + 300)
+        if polls:
+            await asyncio.wait(polls, timeout=60)
+        figures.wall_s = time.perf_counter() - start
+        # the queue now holds exactly the configured depth: one more push is refused
+        files = {"audio": ("speech.wav", audio), "video": ("face.png", image)}
+        over = await client.post("/api/v1/lipsync/push", files=files, timeout=120)
+        figures.over_depth_status = over.status_code
+        figures.over_depth_retry_after = over.headers.get("retry-after", "")
+
+    figures.polls = len(poll_lat)
+    figures.poll_errors = len(poll_errors)
+    figures.poll_rate = len(poll_lat) / figures.wall_s if figures.wall_s else 0.0
+    figures.latency_ms = {
+        "p50": percentile(poll_lat, 50),
+        "p90": percentile(poll_lat, 90),
+        "p99": percentile(poll_lat, 99),
+        "max": max(poll_lat, default=math.nan),
+    }
+    figures.pushes = len(push_took)
+    figures.push_errors = len(push_errors)
+    figures.push_bytes = len(audio) + len(image)
+    figures.push_s = {
+        "p50": percentile(push_took, 50),
+        "max": max(push_took, default=math.nan),
+    }
+    figures.errors = (poll_errors + push_errors)[:20]
+    return figures
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds of a process and of its waited-for children (the API's probes)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all processes, all cores)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def run(plan: Plan, workdir: Path) -> Figures:
+    """Start Redis and the API on loopback, drive the load, stop everything."""
+    from tests.app import service_harness as sh
+    from tests.media_factory import astronaut, write_png
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    audio = speech_wav(workdir / "speech.wav", plan.push_mb).read_bytes()
+    image = write_png(workdir / "face.png", astronaut()).read_bytes()
+    server = sh.start_redis(workdir / "redis")
+    try:
+        extra = {
+            "LIPSYNC_MAX_QUEUE_DEPTH": str(plan.pushes),
+            "LIPSYNC_RETRY_AFTER_S": "30",
+            "LIPSYNC_MAX_UPLOAD_BYTES": str(int((plan.push_mb + 8) * 1024 * 1024)),
+        }
+        with sh.service(server, workdir / "service", broker_db=1, **extra) as svc:
+            base = svc.start_api()
+            assert svc.api is not None
+            pids = {"api (with its probes)": svc.api.proc.pid, "redis": server.proc.pid}
+            before = {name: _cpu_s(pid) for name, pid in pids.items()}
+            client0, busy0, t0 = time.process_time(), _busy_s(), time.perf_counter()
+            figures = asyncio.run(drive(base, plan, audio, image))
+            wall = time.perf_counter() - t0
+            used = {name: (_cpu_s(pid) - before[name]) / wall for name, pid in pids.items()}
+            used["load client"] = (time.process_time() - client0) / wall
+            used["everything else"] = max(0.0, (_busy_s() - busy0) / wall - sum(used.values()))
+            figures.cpu_cores = {k: round(v, 2) for k, v in used.items()}
+            return figures
+    finally:
+        sh.stop(server.proc)
+
+
+def report(figures: Figures) -> str:
+    plan = Plan(**figures.plan)
+    lat = figures.latency_ms
+    verdict = "met" if lat.get("p99", math.inf) < plan.p99_target_ms else "NOT met"
+    m = figures.machine
+    return "\n".join(
+        [
+            BEGIN,
+            f"Run by `python -m benchmarks.load` on {m['cores']} cores ({m['cpu']}, "
+            f"{m['memory']}), Python {m['python']}, {time.strftime('%Y-%m-%d')}:",
+            "",
+            "| Figure | Value |",
+            "| --- | --- |",
+            f"| Offered status polls | {plan.polls_per_s:g}/s for {plan.seconds:g} s |",
+            f"| Status polls answered | {figures.polls} ({figures.poll_rate:.1f}/s achieved), "
+            f"{figures.poll_errors} errors |",
+            f"| Status latency p50 / p90 / p99 / max | {lat['p50']:.1f} / {lat['p90']:.1f} / "
+            f"**{lat['p99']:.1f}** / {lat['max']:.1f} ms (target p99 < "
+            f"{plan.p99_target_ms:g} ms: {verdict}) |",
+            f"| Pushes meanwhile | {figures.pushes} of {figures.push_bytes / 1024**2:.1f} MB "
+            f"each, {figures.push_errors} errors; answered in {figures.push_s['p50']:.2f} s "
+            f"(median), {figures.push_s['max']:.2f} s (max) |",
+            f"| Push past the queue depth ({plan.pushes}) | {figures.over_depth_status}, "
+            f"`Retry-After: {figures.over_depth_retry_after}` |",
+            "| CPU in use meanwhile (cores, of "
+            f"{m['cores']}) | "
+            + ", ".join(f"{name} {cores:.2f}" for name, cores in figures.cpu_cores.items())
+            + " |",
+            "",
+            END,
+        ]
+    )
+
+
+def write_doc(doc: Path, section: str) -> None:
+    text = doc.read_text() if doc.exists() else "# Reliability\n\n## Load\n\n"
+    if BEGIN in text and END in text:
+        text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: section, text,
+                      flags=re.S)  # fmt: skip
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=200.0, help="status polls per second")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--pushes", type=int, default=20)
+    parser.add_argument("--push-mb", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--smoke", action="store_true", help="50 polls/s for 3 s, 2 small pushes")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "RELIABILITY.md")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    plan = Plan(args.rate, args.seconds, args.pushes, args.push_mb, args.concurrency)
+    if args.smoke:
+        plan = Plan(polls_per_s=50, seconds=3, pushes=2, push_mb=1, concurrency=16)
+    with tempfile.TemporaryDirectory(prefix="lipsync-load-") as tmp:
+        figures = run(plan, Path(tmp))
+    section = report(figures) if figures.polls else "\n".join([BEGIN, "(no polls ran)", END])
+    print(section)
+    for err in figures.errors:
+        print("error:", err, file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps(asdict(figures) | {"ok": figures.ok}, indent=2))
+    write_doc(args.doc, section)
+    return 0 if figures.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
