@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from lipsync.errors import InvalidOption, LipsyncError
-from lipsync.options import SYNC_MODES, MediaLimits, RunOptions
+from lipsync.options import DETECTORS, SYNC_MODES, MediaLimits, RunOptions
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERNAL = 1
@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     pick = run.add_mutually_exclusive_group()
     pick.add_argument("--face-index", type=int, help="n-th face from the left (0-based)")
     pick.add_argument("--face-point", type=_face_point, help="X,Y inside the wanted face")
+    run.add_argument(
+        "--detector",
+        default="dlib",
+        choices=DETECTORS,
+        help="face detector: dlib (built in) or s3fd (needs models/s3fd.pth)",
+    )
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     run.add_argument("--batch-size", type=int, default=16)
     run.add_argument("--blend", type=float, default=1.0, help="0..1 strength of the new mouth")
@@ -159,6 +165,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         box=tuple(args.box) if args.box else None,
         face_index=args.face_index,
         face_point=args.face_point,
+        detector=args.detector,
         device=args.device,
         batch_size=args.batch_size,
         blend=args.blend,

@@ -12,6 +12,8 @@ from lipsync.errors import InvalidOption
 SyncMode = Literal["loop", "bounce", "cut_off", "silence", "remap"]
 SYNC_MODES: tuple[str, ...] = get_args(SyncMode)
 Device = Literal["auto", "cpu", "cuda"]
+Detector = Literal["dlib", "s3fd"]
+DETECTORS: tuple[str, ...] = get_args(Detector)
 
 
 def default_models_dir() -> Path:
@@ -42,6 +44,7 @@ class RunOptions:
     box: tuple[int, int, int, int] | None = None  # fixed face box y1, y2, x1, x2 (Wav2Lip)
     face_index: int | None = None
     face_point: tuple[int, int] | None = None
+    detector: Detector = "dlib"  # face boxes: dlib HOG, or S3FD with models/s3fd.pth
     device: Device = "auto"
     batch_size: int = 16
     blend: float = 1.0
@@ -70,6 +73,8 @@ class RunOptions:
             raise InvalidOption("give face_index or face_point, not both")
         if self.face_index is not None and self.face_index < 0:
             raise InvalidOption("face_index must be >= 0")
+        if self.detector not in DETECTORS:
+            raise InvalidOption(f"detector must be one of {', '.join(DETECTORS)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InvalidOption("device must be auto, cpu or cuda")
         if not 1 <= self.batch_size <= 512:

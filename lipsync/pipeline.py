@@ -20,7 +20,7 @@ from lipsync.enhance import create_enhancer
 from lipsync.enhance.base import Enhancer
 from lipsync.errors import Canceled, InvalidOption, NoFace, OutputError
 from lipsync.face.geometry import crop_box
-from lipsync.face.tracker import FaceChoice, FaceTracker, smooth_landmarks
+from lipsync.face.tracker import BoxDetector, FaceChoice, FaceTracker, smooth_landmarks
 from lipsync.media.audio import check_not_silent, load_audio, mux_rate, to_mono
 from lipsync.media.decode import i420_to_rgb, iter_frames, paste_region, read_image
 from lipsync.media.encode import VideoWriter
@@ -71,6 +71,15 @@ class Pipeline:
         )
         return self.engines.get(o.engine, ctx) if self.engines else create_engine(o.engine, ctx)
 
+    def _detector(self) -> BoxDetector | None:
+        """The face box detector; None: the tracker's own dlib detector."""
+        o = self.options
+        if o.detector == "dlib" or o.box is not None:
+            return None
+        from lipsync.face.s3fd import S3fdDetector
+
+        return S3fdDetector.from_models_dir(o.models_dir, o.device)
+
     def run(
         self,
         video: Path,
@@ -105,6 +114,7 @@ class Pipeline:
             assert vinfo.video is not None and ainfo.audio is not None
             enhancer = create_enhancer(o.enhancer, device=o.device)
             engine = self._engine()  # fail early on a missing model
+            detector = self._detector()
         check_cancel()
 
         # 2. Audio: 16 kHz mono for the engine, the source rate for the output track.
@@ -121,7 +131,9 @@ class Pipeline:
             if vinfo.is_image
             else Fraction(vinfo.video.fps_num, vinfo.video.fps_den)
         )
-        times, landmarks, tracker = self._analyse(video, vinfo, report, check_cancel, timer)
+        times, landmarks, tracker = self._analyse(
+            video, vinfo, report, check_cancel, timer, detector
+        )
         valid = ~np.isnan(landmarks[:, 0, 0])
         if not valid.any():
             raise NoFace(f"{video.name}: no face found in any frame")
@@ -207,10 +219,13 @@ class Pipeline:
         report: ProgressCallback,
         check_cancel: Callable[[], None],
         timer: _Timer,
+        detector: BoxDetector | None = None,
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], FaceTracker]:
         o = self.options
         fixed = (o.box[2], o.box[0], o.box[3], o.box[1]) if o.box else None
-        tracker = FaceTracker(FaceChoice(o.face_index, o.face_point), fixed_box=fixed)
+        tracker = FaceTracker(
+            FaceChoice(o.face_index, o.face_point), fixed_box=fixed, detector=detector
+        )
         times: list[float] = []
         lms: list[npt.NDArray[np.float32]] = []
         nan = np.full((68, 2), np.nan, np.float32)

@@ -34,8 +34,9 @@ def _example(keys: list[str]) -> str:
     return keys[0] + (f" (+{len(keys) - 1} more)" if len(keys) > 1 else "")
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The generator's weights from a checkpoint file, ``module.`` prefixes stripped."""
+def read_state_dict(path: Path, what: str = "a Wav2Lip checkpoint") -> dict[str, torch.Tensor]:
+    """The weights in a checkpoint file (a state dict, bare or under ``state_dict``),
+    ``module.`` prefixes stripped; ``what`` names the expected content in errors."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, not a torch file, disallowed pickle content
@@ -43,22 +44,20 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ModelMismatch(f"{path.name} is not a readable PyTorch checkpoint: {reason}") from exc
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, Mapping) or not state:
-        raise ModelMismatch(f"{path.name} holds no state dict (expected a Wav2Lip checkpoint)")
+        raise ModelMismatch(f"{path.name} holds no state dict (expected {what})")
     return _strip_prefix(state)
 
 
-def load_generator(path: Path) -> Wav2Lip:
-    """A Wav2Lip network in eval mode with ``path``'s weights, loaded strictly.
-
-    Raises :class:`ModelMismatch` (one line) when keys or shapes differ from the network.
-    """
-    state = read_state_dict(path)
-    model = Wav2Lip()
-    expected = model.state_dict()
+def state_dict_problems(
+    state: Mapping[str, Any], expected: Mapping[str, torch.Tensor]
+) -> list[str]:
+    """Missing, unexpected and wrongly shaped keys of ``state`` against a network's own
+    ``state_dict()``, one short phrase each (empty when it loads strictly). BatchNorm
+    ``num_batches_tracked`` counters may be absent."""
     missing = [k for k in expected if k not in state and not k.endswith(_OPTIONAL_SUFFIX)]
     unexpected = [k for k in state if k not in expected]
     wrong = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        f"{k} {tuple(getattr(state[k], 'shape', ()))} vs {tuple(expected[k].shape)}"
         for k in expected
         if k in state
         and (not isinstance(state[k], torch.Tensor) or state[k].shape != expected[k].shape)
@@ -70,6 +69,18 @@ def load_generator(path: Path) -> Wav2Lip:
         problems.append(f"unexpected {_example(unexpected)}")
     if wrong:
         problems.append(f"wrong shape {_example(wrong)}")
+    return problems
+
+
+def load_generator(path: Path) -> Wav2Lip:
+    """A Wav2Lip network in eval mode with ``path``'s weights, loaded strictly.
+
+    Raises :class:`ModelMismatch` (one line) when keys or shapes differ from the network.
+    """
+    state = read_state_dict(path)
+    model = Wav2Lip()
+    expected = model.state_dict()
+    problems = state_dict_problems(state, expected)
     if problems:
         raise ModelMismatch(
             f"{path.name} does not match the Wav2Lip 96x96 generator: " + "; ".join(problems)

@@ -41,6 +41,8 @@ def _models() -> tuple[Any, Any]:
 class DlibFaces:
     """Detection boxes and landmarks on grayscale uint8 images."""
 
+    max_upsample = 1  # one upsampled retry finds faces down to ~40 px
+
     def __init__(self) -> None:
         self.detector, self.predictor = _models()
 

@@ -4,6 +4,7 @@ frames, follow the landmarks in between, re-detect when the track looks lost."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -14,6 +15,15 @@ from lipsync.face.geometry import detector_like_box, landmark_box
 from lipsync.types import RGBImage
 
 BoxF = tuple[float, float, float, float]
+
+
+class BoxDetector(Protocol):
+    """Face boxes like dlib's detector gives (the shape predictor's convention) on a
+    grayscale image; ``upsample`` up to ``max_upsample`` doubles the image that often."""
+
+    max_upsample: int
+
+    def detect(self, gray: npt.NDArray[np.uint8], upsample: int = 0) -> list[BoxF]: ...
 
 
 @dataclass(frozen=True)
@@ -61,10 +71,13 @@ class FaceTracker:
         detect_every: int = 5,
         detect_pixels: int = 640 * 480,
         fixed_box: tuple[int, int, int, int] | None = None,
+        detector: BoxDetector | None = None,
     ) -> None:
         """``fixed_box`` (x1, y1, x2, y2): the face is there in every frame; no detection,
-        landmarks are read inside it (Wav2Lip's ``--box``)."""
+        landmarks are read inside it (Wav2Lip's ``--box``). ``detector``: where face boxes
+        come from (default dlib's HOG detector); landmarks always come from dlib."""
         self.faces = DlibFaces()
+        self.detector: BoxDetector = detector or self.faces
         self.fixed_box: BoxF | None = (
             tuple(float(v) for v in fixed_box) if fixed_box else None  # type: ignore[assignment]
         )
@@ -93,8 +106,8 @@ class FaceTracker:
             else gray
         )
         self.detections += 1
-        for up in (0, 1):
-            boxes = self.faces.detect(small, up)
+        for up in range(self.detector.max_upsample + 1):
+            boxes = self.detector.detect(small, up)
             if boxes:
                 return [
                     (x1 / scale, y1 / scale, x2 / scale, y2 / scale) for x1, y1, x2, y2 in boxes
@@ -117,7 +130,7 @@ class FaceTracker:
         self.detections += 1
         return [
             (x1 + a / scale, y1 + b / scale, x1 + c / scale, y1 + d / scale)
-            for a, b, c, d in self.faces.detect(crop, 0)
+            for a, b, c, d in self.detector.detect(crop, 0)
         ]
 
     def update(self, image: RGBImage | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32] | None:
