@@ -231,3 +231,17 @@ def test_pipeline_with_s3fd_and_no_weights_fails_before_any_work(
         lipsync.run(portrait_png, speech_wav, out, detector="s3fd", models_dir=tmp_path)
     assert err.value.code == "model_missing" and "s3fd.pth" in err.value.message
     assert not out.exists()
+
+
+def test_cli_detector_option(
+    tmp_path: Path, portrait_png: Path, speech_wav: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lipsync.cli import main
+
+    args = ["run", "--video", str(portrait_png), "--audio", str(speech_wav)]
+    args += ["-o", str(tmp_path / "o.mp4"), "--models-dir", str(tmp_path), "--no-progress"]
+    assert main([*args, "--detector", "s3fd"]) == 2
+    err = capsys.readouterr().err
+    assert "model_missing" in err and "s3fd.pth" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main([*args, "--detector", "mtcnn"])
