@@ -79,7 +79,7 @@ def test_first_head_takes_the_max_of_three_background_scores() -> None:
     torch.manual_seed(1)
     net = S3FD().eval()
     raw: list[torch.Tensor] = []
-    net.conv3_3_norm_mbox_conf.register_forward_hook(lambda m, i, o: raw.append(o))
+    net.get_submodule("conv3_3_norm_mbox_conf").register_forward_hook(lambda m, i, o: raw.append(o))
     with torch.inference_mode():
         cls1 = net(torch.randn(1, 3, 64, 64) * 50)[0]
     assert torch.equal(cls1[:, 0], raw[0][:, :3].amax(dim=1))
@@ -143,7 +143,7 @@ def test_loads_the_published_layout_and_detects_end_to_end(
     weights: Path, state: dict[str, torch.Tensor]
 ) -> None:
     faces = S3fdFaces.from_models_dir(weights.parent, device="cpu")
-    assert torch.equal(faces.model.fc7_mbox_loc.bias.detach(), state["fc7_mbox_loc.bias"])
+    assert torch.equal(faces.model.state_dict()["fc7_mbox_loc.bias"], state["fc7_mbox_loc.bias"])
     image = mf.astronaut()[::2, ::2]  # 256x256
     levels = faces.heads(image)
     assert [lv[0].shape for lv in levels][:3] == [(64, 64), (32, 32), (16, 16)]
