@@ -34,6 +34,9 @@ class PushOptions(BaseModel):
     engine: str | None = Field(default=None, description="viseme (default), wav2lip, ...")
     enhancer: str | None = Field(default=None, description="none, classical or onnx:NAME.onnx")
     sync_mode: Literal["loop", "bounce", "cut_off", "silence", "remap"] | None = None
+    detector: Literal["dlib", "s3fd"] | None = Field(
+        default=None, description="face detector: dlib (default) or s3fd (models/s3fd.pth)"
+    )
     fps: float | None = Field(default=None, ge=1.0, le=120.0, description="still images only")
     pads: tuple[int, int, int, int] | None = Field(
         default=None, description="top,bottom,left,right pixels around the face box"

@@ -1,7 +1,8 @@
 """Service configuration: one settings class, read from ``LIPSYNC_*`` environment variables.
 
 Shared by the API and the worker (it imports nothing heavy). Every field is documented in
-the README (Configuration); ``Settings()`` reads the environment when it is constructed, never at import.
+the README (Configuration); ``Settings()`` reads the environment when it is constructed,
+never at import.
 """
 
 from __future__ import annotations

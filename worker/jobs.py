@@ -157,6 +157,8 @@ def build_run_options(options: dict[str, Any], settings: Settings) -> RunOptions
     }
     if options.get("sync_mode"):
         kwargs["sync_mode"] = options["sync_mode"]
+    if options.get("detector"):
+        kwargs["detector"] = options["detector"]
     if options.get("fps") is not None:
         kwargs["fps"] = float(options["fps"])
     if options.get("pads") is not None:

@@ -62,6 +62,7 @@ _PUSH_BODY: dict[str, Any] = {
                             "type": "string",
                             "enum": ["loop", "bounce", "cut_off", "silence", "remap"],
                         },
+                        "detector": {"type": "string", "enum": ["dlib", "s3fd"]},
                         "fps": {"type": "number", "minimum": 1, "maximum": 120, "example": 25},
                         "pads": {"type": "string", "example": "0,10,0,0"},
                         "face_index": {"type": "integer", "minimum": 0, "maximum": 64},

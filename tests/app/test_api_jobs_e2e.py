@@ -175,6 +175,18 @@ def test_options_are_passed_to_the_pipeline(stack: Any, media: dict[str, Path]) 
     assert body["result"]["fps"] == 12.0
 
 
+def test_detector_option_reaches_the_pipeline(stack: Any, media: dict[str, Path]) -> None:
+    """detector=s3fd is passed through: without models/s3fd.pth the job names the file."""
+    with stack.client() as c:
+        bad = push(c, media["speech"], media["astronaut"], detector="haar")
+        assert bad.status_code == 422, bad.text
+        resp = push(c, media["speech"], media["astronaut"], detector="s3fd")
+        assert resp.status_code == 202, resp.text
+        body = wait_for(c, resp.json()["task_id"])
+    assert body["state"] == "failed", body
+    assert body["error"]["code"] == "model_missing" and "s3fd.pth" in body["error"]["message"]
+
+
 def test_api_keys_isolate_jobs(stack: Any, finished: dict[str, Any]) -> None:
     task_id = finished["pushed"]["task_id"]
     params = {"task_id": task_id}
