@@ -20,6 +20,8 @@ import pytest
 from tests.app import hostile_media as hm
 from tests.app import service_harness as sh
 
+pytestmark = pytest.mark.slow
+
 PROBE_TIMEOUT_S = 5.0
 ANSWER_BOUND_S = PROBE_TIMEOUT_S + 15.0  # the probe's limit plus margin for a shared CPU
 JOB_BOUND_S = 90.0

@@ -105,7 +105,7 @@ def test_soft_time_limit_fails_the_job_and_cleans_up(
         "LIPSYNC_HARD_TIME_LIMIT_S": "30",
         "LIPSYNC_VISIBILITY_TIMEOUT_S": "60",
     }
-    for settings, store, _proc in _worker(redis_server, tmp_path, **limits):
+    for settings, store, proc in _worker(redis_server, tmp_path, **limits):
         producer = create_celery(settings, with_tasks=False)
         job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
         producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
@@ -115,4 +115,7 @@ def test_soft_time_limit_fails_the_job_and_cleans_up(
         assert job.error is not None and job.error["code"] == "timeout"
         assert not (settings.work_dir / job_id).exists()
         assert not (settings.results_dir / f"{job_id}.mp4").exists()
+        # the same pool process lives on (soft, not hard, limit) and left no child behind
+        (pool,) = _children(proc.proc.pid)
+        assert _children(pool) == []
         producer.close()
