@@ -73,23 +73,33 @@ def remove_job_files(settings: Settings, job_id: str, *, result: bool = False) -
         paths["result"].unlink(missing_ok=True)
 
 
+def _process_start(pid: int | str) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None if it is gone or a
+    zombie: with the pid it names one process even after the pid is reused (a restarted
+    container numbers its processes from 1 again)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return None if fields[:1] == ["Z"] else fields[19]
+
+
 def lease_holder() -> str:
-    """This process as a lease holder: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process as a lease holder: ``host:pid:start``."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
 
 
 def holder_is_dead(holder: str) -> bool:
     """True when ``holder`` is a process on this host that no longer runs (or a zombie)."""
-    host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    parts = holder.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
         return False
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    except OSError:
+        return _process_start(parts[1]) != parts[2]
+    except OSError:  # no /proc: cannot tell, so the lease must lapse
         return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 class LeaseKeeper:

@@ -3,7 +3,7 @@ run again (or ends), without waiting for the broker's visibility timeout."""
 
 from __future__ import annotations
 
-import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,16 +17,19 @@ from worker.jobs import LEASE_S, holder_is_dead, lease_holder, run_job
 
 
 def _dead_holder() -> str:
-    """``host:pid`` of a process on this host that has exited (and been reaped)."""
+    """The lease holder name of a process on this host that has exited (and been reaped)."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    return lease_holder().rpartition(":")[0] + f":{proc.pid}"
+    return f"{socket.gethostname()}:{proc.pid}:12345"
 
 
 def test_holder_is_dead_only_for_exited_local_processes() -> None:
-    assert not holder_is_dead(lease_holder())
+    me = lease_holder()
+    assert not holder_is_dead(me)
     assert holder_is_dead(_dead_holder())
-    assert not holder_is_dead(f"some-other-host:{os.getpid()}")
+    host, pid, _start = me.split(":")
+    assert holder_is_dead(f"{host}:{pid}:1")  # the pid lives, but as another process
+    assert not holder_is_dead(f"some-other-host:{pid}:{_start}")
     assert not holder_is_dead("garbage")
 
 
