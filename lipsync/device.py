@@ -44,9 +44,7 @@ def onnx_providers(requested: str) -> list[str]:
     _check(requested)
     if requested == "cpu":
         return ["CPUExecutionProvider"]
-    import onnxruntime as ort
-
-    available = set(ort.get_available_providers())
+    available = set(onnxruntime_module().get_available_providers())
     gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
     if requested == "cuda" and not gpu:
         raise DeviceUnavailable(
@@ -98,6 +96,15 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def onnxruntime_module() -> Any:
+    """``onnxruntime``, imported on first use with its telemetry events turned off (the
+    1.2x+ wheels otherwise look up a Microsoft telemetry host: no network from a job)."""
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()
+    return ort
+
+
 def onnx_session(path: Path, requested: str = "auto") -> Any:
     """An onnxruntime ``InferenceSession`` on the best provider the device request allows.
 
@@ -105,7 +112,7 @@ def onnx_session(path: Path, requested: str = "auto") -> Any:
     the next one tried; with ``cuda`` requested, ending up on the CPU raises
     :class:`DeviceUnavailable`. A file onnxruntime cannot load raises :class:`ModelMismatch`.
     """
-    import onnxruntime as ort
+    ort = onnxruntime_module()
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

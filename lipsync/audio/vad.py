@@ -30,8 +30,9 @@ def _session() -> Any:
     path = silero_model_path()
     if path is None:
         return None
-    import onnxruntime as ort
+    from lipsync.device import onnxruntime_module
 
+    ort = onnxruntime_module()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1

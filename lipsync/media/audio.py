@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lipsync.errors import AudioEmpty, CorruptMedia
-from lipsync.media.probe import open_options
+from lipsync.media.probe import media_reason, open_options
 
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 
@@ -26,7 +26,7 @@ def load_audio(
     try:
         container = av.open(str(path), options=open_options())
     except av.error.FFmpegError as exc:
-        raise CorruptMedia(f"{path.name}: cannot be opened ({exc})") from exc
+        raise CorruptMedia(f"{path.name}: cannot be opened ({media_reason(exc)})") from exc
     with container:
         if not container.streams.audio:
             raise AudioEmpty(f"{path.name}: no audio stream")
@@ -47,7 +47,7 @@ def load_audio(
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().astype(np.float32, copy=False))
         except av.error.FFmpegError as exc:
-            raise CorruptMedia(f"{path.name}: audio decoding failed ({exc})") from exc
+            raise CorruptMedia(f"{path.name}: audio decoding failed ({media_reason(exc)})") from exc
     if not chunks:
         raise AudioEmpty(f"{path.name}: the audio stream holds no samples")
     samples = np.concatenate(chunks, axis=1)

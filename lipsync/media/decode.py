@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lipsync.errors import CorruptMedia
-from lipsync.media.probe import open_options
+from lipsync.media.probe import media_reason, open_options
 from lipsync.types import RGBImage
 
 
@@ -35,7 +35,7 @@ def _open_video(path: Path) -> tuple[Any, Any]:
     try:
         container = av.open(str(path), options=open_options())
     except av.error.FFmpegError as exc:
-        raise CorruptMedia(f"{path.name}: cannot be opened ({exc})") from exc
+        raise CorruptMedia(f"{path.name}: cannot be opened ({media_reason(exc)})") from exc
     if not container.streams.video:
         container.close()
         raise CorruptMedia(f"{path.name}: no video stream")
@@ -156,7 +156,9 @@ def iter_frames(
                     yield DecodedFrame(index, t if t is not None else 0.0, image)
                 index += 1
         except av.error.FFmpegError as exc:
-            raise CorruptMedia(f"{path.name}: decoding failed at frame {index} ({exc})") from exc
+            raise CorruptMedia(
+                f"{path.name}: decoding failed at frame {index} ({media_reason(exc)})"
+            ) from exc
 
 
 def read_image(path: Path, pixel_format: str = "rgb24") -> npt.NDArray[np.uint8]:

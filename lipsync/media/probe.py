@@ -72,6 +72,14 @@ ALLOWED_AUDIO_CODECS = frozenset(
 )
 
 
+def media_reason(exc: BaseException) -> str:
+    """FFmpeg's reason for a failure without the file's path (which must not reach users:
+    error messages go to API clients)."""
+    reason = getattr(exc, "strerror", None)
+    text = str(reason) if reason else type(exc).__name__
+    return text.strip() or type(exc).__name__
+
+
 def open_options() -> dict[str, str]:
     """Options for every ``av.open`` of untrusted input: local files, allow-listed demuxers."""
     return {"protocol_whitelist": "file", "format_whitelist": ",".join(ALLOWED_DEMUXERS)}
@@ -190,7 +198,9 @@ def probe(path: Path, limits: MediaLimits | None = None, kind: ProbeKind = "any"
     except av.error.InvalidDataError as exc:
         raise UnsupportedMedia(f"{path.name}: not a recognised audio, video or image file") from exc
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise UnsupportedMedia(f"{path.name}: cannot be opened as media ({exc})") from exc
+        raise UnsupportedMedia(
+            f"{path.name}: cannot be opened as media ({media_reason(exc)})"
+        ) from exc
     with container:
         fmt = container.format.name
         if not any(name in ALLOWED_DEMUXERS for name in fmt.split(",")):
@@ -262,7 +272,9 @@ def probe(path: Path, limits: MediaLimits | None = None, kind: ProbeKind = "any"
                 got = True
                 break
         except (av.error.FFmpegError, ValueError) as exc:
-            raise CorruptMedia(f"{path.name}: the data cannot be decoded ({exc})") from exc
+            raise CorruptMedia(
+                f"{path.name}: the data cannot be decoded ({media_reason(exc)})"
+            ) from exc
         if not got:
             raise CorruptMedia(f"{path.name}: no decodable {want.type} frame")
     if video is not None and rotation % 180 != 0:
@@ -331,7 +343,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"error": exc.to_dict()}))
         return 2
     except Exception as exc:  # a crash inside the demuxer must still answer in JSON
-        print(json.dumps({"error": {"code": "corrupt_media", "message": f"probe failed: {exc}"}}))
+        print(
+            json.dumps(
+                {
+                    "error": {
+                        "code": "corrupt_media",
+                        "message": f"probe failed: {media_reason(exc)}",
+                    }
+                }
+            )
+        )
         return 2
     print(json.dumps({"info": info.to_dict()}))
     return 0

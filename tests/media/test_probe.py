@@ -148,3 +148,18 @@ def test_wav_made_by_tests(tmp_path: Path) -> None:
     p = mf.write_wav(tmp_path / "t.wav", mf.tone(0.5, 8000), 8000, channels=2)
     info = probe(p, kind="audio")
     assert info.audio is not None and info.audio.channels == 2
+
+
+def test_error_messages_do_not_reveal_server_paths(tmp_path: Path, portrait_video: Path) -> None:
+    from lipsync.media.decode import iter_frames
+
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(portrait_video.read_bytes()[:5000])
+    for action in (
+        lambda: probe(cut, kind="video"),
+        lambda: list(iter_frames(cut)),
+        lambda: probe(tmp_path / "missing.wav"),
+    ):
+        with pytest.raises((CorruptMedia, UnsupportedMedia)) as info:
+            action()
+        assert str(tmp_path) not in info.value.message
