@@ -165,7 +165,56 @@ def markdown(
         if len(ok) == 2:
             growth = (ok[1]["peak_rss_mb"] / ok[0]["peak_rss_mb"] - 1) * 100
             lines += ["", f"Growth from the short to the long input: {growth:+.1f}%."]
+    lines += targets(results, memory)
     return "\n".join(lines) + "\n"
+
+
+# The project's targets on a 2-core CPU (issue "Measure it"): engine -> (device, RTF at 720p).
+TARGET_RTF = {("viseme", "cpu"): 0.5, ("wav2lip", "cpu"): 1.5, ("wav2lip", "cuda"): 0.1}
+TARGET_RSS_MB = 1536.0
+TARGET_GROWTH = 10.0
+
+
+def targets(
+    results: list[tuple[Case, dict[str, Any]]], memory: list[tuple[Case, dict[str, Any]]]
+) -> list[str]:
+    """A generated section: each target, the measured number, and the stage that bounds it."""
+    lines = [
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met | largest stage |",
+        "|---|---|---|---|",
+    ]
+    for case, r in results:
+        goal = TARGET_RTF.get((case.engine, case.device))
+        if goal is None or case.height != 720 or "error" in r:
+            continue
+        stage, sec = max(r["timings"].items(), key=lambda kv: kv[1])
+        share = sec / r["wall_s"] * 100
+        rtf = r["realtime_factor"]
+        met = "yes" if rtf <= goal else f"no, by {rtf - goal:.2f}"
+        lines.append(
+            f"| {case.engine} {case.device} RTF <= {goal:g} at 720p | {rtf:.2f} | {met} "
+            f"| {stage} {sec:.1f} s ({share:.0f}% of the run) |"
+        )
+    worst = max((r["peak_rss_mb"] for _, r in results if "error" not in r), default=0.0)
+    lines.append(
+        f"| peak RSS <= {TARGET_RSS_MB:.0f} MB | {worst:.0f} MB (largest case) | "
+        f"{'yes' if worst <= TARGET_RSS_MB else 'no'} | - |"
+    )
+    ok = [r for _, r in memory if "error" not in r]
+    if len(ok) == 2:
+        growth = (ok[1]["peak_rss_mb"] / ok[0]["peak_rss_mb"] - 1) * 100
+        lines.append(
+            f"| long input within {TARGET_GROWTH:g}% of short | {growth:+.1f}% | "
+            f"{'yes' if growth <= TARGET_GROWTH else 'no'} | - |"
+        )
+    if not any(c.device == "cuda" for c, _ in results):
+        lines.append(
+            "| wav2lip cuda RTF <= 0.1 at 720p | not measured: no GPU on this machine | - | - |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--one", help=argparse.SUPPRESS)
-    parser.add_argument("--engines", default="viseme,wav2lip,wav2lip-onnx")
+    parser.add_argument("--engines", default="viseme,retrieval,wav2lip,wav2lip-onnx")
     parser.add_argument("--heights", default="720,1080")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument(
