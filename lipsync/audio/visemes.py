@@ -72,6 +72,24 @@ def _pauses(speech: npt.NDArray[np.bool_], min_len: int) -> npt.NDArray[np.bool_
     return out
 
 
+BANDS = ((250, 4000), (550, 1100), (200, 550), (1700, 3200), (600, 1400), (4000, 8000))
+BLOCK = 2048  # analysis frames per block: memory stays flat however long the speech is
+
+
+def _band_energies(padded: npt.NDArray[np.float32], n_hops: int) -> list[npt.NDArray[np.float32]]:
+    """Energy per 10 ms hop in each of :data:`BANDS`, computed block by block."""
+    window = np.hanning(WIN).astype(np.float32)
+    freqs = np.fft.rfftfreq(WIN, 1.0 / SR)
+    out = [np.empty(n_hops, np.float32) for _ in BANDS]
+    for start in range(0, n_hops, BLOCK):
+        stop = min(n_hops, start + BLOCK)
+        idx = np.arange(start, stop)[:, None] * HOP + np.arange(WIN)[None, :]
+        spec = (np.abs(np.fft.rfft(padded[idx] * window, axis=1)) ** 2).astype(np.float32)
+        for band, (lo, hi) in zip(out, BANDS, strict=True):
+            band[start:stop] = _band(spec, freqs, lo, hi)
+    return out
+
+
 def analyse(
     audio16k: npt.NDArray[np.float32], fps: float, n_frames: int, lead_s: float = 0.03
 ) -> MouthTrack:
@@ -80,17 +98,7 @@ def analyse(
     n_hops = max(1, int(np.ceil(audio.size / HOP)))
     padded = np.zeros(n_hops * HOP + WIN, np.float32)
     padded[WIN // 2 : WIN // 2 + audio.size] = audio
-    idx = np.arange(n_hops)[:, None] * HOP + np.arange(WIN)[None, :]
-    frames = padded[idx] * np.hanning(WIN).astype(np.float32)
-    spec = (np.abs(np.fft.rfft(frames, axis=1)) ** 2).astype(np.float32)
-    freqs = np.fft.rfftfreq(WIN, 1.0 / SR)
-
-    voice = _band(spec, freqs, 250, 4000)
-    f1_hi = _band(spec, freqs, 550, 1100)
-    f1_lo = _band(spec, freqs, 200, 550)
-    f2_hi = _band(spec, freqs, 1700, 3200)
-    f2_lo = _band(spec, freqs, 600, 1400)
-    hiss = _band(spec, freqs, 4000, 8000)
+    voice, f1_hi, f1_lo, f2_hi, f2_lo, hiss = _band_energies(padded, n_hops)
     db = 10 * np.log10(voice + 1e-9)
 
     # Voice activity on the 10 ms grid.
