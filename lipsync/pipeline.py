@@ -155,6 +155,8 @@ class Pipeline:
             engine_audio = fit_audio(speech16k, 16000, timeline.audio_s)
             engine.prepare(engine_audio, float(fps), timeline.n_out)
         mux_audio = fit_audio(track, out_rate, timeline.audio_s)
+        # Only the track being muxed is kept for the render: memory stays flat in length.
+        del speech16k, engine_audio, track
         report("audio", 1.0)
         check_cancel()
 
