@@ -30,6 +30,14 @@ VIDEOS = {
 }
 PORTRAITS = ("image_SadTalker_people_0.png", "image_hallo_ref6.jpg")
 ENGLISH_FOR_VIDEO = "audio_SadTalker_RD_Radio31_000.wav"
+READING = (
+    "Reading these numbers: the engines drive the mouth from the speech envelope, so their "
+    "aperture/envelope r (about 0.7) is far above the natural level of real people speaking "
+    "(0.2-0.34 here): the measure rewards sync, not naturalness. Compare engines with each "
+    "other and with the chance level, and look at the contact sheets. The evaluator reads "
+    "aperture 0 on ~40% of the MEAD clip's frames (input and outputs alike), so its rows are "
+    "unreliable. Stills have no PSNR/flicker columns (no reference video)."
+)
 
 
 @dataclass(frozen=True)
@@ -245,6 +253,8 @@ def run(engines: list[str], out: Path, doc: Path | None, smoke: bool) -> str:
         "PSNR and SSIM outside the lower face against the input; mouth-region flicker (mean "
         "frame-to-frame change) beside the input's own; LSE-D/LSE-C when syncnet_v2.model is "
         "present (it is not on the machine that produced this file).",
+        "",
+        READING,
         "",
     ]
     for engine, rows in results.items():
