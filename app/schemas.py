@@ -110,6 +110,13 @@ class JobResult(BaseModel):
     frames: int
     no_face_frames: int
     timings: dict[str, float] = Field(default_factory=dict)
+    quality: dict[str, Any] | None = Field(
+        default=None,
+        description="lipsync evaluate's numbers for the result (sync offset and score, "
+        "closed-in-pauses, LSE-D/C when SyncNet is installed); null with quality_note when "
+        "not measured",
+    )
+    quality_note: str | None = None
 
 
 def _dt(ts: float | None) -> datetime | None:

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     default_enhancer: str = "classical"
     models_dir: Path = Path("models")
     worker_concurrency: int = Field(default=1, ge=1)  # jobs at once per worker (one per GPU)
+    # Measure every finished video with `lipsync evaluate` (sync offset and score, pauses,
+    # LSE when SyncNet is in models/) and return the numbers in the job's result.
+    evaluate_results: bool = True
 
     # URLs returned by push; empty: built from the request's own base URL.
     public_base_url: str = ""

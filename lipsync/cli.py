@@ -94,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="measure how well a video's mouth follows its speech")
     ev.add_argument("--video", type=Path, required=True, help="the lip-synced video to measure")
-    ev.add_argument("--audio", type=Path, required=True, help="the speech it should follow")
+    ev.add_argument(
+        "--audio",
+        type=Path,
+        help="the speech it should follow (default: the video's own audio track)",
+    )
     ev.add_argument(
         "--reference", type=Path, help="the input video it was made from (what must not change)"
     )

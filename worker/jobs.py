@@ -260,6 +260,39 @@ def _result_payload(job_id: str, result: Any) -> dict[str, Any]:
     }
 
 
+def _quality(video: Path, audio: Path, settings: Settings) -> dict[str, Any]:
+    """``lipsync evaluate``'s numbers for a finished output (``quality``), or why there are
+    none (``quality_note``): a measurement problem never fails the job."""
+    from lipsync.errors import LipsyncError
+    from lipsync.evaluate import evaluate
+
+    t0 = time.monotonic()
+    try:
+        report = evaluate(video, audio, models_dir=settings.models_dir, visemes=False)
+    except LipsyncError as exc:
+        return {"quality": None, "quality_note": public_message(exc.message, settings)}
+    except Exception as exc:
+        log.warning("evaluating %s failed", video.name, exc_info=True)
+        return {"quality": None, "quality_note": f"evaluation failed ({type(exc).__name__})"}
+    cal = report.sync.calibrated
+    return {
+        "quality": {
+            "face_found_rate": report.face_found_rate,
+            "sync_offset_frames": None if cal is None else cal.offset_frames,
+            "sync_offset_ms": None if cal is None else cal.offset_ms,
+            "sync_score": None if cal is None else cal.score,
+            "sync_confidence": None if cal is None else cal.confidence,
+            "envelope_r_at_zero": report.sync.r_at_zero,
+            "pause_frames": report.pauses.pause_frames,
+            "pause_closed_share": report.pauses.closed_share,
+            "lse_d": None if report.lse is None else report.lse.lse_d,
+            "lse_c": None if report.lse is None else report.lse.lse_c,
+            "lse_note": report.lse_note,
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+    }
+
+
 def run_job(job_id: str, settings: Settings, store: JobStore, worker: str = "") -> str:
     """Run one job to an end state; returns what happened (``succeeded``, ``canceled``...).
 
@@ -310,21 +343,26 @@ def _execute(record: JobRecord, settings: Settings, store: JobStore, holder: str
         import lipsync
 
         options = build_run_options(record.options, settings)
+        progress = ProgressReporter(store, job_id)
         with LeaseKeeper(store, job_id, holder), job_tempdir(work / "tmp"):
             result = lipsync.run(
                 settings.data_dir / record.video,
                 settings.data_dir / record.audio,
                 partial,
                 options,
-                progress=ProgressReporter(store, job_id),
+                progress=progress,
                 should_cancel=CancelFlag(store, job_id),
                 engines=engine_cache(),
             )
-        if not partial.is_file() or partial.stat().st_size == 0:
-            raise RuntimeError("the pipeline reported success but wrote no output")
+            if not partial.is_file() or partial.stat().st_size == 0:
+                raise RuntimeError("the pipeline reported success but wrote no output")
+            payload = _result_payload(job_id, result)
+            if settings.evaluate_results:
+                progress("evaluate", 0.0)
+                payload.update(_quality(partial, settings.data_dir / record.audio, settings))
         os.replace(partial, paths["result"])  # atomic: same volume, never a half file
         state = "succeeded"
-        fields = {"progress": "1.0", "stage": "done", "result": _result_payload(job_id, result)}
+        fields = {"progress": "1.0", "stage": "done", "result": payload}
         timings = dict(result.timings)
     except Canceled:
         state, fields = "canceled", {"stage": "canceled"}

@@ -15,6 +15,7 @@
     analyse: "Finding the face",
     audio: "Reading the speech",
     render: "Animating the mouth",
+    evaluate: "Measuring the lip sync",
     done: "Done",
     failed: "Failed",
     canceled: "Canceled",
@@ -528,6 +529,11 @@
     if (typeof result.duration_s === "number") facts.push(`${result.duration_s.toFixed(1)} s`);
     if (typeof result.frames === "number") facts.push(`${result.frames} frames`);
     if (result.no_face_frames) facts.push(`${result.no_face_frames} without a face (left as they were)`);
+    const q = result.quality;
+    if (q && typeof q.sync_offset_ms === "number") {
+      const off = Math.round(q.sync_offset_ms);
+      facts.push(`lip sync: offset ${off > 0 ? "+" : ""}${off} ms, score ${q.sync_score.toFixed(2)}`);
+    }
     if (body.started_at && body.finished_at) {
       const secs = (Date.parse(body.finished_at) - Date.parse(body.started_at)) / 1000;
       if (secs >= 0) facts.push(`made in ${secs.toFixed(1)} s`);

@@ -41,6 +41,8 @@ METHOD = {
     "aperture": "inner-lip gap read from lip redness / darkness down the mouth centre, "
     "over the face height",
     "envelope": "RMS of 800-3000 Hz speech per frame",
+    "offset": "per-video ridge regression, 24-band log-mel (+-2 frames) -> aperture and 6 "
+    "principal components of the mouth patch, 5-fold held-out r at lags -25..+25",
     "voice_activity": "silero-vad",
     "phones": "PocketSphinx en-us all-phone",
 }
@@ -100,14 +102,15 @@ def _round(x: float | None, nd: int = 4) -> float | None:
 
 def evaluate(
     video: str | Path,
-    audio: str | Path,
+    audio: str | Path | None = None,
     reference: str | Path | None = None,
     models_dir: str | Path | None = None,
     *,
     visemes: bool = True,
     lse: bool = True,
 ) -> EvalReport:
-    """Measure ``video`` (a lip-synced output) against the speech in ``audio``.
+    """Measure ``video`` (a lip-synced output) against the speech in ``audio`` (default:
+    the video's own audio track, i.e. what a viewer hears with the picture).
 
     ``reference`` is the input the video was made from (for what must not change);
     ``models_dir`` is where ``syncnet_v2.model`` is looked for (default: ./models or
@@ -119,17 +122,24 @@ def evaluate(
     from lipsync.errors import UnsupportedMedia
     from lipsync.evaluate.mouth import measure_mouth
     from lipsync.evaluate.pauses import closed_in_pauses
-    from lipsync.evaluate.sync import lag_correlation, speech_envelope
+    from lipsync.evaluate.sync import measure_sync
     from lipsync.media.audio import check_not_silent, load_audio, to_mono
     from lipsync.media.probe import probe
     from lipsync.options import default_models_dir
 
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    video, audio = Path(video), Path(audio)
+    video = Path(video)
     vinfo = probe(video, kind="video")
     if vinfo.is_image or vinfo.video is None:
         raise UnsupportedMedia(f"{video.name}: evaluate needs a video, not a still image")
+    if audio is None:
+        if vinfo.audio is None:
+            raise UnsupportedMedia(
+                f"{video.name} has no audio track: give the speech it should follow (--audio)"
+            )
+        audio = video
+    audio = Path(audio)
     probe(audio, kind="audio")
     ref_path = Path(reference) if reference is not None else None
     if ref_path is not None:
@@ -149,8 +159,7 @@ def evaluate(
     found = track.found
 
     t = time.monotonic()
-    env = speech_envelope(mono, fps, len(track))
-    sync = lag_correlation(ap, env)
+    sync = measure_sync(ap, track.pixels, mono, fps)
     pauses = closed_in_pauses(ap, mono, fps)
     timings["sync_pauses"] = time.monotonic() - t
 
@@ -240,9 +249,23 @@ def format_report(data: dict[str, Any]) -> str:
             " / ".join(_fmt(data["aperture"][k]) for k in ("mean", "p10", "p90"))
             + " (share of face height)",
         ),
-        ("sync r at lag 0", _fmt(sync["r_at_zero"])),
         (
-            "sync best lag / r",
+            "A/V offset",
+            "-"
+            if sync.get("offset_frames") is None
+            else f"{sync['offset_frames']:+d} frames ({sync['offset_ms']:+.0f} ms; "
+            "+ = video late, - = audio late)",
+        ),
+        (
+            "sync score / confidence",
+            "- (too few face frames with speech)"
+            if sync.get("calibrated") is None
+            else f"{_fmt(sync['score'])} / {_fmt(sync['calibrated']['confidence'])}"
+            "  (held-out r at lag 0; peak - median over -25..+25)",
+        ),
+        ("aperture/envelope r lag 0", _fmt(sync["r_at_zero"])),
+        (
+            "aperture/envelope best lag / r",
             f"{_fmt(sync['best_lag'])} frames / {_fmt(sync['best_r'])}  (+ = video late)",
         ),
         ("r by lag -5..+5", " ".join(_fmt(v, 2) for v in sync["r_by_lag"].values())),

@@ -56,6 +56,7 @@ ROI_HALF_W_D = 0.60
 ROI_HALF_H_D = 0.42
 FACE_HEIGHT_D = 1.95  # nose bridge to chin, in eye distances
 CLOSED_APERTURE = 0.08  # below this share of the face height the mouth counts as closed
+SHAPE_SIZE = 24  # the mouth patch is also kept as SHAPE_SIZE x SHAPE_SIZE grey levels (sync)
 _DARK = 0.6  # a row darker than this share of the skin lightness is mouth interior
 _LIP_SPLIT = 0.5  # lip threshold between the skin and the lip redness
 
@@ -263,6 +264,7 @@ class MouthTrack:
     aperture: FloatArray  # (n,) share of the face height; NaN where no face
     points: FloatArray  # (n, 5, 2) the 5 points; NaN where no face
     boxes: FloatArray  # (n, 4) face boxes; NaN where no face
+    pixels: FloatArray  # (n, SHAPE_SIZE**2) grey mouth patch, face-aligned; NaN where no face
     flicker: float | None  # mean absolute grey-level change of the mouth patch, frame to frame
     lip_colour: bool  # False: grey-scale fallback (dark rows only)
 
@@ -371,6 +373,7 @@ def measure_mouth(
     pts_list: list[FloatArray | None] = []
     boxes: list[BoxF | None] = []
     diffs: list[float] = []
+    small: list[FloatArray | None] = []
     prev: npt.NDArray[np.float32] | None = None
     width = height = 0
     source = frames if frames is not None else ((f.index, f.image) for f in iter_frames(video))
@@ -381,6 +384,7 @@ def measure_mouth(
             profiles.append(None)
             pts_list.append(None)
             boxes.append(None)
+            small.append(None)
             prev = None
             continue
         pts, box = got
@@ -392,14 +396,18 @@ def measure_mouth(
         if prev is not None:
             diffs.append(float(np.mean(np.abs(grey - prev))))
         prev = grey
+        shape = cv2.resize(grey, (SHAPE_SIZE, SHAPE_SIZE), interpolation=cv2.INTER_AREA)
+        small.append(np.asarray(shape, np.float32).reshape(-1))
     aperture, colour = _apertures(profiles)
     n = len(profiles)
     points = np.full((n, 5, 2), np.nan, np.float32)
     box_arr = np.full((n, 4), np.nan, np.float32)
-    for i, (p, b) in enumerate(zip(pts_list, boxes, strict=True)):
-        if p is not None and b is not None:
+    pixels = np.full((n, SHAPE_SIZE * SHAPE_SIZE), np.nan, np.float32)
+    for i, (p, b, g) in enumerate(zip(pts_list, boxes, small, strict=True)):
+        if p is not None and b is not None and g is not None:
             points[i] = p
             box_arr[i] = b
+            pixels[i] = g
     return MouthTrack(
         fps=fps,
         width=width,
@@ -407,6 +415,7 @@ def measure_mouth(
         aperture=aperture,
         points=points,
         boxes=box_arr,
+        pixels=pixels,
         flicker=float(np.mean(diffs)) if diffs else None,
         lip_colour=colour,
     )

@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from lipsync.evaluate.sync import MIN_CAL_FRAMES
 from tests.app.service_harness import KEY_A, KEY_B, push, wait_for, wav_seconds
 
 pytestmark = pytest.mark.slow
@@ -31,6 +32,17 @@ def test_push_status_download_real_media(
     assert result["file"] == f"{task_id}.mp4"
     assert result["no_face_frames"] == 0
     assert result["timings"]
+    # lipsync evaluate's numbers for the result: the face, no offset, speech predicts mouth
+    quality = result["quality"]
+    assert quality["face_found_rate"] > 0.95
+    assert quality["envelope_r_at_zero"] > 0.3
+    if result["frames"] >= MIN_CAL_FRAMES:
+        assert abs(quality["sync_offset_frames"]) <= 1
+        assert quality["sync_offset_ms"] == quality["sync_offset_frames"] * 40.0
+        assert quality["sync_score"] > 0.5
+    else:  # too short for the calibrated measure: said, not guessed
+        assert quality["sync_offset_frames"] is None and quality["sync_score"] is None
+    assert quality["lse_d"] is None and "syncnet_v2.model" in quality["lse_note"]
     # progress only ever went up, and the pipeline's stages were reported on the way
     progress = [p for _, p, _ in finished["seen"]]
     assert progress == sorted(progress)

@@ -30,6 +30,11 @@ def test_report_on_a_synced_still(
     assert sync["best_r"] > 0.6
     assert abs(sync["best_lag"]) <= 1
     assert set(sync["r_by_lag"]) == {str(k) for k in range(-5, 6)}
+    # The calibrated offset estimate: no offset, and the speech predicts the mouth well.
+    assert sync["offset_frames"] is not None and abs(sync["offset_frames"]) <= 1
+    assert sync["offset_ms"] == pytest.approx(sync["offset_frames"] * 40.0)
+    assert sync["score"] > 0.6
+    assert set(sync["calibrated"]["score_by_lag"]) == {str(k) for k in range(-25, 26)}
     # ... and it shuts the mouth in the 1 s pause.
     assert data["pauses"]["pause_frames"] >= 15
     assert data["pauses"]["closed_share"] > 0.8
@@ -47,6 +52,50 @@ def test_mismatched_speech_scores_lower(
     other = evaluate(synced_still, speech_wav, models_dir=tmp_path, visemes=False)
     assert own.sync.best_r is not None and other.sync.best_r is not None
     assert own.sync.best_r > other.sync.best_r + 0.3
+
+
+def _shifted(path: Path, frames: int, out: Path) -> Path:
+    """The speech ``frames`` video frames (25 fps) late (> 0) or early (< 0), same length."""
+    samples, _ = load_audio(path, sample_rate=16000, channels=1)
+    x = to_mono(samples)
+    n = abs(frames) * 640
+    pad = np.zeros(n, np.float32)
+    y = np.concatenate([pad, x])[: x.size] if frames > 0 else np.concatenate([x[n:], pad])
+    return mf.write_wav(out, y, 16000)
+
+
+def test_shifted_speech_gives_its_offset_and_a_lower_score(
+    synced_still: Path, speech_pause: tuple[Path, float, float], tmp_path: Path
+) -> None:
+    """Own speech vs the same speech shifted: the offset is found, and own ranks first."""
+    own = evaluate(synced_still, speech_pause[0], models_dir=tmp_path, visemes=False, lse=False)
+    assert own.sync.calibrated is not None
+    for frames in (-8, -4, 4, 8, 20, 40):
+        shifted = _shifted(speech_pause[0], frames, tmp_path / f"shift{frames}.wav")
+        rep = evaluate(synced_still, shifted, models_dir=tmp_path, visemes=False, lse=False)
+        cal = rep.sync.calibrated
+        assert cal is not None
+        # Speech late by k frames: the picture is k frames early, offset -k.
+        if abs(frames) <= 25:
+            assert abs(cal.offset_frames + frames - own.sync.calibrated.offset_frames) <= 1, (
+                frames,
+                cal.offset_frames,
+            )
+        assert cal.score < own.sync.calibrated.score - 0.2, (frames, cal.score)
+
+
+def test_audio_defaults_to_the_videos_own_track(
+    synced_still: Path, speech_pause: tuple[Path, float, float], portrait_png: Path, tmp_path: Path
+) -> None:
+    own_track = evaluate(synced_still, models_dir=tmp_path, visemes=False, lse=False)
+    given = evaluate(synced_still, speech_pause[0], models_dir=tmp_path, visemes=False, lse=False)
+    assert own_track.audio == str(synced_still)
+    assert own_track.sync.calibrated is not None and given.sync.calibrated is not None
+    assert own_track.sync.calibrated.offset_frames == given.sync.calibrated.offset_frames
+    assert abs(own_track.sync.calibrated.score - given.sync.calibrated.score) < 0.05
+    silent_video = mf.write_video(tmp_path / "mute.mp4", mf.moving_portrait_frames(10))
+    with pytest.raises(UnsupportedMedia, match="no audio track"):
+        evaluate(silent_video, models_dir=tmp_path)
 
 
 def test_reference_metrics(
@@ -125,7 +174,8 @@ def test_cli_json_and_table(
     assert data["lse"] is None and data["face_found_rate"] > 0.95
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "sync best lag / r" in out and "pause frames / closed" in out
+    assert "aperture/envelope best lag / r" in out and "pause frames / closed" in out
+    assert "A/V offset" in out and "sync score / confidence" in out
 
 
 def test_cli_input_errors(

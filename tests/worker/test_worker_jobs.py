@@ -24,6 +24,7 @@ def test_success_then_redelivery_does_not_run_again(
     job = store.get(job_id)
     assert job is not None and job.state == "succeeded" and job.attempts == 1
     assert job.result is not None and job.result["file"] == f"{job_id}.mp4"
+    assert job.result["quality"]["face_found_rate"] > 0.95  # measured by lipsync evaluate
     result = settings.results_dir / f"{job_id}.mp4"
     stamp = result.stat().st_mtime_ns
     assert _leftovers(settings, job_id) == []
@@ -138,3 +139,24 @@ def test_progress_and_cancel_helpers(settings: Settings, store: JobStore) -> Non
     assert flag() is False
     assert store.request_cancel(job_id) == "canceling"
     assert flag() is True
+
+
+def test_result_carries_evaluate_numbers_unless_switched_off(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
+    assert run_job(job_id, settings, store) == "succeeded"
+    job = store.get(job_id)
+    assert job is not None and job.result is not None
+    quality = job.result["quality"]
+    # The viseme engine drove the mouth from this speech: no offset, a clear score.
+    assert quality["face_found_rate"] > 0.95
+    assert abs(quality["sync_offset_frames"]) <= 1
+    assert quality["sync_score"] > 0.5 and quality["sync_confidence"] > 0.1
+    assert quality["pause_frames"] >= 0 and quality["seconds"] > 0
+
+    quiet = settings.model_copy(update={"evaluate_results": False})
+    job_id = make_job(quiet, store, media["astronaut"], media["speech"])
+    assert run_job(job_id, quiet, store) == "succeeded"
+    job = store.get(job_id)
+    assert job is not None and job.result is not None and "quality" not in job.result
