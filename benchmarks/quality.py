@@ -79,6 +79,8 @@ def measures(report: dict[str, Any]) -> dict[str, float | None]:
         "r0": report["sync"]["r_at_zero"],
         "best_r": report["sync"]["best_r"],
         "lag": report["sync"]["best_lag"],
+        "offset": report["sync"].get("offset_frames"),
+        "score": report["sync"].get("score"),
         "closed": report["pauses"]["closed_share"],
         "contrast": vis.get("contrast"),
         "psnr": ref.get("psnr_outside_lower_face"),
@@ -95,6 +97,8 @@ COLUMNS = (
     "r0",
     "best_r",
     "lag",
+    "offset",
+    "score",
     "closed",
     "contrast",
     "psnr",
@@ -109,6 +113,8 @@ HEADERS = (
     "r at lag 0",
     "best r",
     "best lag",
+    "A/V offset",
+    "sync score",
     "closed in pauses",
     "viseme contrast (en)",
     "PSNR out dB",
@@ -123,7 +129,7 @@ HEADERS = (
 def _fmt(v: float | None, key: str) -> str:
     if v is None:
         return "-"
-    if key == "lag":
+    if key in ("lag", "offset"):
         return f"{v:+.0f}"
     if key in ("face", "closed"):
         return f"{v:.0%}"
@@ -144,6 +150,61 @@ def table(rows: list[tuple[str, dict[str, float | None]]], with_mean: bool = Tru
     if with_mean and rows:
         ms = [m for _, m in rows]
         lines.append("| **mean** | " + " | ".join(_fmt(_mean(ms, k), k) for k in COLUMNS) + " |")
+    return lines
+
+
+SHIFTS = (-12, -8, -4, 4, 8, 12, 25)
+
+
+def _shift(speech: Any, frames: int, fps: float) -> Any:
+    import numpy as np
+
+    n = int(round(abs(frames) * 16000 / fps))
+    pad = np.zeros(n, speech.dtype)
+    if frames > 0:
+        return np.concatenate([pad, speech])[: speech.size]
+    return np.concatenate([speech[n:], pad])
+
+
+def ranking(media: Path) -> list[str]:
+    """Each original clip with its own speech and with that speech shifted: the offset
+    ``lipsync evaluate`` reads and its sync score (what the own-vs-shifted ranking uses)."""
+    from lipsync.evaluate.mouth import measure_mouth
+    from lipsync.evaluate.sync import measure_sync
+    from lipsync.media.audio import load_audio, to_mono
+    from lipsync.media.probe import probe
+
+    head = ["| clip | own: offset / score |"] + [f" speech {s:+d} fr |" for s in SHIFTS]
+    lines = ["".join(head), "|---" * (len(SHIFTS) + 2) + "|"]
+    ok = total = 0
+    for video in VIDEOS:
+        path = media / video
+        info = probe(path) if path.exists() else None
+        if info is None or info.audio is None or info.video is None:
+            continue
+        fps = info.video.fps
+        track = measure_mouth(path, fps=fps)
+        samples, _ = load_audio(path, sample_rate=16000, channels=1)
+        speech = to_mono(samples)
+        own = measure_sync(track.aperture, track.pixels, speech, fps).calibrated
+        if own is None:
+            continue
+        cells = [f"{own.offset_frames:+d} / {own.score:.2f}"]
+        for s in SHIFTS:
+            got = measure_sync(track.aperture, track.pixels, _shift(speech, s, fps), fps)
+            cal = got.calibrated
+            if cal is None:
+                cells.append("-")
+                continue
+            total += 1
+            ok += cal.score < own.score
+            cells.append(f"{cal.offset_frames:+d} / {cal.score:.2f}")
+        lines.append(f"| {video} ({fps:g} fps) | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Own speech scored above the shifted copy in {ok} of {total} cases. "
+        f"Expected offset for speech shifted by +k frames (late): own offset - k.",
+    ]
     return lines
 
 
@@ -235,6 +296,7 @@ def run(engines: list[str], out: Path, doc: Path | None, smoke: bool) -> str:
         chance.append(
             (f"{video}+{other.name}", measures(evaluate(vpath, other, visemes=False).to_dict()))
         )
+    rank = [] if smoke else ranking(media)
     info = machine()
     lines = [
         "# Quality",
@@ -247,7 +309,9 @@ def run(engines: list[str], out: Path, doc: Path | None, smoke: bool) -> str:
         f"{info['cores']} cores, {info['cpu']}, GPU: {info['gpu']}.",
         "",
         "Columns: share of frames with a face; Pearson r between mouth aperture and the speech "
-        "envelope at lag 0 and at the best lag in -5..+5 frames (+ = video late); share of "
+        "envelope at lag 0 and at the best lag in -5..+5 frames (+ = video late); the "
+        "calibrated A/V offset (frames, + = video late) and sync score (held-out r of a "
+        "per-video audio-to-mouth regression at offset 0; see lipsync/evaluate/sync.py); share of "
         "frames inside pauses (>= 200 ms of silence) with the mouth closed; viseme contrast "
         "(aperture on open vowels minus on p/b/m, English speech only, PocketSphinx phones); "
         "PSNR and SSIM outside the lower face against the input; mouth-region flicker (mean "
@@ -279,6 +343,13 @@ def run(engines: list[str], out: Path, doc: Path | None, smoke: bool) -> str:
             "## Chance level: the original videos with another clip's audio",
             "",
             *table(chance),
+            "",
+        ]
+    if rank:
+        lines += [
+            "## Own vs shifted speech: offset / sync score read by `lipsync evaluate`",
+            "",
+            *rank,
             "",
         ]
     text = "\n".join(lines) + "\n"
