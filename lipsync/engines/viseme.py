@@ -20,6 +20,7 @@ from scipy.interpolate import RBFInterpolator
 
 from lipsync.audio.visemes import MouthTrack, analyse
 from lipsync.engines.base import Engine, EngineContext
+from lipsync.engines.parallel import FrameMapper
 from lipsync.face.geometry import face_axes, lower_face_polygon
 from lipsync.types import FaceObs, Patch, RGBImage
 
@@ -78,11 +79,13 @@ class VisemeEngine(Engine):
     def __init__(self, ctx: EngineContext | None = None) -> None:
         self.ctx = ctx or EngineContext()
         self.track: MouthTrack | None = None
-        self._rng = np.random.default_rng(0)
+        self._mapper = FrameMapper()
 
     def prepare(self, audio16k: F32, fps: float, n_frames: int) -> None:
         self.track = analyse(audio16k, fps, n_frames)
-        self._rng = np.random.default_rng(0)
+
+    def close(self) -> None:
+        self._mapper.close()
 
     def info(self) -> dict[str, Any]:
         if self.track is None:
@@ -97,15 +100,12 @@ class VisemeEngine(Engine):
     ) -> list[Patch]:
         assert self.track is not None, "prepare() first"
         n = len(self.track)
-        patches = []
+        calls = []
         for frame, face, idx in zip(frames, faces, indices, strict=True):
             i = min(max(idx, 0), n - 1)
-            patches.append(
-                self.render(
-                    frame, face.landmarks, float(self.track.open[i]), float(self.track.spread[i])
-                )
-            )
-        return patches
+            opening, spread = float(self.track.open[i]), float(self.track.spread[i])
+            calls.append((frame, face.landmarks, opening, spread, idx))
+        return self._mapper.map(self.render, calls)
 
     # -- the warp -------------------------------------------------------------------------
     def target_landmarks(self, lm: F32, open_: float, spread: float) -> tuple[F32, float, float]:
@@ -212,7 +212,11 @@ class VisemeEngine(Engine):
         )
         return LowerFaceWarp(x1, y1, x2, y2, warped, region, map_x, map_y)
 
-    def render(self, frame: RGBImage, lm: F32, open_: float, spread: float) -> Patch:
+    def render(
+        self, frame: RGBImage, lm: F32, open_: float, spread: float, seed: int = 0
+    ) -> Patch:
+        """One frame's new lower face; ``seed`` (the output frame index) fixes the grain of
+        the drawn interior, so a frame renders the same on any thread, in any batch."""
         tgt, gap_tgt, gap_src = self.target_landmarks(lm, open_, spread)
         warp = self.warp_lower_face(frame, lm, tgt)
         if isinstance(warp, Patch):
@@ -233,7 +237,9 @@ class VisemeEngine(Engine):
             if gap_src > 0.5:
                 sub = self._seal_lips(sub, lm, tgt, shown, (mx1, my1), map_x[sy, sx], map_y[sy, sx])
             if gap_tgt > 1.0:
-                sub = self._paint_mouth(sub, frame, lm, shown, (mx1, my1), gap_tgt, gap_src)
+                sub = self._paint_mouth(
+                    sub, frame, lm, shown, (mx1, my1), gap_tgt, gap_src, seed
+                )
             warped[sy, sx] = sub
         return Patch(x1, y1, warped, mask=region)
 
@@ -373,16 +379,24 @@ class VisemeEngine(Engine):
         origin: tuple[int, int],
         gap_tgt: float,
         gap_src: float,
+        seed: int = 0,
     ) -> RGBImage:
-        ox, oy = origin
-        rh, rw = roi.shape[:2]
         across, down, _ = face_axes(lm)
-        hard = self._poly_mask(tgt[60:68], origin, (rh, rw))
+        hard = self._poly_mask(tgt[60:68], origin, roi.shape[:2])
         if not hard.any():
             return roi
         width = float(np.linalg.norm(tgt[64] - tgt[60])) or 1.0
         soft = max(0.6, width / 90.0)
-        mask = cv2.GaussianBlur(hard, (0, 0), soft)
+        full_mask = cv2.GaussianBlur(hard, (0, 0), soft)
+        # Draw only where the mask reaches (the inner-lip opening and its soft edge), not over
+        # the whole mouth box: a fraction of the pixels, the same result.
+        rows = np.flatnonzero(full_mask.max(axis=1) > 1e-3)
+        cols = np.flatnonzero(full_mask.max(axis=0) > 1e-3)
+        by1, by2, bx1, bx2 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        mask = full_mask[by1:by2, bx1:bx2]
+        ox, oy = origin[0] + int(bx1), origin[1] + int(by1)
+        origin = (ox, oy)
+        rh, rw = mask.shape
 
         # Lighting: the skin around the mouth, relative to a mid-grey reference.
         mx1, my1 = np.floor(tgt[48:60].min(axis=0)).astype(int)
@@ -450,7 +464,7 @@ class VisemeEngine(Engine):
             lo_col = tooth * 0.55
             img = img * (1 - a_lo) + lo_col[None, None, :] * across_shade[..., None] * a_lo
         img = np.asarray(cv2.GaussianBlur(img.astype(np.float32), (0, 0), soft * 0.7), np.float32)
-        img += self._rng.normal(0.0, 1.6, img.shape).astype(np.float32)
+        img += np.random.default_rng(seed).normal(0.0, 1.6, img.shape).astype(np.float32)
         if gap_src > 0.5:
             # The person's own teeth and mouth, moved with the lip they belong to: the upper
             # part with the upper lip, the lower part with the lower lip (and jaw). Only
@@ -458,5 +472,7 @@ class VisemeEngine(Engine):
             real, cover = self._own_interior(frame, lm, tgt, origin, (rh, rw), down)
             img = (real * cover[..., None] + img * (1.0 - cover[..., None])).astype(np.float32)
         a = np.asarray(mask, np.float32)[..., None]
-        out = roi.astype(np.float32) * (1 - a) + img * a
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        sub = roi[by1:by2, bx1:bx2].astype(np.float32) * (1 - a) + img * a
+        out = roi.copy()
+        out[by1:by2, bx1:bx2] = np.clip(sub + 0.5, 0, 255).astype(np.uint8)
+        return out

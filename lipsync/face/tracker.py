@@ -68,7 +68,7 @@ class FaceTracker:
     def __init__(
         self,
         choice: FaceChoice | None = None,
-        detect_every: int = 5,
+        detect_every: int = 10,
         detect_pixels: int = 640 * 480,
         fixed_box: tuple[int, int, int, int] | None = None,
         detector: BoxDetector | None = None,
