@@ -184,10 +184,13 @@ def build_run_options(options: dict[str, Any], settings: Settings) -> RunOptions
 class ProgressReporter:
     """``progress(stage, fraction)`` for :func:`lipsync.run`, throttled Redis writes."""
 
-    def __init__(self, store: JobStore, job_id: str, min_interval_s: float = 0.25) -> None:
+    def __init__(
+        self, store: JobStore, job_id: str, min_interval_s: float = 0.25, scale: float = 1.0
+    ) -> None:
         self.store = store
         self.job_id = job_id
         self.min_interval_s = min_interval_s
+        self.scale = scale  # the pipeline's 0..1 maps to 0..scale (the rest: evaluation)
         self._stage = ""
         self._last = 0.0
 
@@ -197,7 +200,8 @@ class ProgressReporter:
             return
         self._stage, self._last = stage, now
         try:
-            self.store.set_progress(self.job_id, stage, max(0.0, min(1.0, float(fraction))))
+            value = self.scale * max(0.0, min(1.0, float(fraction)))
+            self.store.set_progress(self.job_id, stage, value)
         except Exception:  # a progress hiccup must not fail the job
             log.warning("progress update for %s failed", self.job_id, exc_info=True)
 
@@ -258,6 +262,9 @@ def _result_payload(job_id: str, result: Any) -> dict[str, Any]:
         "engine": str(result.engine),
         "timings": {k: round(float(v), 3) for k, v in result.timings.items()},
     }
+
+
+EVALUATE_SHARE = 0.9  # of the job's progress bar: the pipeline; the rest is the evaluation
 
 
 def _quality(video: Path, audio: Path, settings: Settings) -> dict[str, Any]:
@@ -343,7 +350,9 @@ def _execute(record: JobRecord, settings: Settings, store: JobStore, holder: str
         import lipsync
 
         options = build_run_options(record.options, settings)
-        progress = ProgressReporter(store, job_id)
+        progress = ProgressReporter(
+            store, job_id, scale=EVALUATE_SHARE if settings.evaluate_results else 1.0
+        )
         with LeaseKeeper(store, job_id, holder), job_tempdir(work / "tmp"):
             result = lipsync.run(
                 settings.data_dir / record.video,
@@ -358,7 +367,8 @@ def _execute(record: JobRecord, settings: Settings, store: JobStore, holder: str
                 raise RuntimeError("the pipeline reported success but wrote no output")
             payload = _result_payload(job_id, result)
             if settings.evaluate_results:
-                progress("evaluate", 0.0)
+                progress.scale = 1.0
+                progress("evaluate", EVALUATE_SHARE)
                 payload.update(_quality(partial, settings.data_dir / record.audio, settings))
         os.replace(partial, paths["result"])  # atomic: same volume, never a half file
         state = "succeeded"

@@ -212,9 +212,7 @@ class VisemeEngine(Engine):
         )
         return LowerFaceWarp(x1, y1, x2, y2, warped, region, map_x, map_y)
 
-    def render(
-        self, frame: RGBImage, lm: F32, open_: float, spread: float, seed: int = 0
-    ) -> Patch:
+    def render(self, frame: RGBImage, lm: F32, open_: float, spread: float, seed: int = 0) -> Patch:
         """One frame's new lower face; ``seed`` (the output frame index) fixes the grain of
         the drawn interior, so a frame renders the same on any thread, in any batch."""
         tgt, gap_tgt, gap_src = self.target_landmarks(lm, open_, spread)
@@ -237,9 +235,7 @@ class VisemeEngine(Engine):
             if gap_src > 0.5:
                 sub = self._seal_lips(sub, lm, tgt, shown, (mx1, my1), map_x[sy, sx], map_y[sy, sx])
             if gap_tgt > 1.0:
-                sub = self._paint_mouth(
-                    sub, frame, lm, shown, (mx1, my1), gap_tgt, gap_src, seed
-                )
+                sub = self._paint_mouth(sub, frame, lm, shown, (mx1, my1), gap_tgt, gap_src, seed)
             warped[sy, sx] = sub
         return Patch(x1, y1, warped, mask=region)
 

@@ -289,7 +289,5 @@ def measure_sync(
     """Both measures: aperture/envelope r at lags -5..+5 and the calibrated offset estimate."""
     n = int(np.asarray(aperture).shape[0])
     plain = lag_correlation(aperture, speech_envelope(np.asarray(audio16k, np.float32), fps, n))
-    cal = calibrated_sync(
-        mouth_features(aperture, pixels), frame_log_mel(audio16k, fps, n), fps
-    )
+    cal = calibrated_sync(mouth_features(aperture, pixels), frame_log_mel(audio16k, fps, n), fps)
     return replace(plain, calibrated=cal)

@@ -212,7 +212,7 @@ def test_web_page_push_progress_result_download_cancel(
     assert job_values == sorted(job_values) and job_values[-1] == 100, job_values
     assert any(0 < v < 100 for v in job_values), job_values
     stages = set(seen["stage"])
-    assert stages & {"Finding the face", "Animating the mouth"}, stages
+    assert stages & {"Finding the face", "Animating the mouth", "Measuring the lip sync"}, stages
     assert page.inner_text("#job-stage") == "Done"
 
     # 7. the download link gives the MP4 the API serves
