@@ -70,8 +70,8 @@ I64 = npt.NDArray[np.int64]
 MIN_CANDIDATES = 25  # usable face frames
 MIN_GAP_RANGE = 0.10  # q95 - q05 of the lip gap, interocular units
 MAX_CLOSED_GAP = 0.10  # the most closed mouth must be at least this closed
-GAMMA = 1.5  # > 1 keeps small openings nearer the closed mouth (crisper closures)
-ARTICULATION = 1.1  # the widest wanted opening, relative to the person's own (97th pct)
+GAMMA = 2.2  # > 1 keeps small openings nearer the closed mouth (crisper closures)
+ARTICULATION = 1.4  # the widest wanted opening, relative to the person's own (97th pct)
 MIN_REGRESSION_R2 = 0.3  # the calibration regression is used only when it predicts this well
 
 # -- choice --------------------------------------------------------------------------------
@@ -86,8 +86,8 @@ C_NEXT = 0.0  # play the source forward
 C_SKIP = 0.25  # skip one source frame
 C_HOLD = (0.2, 0.7)  # show the same mouth again: in silence, in speech (a frozen mouth)
 C_BACK = 1.2  # step back one frame
-C_JUMP = 2.5  # cut to another part of the video...
-W_JUMP_LOOK = 3.0  # ...plus this times the difference in look of the two mouths
+C_JUMP = 4.0  # cut to another part of the video...
+W_JUMP_LOOK = 5.0  # ...plus this times the difference in look of the two mouths
 
 # -- rendering -----------------------------------------------------------------------------
 # Share of the remaining gap error the chosen mouth is warped by: (closing, opening).
