@@ -36,7 +36,11 @@ READING = (
     "(0.2-0.34 here): the measure rewards sync, not naturalness. Compare engines with each "
     "other and with the chance level, and look at the contact sheets. The evaluator reads "
     "aperture 0 on ~40% of the MEAD clip's frames (input and outputs alike), so its rows are "
-    "unreliable. Stills have no PSNR/flicker columns (no reference video)."
+    "unreliable. Stills have no PSNR/flicker columns (no reference video). The sync score "
+    "is fitted per video, so compare it with the natural and chance rows below: a talker's "
+    "own speech scores well above unrelated speech on average, but on 5-10 s clips one "
+    "unrelated recording can come close; what it separates reliably is the same speech in "
+    "and out of sync (last table)."
 )
 
 
