@@ -16,12 +16,12 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
-from scipy.interpolate import RBFInterpolator
 
 from lipsync.audio.visemes import MouthTrack, analyse
 from lipsync.engines.base import Engine, EngineContext
 from lipsync.engines.parallel import FrameMapper
 from lipsync.face.geometry import face_axes, lower_face_polygon
+from lipsync.smoothing import ThinPlateSpline
 from lipsync.types import FaceObs, Patch, RGBImage
 
 F32 = npt.NDArray[np.float32]
@@ -181,13 +181,10 @@ class VisemeEngine(Engine):
         src = np.vstack([lm[moved], lm[fixed], np.asarray(border, np.float32)])
         dst = np.vstack([tgt[moved], lm[fixed], np.asarray(border, np.float32)])
         # Inverse map: for a target pixel, where to read in the source frame.
-        rbf = RBFInterpolator(
-            dst.astype(np.float64),
-            (src - dst).astype(np.float64),
-            kernel="thin_plate_spline",
-            smoothing=1e-3,
+        rbf = ThinPlateSpline(
+            dst.astype(np.float64), (src - dst).astype(np.float64), smoothing=1e-3
         )
-        step = 8
+        step = 10  # the field is smooth: a coarse grid, bilinearly upsampled
         gx = np.arange(x1, x2 + step, step, dtype=np.float32)
         gy = np.arange(y1, y2 + step, step, dtype=np.float32)
         mx, my = np.meshgrid(gx, gy)

@@ -193,7 +193,7 @@ def smooth_landmarks(track: npt.NDArray[np.float32], window: int = 7) -> npt.NDA
 
     A Savitzky-Golay filter (quadratic) keeps real motion and removes detector jitter.
     """
-    from scipy.signal import savgol_filter
+    from lipsync.smoothing import savgol
 
     out = track.copy()
     valid = ~np.isnan(track[:, 0, 0])
@@ -209,6 +209,6 @@ def smooth_landmarks(track: npt.NDArray[np.float32], window: int = 7) -> npt.NDA
         seg = track[i:j]
         w = min(window, (j - i) if (j - i) % 2 == 1 else (j - i) - 1)
         if w >= 5:
-            out[i:j] = savgol_filter(seg, w, 2, axis=0)
+            out[i:j] = savgol(seg, w, 2)
         i = j
     return out
