@@ -21,7 +21,7 @@ def _savgol_matrices(window: int, order: int) -> tuple[F64, F64]:
     polynomial at each of the window's positions."""
     pos = np.arange(window, dtype=np.float64) - window // 2
     vander = np.vander(pos, order + 1, increasing=True)  # (window, order + 1)
-    return np.linalg.pinv(vander), vander
+    return np.asarray(np.linalg.pinv(vander), np.float64), vander
 
 
 def savgol(x: npt.NDArray[np.floating], window: int, order: int = 2) -> F64:
