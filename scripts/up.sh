@@ -162,6 +162,12 @@ if body["state"] != "succeeded":
 result = body["result"]
 path = Path(data_dir) / "results" / result["file"]
 print(f"up: done: {result['frames']} frames, {result['duration_s']:.2f} s of video")
+quality = result.get("quality") or {}
+if quality.get("sync_score") is not None:
+    print(
+        f"up: lip sync (lipsync evaluate): offset {quality['sync_offset_ms']:+.0f} ms, "
+        f"score {quality['sync_score']:.2f}, face found {quality['face_found_rate']:.0%}"
+    )
 print(f"up: result file: {path.resolve()}")
 key = f" -H 'X-API-Key: {headers['X-API-Key']}'" if headers else ""
 print("up: fetch it over HTTP:")
