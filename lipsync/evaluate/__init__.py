@@ -7,6 +7,9 @@ that made it.
   engines' 68-point landmarks are not used);
 * mouth aperture per frame against the speech envelope: Pearson r at lags -5..+5 frames and
   the best lag (:mod:`.sync`);
+* the audio/video offset and a sync score from a per-video calibrated audio -> mouth
+  regression, held out, searched over -25..+25 frames (:func:`.sync.calibrated_sync`): what
+  ranks a video's own speech above the same speech shifted;
 * share of pause frames (silence >= 200 ms) with the mouth closed (:mod:`.pauses`);
 * viseme contrast for English speech: aperture on open vowels minus on p/b/m, phones from
   PocketSphinx (:mod:`.visemes`);
