@@ -160,16 +160,6 @@ def table(rows: list[tuple[str, dict[str, float | None]]], with_mean: bool = Tru
 SHIFTS = (-12, -8, -4, 4, 8, 12, 25)
 
 
-def _shift(speech: Any, frames: int, fps: float) -> Any:
-    import numpy as np
-
-    n = int(round(abs(frames) * 16000 / fps))
-    pad = np.zeros(n, speech.dtype)
-    if frames > 0:
-        return np.concatenate([pad, speech])[: speech.size]
-    return np.concatenate([speech[n:], pad])
-
-
 def ranking(media: Path) -> list[str]:
     """Each original clip with its own speech and with that speech shifted: the offset
     ``lipsync evaluate`` reads and its sync score (what the own-vs-shifted ranking uses)."""
@@ -177,6 +167,7 @@ def ranking(media: Path) -> list[str]:
     from lipsync.evaluate.sync import measure_sync
     from lipsync.media.audio import load_audio, to_mono
     from lipsync.media.probe import probe
+    from tests.media_factory import shift_speech
 
     head = ["| clip | own: offset / score |"] + [f" speech {s:+d} fr |" for s in SHIFTS]
     lines = ["".join(head), "|---" * (len(SHIFTS) + 2) + "|"]
@@ -195,7 +186,7 @@ def ranking(media: Path) -> list[str]:
             continue
         cells = [f"{own.offset_frames:+d} / {own.score:.2f}"]
         for s in SHIFTS:
-            got = measure_sync(track.aperture, track.pixels, _shift(speech, s, fps), fps)
+            got = measure_sync(track.aperture, track.pixels, shift_speech(speech, s, fps), fps)
             cal = got.calibrated
             if cal is None:
                 cells.append("-")

@@ -76,6 +76,18 @@ def speech_with_pause(path: Path) -> tuple[Path, float, float]:
     return path, start, start + 1.0
 
 
+def shift_speech(
+    speech: npt.NDArray[np.float32], frames: int, fps: float, rate: int = 16000
+) -> npt.NDArray[np.float32]:
+    """``speech`` ``frames`` video frames late (> 0, silence first) or early (< 0, silence
+    at the end), same length: what a player plays when the sound is out of sync."""
+    n = int(round(abs(frames) * rate / fps))
+    pad = np.zeros(n, speech.dtype)
+    if frames > 0:
+        return np.concatenate([pad, speech])[: speech.size]
+    return np.concatenate([speech[n:], pad])
+
+
 def tone(seconds: float, rate: int = 44100, freq: float = 220.0) -> npt.NDArray[np.float32]:
     t = np.arange(int(seconds * rate)) / rate
     return (0.3 * np.sin(2 * math.pi * freq * t)).astype(np.float32)

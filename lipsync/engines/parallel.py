@@ -8,28 +8,22 @@ the first is inside Python; the encoder thread takes whatever is left.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
+
+from lipsync.device import cpu_threads
 
 _T = TypeVar("_T")
 
 MAX_THREADS = 2
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 class FrameMapper:
     """``map(fn, calls)``: ``fn(*args)`` for each args tuple, results in order."""
 
     def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads if threads is not None else min(MAX_THREADS, usable_cores())
+        self.threads = threads if threads is not None else min(MAX_THREADS, cpu_threads())
         self._pool: ThreadPoolExecutor | None = None
 
     def map(self, fn: Callable[..., _T], calls: Sequence[tuple[object, ...]]) -> list[_T]:

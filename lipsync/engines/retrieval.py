@@ -58,7 +58,7 @@ from lipsync.engines.retrieval_index import (
     nose_box,
     similarity,
 )
-from lipsync.engines.viseme import CORNERS, JAW, LOWER, UPPER, UPPER_SHARE, VisemeEngine
+from lipsync.engines.viseme import VisemeEngine, open_mouth
 from lipsync.face.geometry import face_axes
 from lipsync.types import FaceObs, Patch, RGBImage
 
@@ -616,16 +616,7 @@ class RetrievalEngine(Engine):
         if abs(px) < 0.3:
             return tgt
         _, down, _ = face_axes(lm_t)
-        out = tgt.copy()
-        for k, w in UPPER.items():
-            out[k] -= down * (UPPER_SHARE * px * w)
-        for k, w in LOWER.items():
-            out[k] += down * ((1 - UPPER_SHARE) * px * w)
-        for k, w in CORNERS.items():
-            out[k] += down * (px * w)
-        for k, w in JAW.items():
-            out[k] += down * (px * w)
-        return out
+        return open_mouth(tgt, down, px)
 
     def _mouth(self, pos: int, a: F64, origin: tuple[int, int], size: tuple[int, int]) -> F32:
         """Candidate ``pos``'s crop mapped by ``a`` onto the target box at ``origin``."""

@@ -53,6 +53,21 @@ def _smooth_closed_curve(pts: F32, per_seg: int = 6) -> F32:
     return out.reshape(-1, 2).astype(np.float32)
 
 
+def open_mouth(lm: F32, down: F32, delta: float) -> F32:
+    """A copy of ``lm`` with the inner-lip gap widened by ``delta`` pixels along ``down``
+    (narrowed when negative): the upper lip rises, the lower lip, corners and jaw drop."""
+    out = lm.copy()
+    for k, w in UPPER.items():
+        out[k] -= down * (UPPER_SHARE * delta * w)
+    for k, w in LOWER.items():
+        out[k] += down * ((1 - UPPER_SHARE) * delta * w)
+    for k, w in CORNERS.items():
+        out[k] += down * (delta * w)
+    for k, w in JAW.items():
+        out[k] += down * (delta * w)
+    return out
+
+
 def _smoothstep(x: F32) -> F32:
     x = np.clip(x, 0.0, 1.0)
     return (x * x * (3 - 2 * x)).astype(np.float32)
@@ -123,16 +138,7 @@ class VisemeEngine(Engine):
         # different offsets fold the warp. Closing below GAP_FLOOR is drawn, not warped
         # (see shown_inner and _seal_lips).
         gap_warp = max(gap_tgt, min(GAP_FLOOR * width, gap_src))
-        delta = gap_warp - gap_src
-        tgt = lm.copy()
-        for k, w in UPPER.items():
-            tgt[k] -= down * (UPPER_SHARE * delta * w)
-        for k, w in LOWER.items():
-            tgt[k] += down * ((1 - UPPER_SHARE) * delta * w)
-        for k, w in CORNERS.items():
-            tgt[k] += down * (delta * w)
-        for k, w in JAW.items():
-            tgt[k] += down * (delta * w)
+        tgt = open_mouth(lm, down, gap_warp - gap_src)
         # Rounding narrows the mouth, spreading widens it; opening narrows it a little.
         dw = width * (0.07 * spread - 0.05 * open_)
         centre = (lm[48] + lm[54]) / 2

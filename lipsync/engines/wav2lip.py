@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,9 @@ def _strip_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
             key = key[len("module.") :]
         out[key] = value
     return out
+
+
+_M = TypeVar("_M", bound=torch.nn.Module)
 
 
 def _example(keys: list[str]) -> str:
@@ -72,27 +75,33 @@ def state_dict_problems(
     return problems
 
 
-def load_generator(path: Path) -> Wav2Lip:
-    """A Wav2Lip network in eval mode with ``path``'s weights, loaded strictly.
-
-    Raises :class:`ModelMismatch` (one line) when keys or shapes differ from the network.
-    """
-    state = read_state_dict(path)
-    model = Wav2Lip()
+def load_strict(
+    model: _M, state: dict[str, torch.Tensor], path: Path, network: str, short: str
+) -> _M:
+    """``model`` in eval mode with ``state`` loaded strictly; :class:`ModelMismatch` (one
+    line, naming ``network`` / ``short``) when keys, shapes or dtypes do not fit."""
     expected = model.state_dict()
     problems = state_dict_problems(state, expected)
     if problems:
-        raise ModelMismatch(
-            f"{path.name} does not match the Wav2Lip 96x96 generator: " + "; ".join(problems)
-        )
+        raise ModelMismatch(f"{path.name} does not match {network}: " + "; ".join(problems))
     for key, value in expected.items():  # tolerate saves without BatchNorm counters
         state.setdefault(key, value)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # dtype or other incompatibility the checks above missed
         first = str(exc).strip().splitlines()[0]
-        raise ModelMismatch(f"{path.name} does not load into Wav2Lip: {first}") from exc
+        raise ModelMismatch(f"{path.name} does not load into {short}: {first}") from exc
     return model.eval()
+
+
+def load_generator(path: Path) -> Wav2Lip:
+    """A Wav2Lip network in eval mode with ``path``'s weights, loaded strictly.
+
+    Raises :class:`ModelMismatch` (one line) when keys or shapes differ from the network.
+    """
+    return load_strict(
+        Wav2Lip(), read_state_dict(path), path, "the Wav2Lip 96x96 generator", "Wav2Lip"
+    )
 
 
 class Wav2LipEngine(Wav2LipBase):

@@ -230,13 +230,8 @@ def _held_out_r(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> float
         ym = y[train].mean(axis=0)
         w = np.linalg.solve(xt.T @ xt + eye, xt.T @ (y[train] - ym))
         pred[lo:hi] = ((x[lo:hi] - mu) / sd) @ w + ym
-    best = -1.0
-    for j in range(y.shape[1]):
-        p, t = pred[:, j] - pred[:, j].mean(), y[:, j] - y[:, j].mean()
-        den = float(np.sqrt((p * p).sum() * (t * t).sum()))
-        if den > 0:
-            best = max(best, float((p * t).sum() / den))
-    return best
+    rs = [pearson(pred[:, j], y[:, j]) for j in range(y.shape[1])]
+    return max((r for r in rs if r is not None), default=-1.0)
 
 
 def calibrated_sync(

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from lipsync.errors import ModelMismatch
 from lipsync.models import require_model
 
 if TYPE_CHECKING:
@@ -144,20 +143,11 @@ def load_s3fd(path: Path) -> S3FD:
 
     Raises :class:`ModelMismatch` (one line) when keys or shapes differ from the network.
     """
-    from lipsync.engines.wav2lip import read_state_dict, state_dict_problems
+    from lipsync.engines.wav2lip import load_strict, read_state_dict
     from lipsync.face.s3fd_net import S3FD
 
     state = read_state_dict(path, what="the S3FD detector's state dict")
-    model = S3FD()
-    problems = state_dict_problems(state, model.state_dict())
-    if problems:
-        raise ModelMismatch(f"{path.name} does not match the S3FD detector: " + "; ".join(problems))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:  # dtype or other incompatibility the checks above missed
-        first = str(exc).strip().splitlines()[0]
-        raise ModelMismatch(f"{path.name} does not load into S3FD: {first}") from exc
-    return model.eval()
+    return load_strict(S3FD(), state, path, "the S3FD detector", "S3FD")
 
 
 @lru_cache(maxsize=4)

@@ -57,11 +57,7 @@ def test_mismatched_speech_scores_lower(
 def _shifted(path: Path, frames: int, out: Path) -> Path:
     """The speech ``frames`` video frames (25 fps) late (> 0) or early (< 0), same length."""
     samples, _ = load_audio(path, sample_rate=16000, channels=1)
-    x = to_mono(samples)
-    n = abs(frames) * 640
-    pad = np.zeros(n, np.float32)
-    y = np.concatenate([pad, x])[: x.size] if frames > 0 else np.concatenate([x[n:], pad])
-    return mf.write_wav(out, y, 16000)
+    return mf.write_wav(out, mf.shift_speech(to_mono(samples), frames, 25.0), 16000)
 
 
 def test_shifted_speech_gives_its_offset_and_a_lower_score(

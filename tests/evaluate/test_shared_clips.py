@@ -15,6 +15,7 @@ from lipsync.evaluate.mouth import MouthTrack, measure_mouth
 from lipsync.evaluate.sync import lag_correlation, measure_sync, pearson, speech_envelope
 from lipsync.media.audio import load_audio, to_mono
 from lipsync.media.decode import iter_frames
+from tests import media_factory as mf
 
 CLIP = "video_LatentSync_demo1.mp4"  # 1080x1920 HEVC, 25 fps, English, own speech
 CLIP2 = "video_videoretalking_face2.mp4"  # 844x844, 25 fps, English, own speech
@@ -126,15 +127,6 @@ OWN_SPEECH_CLIPS = (
 )
 
 
-def _shift(speech: np.ndarray, frames: int, fps: float) -> np.ndarray:
-    """The speech ``frames`` video frames late (> 0) or early (< 0), same length."""
-    n = int(round(abs(frames) * 16000 / fps))
-    pad = np.zeros(n, speech.dtype)
-    if frames > 0:
-        return np.concatenate([pad, speech])[: speech.size]
-    return np.concatenate([speech[n:], pad])
-
-
 @pytest.mark.parametrize("name", OWN_SPEECH_CLIPS)
 def test_calibrated_offset_follows_shifted_speech_and_own_ranks_first(
     name: str, shared_media: Path
@@ -151,7 +143,7 @@ def test_calibrated_offset_follows_shifted_speech_and_own_ranks_first(
     assert abs(own.offset_frames) <= 1, own.offset_frames  # a real talker is in sync
     assert own.score > 0.45
     for frames in (-12, -8, -5, -3, 3, 5, 8, 12, 40):
-        cal = measure_sync(track.aperture, track.pixels, _shift(speech, frames, fps), fps)
+        cal = measure_sync(track.aperture, track.pixels, mf.shift_speech(speech, frames, fps), fps)
         got = cal.calibrated
         assert got is not None
         if abs(frames) <= 12:
