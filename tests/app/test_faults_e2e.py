@@ -241,10 +241,15 @@ def test_job_running_out_of_memory_fails_with_a_code_and_queue_drains(
     """Allocation failure: the warmed-up pool process gets an address-space limit
     (``prlimit`` from the test; product code untouched) 24 MB above its idle size, about
     half of what a job maps. The job fails with an error code, and once the limit is lifted
-    the next job runs: no hang, no requeue loop."""
+    the next job runs: no hang, no requeue loop.
+
+    The per-job evaluation is off here: a warm-up that also ran it leaves the process bigger
+    (the evaluator's models and freed arenas), which moves the 24 MB margin past what the
+    pipeline needs and lets the allocation fail in the evaluation instead, where a failure
+    only costs the job its ``quality`` numbers (by design) rather than failing it."""
     import resource
 
-    with sh.service(aof_redis, tmp_path, broker_db=5) as svc:
+    with sh.service(aof_redis, tmp_path, broker_db=5, LIPSYNC_EVALUATE_RESULTS="false") as svc:
         worker = svc.start_worker()
         svc.start_api()
         with svc.client() as c:
