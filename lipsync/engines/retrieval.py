@@ -12,7 +12,8 @@ and teeth in this lighting.
    mouth shapes. When the video has its own speech, the mapping is calibrated on the
    person's own audio/video pairs: a quantile map from speech opening to this person's
    lip gap, and a small ridge regression over audio features that is used only when
-   blocked cross-validation shows it predicts better.
+   blocked cross-validation shows it predicts better. The wanted openings are smoothed
+   over about a frame, keeping every closure.
 3. **Choice** of a source mouth per output frame by Viterbi over a few candidates per
    frame: shape match against continuity (playing the source forward is free, holding or
    stepping back costs a little, a jump costs more the more the two mouths look
@@ -20,13 +21,14 @@ and teeth in this lighting.
    with the rest of the sequence summarised by a backward pass (cost-to-go).
 4. **Rendering**: the chosen mouth crop is mapped onto the face by the similarity that
    aligns the two frames' rigid points (eye corners, nose), refined by registering the
-   nose base (phase correlation); where the wanted opening differs a little from the
-   chosen mouth's, its lips are opened or closed the rest of the way by a small warp. The
-   target frame's lower face is warped (the viseme engine's warp) so its own lips and jaw
-   take that geometry, leaving no trace of its old mouth; the crop's colour and lighting
-   are matched to the target on a ring of skin around the mouth (a per-channel gain that
-   may vary linearly across the face), and it is blended with a feathered ellipse from
-   under the nose to above the chin.
+   nose base and the skin beside it (ECC: a rotation and shift, sub-pixel); where the
+   wanted opening differs a little from the chosen mouth's, its lips are opened or closed
+   the rest of the way by a small warp. The target frame's lower face is warped (the
+   viseme engine's warp) so its own lips and jaw take that geometry, leaving no trace of
+   its old mouth; the crop's colour and lighting are matched to the target on a ring of
+   skin around the mouth (a per-channel gain that may vary linearly across the face,
+   filtered over time while a source run plays on), and it is blended with a feathered
+   ellipse from under the nose to above the chin.
 
 Still images and videos without enough mouth variety fall back to the ``viseme`` engine;
 :meth:`RetrievalEngine.info` says which path ran and why.
@@ -60,6 +62,7 @@ from lipsync.engines.retrieval_index import (
 )
 from lipsync.engines.viseme import VisemeEngine, open_mouth
 from lipsync.face.geometry import face_axes
+from lipsync.smoothing import gaussian
 from lipsync.types import FaceObs, Patch, RGBImage
 
 F32 = npt.NDArray[np.float32]
@@ -71,8 +74,12 @@ MIN_CANDIDATES = 25  # usable face frames
 MIN_GAP_RANGE = 0.10  # q95 - q05 of the lip gap, interocular units
 MAX_CLOSED_GAP = 0.10  # the most closed mouth must be at least this closed
 GAMMA = 2.2  # > 1 keeps small openings nearer the closed mouth (crisper closures)
-ARTICULATION = 1.4  # the widest wanted opening, relative to the person's own (97th pct)
+ARTICULATION = 1.8  # the widest wanted opening, relative to the person's own (97th pct)
 MIN_REGRESSION_R2 = 0.3  # the calibration regression is used only when it predicts this well
+# Wanted openings are smoothed over this many frames (sigma), closures kept: the small
+# frame-to-frame wiggles of the speech's loudness made the mouth twitch (flicker) without
+# making open vowels more open or p/b/m more closed.
+TARGET_SIGMA = 1.0
 
 # -- choice --------------------------------------------------------------------------------
 TOP_K = 12  # best-matching candidates considered per frame
@@ -86,15 +93,20 @@ C_NEXT = 0.0  # play the source forward
 C_SKIP = 0.25  # skip one source frame
 C_HOLD = (0.2, 0.7)  # show the same mouth again: in silence, in speech (a frozen mouth)
 C_BACK = 1.2  # step back one frame
-C_JUMP = 4.0  # cut to another part of the video...
-W_JUMP_LOOK = 5.0  # ...plus this times the difference in look of the two mouths
+C_JUMP = 8.0  # cut to another part of the video...
+W_JUMP_LOOK = 10.0  # ...plus this times the difference in look of the two mouths
 
 # -- rendering -----------------------------------------------------------------------------
 # Share of the remaining gap error the chosen mouth is warped by: (closing, opening).
 RESIDUAL = (1.0, 0.8)
-REGISTER_MAX = 0.08  # largest registration shift trusted, interocular units
+OPEN_EXTRA = 0.5  # the chosen mouth may be opened by at most this share of its own gap
+REGISTER_MAX = 0.12  # largest registration shift trusted, interocular units
+REGISTER_MAX_ANGLE = 0.1  # largest registration rotation trusted, radians
+REGISTER_MIN_CC = 0.5  # least correlation of the registered patches
+REGISTER_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
 ALPHA_CORE = 0.55  # share of the mask ellipse kept at full strength
 GAIN_RANGE = (0.6, 1.6)
+COLOUR_GAIN = 0.15  # share of a new colour fit taken while a source run plays on
 # Jaw points follow the chin's displacement with these weights (the viseme engine's jaw
 # weights, relative to the chin).
 JAW_W = {8: 1.0, 7: 0.9, 9: 0.9, 6: 0.68, 10: 0.68, 5: 0.39, 11: 0.39, 4: 0.13, 12: 0.13}
@@ -388,6 +400,8 @@ class RetrievalEngine(Engine):
         self.reason = "no source video given"
         self._own: tuple[MouthTrack, F32] | None = None
         self._last: tuple[int, int] | None = None  # (output index, candidate position)
+        # (output index, source frame, colour field) of the last frame drawn
+        self._colour: tuple[int, int, F64] | None = None
         self._chosen: dict[int, int] = {}
         self._timings: dict[str, float] = {}
         self._target: tuple[F32, F32] | None = None
@@ -439,6 +453,7 @@ class RetrievalEngine(Engine):
     def prepare(self, audio16k: F32, fps: float, n_frames: int) -> None:
         self.viseme.prepare(audio16k, fps, n_frames)
         self._last = None
+        self._colour = None
         self._chosen = {}
         if self.path != "retrieval" or self.model is None or self.index is None:
             return
@@ -446,6 +461,7 @@ class RetrievalEngine(Engine):
         track = self.viseme.track
         assert track is not None
         gap, width = self.model.predict(track, speech_features(track))
+        gap = np.minimum(gaussian(gap, TARGET_SIGMA), gap).astype(np.float32)
         self._target = (gap, width)
         self.plan = Plan(self.index, gap, width, track.speech)
         self._timings["plan_s"] = round(time.perf_counter() - t0, 3)
@@ -484,7 +500,7 @@ class RetrievalEngine(Engine):
         assert self._target is not None
         gap = self._target[0]
         return [
-            self.render(frame, face.landmarks, choice[i], float(gap[i]))
+            self.render(frame, face.landmarks, choice[i], float(gap[i]), out_index=i)
             for frame, face, i in zip(frames, faces, idx, strict=True)
         ]
 
@@ -516,7 +532,14 @@ class RetrievalEngine(Engine):
         self._chosen.update(out)
         return out
 
-    def render(self, frame: RGBImage, lm_t: F32, pos: int, gap: float | None = None) -> Patch:
+    def render(
+        self,
+        frame: RGBImage,
+        lm_t: F32,
+        pos: int,
+        gap: float | None = None,
+        out_index: int | None = None,
+    ) -> Patch:
         """The target frame with the mouth of candidate ``pos`` put in.
 
         The target's lower face is warped so its lips and jaw take the chosen mouth's
@@ -546,7 +569,10 @@ class RetrievalEngine(Engine):
         base = warp.image[by1:by2, bx1:bx2].astype(np.float32)
         src = self._mouth(pos, a, origin, size)
         src = _gap_warp(src, tgt_src, tgt, origin)
-        src = _match_colour(src, base, alpha, uv, tgt, origin)
+        coef = _colour_field(src, base, alpha, uv, tgt, origin)
+        if coef is not None:
+            coef = self._steady_colour(out_index, pos, coef)
+            src = _apply_colour(src, uv, coef)
         a3 = alpha[..., None]
         out = base * (1.0 - a3) + src * a3
         image = warp.image.copy()
@@ -557,8 +583,11 @@ class RetrievalEngine(Engine):
 
     def _align(self, pos: int, frame: RGBImage, lm_t: F32) -> F64:
         """Source-frame pixels -> target-frame pixels for candidate ``pos``: the similarity
-        of the two frames' rigid points, then a shift that registers the crop's nose base
-        onto the target's (landmarks jitter and lag a little; the nostrils do not)."""
+        of the two frames' rigid points, refined by registering the crop's nose base and
+        the skin beside it onto the target's (landmarks jitter and lag a little; the nostrils
+        do not). The refinement is a rotation and shift found by ECC (enhanced correlation
+        coefficient) maximisation, sub-pixel and steadier from frame to frame than phase
+        correlation; it is dropped when the two patches do not correlate or it moves too far."""
         assert self.index is not None
         crop = self.index.crops[pos]
         a = similarity(crop.landmarks[list(RIGID)], lm_t[list(RIGID)])
@@ -568,8 +597,8 @@ class RetrievalEngine(Engine):
         bx2, by2 = min(w, int(np.ceil(x2))), min(h, int(np.ceil(y2)))
         if bx2 - bx1 < 12 or by2 - by1 < 8:
             return a
-        shift = np.array([[1.0, 0.0, -bx1], [0.0, 1.0, -by1]])
-        m = compose(shift, compose(a, crop.to_source()))
+        to_box = np.array([[1.0, 0.0, -bx1], [0.0, 1.0, -by1]])
+        m = compose(to_box, compose(a, crop.to_source()))
         size = (bx2 - bx1, by2 - by1)
         mapped = cv2.warpAffine(
             crop.image(), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
@@ -578,14 +607,43 @@ class RetrievalEngine(Engine):
         grey_tgt = cv2.cvtColor(
             np.ascontiguousarray(frame[by1:by2, bx1:bx2]), cv2.COLOR_RGB2GRAY
         ).astype(np.float32)
-        window = cv2.createHanningWindow(size, cv2.CV_32F)
-        (dx, dy), response = cv2.phaseCorrelate(grey_src, grey_tgt, window)
-        limit = REGISTER_MAX * float(np.linalg.norm(lm_t[45] - lm_t[36])) * 0.75
-        if response < 0.15 or np.hypot(dx, dy) > limit:
+        # Find W with grey_src(W x) ~ grey_tgt(x); W^-1 then moves the mapped crop onto the
+        # target.
+        try:
+            cc, warp = cv2.findTransformECC(
+                grey_tgt,
+                grey_src,
+                np.eye(2, 3, dtype=np.float32),
+                cv2.MOTION_EUCLIDEAN,
+                REGISTER_CRITERIA,
+                None,
+            )
+        except cv2.error:  # did not converge (flat or unrelated patches)
             return a
-        a = a.copy()
-        a[:, 2] += (dx, dy)
-        return a
+        inv = np.asarray(cv2.invertAffineTransform(np.asarray(warp)), np.float64)
+        limit = REGISTER_MAX * float(np.linalg.norm(lm_t[45] - lm_t[36]))
+        angle = abs(float(np.arctan2(inv[1, 0], inv[0, 0])))
+        if cc < REGISTER_MIN_CC or np.hypot(*inv[:, 2]) > limit or angle > REGISTER_MAX_ANGLE:
+            return a
+        from_box = np.array([[1.0, 0.0, bx1], [0.0, 1.0, by1]])
+        return compose(compose(from_box, compose(inv, to_box)), a)
+
+    def _steady_colour(self, out_index: int | None, pos: int, coef: F64) -> F64:
+        """The colour field filtered over time: while the source plays on (or holds, or steps
+        a frame or two) the light on both faces changes slowly, so each frame's fit moves it
+        only part of the way; after a cut, or frames out of order, it starts from the fit."""
+        assert self.index is not None
+        frame = int(self.index.candidates[pos])
+        prev = self._colour
+        if (
+            out_index is not None
+            and prev is not None
+            and prev[0] == out_index - 1
+            and abs(frame - prev[1]) <= 2
+        ):
+            coef = prev[2] + COLOUR_GAIN * (coef - prev[2])
+        self._colour = None if out_index is None else (out_index, frame, coef)
+        return coef
 
     def _placed(self, pos: int, lm_t: F32, a: F64) -> F32:
         """Target landmarks with candidate ``pos``'s lips put on the face by ``a``, and the
@@ -603,7 +661,8 @@ class RetrievalEngine(Engine):
 
     def _residual(self, tgt: F32, lm_t: F32, pos: int, gap: float) -> F32:
         """Move the placed lips (and jaw) part of the way to the wanted gap: closing is
-        allowed all the way, opening only up to half again what the mouth shows."""
+        allowed all the way, opening up to half again what the mouth shows (its teeth and
+        inside stretch with it; a closed mouth cannot be opened: there is nothing to show)."""
         assert self.index is not None
         frame = int(self.index.candidates[pos])
         have = float(self.index.shape.gap[frame])
@@ -611,7 +670,7 @@ class RetrievalEngine(Engine):
             np.sqrt(abs(np.linalg.det(similarity(self.index.template, lm_t[list(RIGID)])[:, :2])))
         )
         delta = (RESIDUAL[0] if gap < have else RESIDUAL[1]) * (gap - have)
-        delta = float(np.clip(delta, -max(have, 0.0), 0.5 * max(have, 0.0)))
+        delta = float(np.clip(delta, -max(have, 0.0), OPEN_EXTRA * max(have, 0.0)))
         px = delta * unit
         if abs(px) < 0.3:
             return tgt
@@ -702,18 +761,19 @@ def _ellipse_alpha(
     return alpha, (u.astype(np.float32), v.astype(np.float32))
 
 
-def _match_colour(
+def _colour_field(
     src: F32, base: F32, alpha: F32, uv: tuple[F32, F32], tgt: F32, origin: tuple[int, int]
-) -> F32:
-    """Gain per channel, linear across the face, fitted on a ring of skin around the mouth
-    (where the mask feathers) so the pasted mouth takes the target's colour and light."""
+) -> F64 | None:
+    """Log-gain per channel, linear across the face (3 x 3: constant, across, down), fitted
+    on a ring of skin around the mouth (where the mask feathers) so the pasted mouth takes
+    the target's colour and light; None when the ring is too small to fit."""
     ring = alpha * (1.0 - alpha)
     lips = np.zeros(alpha.shape, np.uint8)
     cv2.fillPoly(lips, [np.round(tgt[48:60] - np.asarray(origin, np.float32)).astype(np.int32)], 1)
     ring[lips > 0] = 0.0
     sel = ring > 0.05
     if int(sel.sum()) < 30:
-        return src
+        return None
     u, v = uv
     wts = ring[sel].astype(np.float64)
     x = np.stack([np.ones(int(sel.sum())), u[sel], v[sel]], axis=1).astype(np.float64)
@@ -721,7 +781,13 @@ def _match_colour(
     lb = np.log(base[sel].astype(np.float64) + 8.0)
     xw = x * wts[:, None]
     reg = np.diag([1e-3, 5.0, 5.0]) * wts.sum() * 1e-2
-    coef = np.linalg.solve(x.T @ xw + reg, xw.T @ (lb - ls))  # (3, 3 channels)
+    coef: F64 = np.linalg.solve(x.T @ xw + reg, xw.T @ (lb - ls))
+    return coef
+
+
+def _apply_colour(src: F32, uv: tuple[F32, F32], coef: F64) -> F32:
+    """``src`` with the log-gain field ``coef`` (see :func:`_colour_field`) applied."""
+    u, v = uv
     field = np.stack([np.ones_like(u), u, v], axis=-1) @ coef.astype(np.float32)
     lo, hi = np.log(GAIN_RANGE[0]), np.log(GAIN_RANGE[1])
     gain = np.exp(np.clip(field, lo, hi))

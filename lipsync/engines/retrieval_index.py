@@ -167,11 +167,12 @@ def ellipse_box(lm: F32, grow: float = CROP_MARGIN) -> tuple[float, float, float
 
 
 def nose_box(lm: F32) -> tuple[float, float, float, float]:
-    """The base of the nose and the skin under it: rigid with the skull and well textured
-    (nostrils), where a chosen mouth's crop is registered onto the target frame."""
+    """The base of the nose and the skin under and beside it: rigid with the skull and well
+    textured (nostrils, the nasolabial folds' start), where a chosen mouth's crop is
+    registered onto the target frame. Wider would take in cheeks that move with the mouth."""
     nw = float(np.linalg.norm(lm[35] - lm[31])) or 1.0
-    x1 = float(min(lm[31, 0], lm[35, 0])) - 0.6 * nw
-    x2 = float(max(lm[31, 0], lm[35, 0])) + 0.6 * nw
+    x1 = float(min(lm[31, 0], lm[35, 0])) - 1.25 * nw
+    x2 = float(max(lm[31, 0], lm[35, 0])) + 1.25 * nw
     y1 = float(lm[30, 1]) - 0.1 * nw
     y2 = float(lm[33, 1] + 0.5 * max(float(lm[51, 1] - lm[33, 1]), 1.0))
     return x1, y1, x2, y2

@@ -216,6 +216,31 @@ def test_own_mouth_renders_back_to_the_source_frame(
     assert mf.psnr(out, frames[f]) > 38, "a frame's own mouth comes back (almost) unchanged"
 
 
+def test_registration_undoes_landmark_jitter(
+    mead_engine: RetrievalEngine,
+    mead: tuple[SourceVideo, list[np.ndarray]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Landmarks off by a few pixels (as trackers jitter): the crop is registered onto the
+    frame's own nose and cheeks, so the mouth lands where it belongs, not where the
+    landmarks say."""
+    source, frames = mead
+    eng = mead_engine
+    assert eng.index is not None
+    f = int(eng.index.candidates[len(eng.index.candidates) // 3])
+    jitter = source.landmarks[f] + np.array([2.5, -2.0], np.float32)
+    face = FaceObs(crop_box(jitter, (0, 10, 0, 0), 256, 256), jitter)
+    pos = eng.index.position(f)
+    registered = composite(frames[f], eng.render(frames[f], jitter, pos), face)
+    monkeypatch.setattr(retrieval, "REGISTER_MIN_CC", 2.0)  # correlation never reaches 2
+    unregistered = composite(frames[f], eng.render(frames[f], jitter, pos), face)
+    x1, y1, x2, y2 = (int(v) for v in retrieval.ellipse_box(source.landmarks[f], grow=1.0))
+    box = (slice(y1, y2), slice(x1, x2))
+    got = mf.psnr(registered[box], frames[f][box])
+    assert got > mf.psnr(unregistered[box], frames[f][box]) + 3.0
+    assert got > 30.0
+
+
 def test_another_mouth_is_placed_without_seams(
     mead_engine: RetrievalEngine,
     mead: tuple[SourceVideo, list[np.ndarray]],
@@ -268,7 +293,7 @@ def test_another_mouth_is_placed_without_seams(
         mag = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
         return float(mag[rim].mean())
 
-    monkeypatch.setattr(retrieval, "_match_colour", lambda src, *args: src)
+    monkeypatch.setattr(retrieval, "_colour_field", lambda *args: None)
     unmatched = composite(dim, eng.render(dim, lm, open_pos), face)
     monkeypatch.undo()
     shifts = (rim_shift(out), rim_shift(unmatched))
