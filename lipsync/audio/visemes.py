@@ -34,6 +34,9 @@ class MouthTrack:
     open: npt.NDArray[np.float32]  # (n_frames,) 0..1
     spread: npt.NDArray[np.float32]  # (n_frames,) -1..1
     speech: npt.NDArray[np.float32]  # (n_frames,) 0..1 voice activity
+    # (n_frames,) 0..1 vowel openness: the share of first-formant energy high up (open
+    # vowels as in "father" near 1, close ones as in "see", "two" near 0); None if unknown
+    height: npt.NDArray[np.float32] | None = None
 
     def __len__(self) -> int:
         return int(self.open.shape[0])
@@ -140,15 +143,20 @@ def analyse(
     openness = gaussian_filter1d(openness.astype(np.float32), sigma=3.0)
     spread = gaussian_filter1d(spread.astype(np.float32), sigma=6.0)
     speech_f = gaussian_filter1d(speech.astype(np.float32), sigma=3.0)
+    height_f = gaussian_filter1d((height * (loud > 0.05)).astype(np.float32), sigma=3.0)
 
     # Resample to video frames: each frame shows the state at its centre time (+lead).
     t_frames = (np.arange(n_frames) + 0.5) / fps + lead_s
     o = np.interp(t_frames, t_hop, openness, left=0.0, right=0.0)
     s = np.interp(t_frames, t_hop, spread, left=0.0, right=0.0)
     v = np.interp(t_frames, t_hop, speech_f, left=0.0, right=0.0)
+    h = np.interp(t_frames, t_hop, height_f, left=0.0, right=0.0)
     # Per-speaker scaling: loud open vowels reach ~1.
     top = np.percentile(o[v > 0.5], 97) if (v > 0.5).sum() > 3 else max(float(o.max()), 1e-3)
     o = np.clip(o / max(top, 0.15), 0.0, 1.0)
     return MouthTrack(
-        open=o.astype(np.float32), spread=s.astype(np.float32), speech=v.astype(np.float32)
+        open=o.astype(np.float32),
+        spread=s.astype(np.float32),
+        speech=v.astype(np.float32),
+        height=h.astype(np.float32),
     )

@@ -12,8 +12,9 @@ and teeth in this lighting.
    mouth shapes. When the video has its own speech, the mapping is calibrated on the
    person's own audio/video pairs: a quantile map from speech opening to this person's
    lip gap, and a small ridge regression over audio features that is used only when
-   blocked cross-validation shows it predicts better. The wanted openings are smoothed
-   over about a frame, keeping every closure.
+   blocked cross-validation shows it predicts better. The wanted opening is scaled by the
+   vowel's openness (first-formant height: open vowels wider, close vowels and p/b/m near
+   shut) and smoothed over about a frame, keeping every closure.
 3. **Choice** of a source mouth per output frame by Viterbi over a few candidates per
    frame: shape match against continuity (playing the source forward is free, holding or
    stepping back costs a little, a jump costs more the more the two mouths look
@@ -74,16 +75,22 @@ MIN_CANDIDATES = 25  # usable face frames
 MIN_GAP_RANGE = 0.10  # q95 - q05 of the lip gap, interocular units
 MAX_CLOSED_GAP = 0.10  # the most closed mouth must be at least this closed
 GAMMA = 2.2  # > 1 keeps small openings nearer the closed mouth (crisper closures)
-ARTICULATION = 1.8  # the widest wanted opening, relative to the person's own (97th pct)
+ARTICULATION = 1.5  # the widest wanted opening, relative to the person's own (97th pct)
 MIN_REGRESSION_R2 = 0.3  # the calibration regression is used only when it predicts this well
 # Wanted openings are smoothed over this many frames (sigma), closures kept: the small
 # frame-to-frame wiggles of the speech's loudness made the mouth twitch (flicker) without
 # making open vowels more open or p/b/m more closed.
 TARGET_SIGMA = 1.0
+# How much the vowel's openness (first-formant height, 0..1) scales the wanted opening:
+# x max(0, 1 + VOWEL_EMPHASIS * (height - 0.5)), so open vowels open wider and close
+# vowels, p/b/m and other consonants (low height) stay near shut. Measured on the shared clips: it
+# raised the open-vowel minus p/b/m contrast at the same mouth flicker (see docs/QUALITY.md).
+VOWEL_EMPHASIS = 5.0
 
 # -- choice --------------------------------------------------------------------------------
 TOP_K = 12  # best-matching candidates considered per frame
 MAX_STATES = 28  # with the continuations of the previous frame's states
+CONTINUE = (0, 1, 2)  # source steps from each state kept as candidates of the next frame
 W_WIDTH = 0.5  # weight of the width mismatch against the openness mismatch
 W_OPENING = 0.5  # weight of the mismatch of the opening read from the pixels
 W_BLUR = 0.5  # cost of a mouth e times blurrier than others as open
@@ -91,7 +98,7 @@ W_POSE = 0.6  # weight of the head-pose mismatch (yaw, pitch)
 POSE_SIGMA = (0.05, 0.04)  # yaw, pitch units that cost 1
 C_NEXT = 0.0  # play the source forward
 C_SKIP = 0.25  # skip one source frame
-C_HOLD = (0.2, 0.7)  # show the same mouth again: in silence, in speech (a frozen mouth)
+C_HOLD = (0.2, 1.0)  # show the same mouth again: in silence, in speech (a frozen mouth)
 C_BACK = 1.2  # step back one frame
 C_JUMP = 8.0  # cut to another part of the video...
 W_JUMP_LOOK = 10.0  # ...plus this times the difference in look of the two mouths
@@ -182,6 +189,12 @@ class ShapeModel:
             gap = self.g_closed + rel * (self.g_open - self.g_closed)
         else:
             gap = self.g_closed + np.clip(open_, 0.0, 1.0) ** GAMMA * (self.g_open - self.g_closed)
+        if VOWEL_EMPHASIS and track.height is not None:
+            # Open vowels open the jaw further than close vowels and consonants do.
+            rel = (gap - self.g_closed) / max(self.g_open - self.g_closed, 1e-6)
+            factor = 1.0 + VOWEL_EMPHASIS * (track.height.astype(np.float64) - 0.5)
+            rel = rel * np.maximum(factor, 0.0)
+            gap = self.g_closed + np.clip(rel, 0.0, 1.0) * (self.g_open - self.g_closed)
         # Pauses: the person's closed mouth.
         pause = (open_ < 0.03) & (track.speech < 0.5)
         gap = np.where(pause, self.g_closed, gap)
@@ -307,7 +320,7 @@ class Plan:
             u_all = err**2 + W_OPENING * o_err**2 + W_WIDTH * ((cw - width[t]) / sw) ** 2 + quality
             top = np.argpartition(u_all, min(TOP_K, k_all - 1))[:TOP_K]
             if prev is not None:
-                cont = np.concatenate([prev, prev + 1, prev + 2])
+                cont = np.concatenate([prev + d for d in CONTINUE])
                 cont = cont[(cont >= 0) & (cont < k_all)]
                 top = np.unique(np.concatenate([top, cont]))
                 if len(top) > MAX_STATES:

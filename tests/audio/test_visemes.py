@@ -62,3 +62,20 @@ def test_rounding_vs_spreading() -> None:
     audio = np.concatenate([vowel(300, 2300), vowel(320, 800)])
     track = analyse(audio, 25, 50)
     assert track.spread[5:20].mean() > track.spread[30:45].mean() + 0.5
+
+
+def test_open_vowels_read_higher_than_close_ones(tmp_path: Path) -> None:
+    """Vowel height from espeak's real formants: "ah" (open) above "ee" and "oo" (close)."""
+    from tests import media_factory as mf
+
+    def mean_height(text: str) -> float:
+        audio = _speech(mf.espeak(tmp_path / f"{text}.wav", text))
+        n = int(len(audio) / 16000 * 25)
+        track = analyse(audio, 25, n)
+        assert track.height is not None and track.height.shape == (n,)
+        voiced = track.speech > 0.5
+        return float(track.height[voiced].mean())
+
+    ah = mean_height("ah ah ah ah")
+    assert ah > mean_height("ee ee ee ee") + 0.15
+    assert ah > mean_height("oo oo oo oo") + 0.15
