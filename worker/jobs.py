@@ -269,13 +269,18 @@ EVALUATE_SHARE = 0.9  # of the job's progress bar: the pipeline; the rest is the
 
 def _quality(video: Path, audio: Path, settings: Settings) -> dict[str, Any]:
     """``lipsync evaluate``'s numbers for a finished output (``quality``), or why there are
-    none (``quality_note``): a measurement problem never fails the job."""
+    none (``quality_note``): a measurement problem never fails the job. Running past the
+    job's time limit does: the limit is the whole job's budget, evaluation included."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
     from lipsync.errors import LipsyncError
     from lipsync.evaluate import evaluate
 
     t0 = time.monotonic()
     try:
         report = evaluate(video, audio, models_dir=settings.models_dir, visemes=False)
+    except SoftTimeLimitExceeded:
+        raise
     except LipsyncError as exc:
         return {"quality": None, "quality_note": public_message(exc.message, settings)}
     except Exception as exc:

@@ -99,6 +99,8 @@ def test_killed_pool_process_reruns_the_job_once(
 def test_soft_time_limit_fails_the_job_and_cleans_up(
     redis_server: sh.RedisServer, tmp_path: Path, media: dict[str, Path]
 ) -> None:
+    """Wherever the 2 s limit lands (the pipeline on a slow machine, the per-job evaluation
+    on a fast one), the job fails with ``timeout`` and leaves no result behind."""
     limits = {
         "LIPSYNC_BROKER_URL": _broker_url(redis_server, 2),
         "LIPSYNC_SOFT_TIME_LIMIT_S": "2",
