@@ -110,6 +110,13 @@ class JobResult(BaseModel):
     frames: int
     no_face_frames: int
     timings: dict[str, float] = Field(default_factory=dict)
+    engine: str | None = None
+    engine_path: str | None = Field(
+        default=None,
+        description="which way the engine drew the mouths, for engines with more than one "
+        "(retrieval: 'retrieval' or the 'viseme' fallback)",
+    )
+    engine_note: str | None = Field(default=None, description="why that path ran")
     quality: dict[str, Any] | None = Field(
         default=None,
         description="lipsync evaluate's numbers for the result (sync offset and score, "

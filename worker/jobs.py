@@ -251,6 +251,7 @@ def job_tempdir(path: Path) -> Iterator[Path]:
 
 
 def _result_payload(job_id: str, result: Any) -> dict[str, Any]:
+    info = result.engine_info if isinstance(result.engine_info, dict) else {}
     return {
         "file": result_name(job_id),
         "duration_s": round(float(result.duration_s), 3),
@@ -260,6 +261,10 @@ def _result_payload(job_id: str, result: Any) -> dict[str, Any]:
         "height": int(result.height),
         "fps": float(result.fps),
         "engine": str(result.engine),
+        # Engines with more than one way to draw (retrieval: the person's own mouths, or
+        # the viseme warp for stills and videos with too little mouth variety) say which ran.
+        "engine_path": str(info["path"]) if "path" in info else None,
+        "engine_note": str(info["reason"]) if "reason" in info else None,
         "timings": {k: round(float(v), 3) for k, v in result.timings.items()},
     }
 

@@ -160,3 +160,18 @@ def test_result_carries_evaluate_numbers_unless_switched_off(
     assert run_job(job_id, quiet, store) == "succeeded"
     job = store.get(job_id)
     assert job is not None and job.result is not None and "quality" not in job.result
+
+
+def test_result_says_which_path_the_engine_took(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    """A still pushed with ``engine=retrieval``: no other mouths to re-use, so the viseme
+    warp ran, and the result says so and why."""
+    quiet = settings.model_copy(update={"evaluate_results": False})
+    job_id = make_job(quiet, store, media["astronaut"], media["speech"], {"engine": "retrieval"})
+    assert run_job(job_id, quiet, store) == "succeeded"
+    job = store.get(job_id)
+    assert job is not None and job.result is not None
+    assert job.result["engine"] == "retrieval"
+    assert job.result["engine_path"] == "viseme"
+    assert "still image" in job.result["engine_note"]
