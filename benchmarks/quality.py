@@ -173,9 +173,6 @@ def verdict(
     cand_rows = [m for _, m, _ in pairs]
     base_rows = [b for _, _, b in pairs]
 
-    def mean(rows: list[dict[str, float | None]], key: str) -> float | None:
-        return _mean(rows, key)
-
     def both(key: str) -> tuple[float | None, float | None]:
         # Means over the pairs where both engines have the number (contrast: English only).
         keep = [
@@ -183,10 +180,7 @@ def verdict(
             for m, b in zip(cand_rows, base_rows, strict=True)
             if m.get(key) is not None and b.get(key) is not None
         ]
-        return mean([m for m, _ in keep], key), mean([b for _, b in keep], key)
-
-    def fmt(v: float | None, key: str) -> str:
-        return _fmt(v, key)
+        return _mean([m for m, _ in keep], key), _mean([b for _, b in keep], key)
 
     lines = [
         f"| criterion | `{names[1]}` | `{names[0]}` | target | met |",
@@ -196,7 +190,7 @@ def verdict(
         c, b = both(key)
         met = c is not None and b is not None and c > b
         lines.append(
-            f"| {label} | {fmt(b, key)} | {fmt(c, key)} | above `{names[1]}` | "
+            f"| {label} | {_fmt(b, key)} | {_fmt(c, key)} | above `{names[1]}` | "
             f"{'yes' if met else 'no'} |"
         )
 
@@ -206,24 +200,24 @@ def verdict(
     low = min(values(cand_rows, "psnr"), default=None)
     base_low = min(values(base_rows, "psnr"), default=None)
     lines.append(
-        f"| PSNR outside the lower face, worst pair | {fmt(base_low, 'psnr')} dB | "
-        f"{fmt(low, 'psnr')} dB | >= 40 dB | {'yes' if low is not None and low >= 40 else 'no'} |"
+        f"| PSNR outside the lower face, worst pair | {_fmt(base_low, 'psnr')} dB | "
+        f"{_fmt(low, 'psnr')} dB | >= 40 dB | {'yes' if low is not None and low >= 40 else 'no'} |"
     )
-    c_f, b_f = mean(cand_rows, "flicker"), mean(base_rows, "flicker")
-    ref = mean(cand_rows, "ref_flicker")
+    c_f, b_f = _mean(cand_rows, "flicker"), _mean(base_rows, "flicker")
+    ref = _mean(cand_rows, "ref_flicker")
     under = 0
     for m in cand_rows:
         f, r = m.get("flicker"), m.get("ref_flicker")
         under += int(f is not None and r is not None and f <= r)
     met = c_f is not None and ref is not None and c_f <= ref
     lines.append(
-        f"| mouth flicker (input's own {fmt(ref, 'flicker')}) | {fmt(b_f, 'flicker')} | "
-        f"{fmt(c_f, 'flicker')} ({under} of {len(cand_rows)} pairs at or under the input's) | "
+        f"| mouth flicker (input's own {_fmt(ref, 'flicker')}) | {_fmt(b_f, 'flicker')} | "
+        f"{_fmt(c_f, 'flicker')} ({under} of {len(cand_rows)} pairs at or under the input's) | "
         f"<= input's | {'yes' if met else 'no'} |"
     )
     c_s, b_s = both("score")
     lines.append(
-        f"| sync score (for reference) | {fmt(b_s, 'score')} | {fmt(c_s, 'score')} | - | - |"
+        f"| sync score (for reference) | {_fmt(b_s, 'score')} | {_fmt(c_s, 'score')} | - | - |"
     )
     return lines
 

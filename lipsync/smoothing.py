@@ -46,24 +46,6 @@ def savgol(x: npt.NDArray[np.floating], window: int, order: int = 2) -> F64:
     return out.reshape(data.shape)
 
 
-def gaussian(x: npt.NDArray[np.floating], sigma: float, truncate: float = 4.0) -> F64:
-    """Gaussian smoothing of a 1-D signal with SciPy's ``gaussian_filter1d`` defaults
-    (``mode="reflect"``: the signal mirrored about its ends, edge samples repeated)."""
-    data = np.asarray(x, np.float64)
-    if sigma <= 0 or data.size == 0:
-        return data.copy()
-    radius = int(truncate * sigma + 0.5)
-    k = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (k / sigma) ** 2)
-    kernel /= kernel.sum()
-    # Reflect mode, as often as needed for signals shorter than the kernel's radius.
-    idx = np.arange(-radius, data.size + radius)
-    period = 2 * data.size
-    idx = np.mod(idx, period)
-    idx = np.where(idx >= data.size, period - 1 - idx, idx)
-    return np.asarray(np.convolve(data[idx], kernel, mode="valid"), np.float64)
-
-
 class ThinPlateSpline:
     """Smoothed thin-plate-spline interpolation of vector values over 2-D points, with a
     linear polynomial part: what ``scipy.interpolate.RBFInterpolator(kernel=

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.interpolate import RBFInterpolator
-from scipy.ndimage import gaussian_filter1d
 from scipy.signal import savgol_filter
 
-from lipsync.smoothing import ThinPlateSpline, gaussian, savgol
+from lipsync.smoothing import ThinPlateSpline, savgol
 
 
 @pytest.mark.parametrize(("n", "window"), [(7, 7), (30, 5), (200, 7), (41, 11)])
@@ -39,10 +38,3 @@ def test_thin_plate_spline_equals_scipy() -> None:
         np.testing.assert_allclose(ours(query), ref(query), atol=1e-6)
     # Without smoothing it interpolates: the control points map exactly.
     np.testing.assert_allclose(ThinPlateSpline(pts, vals)(pts), vals, atol=1e-6)
-
-
-@pytest.mark.parametrize(("n", "sigma"), [(200, 1.0), (50, 2.5), (3, 1.0), (1, 0.7)])
-def test_gaussian_equals_scipy(n: int, sigma: float) -> None:
-    rng = np.random.default_rng(n)
-    x = rng.normal(size=n)
-    np.testing.assert_allclose(gaussian(x, sigma), gaussian_filter1d(x, sigma), atol=1e-12)

@@ -251,7 +251,7 @@ def job_tempdir(path: Path) -> Iterator[Path]:
 
 
 def _result_payload(job_id: str, result: Any) -> dict[str, Any]:
-    info = result.engine_info if isinstance(result.engine_info, dict) else {}
+    info = result.engine_info
     return {
         "file": result_name(job_id),
         "duration_s": round(float(result.duration_s), 3),

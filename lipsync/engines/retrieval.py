@@ -45,6 +45,7 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
+from scipy.ndimage import gaussian_filter1d
 
 from lipsync.audio.visemes import MouthTrack, analyse
 from lipsync.engines.base import Engine, EngineContext, SourceVideo
@@ -63,7 +64,6 @@ from lipsync.engines.retrieval_index import (
 )
 from lipsync.engines.viseme import VisemeEngine, open_mouth
 from lipsync.face.geometry import face_axes
-from lipsync.smoothing import gaussian
 from lipsync.types import FaceObs, Patch, RGBImage
 
 F32 = npt.NDArray[np.float32]
@@ -474,7 +474,7 @@ class RetrievalEngine(Engine):
         track = self.viseme.track
         assert track is not None
         gap, width = self.model.predict(track, speech_features(track))
-        gap = np.minimum(gaussian(gap, TARGET_SIGMA), gap).astype(np.float32)
+        gap = np.minimum(gaussian_filter1d(gap, TARGET_SIGMA), gap).astype(np.float32)
         self._target = (gap, width)
         self.plan = Plan(self.index, gap, width, track.speech)
         self._timings["plan_s"] = round(time.perf_counter() - t0, 3)
