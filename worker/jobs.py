@@ -363,6 +363,7 @@ def _execute(record: JobRecord, settings: Settings, store: JobStore, holder: str
         progress = ProgressReporter(
             store, job_id, scale=EVALUATE_SHARE if settings.evaluate_results else 1.0
         )
+        cancel = CancelFlag(store, job_id)
         with LeaseKeeper(store, job_id, holder), job_tempdir(work / "tmp"):
             result = lipsync.run(
                 settings.data_dir / record.video,
@@ -370,7 +371,7 @@ def _execute(record: JobRecord, settings: Settings, store: JobStore, holder: str
                 partial,
                 options,
                 progress=progress,
-                should_cancel=CancelFlag(store, job_id),
+                should_cancel=cancel,
                 engines=engine_cache(),
             )
             if not partial.is_file() or partial.stat().st_size == 0:
@@ -380,6 +381,10 @@ def _execute(record: JobRecord, settings: Settings, store: JobStore, holder: str
                 progress.scale = 1.0
                 progress("evaluate", EVALUATE_SHARE)
                 payload.update(_quality(partial, settings.data_dir / record.audio, settings))
+        # The pipeline checks between batches; a cancel that came after its last check (in
+        # the evaluation, say) is honoured here, before the result is published.
+        if cancel():
+            raise Canceled("the job was canceled")
         os.replace(partial, paths["result"])  # atomic: same volume, never a half file
         state = "succeeded"
         fields = {"progress": "1.0", "stage": "done", "result": payload}

@@ -109,6 +109,31 @@ def test_cancel_while_running_stops_between_batches(
     assert not (settings.results_dir / f"{job_id}.mp4").exists()
 
 
+def test_cancel_during_the_evaluation_is_honoured(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    """A cancel that lands after the pipeline's last check (while the result is being
+    measured) still cancels the job: no result is published."""
+    job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
+    outcome: list[str] = []
+    thread = threading.Thread(target=lambda: outcome.append(run_job(job_id, settings, store)))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        if job is not None and job.stage == "evaluate":
+            break
+        time.sleep(0.02)
+    assert store.request_cancel(job_id) == "canceling"
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert outcome == ["canceled"]
+    job = store.get(job_id)
+    assert job is not None and job.state == "canceled"
+    assert _leftovers(settings, job_id) == []
+    assert not (settings.results_dir / f"{job_id}.mp4").exists()
+
+
 def test_invalid_options_fail_with_a_typed_error(
     settings: Settings, store: JobStore, media: dict[str, Path]
 ) -> None:
