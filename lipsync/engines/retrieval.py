@@ -25,11 +25,13 @@ and teeth in this lighting.
    nose base and the skin beside it (ECC: a rotation and shift, sub-pixel); where the
    wanted opening differs a little from the chosen mouth's, its lips are opened or closed
    the rest of the way by a small warp. The target frame's lower face is warped (the
-   viseme engine's warp) so its own lips and jaw take that geometry, leaving no trace of
-   its old mouth; the crop's colour and lighting are matched to the target on a ring of
-   skin around the mouth (a per-channel gain that may vary linearly across the face,
-   filtered over time while a source run plays on), and it is blended with a feathered
-   ellipse from under the nose to above the chin.
+   viseme engine's warp, by the outer lips and the jaw: the inside of the mouth is painted
+   over, and the closed inner lips as warp points bent the field into the chin) so its own
+   lips and jaw take that geometry, leaving no trace of its old mouth; the crop's colour
+   and lighting are matched to the target on a ring of skin around the mouth (a
+   per-channel gain that may vary linearly across the face, filtered over time while a
+   source run plays on), and it is blended with a feathered ellipse from under the nose
+   to above the chin.
 
 Still images and videos without enough mouth variety fall back to the ``viseme`` engine;
 :meth:`RetrievalEngine.info` says which path ran and why.
@@ -75,7 +77,7 @@ MIN_CANDIDATES = 25  # usable face frames
 MIN_GAP_RANGE = 0.10  # q95 - q05 of the lip gap, interocular units
 MAX_CLOSED_GAP = 0.10  # the most closed mouth must be at least this closed
 GAMMA = 2.2  # > 1 keeps small openings nearer the closed mouth (crisper closures)
-ARTICULATION = 1.5  # the widest wanted opening, relative to the person's own (97th pct)
+ARTICULATION = 1.6  # the widest wanted opening, relative to the person's own (97th pct)
 MIN_REGRESSION_R2 = 0.3  # the calibration regression is used only when it predicts this well
 # Wanted openings are smoothed over this many frames (sigma), closures kept: the small
 # frame-to-frame wiggles of the speech's loudness made the mouth twitch (flicker) without
@@ -565,7 +567,7 @@ class RetrievalEngine(Engine):
         a = self._align(pos, frame, lm_t)
         tgt_src = self._placed(pos, lm_t, a)
         tgt = tgt_src if gap is None else self._residual(tgt_src, lm_t, pos, gap)
-        warp = self.viseme.warp_lower_face(frame, lm_t, tgt)
+        warp = self.viseme.warp_lower_face(frame, lm_t, tgt, inner_lips=False)
         if isinstance(warp, Patch):
             return warp
         ph, pw = warp.image.shape[:2]

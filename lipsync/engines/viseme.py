@@ -163,8 +163,15 @@ class VisemeEngine(Engine):
             out[b] = mid + down * (g * scale / 2)
         return out
 
-    def warp_lower_face(self, frame: RGBImage, lm: F32, tgt: F32) -> LowerFaceWarp | Patch:
+    def warp_lower_face(
+        self, frame: RGBImage, lm: F32, tgt: F32, inner_lips: bool = True
+    ) -> LowerFaceWarp | Patch:
         """Warp the lower face of ``frame`` so landmarks ``lm`` move to ``tgt``.
+
+        ``inner_lips=False`` leaves the inner lip points out of the warp: for a caller that
+        paints the whole mouth over it, where closing an open mouth would put points that
+        nearly coincide (the closed inner lips) on very different source positions and
+        bend the smooth field far beyond the lips (into the chin).
 
         Returns the warped region, or an unchanged patch when the region is too small.
         """
@@ -179,8 +186,8 @@ class VisemeEngine(Engine):
         rw, rh = x2 - x1, y2 - y1
 
         # Control points: moved landmarks + fixed ones + the region's border (fixed).
-        moved = np.arange(48, 68).tolist() + list(JAW)
-        fixed = [k for k in range(68) if k not in moved]
+        moved = np.arange(48, 68 if inner_lips else 60).tolist() + list(JAW)
+        fixed = [k for k in range(68) if k not in moved and (inner_lips or k < 60)]
         border = []
         for t in np.linspace(0, 1, 7):
             border += [(x1 + t * rw, y1), (x1 + t * rw, y2), (x1, y1 + t * rh), (x2, y1 + t * rh)]

@@ -306,6 +306,40 @@ def test_another_mouth_is_placed_without_seams(
     assert np.array_equal(out[inside == 0], dim[inside == 0]) or (mask[inside == 0] < 1).all()
 
 
+def test_closing_an_open_mouth_does_not_drag_the_chin(
+    mead_engine: RetrievalEngine,
+    mead: tuple[SourceVideo, list[np.ndarray]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The person's most closed mouth put on their most open frame: the lower face is warped
+    so the lips and jaw close, and nowhere does the warp read from farther away than the
+    landmarks moved. (With the closed inner lips among its points, the smooth field bent
+    far past them and pulled the shadow under the chin up onto it.)"""
+    source, frames = mead
+    eng = mead_engine
+    assert eng.index is not None
+    gaps = eng.index.shape.gap[eng.index.candidates]
+    open_f = int(eng.index.candidates[int(np.argmax(gaps))])
+    closed_pos = int(np.argmin(gaps))
+    lm = source.landmarks[open_f]
+    seen: list[tuple[np.ndarray, object]] = []
+    real_warp = eng.viseme.warp_lower_face
+
+    def spy(frame: np.ndarray, lm_t: np.ndarray, tgt: np.ndarray, **kw: bool) -> object:
+        warp = real_warp(frame, lm_t, tgt, **kw)
+        seen.append((tgt, warp))
+        return warp
+
+    monkeypatch.setattr(eng.viseme, "warp_lower_face", spy)
+    eng.render(frames[open_f], lm, closed_pos)
+    (tgt, warp), = seen
+    moved = float(np.linalg.norm(tgt - lm, axis=1).max())
+    assert moved > 3.0, "the mouth was closed"
+    ys, xs = np.mgrid[warp.y1 : warp.y2, warp.x1 : warp.x2].astype(np.float32)  # type: ignore[attr-defined]
+    read = np.hypot(warp.map_x - xs, warp.map_y - ys)  # type: ignore[attr-defined]
+    assert float(read.max()) < 1.6 * moved, (float(read.max()), moved)
+
+
 @pytest.fixture(scope="module")
 def face2(shared_media: Path) -> Path:
     path = shared_media / FACE2
