@@ -31,7 +31,9 @@ class PushOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: str | None = Field(default=None, description="viseme (default), wav2lip, ...")
+    engine: str | None = Field(
+        default=None, description="retrieval (default), viseme, wav2lip, wav2lip-onnx"
+    )
     enhancer: str | None = Field(default=None, description="none, classical or onnx:NAME.onnx")
     sync_mode: Literal["loop", "bounce", "cut_off", "silence", "remap"] | None = None
     detector: Literal["dlib", "s3fd"] | None = Field(

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
 
     # Pipeline defaults used by the worker.
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    default_engine: str = "viseme"
+    default_engine: str = "retrieval"
     default_enhancer: str = "classical"
     models_dir: Path = Path("models")
     worker_concurrency: int = Field(default=1, ge=1)  # jobs at once per worker (one per GPU)

@@ -3,7 +3,7 @@
 Python API::
 
     import lipsync
-    result = lipsync.run("face.mp4", "speech.wav", "out.mp4", engine="viseme")
+    result = lipsync.run("face.mp4", "speech.wav", "out.mp4", engine="retrieval")
     print(result.frames, result.timings)
 
 Nothing heavy is imported until :func:`run` is called.

@@ -42,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--video", type=Path, required=True, help="face video or still image")
     run.add_argument("--audio", type=Path, required=True, help="speech (audio or video file)")
     run.add_argument("--output", "-o", type=Path, required=True, help="output .mp4")
-    run.add_argument("--engine", default="viseme", choices=sorted(ENGINES))
+    run.add_argument(
+        "--engine",
+        default=RunOptions.engine,
+        choices=sorted(ENGINES),
+        help="generator (default: %(default)s; it re-uses the video's own mouths and falls "
+        "back to the viseme warp for stills and videos with too little mouth movement)",
+    )
     run.add_argument("--checkpoint", type=Path, help="weights file for engines that need one")
     run.add_argument("--enhancer", default="classical", help="none | classical | onnx:PATH")
     run.add_argument("--sync-mode", default="loop", choices=SYNC_MODES)

@@ -35,7 +35,7 @@ class MediaLimits:
 
 @dataclass(frozen=True)
 class RunOptions:
-    engine: str = "viseme"
+    engine: str = "retrieval"  # falls back to the viseme warp for stills
     checkpoint: Path | None = None
     enhancer: str = "classical"
     sync_mode: SyncMode = "loop"

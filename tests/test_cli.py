@@ -54,7 +54,7 @@ def test_json_result(tmp_path: Path, portrait_png: Path, speech_wav: Path) -> No
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["fps"] == 30 and data["no_face_frames"] == 0 and data["engine"] == "viseme"
+    assert data["fps"] == 30 and data["no_face_frames"] == 0 and data["engine"] == "retrieval"
     assert data["frames"] == len(mf.decode_video(out))
 
 

@@ -56,7 +56,7 @@ _PUSH_BODY: dict[str, Any] = {
                             "format": "binary",
                             "description": "face video or still image",
                         },
-                        "engine": {"type": "string", "example": "viseme"},
+                        "engine": {"type": "string", "example": "retrieval"},
                         "enhancer": {"type": "string", "example": "classical"},
                         "sync_mode": {
                             "type": "string",

@@ -31,7 +31,7 @@
     timeout: "The job took longer than this server allows and was stopped. Try a shorter clip.",
     canceled: "The job was canceled.",
     invalid_option: "One of the options is not valid for these files.",
-    model_missing: "The chosen engine needs model weights that are not installed on this server. Choose the viseme engine, which needs none.",
+    model_missing: "The chosen engine needs model weights that are not installed on this server. Choose the retrieval or viseme engine, which need none.",
     model_mismatch: "The model weights on this server do not fit the chosen engine.",
     device_unavailable: "The server's GPU is not available right now. Try again later.",
     output_error: "The server could not write the result video.",

@@ -174,7 +174,8 @@ def test_result_carries_evaluate_numbers_unless_switched_off(
     job = store.get(job_id)
     assert job is not None and job.result is not None
     quality = job.result["quality"]
-    # The viseme engine drove the mouth from this speech: no offset, a clear score.
+    # A still: the default engine fell back to the viseme warp, driven by this speech: no
+    # offset, a clear score.
     assert quality["face_found_rate"] > 0.95
     assert abs(quality["sync_offset_frames"]) <= 1
     assert quality["sync_score"] > 0.5 and quality["sync_confidence"] > 0.1
