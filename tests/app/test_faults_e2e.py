@@ -123,6 +123,8 @@ def test_job_longer_than_visibility_timeout_runs_once(
             assert body["state"] == "succeeded", f"{body}\n{svc.logs()}"
             started = time.mktime(time.strptime(body["started_at"][:19], "%Y-%m-%dT%H:%M:%S"))
             finished = time.mktime(time.strptime(body["finished_at"][:19], "%Y-%m-%dT%H:%M:%S"))
+            # the worker logs a job's end after recording it: the API can show it first
+            _wait_log(svc, f"job {task_id} succeeded")
         log = svc.worker_log()
         deliveries = log.count(f"Task lipsync.process[{task_id}] received")
         job = svc.store().get(task_id)
@@ -178,6 +180,8 @@ def test_redis_restart_loses_no_accepted_job_and_api_answers_503_while_down(
             states = {tid: wait_for(c, tid, timeout=180)["state"] for tid in ids}
             drained_s = time.monotonic() - t_up
         assert set(states.values()) == {"succeeded"}, f"{states}\n{svc.logs()}"
+        for tid in ids:
+            _wait_log(svc, f"job {tid} succeeded")
         log = svc.worker_log()
         assert all(sh.job_executions(log, tid) == 1 for tid in ids), log
         assert "Redis unreachable, retrying" in log  # the running job's end waited for Redis
