@@ -397,9 +397,9 @@ def run(engines: list[str], out: Path, doc: Path | None, smoke: bool) -> str:
             lines += [
                 "## `retrieval` against `viseme` on the same video pairs",
                 "",
-                "What the retrieval engine is judged on (it becomes the default for videos "
-                "when every row is met); stills are left out, as both engines draw them the "
-                "same way.",
+                "What the retrieval engine is judged on (it is the default engine because "
+                "every row was met; a row not met is a regression); stills are left out, as "
+                "both engines draw them the same way.",
                 "",
                 *judged,
                 "",
