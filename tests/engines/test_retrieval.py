@@ -21,12 +21,12 @@ from lipsync.engines.retrieval_index import (
     mouth_ellipse,
     similarity,
 )
-from lipsync.engines.viseme import VisemeEngine
+from lipsync.engines.viseme import LowerFaceWarp, VisemeEngine
 from lipsync.face.geometry import crop_box, lower_face_polygon
 from lipsync.face.tracker import FaceTracker, smooth_landmarks
 from lipsync.media.audio import load_audio, to_mono
 from lipsync.media.decode import iter_frames, read_image
-from lipsync.types import FaceObs
+from lipsync.types import FaceObs, Patch
 from tests import media_factory as mf
 
 MEAD = "video_dreamtalk_MEAD_M030_front_neutral.mp4"  # 256x256, 94 frames, no audio
@@ -241,6 +241,13 @@ def test_registration_undoes_landmark_jitter(
     assert got > 30.0
 
 
+def _most_closed_and_open(eng: RetrievalEngine) -> tuple[int, int]:
+    """Candidate positions of the person's most closed and most open mouths."""
+    assert eng.index is not None
+    gaps = eng.index.shape.gap[eng.index.candidates]
+    return int(np.argmin(gaps)), int(np.argmax(gaps))
+
+
 def test_another_mouth_is_placed_without_seams(
     mead_engine: RetrievalEngine,
     mead: tuple[SourceVideo, list[np.ndarray]],
@@ -249,9 +256,8 @@ def test_another_mouth_is_placed_without_seams(
     source, frames = mead
     eng = mead_engine
     assert eng.index is not None
-    gaps = eng.index.shape.gap[eng.index.candidates]
-    closed_f = int(eng.index.candidates[int(np.argmin(gaps))])
-    open_pos = int(np.argmax(gaps))
+    closed_pos, open_pos = _most_closed_and_open(eng)
+    closed_f = int(eng.index.candidates[closed_pos])
     lm = source.landmarks[closed_f]
     img = frames[closed_f]
     # A lighting change on the target: the pasted mouth must follow it.
@@ -318,25 +324,27 @@ def test_closing_an_open_mouth_does_not_drag_the_chin(
     source, frames = mead
     eng = mead_engine
     assert eng.index is not None
-    gaps = eng.index.shape.gap[eng.index.candidates]
-    open_f = int(eng.index.candidates[int(np.argmax(gaps))])
-    closed_pos = int(np.argmin(gaps))
+    closed_pos, open_pos = _most_closed_and_open(eng)
+    open_f = int(eng.index.candidates[open_pos])
     lm = source.landmarks[open_f]
-    seen: list[tuple[np.ndarray, object]] = []
+    seen: list[tuple[np.ndarray, LowerFaceWarp | Patch]] = []
     real_warp = eng.viseme.warp_lower_face
 
-    def spy(frame: np.ndarray, lm_t: np.ndarray, tgt: np.ndarray, **kw: bool) -> object:
+    def spy(
+        frame: np.ndarray, lm_t: np.ndarray, tgt: np.ndarray, **kw: bool
+    ) -> LowerFaceWarp | Patch:
         warp = real_warp(frame, lm_t, tgt, **kw)
         seen.append((tgt, warp))
         return warp
 
     monkeypatch.setattr(eng.viseme, "warp_lower_face", spy)
     eng.render(frames[open_f], lm, closed_pos)
-    (tgt, warp), = seen
+    ((tgt, warp),) = seen
+    assert isinstance(warp, LowerFaceWarp)
     moved = float(np.linalg.norm(tgt - lm, axis=1).max())
     assert moved > 3.0, "the mouth was closed"
-    ys, xs = np.mgrid[warp.y1 : warp.y2, warp.x1 : warp.x2].astype(np.float32)  # type: ignore[attr-defined]
-    read = np.hypot(warp.map_x - xs, warp.map_y - ys)  # type: ignore[attr-defined]
+    ys, xs = np.mgrid[warp.y1 : warp.y2, warp.x1 : warp.x2].astype(np.float32)
+    read = np.hypot(warp.map_x - xs, warp.map_y - ys)
     assert float(read.max()) < 1.6 * moved, (float(read.max()), moved)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from app.settings import Settings
-from app.store import JobStore
+from app.store import JobRecord, JobStore
 from tests.worker.jobkit import make_job
 from worker.jobs import CancelFlag, ProgressReporter, run_job
 
@@ -86,27 +87,43 @@ def test_canceled_job_never_runs(
     assert store.queue_depth() == 0
 
 
-def test_cancel_while_running_stops_between_batches(
-    settings: Settings, store: JobStore, media: dict[str, Path]
-) -> None:
-    job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
+def _cancel_when(
+    settings: Settings,
+    store: JobStore,
+    job_id: str,
+    reached: Callable[[JobRecord], bool],
+    join_s: float,
+) -> JobRecord:
+    """Run the job on a thread, ask to cancel it once ``reached`` holds for its record, and
+    check that it ends canceled with nothing left behind; returns the final record."""
     outcome: list[str] = []
     thread = threading.Thread(target=lambda: outcome.append(run_job(job_id, settings, store)))
     thread.start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         job = store.get(job_id)
-        if job is not None and job.state == "running" and job.progress >= 0.5:
+        if job is not None and reached(job):
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert store.request_cancel(job_id) == "canceling"
-    thread.join(timeout=15)
+    thread.join(timeout=join_s)
     assert not thread.is_alive()
     assert outcome == ["canceled"]
     job = store.get(job_id)
-    assert job is not None and job.state == "canceled" and job.progress < 1.0
+    assert job is not None and job.state == "canceled"
     assert _leftovers(settings, job_id) == []
     assert not (settings.results_dir / f"{job_id}.mp4").exists()
+    return job
+
+
+def test_cancel_while_running_stops_between_batches(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
+    job = _cancel_when(
+        settings, store, job_id, lambda j: j.state == "running" and j.progress >= 0.5, 15
+    )
+    assert job.progress < 1.0
 
 
 def test_cancel_during_the_evaluation_is_honoured(
@@ -115,23 +132,7 @@ def test_cancel_during_the_evaluation_is_honoured(
     """A cancel that lands after the pipeline's last check (while the result is being
     measured) still cancels the job: no result is published."""
     job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
-    outcome: list[str] = []
-    thread = threading.Thread(target=lambda: outcome.append(run_job(job_id, settings, store)))
-    thread.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job = store.get(job_id)
-        if job is not None and job.stage == "evaluate":
-            break
-        time.sleep(0.02)
-    assert store.request_cancel(job_id) == "canceling"
-    thread.join(timeout=60)
-    assert not thread.is_alive()
-    assert outcome == ["canceled"]
-    job = store.get(job_id)
-    assert job is not None and job.state == "canceled"
-    assert _leftovers(settings, job_id) == []
-    assert not (settings.results_dir / f"{job_id}.mp4").exists()
+    _cancel_when(settings, store, job_id, lambda j: j.stage == "evaluate", 60)
 
 
 def test_invalid_options_fail_with_a_typed_error(
