@@ -76,18 +76,25 @@ I64 = npt.NDArray[np.int64]
 MIN_CANDIDATES = 25  # usable face frames
 MIN_GAP_RANGE = 0.10  # q95 - q05 of the lip gap, interocular units
 MAX_CLOSED_GAP = 0.10  # the most closed mouth must be at least this closed
-GAMMA = 2.2  # > 1 keeps small openings nearer the closed mouth (crisper closures)
-ARTICULATION = 1.6  # the widest wanted opening, relative to the person's own (97th pct)
+# The wanted openings over the new speech take this person's own distribution of openings
+# over their own speech (a quantile map of the drive's ranks), so the mouth opens as wide as
+# theirs does when they talk - not wider, not half as wide - whatever the new voice's level.
+# This many quantiles describe the person's distribution.
+N_QUANTILES = 101
+ARTICULATION = 1.05  # the person's openings are scaled by this (smoothing takes a little)
+MIN_SPEECH_FRAMES = 25  # fewer speech frames in the new speech: the fixed curve below
+GAMMA = 1.3  # fixed curve (too little speech to rank): > 1 keeps small openings nearer shut
 MIN_REGRESSION_R2 = 0.3  # the calibration regression is used only when it predicts this well
 # Wanted openings are smoothed over this many frames (sigma), closures kept: the small
 # frame-to-frame wiggles of the speech's loudness made the mouth twitch (flicker) without
 # making open vowels more open or p/b/m more closed.
 TARGET_SIGMA = 1.0
-# How much the vowel's openness (first-formant height, 0..1) scales the wanted opening:
-# x max(0, 1 + VOWEL_EMPHASIS * (height - 0.5)), so open vowels open wider and close
-# vowels, p/b/m and other consonants (low height) stay near shut. Measured on the shared clips: it
-# raised the open-vowel minus p/b/m contrast at the same mouth flicker (see docs/QUALITY.md).
-VOWEL_EMPHASIS = 5.0
+# How much the vowel's openness (first-formant height, 0..1) scales the drive before it is
+# ranked: x max(0, 1 + VOWEL_EMPHASIS * (height - 0.5)), so open vowels rank higher than
+# close vowels and consonants. Strong emphasis (5.0) raised the open-vowel/p/b/m contrast but
+# decoupled the mouth from the speech's loudness (sync score 0.52 against viseme's 0.74).
+VOWEL_EMPHASIS = 1.0
+
 
 # -- choice --------------------------------------------------------------------------------
 TOP_K = 12  # best-matching candidates considered per frame
@@ -100,10 +107,10 @@ W_POSE = 0.6  # weight of the head-pose mismatch (yaw, pitch)
 POSE_SIGMA = (0.05, 0.04)  # yaw, pitch units that cost 1
 C_NEXT = 0.0  # play the source forward
 C_SKIP = 0.25  # skip one source frame
-C_HOLD = (0.2, 1.0)  # show the same mouth again: in silence, in speech (a frozen mouth)
+C_HOLD = (0.2, 2.0)  # show the same mouth again: in silence, in speech (a frozen mouth)
 C_BACK = 1.2  # step back one frame
-C_JUMP = 8.0  # cut to another part of the video...
-W_JUMP_LOOK = 10.0  # ...plus this times the difference in look of the two mouths
+C_JUMP = 4.0  # cut to another part of the video...
+W_JUMP_LOOK = 6.0  # ...plus this times the difference in look of the two mouths
 
 # -- rendering -----------------------------------------------------------------------------
 # Share of the remaining gap error the chosen mouth is warped by: (closing, opening).
@@ -158,47 +165,58 @@ def _r2(y: F64, pred: F64) -> float:
     return 1.0 - float(((y - pred) ** 2).sum()) / ss
 
 
+def _ranks(values: F64, reference: F64) -> F64:
+    """Mid-rank of each value among ``reference`` (its empirical CDF), 0..1."""
+    ref = np.sort(reference)
+    lo = np.searchsorted(ref, values, side="left")
+    hi = np.searchsorted(ref, values, side="right")
+    out: F64 = (lo + hi) / (2.0 * max(len(ref), 1))
+    return out
+
+
 @dataclass
 class ShapeModel:
-    """Speech -> (lip gap, mouth width) for one person, in template units."""
+    """Speech -> (lip gap, mouth width) for one person, in template units.
 
-    kind: str  # "default" | "quantile" | "regression"
+    The new speech gives a *drive* per frame (the viseme model's opening, or a regression
+    calibrated on the person's own audio/video pairs), emphasised by the vowel's openness;
+    its rank among the new speech's talking frames picks the same quantile of the person's
+    own lip gaps over their own speech (``speech_gaps``). Pauses take the closed mouth.
+    """
+
+    kind: str  # "default" | "quantile" | "regression": what the drive is
     g_closed: float
     g_open: float
     width_coef: F64  # width = c0 + c1 * gap + c2 * spread
-    open_map: tuple[F64, F64] | None = None  # open -> gap quantile map
+    speech_gaps: F64  # N_QUANTILES quantiles of the person's gap while they speak
     reg_coef: F64 | None = None
-    reg_map: tuple[F64, F64] | None = None  # regression output -> gap quantile map
     mu: F64 | None = None
     sd: F64 | None = None
     cv_r2: dict[str, float] | None = None
 
-    def predict(self, track: MouthTrack, feats: F32) -> tuple[F32, F32]:
-        open_ = track.open.astype(np.float64)
-        gap: F64
-        if self.kind == "regression" and self.reg_coef is not None and self.reg_map is not None:
+    def drive(self, track: MouthTrack, feats: F32) -> F64:
+        raw: F64 = track.open.astype(np.float64)
+        if self.kind == "regression" and self.reg_coef is not None:
             assert self.mu is not None and self.sd is not None
             raw = _ridge_predict((feats - self.mu) / self.sd, self.reg_coef)
-            gap = np.interp(raw, *self.reg_map)
-        elif self.kind == "quantile" and self.open_map is not None:
-            # The person's own curve from speech opening to lip gap, stretched so that no
-            # opening reaches their most closed mouth and full opening their widest.
-            xs, ys = self.open_map
-            lo, hi = float(ys[0]), float(ys[-1])
-            rel = (np.interp(open_, xs, ys) - lo) / max(hi - lo, 1e-6)
-            rel = np.clip(rel, 0.0, 1.0)
-            rel = np.where(open_ <= xs[0], 0.0, rel) ** GAMMA
-            gap = self.g_closed + rel * (self.g_open - self.g_closed)
-        else:
-            gap = self.g_closed + np.clip(open_, 0.0, 1.0) ** GAMMA * (self.g_open - self.g_closed)
         if VOWEL_EMPHASIS and track.height is not None:
             # Open vowels open the jaw further than close vowels and consonants do.
-            rel = (gap - self.g_closed) / max(self.g_open - self.g_closed, 1e-6)
             factor = 1.0 + VOWEL_EMPHASIS * (track.height.astype(np.float64) - 0.5)
-            rel = rel * np.maximum(factor, 0.0)
-            gap = self.g_closed + np.clip(rel, 0.0, 1.0) * (self.g_open - self.g_closed)
-        # Pauses: the person's closed mouth.
+            raw = raw * np.maximum(factor, 0.0)
+        return raw
+
+    def predict(self, track: MouthTrack, feats: F32) -> tuple[F32, F32]:
+        open_ = track.open.astype(np.float64)
         pause = (open_ < 0.03) & (track.speech < 0.5)
+        talking = (track.speech >= 0.5) & ~pause
+        qs = np.linspace(0.0, 1.0, len(self.speech_gaps))
+        if int(talking.sum()) >= MIN_SPEECH_FRAMES:
+            drive = self.drive(track, feats)
+            u = _ranks(drive, drive[talking])
+        else:
+            u = np.clip(open_, 0.0, 1.0) ** GAMMA
+        gap = np.interp(u, qs, self.speech_gaps)
+        gap = self.g_closed + ARTICULATION * (gap - self.g_closed)
         gap = np.where(pause, self.g_closed, gap)
         gap = np.clip(gap, self.g_closed, self.g_open)
         c = self.width_coef
@@ -209,20 +227,26 @@ class ShapeModel:
 def fit_shape_model(
     index: MouthIndex, own: tuple[MouthTrack, F32] | None, frame_times: F64, fps: float
 ) -> ShapeModel:
-    """This person's mapping from speech to mouth shape (see the module docstring)."""
+    """This person's mapping from speech to mouth shape (see :class:`ShapeModel`)."""
     ok = np.isfinite(index.shape.gap)
     cand = index.candidates
     g_all = index.shape.gap[cand] if len(cand) else index.shape.gap[ok]
     g_closed = float(np.percentile(g_all, 2))
-    g_open = float(np.percentile(g_all, 97))
-    g_open = g_closed + ARTICULATION * (g_open - g_closed)
+    g_open = float(np.max(g_all))
+    qs = np.linspace(0, 100, N_QUANTILES)
     gap = index.shape.gap.astype(np.float64)
     width = index.shape.width.astype(np.float64)
     # Width from gap (opening narrows the mouth a little); spreading adds the residual.
     xw = np.stack([np.ones(ok.sum()), gap[ok]], axis=1)
     cw, *_ = np.linalg.lstsq(xw, width[ok], rcond=None)
     resid = float(np.std(width[ok] - xw @ cw))
-    model = ShapeModel("default", g_closed, g_open, np.array([cw[0], cw[1], resid]))
+    model = ShapeModel(
+        "default",
+        g_closed,
+        g_open,
+        np.array([cw[0], cw[1], resid]),
+        np.percentile(g_all.astype(np.float64), qs),
+    )
     if own is None:
         return model
     track, feats = own
@@ -230,8 +254,9 @@ def fit_shape_model(
     t0 = float(frame_times[0]) if len(frame_times) else 0.0
     row = np.clip(np.round((frame_times - t0) * fps).astype(int), 0, len(track) - 1)
     speech = (track.speech[row] > 0.5) & ok
-    if speech.sum() < 25:
+    if speech.sum() < MIN_SPEECH_FRAMES:
         return model
+    model.speech_gaps = np.percentile(gap[speech], qs)
     # Width with the speech's spreading, on the person's own pairs.
     sp = track.spread[row].astype(np.float64)
     xw2 = np.stack([np.ones(speech.sum()), gap[speech], sp[speech]], axis=1)
@@ -241,8 +266,8 @@ def fit_shape_model(
     o = track.open[row].astype(np.float64)
     y = gap[speech]
     model.kind = "quantile"
-    model.open_map = _quantile_map(o[speech], y)
-    # Blocked cross-validation: the quantile map against ridge regressions.
+    # Blocked cross-validation: the speech opening (through the person's quantile map)
+    # against ridge regressions over the speech features.
     x = feats[row][speech].astype(np.float64)
     mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
     xs = (x - mu) / sd
@@ -265,12 +290,8 @@ def fit_shape_model(
             best, best_alpha = r2, alpha
     model.cv_r2 = {k: round(v, 3) for k, v in scores.items()}
     if best > max(scores["quantile"], 0.0) + 0.1 and best > MIN_REGRESSION_R2:
-        coef = _ridge(xs, y, best_alpha)
-        fitted = _ridge_predict(xs, coef)
         model.kind = "regression"
-        model.reg_coef, model.mu, model.sd = coef, mu, sd
-        # Regression shrinks towards the mean; map its outputs back onto the real range.
-        model.reg_map = _quantile_map(fitted, y)
+        model.reg_coef, model.mu, model.sd = _ridge(xs, y, best_alpha), mu, sd
     return model
 
 
