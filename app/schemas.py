@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.store import JobRecord, JobState
+from lipsync.options import MAX_MAX_SIZE, MIN_MAX_SIZE
 
 TASK_ID_PATTERN = r"^[0-9a-f]{32}$"
 _ONNX_ENHANCER = re.compile(r"^onnx:[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.onnx$")
@@ -45,6 +46,13 @@ class PushOptions(BaseModel):
     )
     face_index: int | None = Field(default=None, ge=0, le=64)
     face_point: tuple[int, int] | None = Field(default=None, description="x,y inside the face")
+    max_size: int | None = Field(
+        default=None,
+        ge=MIN_MAX_SIZE,
+        le=MAX_MAX_SIZE,
+        description="longer side of the output at most this many pixels (it can only lower "
+        "the service's LIPSYNC_MAX_OUTPUT_SIZE)",
+    )
 
     @field_validator("pads", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from lipsync.options import MediaLimits
+from lipsync.options import MAX_MAX_SIZE, MIN_MAX_SIZE, MediaLimits
 
 
 class Settings(BaseSettings):
@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     default_enhancer: str = "classical"
     models_dir: Path = Path("models")
     worker_concurrency: int = Field(default=1, ge=1)  # jobs at once per worker (one per GPU)
+    # Longer side of every output at most this many pixels (a push's max_size may only
+    # lower it); None: outputs keep the input's resolution.
+    max_output_size: int | None = Field(default=None, ge=MIN_MAX_SIZE, le=MAX_MAX_SIZE)
     # Measure every finished video with `lipsync evaluate` (sync offset and score, pauses,
     # LSE when SyncNet is in models/) and return the numbers in the job's result.
     evaluate_results: bool = True
@@ -75,6 +78,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("max_output_size", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _check_time_limits(self) -> Settings:

@@ -36,7 +36,8 @@ READING = (
     "(0.2-0.34 here): the measure rewards sync, not naturalness. Compare engines with each "
     "other and with the chance level, and look at the contact sheets. The evaluator reads "
     "aperture 0 on ~40% of the MEAD clip's frames (input and outputs alike), so its rows are "
-    "unreliable. Stills have no PSNR/flicker columns (no reference video). The sync score "
+    "unreliable. Stills have no PSNR/flicker/articulation/sharpness columns (no reference "
+    "video). The sync score "
     "is fitted per video, so compare it with the natural and chance rows below: a talker's "
     "own speech scores well above unrelated speech on average, but on 5-10 s clips one "
     "unrelated recording can come close; what it separates reliably is the same speech in "
@@ -91,6 +92,8 @@ def measures(report: dict[str, Any]) -> dict[str, float | None]:
         "ssim": ref.get("ssim_outside_lower_face"),
         "flicker": ref.get("mouth_flicker"),
         "ref_flicker": ref.get("reference_mouth_flicker"),
+        "articulation": ref.get("articulation_ratio"),
+        "sharpness": ref.get("sharpness_ratio"),
         "lse_d": (report.get("lse") or {}).get("lse_d"),
         "lse_c": (report.get("lse") or {}).get("lse_c"),
     }
@@ -109,6 +112,8 @@ COLUMNS = (
     "ssim",
     "flicker",
     "ref_flicker",
+    "articulation",
+    "sharpness",
     "lse_d",
     "lse_c",
 )
@@ -125,6 +130,8 @@ HEADERS = (
     "SSIM out",
     "mouth flicker",
     "input's flicker",
+    "articulation",
+    "sharpness",
     "LSE-D",
     "LSE-C",
 )
@@ -139,6 +146,8 @@ def _fmt(v: float | None, key: str) -> str:
         return f"{v:.0%}"
     if key in ("psnr", "flicker", "ref_flicker"):
         return f"{v:.1f}"
+    if key in ("articulation", "sharpness"):
+        return f"{v:.2f}"
     return f"{v:.3f}"
 
 
@@ -157,68 +166,153 @@ def table(rows: list[tuple[str, dict[str, float | None]]], with_mean: bool = Tru
     return lines
 
 
-def verdict(
-    candidate: list[tuple[str, dict[str, float | None]]],
-    baseline: list[tuple[str, dict[str, float | None]]],
-    names: tuple[str, str] = ("retrieval", "viseme"),
-) -> list[str]:
-    """The retrieval engine's judgement against ``viseme`` on the video pairs both ran
-    (stills fall back to ``viseme``, so they are left out): closed-in-pauses and viseme
-    contrast higher, PSNR outside the lower face >= 40 dB on every pair, mouth flicker no
-    higher than the input's own."""
-    base = {name: m for name, m in baseline}
-    pairs = [(name, m, base[name]) for name, m in candidate if name in base and "video_" in name]
-    if not pairs:
+Rows = list[tuple[str, dict[str, float | None]]]
+ARTICULATION_RANGE = (0.85, 1.3)
+SHARPNESS_MIN = 0.8
+CLOSED_MIN = 0.85
+PSNR_MIN = 40.0
+OFFSET_MAX = 1
+BASELINE = "viseme"  # the mean sync score is judged against this engine's
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One engine's cell of a judgement row: what it shows and whether the target holds
+    (None: the target can't be judged, e.g. no baseline engine in the run)."""
+
+    text: str
+    met: bool | None
+
+
+def _values(rows: list[dict[str, float | None]], key: str) -> list[float]:
+    return [v for v in (m.get(key) for m in rows) if v is not None]
+
+
+def _every(rows: list[dict[str, float | None]], key: str) -> list[float] | None:
+    """The values of ``key`` on every pair, or None when a pair has none."""
+    got = _values(rows, key)
+    return got if got and len(got) == len(rows) else None
+
+
+def _articulation(rows: list[dict[str, float | None]], _: dict[str, Any]) -> Judged:
+    vals = _values(rows, "articulation")
+    if not vals:
+        return Judged("-", False)
+    lo, hi = ARTICULATION_RANGE
+    text = f"{min(vals):.2f} .. {max(vals):.2f}"
+    every = _every(rows, "articulation")
+    if every is None:
+        text += f" ({len(vals)} of {len(rows)} pairs)"
+    return Judged(text, every is not None and all(lo <= v <= hi for v in every))
+
+
+def _offset(rows: list[dict[str, float | None]], _: dict[str, Any]) -> Judged:
+    vals = _values(rows, "offset")
+    if not vals:
+        return Judged("-", False)
+    worst = max(vals, key=abs)
+    every = _every(rows, "offset")
+    text = f"{worst:+.0f}" + ("" if every is not None else f" ({len(vals)} of {len(rows)} pairs)")
+    return Judged(text, every is not None and all(abs(v) <= OFFSET_MAX for v in every))
+
+
+def _score(rows: list[dict[str, float | None]], ctx: dict[str, Any]) -> Judged:
+    mean = _mean(rows, "score")
+    base = ctx.get("baseline_score")
+    if mean is None:
+        return Judged("-", False)
+    return Judged(f"{mean:.3f}", None if base is None else mean >= base - 1e-9)
+
+
+def _closed(rows: list[dict[str, float | None]], _: dict[str, Any]) -> Judged:
+    mean = _mean(rows, "closed")
+    if mean is None:
+        return Judged("- (no pauses)", None)
+    return Judged(f"{mean:.0%}", mean >= CLOSED_MIN)
+
+
+def _psnr(rows: list[dict[str, float | None]], _: dict[str, Any]) -> Judged:
+    vals = _values(rows, "psnr")
+    if not vals:
+        return Judged("-", False)
+    return Judged(f"{min(vals):.1f} dB", _every(rows, "psnr") is not None and min(vals) >= PSNR_MIN)
+
+
+def _sharpness(rows: list[dict[str, float | None]], _: dict[str, Any]) -> Judged:
+    vals = _values(rows, "sharpness")
+    if not vals:
+        return Judged("-", False)
+    every = _every(rows, "sharpness")
+    text = f"{min(vals):.2f}" + (
+        "" if every is not None else f" ({len(vals)} of {len(rows)} pairs)"
+    )
+    return Judged(text, every is not None and min(vals) >= SHARPNESS_MIN)
+
+
+CRITERIA = (
+    (
+        "articulation ratio on every video pair (min .. max)",
+        f"{ARTICULATION_RANGE[0]:g} .. {ARTICULATION_RANGE[1]:g}",
+        _articulation,
+    ),
+    ("calibrated A/V offset on every pair (worst)", f"within +-{OFFSET_MAX} frame", _offset),
+    ("mean sync score", f"at least `{BASELINE}`'s", _score),
+    ("closed in pauses (mean over pairs with pauses)", f">= {CLOSED_MIN:.0%}", _closed),
+    ("PSNR outside the lower face (worst pair)", f">= {PSNR_MIN:g} dB", _psnr),
+    ("mouth sharpness ratio on every pair (min)", f">= {SHARPNESS_MIN:g}", _sharpness),
+)
+
+
+def judgement(results: dict[str, Rows], default_engine: str) -> list[str]:
+    """Issue 13's rows for every engine over the video pairs that all of them ran (stills
+    are left out: every engine draws them with the viseme warp), the rows each engine meets,
+    which engine meets the most and which one is the configured default."""
+    engines = [e for e, rows in results.items() if rows]
+    if not engines:
         return []
-    cand_rows = [m for _, m, _ in pairs]
-    base_rows = [b for _, _, b in pairs]
-
-    def both(key: str) -> tuple[float | None, float | None]:
-        # Means over the pairs where both engines have the number (contrast: English only).
-        keep = [
-            (m, b)
-            for m, b in zip(cand_rows, base_rows, strict=True)
-            if m.get(key) is not None and b.get(key) is not None
-        ]
-        return _mean([m for m, _ in keep], key), _mean([b for _, b in keep], key)
-
+    common = set.intersection(*({n for n, _ in results[e] if "video_" in n} for e in engines))
+    if not common:
+        return []
+    rows = {e: [m for n, m in results[e] if n in common] for e in engines}
+    ctx: dict[str, Any] = {
+        "baseline_score": _mean(rows[BASELINE], "score") if BASELINE in rows else None
+    }
+    cells = {e: [judge(rows[e], ctx) for _, _, judge in CRITERIA] for e in engines}
     lines = [
-        f"| criterion | `{names[1]}` | `{names[0]}` | target | met |",
-        "|---|---|---|---|---|",
+        "| criterion | target | " + " | ".join(f"`{e}`" for e in engines) + " |",
+        "|---|---|" + "---|" * len(engines),
     ]
-    for key, label in (("closed", "closed in pauses"), ("contrast", "viseme contrast (en)")):
-        c, b = both(key)
-        met = c is not None and b is not None and c > b
-        lines.append(
-            f"| {label} | {_fmt(b, key)} | {_fmt(c, key)} | above `{names[1]}` | "
-            f"{'yes' if met else 'no'} |"
-        )
-
-    def values(rows: list[dict[str, float | None]], key: str) -> list[float]:
-        return [v for v in (m.get(key) for m in rows) if v is not None]
-
-    low = min(values(cand_rows, "psnr"), default=None)
-    base_low = min(values(base_rows, "psnr"), default=None)
+    for i, (label, target, _) in enumerate(CRITERIA):
+        shown = []
+        for e in engines:
+            c = cells[e][i]
+            shown.append(f"{c.text} ({'-' if c.met is None else 'yes' if c.met else 'no'})")
+        lines.append(f"| {label} | {target} | " + " | ".join(shown) + " |")
+    met = {e: sum(c.met is True for c in cells[e]) for e in engines}
+    judged = {e: sum(c.met is not None for c in cells[e]) for e in engines}
     lines.append(
-        f"| PSNR outside the lower face, worst pair | {_fmt(base_low, 'psnr')} dB | "
-        f"{_fmt(low, 'psnr')} dB | >= 40 dB | {'yes' if low is not None and low >= 40 else 'no'} |"
+        "| **rows met** | all | "
+        + " | ".join(f"**{met[e]} of {judged[e]}**" for e in engines)
+        + " |"
     )
-    c_f, b_f = _mean(cand_rows, "flicker"), _mean(base_rows, "flicker")
-    ref = _mean(cand_rows, "ref_flicker")
-    under = 0
-    for m in cand_rows:
-        f, r = m.get("flicker"), m.get("ref_flicker")
-        under += int(f is not None and r is not None and f <= r)
-    met = c_f is not None and ref is not None and c_f <= ref
-    lines.append(
-        f"| mouth flicker (input's own {_fmt(ref, 'flicker')}) | {_fmt(b_f, 'flicker')} | "
-        f"{_fmt(c_f, 'flicker')} ({under} of {len(cand_rows)} pairs at or under the input's) | "
-        f"<= input's | {'yes' if met else 'no'} |"
+    best = max(met.values())
+    winners = [e for e in engines if met[e] == best]
+    lead = (
+        f"Most rows met: `{winners[0]}` ({best})"
+        if len(winners) == 1
+        else "Most rows met: " + ", ".join(f"`{e}`" for e in winners) + f" (tied at {best})"
     )
-    c_s, b_s = both("score")
-    lines.append(
-        f"| sync score (for reference) | {_fmt(b_s, 'score')} | {_fmt(c_s, 'score')} | - | - |"
+    agree = (
+        "it is the one with the most rows met"
+        if default_engine in winners
+        else "it is not the one with the most rows met"
     )
+    lines += [
+        "",
+        f"{lead}, over {len(common)} video pairs. The default engine should be the one with "
+        f"the most rows met; the configured default (`RunOptions().engine`) is "
+        f"`{default_engine}`: {agree}.",
+    ]
     return lines
 
 
@@ -375,8 +469,17 @@ def run(engines: list[str], out: Path, doc: Path | None, smoke: bool) -> str:
         "frames inside pauses (>= 200 ms of silence) with the mouth closed; viseme contrast "
         "(aperture on open vowels minus on p/b/m, English speech only, PocketSphinx phones); "
         "PSNR and SSIM outside the lower face against the input; mouth-region flicker (mean "
-        "frame-to-frame change) beside the input's own; LSE-D/LSE-C when syncnet_v2.model is "
-        "present (it is not on the machine that produced this file).",
+        "frame-to-frame change) beside the input's own; the articulation ratio (the output's "
+        "90th-percentile aperture over its speech frames, by silero voice activity of the "
+        "speech it was made with, divided by the input's own over the input's speech frames: "
+        "voice activity of its own audio track, or all its face frames when it has none, as "
+        "for the MEAD clip; 1 = opens as far as the person does); the mouth sharpness ratio "
+        "(variance of the Laplacian of the grey image in a lip box 1.2 eye distances wide, "
+        "from 0.1 to 1.0 eye distances below the nose base, placed with the input's 5 points, "
+        "mean over frames with a face in both, output / input; below 1 = a blurrier mouth, above "
+        "1 can be a higher-contrast one: a dark open cavity, bright teeth); "
+        "LSE-D/LSE-C when syncnet_v2.model is present (it is not on the machine that produced "
+        "this file).",
         "",
         READING,
         "",
@@ -391,19 +494,20 @@ def run(engines: list[str], out: Path, doc: Path | None, smoke: bool) -> str:
             *table(rows),
             "",
         ]
-    if "retrieval" in results and "viseme" in results:
-        judged = verdict(results["retrieval"], results["viseme"])
-        if judged:
-            lines += [
-                "## `retrieval` against `viseme` on the same video pairs",
-                "",
-                "What the retrieval engine is judged on (it is the default engine because "
-                "every row was met; a row not met is a regression); stills are left out, as "
-                "both engines draw them the same way.",
-                "",
-                *judged,
-                "",
-            ]
+    from lipsync.options import RunOptions
+
+    judged = judgement(results, RunOptions().engine)
+    if judged:
+        lines += [
+            "## Judgement: issue 13's rows on the same video pairs",
+            "",
+            "Each engine over the video pairs every engine here ran (stills are left out: "
+            "every engine draws them with the viseme warp). A cell is the measure and "
+            "whether its target holds.",
+            "",
+            *judged,
+            "",
+        ]
     if natural:
         lines += [
             "## Natural level: the original videos with their own audio",

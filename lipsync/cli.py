@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TextIO
 
 from lipsync.errors import InvalidOption, LipsyncError
-from lipsync.options import DETECTORS, SYNC_MODES, MediaLimits, RunOptions
+from lipsync.options import (
+    DETECTORS,
+    MAX_MAX_SIZE,
+    MIN_MAX_SIZE,
+    SYNC_MODES,
+    MediaLimits,
+    RunOptions,
+)
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERNAL = 1
@@ -81,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=16)
     run.add_argument("--blend", type=float, default=1.0, help="0..1 strength of the new mouth")
     run.add_argument("--crf", type=int, default=12, help="x264 quality (lower is better)")
+    run.add_argument(
+        "--max-size",
+        type=int,
+        metavar="N",
+        help="scale the output so its longer side is at most N pixels "
+        f"({MIN_MAX_SIZE}..{MAX_MAX_SIZE}; default: the input's resolution)",
+    )
     run.add_argument("--models-dir", type=Path, help="where weights live (default ./models)")
     run.add_argument(
         "--max-duration",
@@ -180,6 +194,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         blend=args.blend,
         crf=args.crf,
+        max_size=args.max_size,
         limits=MediaLimits(max_duration_s=args.max_duration),
         **kwargs,
     )

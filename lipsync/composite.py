@@ -25,22 +25,38 @@ def composite(frame: RGBImage, patch: Patch, face: FaceObs, blend: float = 1.0) 
     """Return a copy of ``frame`` with ``patch`` blended in (``blend`` 0 keeps the frame)."""
     out = frame.copy()
     H, W = frame.shape[:2]
+    blend_into(out, (0, 0), (W, H), patch, face, blend)
+    return out
+
+
+def blend_into(
+    canvas: RGBImage,
+    origin: tuple[int, int],
+    frame_size: tuple[int, int],
+    patch: Patch,
+    face: FaceObs,
+    blend: float = 1.0,
+) -> None:
+    """Blend ``patch`` into ``canvas`` in place, as :func:`composite` does into a frame of
+    ``frame_size`` (width, height): ``canvas`` holds that frame's pixels from ``origin``
+    (x, y) on and must cover the patch's box clipped to the frame. Same arithmetic, so the
+    same pixels, at the cost of the box instead of the frame."""
+    W, H = frame_size
+    ox, oy = origin
     x1, y1 = max(0, patch.x1), max(0, patch.y1)
     x2, y2 = min(W, patch.x2), min(H, patch.y2)
     if x2 <= x1 or y2 <= y1 or blend <= 0.0:
-        return out
+        return
     mask = patch.mask if patch.mask is not None else lower_face_mask(face, patch)
     sy, sx = y1 - patch.y1, x1 - patch.x1
     img = patch.image[sy : sy + (y2 - y1), sx : sx + (x2 - x1)]
     m = mask[sy : sy + (y2 - y1), sx : sx + (x2 - x1)]
     if blend < 1.0:
         m = m * blend
+    dst = canvas[y1 - oy : y2 - oy, x1 - ox : x2 - ox]
     if float(m.min()) >= 1.0:
-        out[y1:y2, x1:x2] = img
-        return out
-    region = out[y1:y2, x1:x2].astype(np.float32)
+        dst[:] = img
+        return
+    region = dst.astype(np.float32)
     a = m[..., None]
-    out[y1:y2, x1:x2] = np.clip(
-        region + (img.astype(np.float32) - region) * a + 0.5, 0, 255
-    ).astype(np.uint8)
-    return out
+    dst[:] = np.clip(region + (img.astype(np.float32) - region) * a + 0.5, 0, 255).astype(np.uint8)

@@ -14,6 +14,7 @@ SYNC_MODES: tuple[str, ...] = get_args(SyncMode)
 Device = Literal["auto", "cpu", "cuda"]
 Detector = Literal["dlib", "s3fd"]
 DETECTORS: tuple[str, ...] = get_args(Detector)
+MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 8192  # bounds of RunOptions.max_size (pixels)
 
 
 def default_models_dir() -> Path:
@@ -50,6 +51,9 @@ class RunOptions:
     blend: float = 1.0
     crf: int = 12
     preset: str = "veryfast"
+    # Longer side of the output at most this many pixels (the frames are scaled before
+    # anything works on them); None keeps the input's resolution.
+    max_size: int | None = None
     models_dir: Path = field(default_factory=default_models_dir)
     limits: MediaLimits = field(default_factory=MediaLimits)
 
@@ -83,3 +87,7 @@ class RunOptions:
             raise InvalidOption("blend must be between 0 and 1")
         if not 0 <= self.crf <= 51:
             raise InvalidOption("crf must be between 0 and 51")
+        if self.max_size is not None and not MIN_MAX_SIZE <= self.max_size <= MAX_MAX_SIZE:
+            raise InvalidOption(
+                f"max_size must be between {MIN_MAX_SIZE} and {MAX_MAX_SIZE} pixels"
+            )

@@ -178,6 +178,10 @@ def build_run_options(options: dict[str, Any], settings: Settings) -> RunOptions
     if options.get("face_point") is not None:
         x, y = options["face_point"]
         kwargs["face_point"] = (int(x), int(y))
+    # The service's output cap applies to every job; a push's max_size can only lower it.
+    caps = [int(c) for c in (settings.max_output_size, options.get("max_size")) if c is not None]
+    if caps:
+        kwargs["max_size"] = min(caps)
     return RunOptions(**kwargs)
 
 
@@ -272,18 +276,33 @@ def _result_payload(job_id: str, result: Any) -> dict[str, Any]:
 EVALUATE_SHARE = 0.9  # of the job's progress bar: the pipeline; the rest is the evaluation
 
 
-def _quality(video: Path, audio: Path, settings: Settings) -> dict[str, Any]:
+def _quality(
+    video: Path, audio: Path, settings: Settings, source: Path | None = None
+) -> dict[str, Any]:
     """``lipsync evaluate``'s numbers for a finished output (``quality``), or why there are
     none (``quality_note``): a measurement problem never fails the job. Running past the
-    job's time limit does: the limit is the whole job's budget, evaluation included."""
+    job's time limit does: the limit is the whole job's budget, evaluation included.
+
+    ``source`` is the job's input: when it is a video (not a still) it is the reference, for
+    the articulation and mouth sharpness ratios (None for stills)."""
     from celery.exceptions import SoftTimeLimitExceeded
 
     from lipsync.errors import LipsyncError
     from lipsync.evaluate import evaluate
+    from lipsync.media.probe import probe
 
     t0 = time.monotonic()
+    reference = None
+    if source is not None:
+        try:
+            if not probe(source, settings.media_limits, kind="video").is_image:
+                reference = source
+        except LipsyncError:  # measured without the input, then
+            log.warning("probing %s for the evaluation failed", source.name, exc_info=True)
     try:
-        report = evaluate(video, audio, models_dir=settings.models_dir, visemes=False)
+        report = evaluate(
+            video, audio, reference=reference, models_dir=settings.models_dir, visemes=False
+        )
     except SoftTimeLimitExceeded:
         raise
     except LipsyncError as exc:
@@ -292,6 +311,7 @@ def _quality(video: Path, audio: Path, settings: Settings) -> dict[str, Any]:
         log.warning("evaluating %s failed", video.name, exc_info=True)
         return {"quality": None, "quality_note": f"evaluation failed ({type(exc).__name__})"}
     cal = report.sync.calibrated
+    ref = report.reference_metrics
     return {
         "quality": {
             "face_found_rate": report.face_found_rate,
@@ -305,6 +325,10 @@ def _quality(video: Path, audio: Path, settings: Settings) -> dict[str, Any]:
             "lse_d": None if report.lse is None else report.lse.lse_d,
             "lse_c": None if report.lse is None else report.lse.lse_c,
             "lse_note": report.lse_note,
+            # With a video input: the output's speech-time opening and lip-box sharpness
+            # over the input's own (None for stills, or with too few frames).
+            "articulation_ratio": None if ref is None else ref.articulation_ratio,
+            "sharpness_ratio": None if ref is None else ref.sharpness_ratio,
             "seconds": round(time.monotonic() - t0, 3),
         }
     }
@@ -380,7 +404,14 @@ def _execute(record: JobRecord, settings: Settings, store: JobStore, holder: str
             if settings.evaluate_results:
                 progress.scale = 1.0
                 progress("evaluate", EVALUATE_SHARE)
-                payload.update(_quality(partial, settings.data_dir / record.audio, settings))
+                payload.update(
+                    _quality(
+                        partial,
+                        settings.data_dir / record.audio,
+                        settings,
+                        settings.data_dir / record.video,
+                    )
+                )
         # The pipeline checks between batches; a cancel that came after its last check (in
         # the evaluation, say) is honoured here, before the result is published.
         if cancel():

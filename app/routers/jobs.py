@@ -30,6 +30,7 @@ from app.settings import Settings
 from app.store import JobRecord, JobStore
 from app.uploads import FILE_FIELDS, ParsedUpload, UploadError, UploadTooLarge, receive_multipart
 from lipsync.errors import InvalidOption, LipsyncError
+from lipsync.options import MAX_MAX_SIZE, MIN_MAX_SIZE
 from worker.config import QUEUE, TASK_PROCESS
 from worker.jobs import build_run_options, public_message, remove_job_files
 
@@ -67,6 +68,12 @@ _PUSH_BODY: dict[str, Any] = {
                         "pads": {"type": "string", "example": "0,10,0,0"},
                         "face_index": {"type": "integer", "minimum": 0, "maximum": 64},
                         "face_point": {"type": "string", "example": "256,200"},
+                        "max_size": {
+                            "type": "integer",
+                            "minimum": MIN_MAX_SIZE,
+                            "maximum": MAX_MAX_SIZE,
+                            "example": 1920,
+                        },
                     },
                 }
             }

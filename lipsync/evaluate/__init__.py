@@ -14,7 +14,10 @@ that made it.
 * viseme contrast for English speech: aperture on open vowels minus on p/b/m, phones from
   PocketSphinx (:mod:`.visemes`);
 * with a reference (the input video): PSNR / SSIM outside the lower face and mouth-region
-  flicker beside the reference's own (:mod:`.reference`);
+  flicker beside the reference's own; the **articulation ratio** (the output's 90th-percentile
+  aperture over its speech frames / the input's own over the input's speech frames, speech by
+  the same voice activity as the pauses); the **mouth sharpness ratio** (variance of the
+  Laplacian in the lip box, output / input, over matched frames) (:mod:`.reference`);
 * LSE-D / LSE-C from SyncNet when ``syncnet_v2.model`` is in the models directory
   (:mod:`.syncnet`); otherwise ``lse`` is None and ``lse_note`` says why.
 
@@ -29,6 +32,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from lipsync.evaluate.mouth import MouthTrack
     from lipsync.evaluate.pauses import PauseResult
     from lipsync.evaluate.reference import ReferenceResult
     from lipsync.evaluate.sync import SyncResult
@@ -47,6 +54,13 @@ METHOD = {
     "offset": "per-video ridge regression, 24-band log-mel (+-2 frames) -> aperture and 6 "
     "principal components of the mouth patch, 5-fold held-out r at lags -25..+25",
     "voice_activity": "silero-vad",
+    "articulation": "output's 90th-percentile aperture over its speech frames (face found, "
+    "voice activity of the evaluated speech) / the input's over its speech frames (voice "
+    "activity of its own audio track; all its face frames when it has none); "
+    "none under 10 frames",
+    "sharpness": "variance of the 3x3 Laplacian of the grey image in the lip box (1.2 eye "
+    "distances wide, 0.1-1.0 eye distances below the nose base, placed with the reference's "
+    "5 points), mean over matched frames with a face in both, output / input",
     "phones": "PocketSphinx en-us all-phone",
 }
 
@@ -103,6 +117,28 @@ def _round(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(float(x), nd)
 
 
+VOICE_BASIS = "voice activity of its audio track"
+
+
+def _input_speech(
+    path: Path, has_audio: bool, fps: float, track: MouthTrack
+) -> tuple[npt.NDArray[np.bool_] | None, str]:
+    """The input's speech frames (by voice activity of its own audio track) and how they were
+    chosen; None (every face frame) when it has no usable audio track."""
+    from lipsync.errors import LipsyncError
+    from lipsync.evaluate.pauses import speech_frames, voice_activity
+    from lipsync.media.audio import load_audio, to_mono
+
+    if not has_audio:
+        return None, "all face frames (the input has no audio track)"
+    try:
+        samples, _ = load_audio(path, sample_rate=16000, channels=1)
+    except LipsyncError:
+        return None, "all face frames (its audio track could not be read)"
+    vad = voice_activity(to_mono(samples))
+    return speech_frames(vad, fps, len(track)), VOICE_BASIS
+
+
 def evaluate(
     video: str | Path,
     audio: str | Path | None = None,
@@ -124,7 +160,7 @@ def evaluate(
 
     from lipsync.errors import UnsupportedMedia
     from lipsync.evaluate.mouth import measure_mouth
-    from lipsync.evaluate.pauses import closed_in_pauses
+    from lipsync.evaluate.pauses import closed_in_pauses, speech_frames, voice_activity
     from lipsync.evaluate.sync import measure_sync
     from lipsync.media.audio import check_not_silent, load_audio, to_mono
     from lipsync.media.probe import probe
@@ -163,7 +199,8 @@ def evaluate(
 
     t = time.monotonic()
     sync = measure_sync(ap, track.pixels, mono, fps)
-    pauses = closed_in_pauses(ap, mono, fps)
+    vad = voice_activity(mono)
+    pauses = closed_in_pauses(ap, mono, fps, activity=vad)
     timings["sync_pauses"] = time.monotonic() - t
 
     vis = None
@@ -179,8 +216,24 @@ def evaluate(
         from lipsync.evaluate.reference import compare_with_reference
 
         t = time.monotonic()
-        ref_track = measure_mouth(ref_path, fps=rinfo.video.fps if rinfo.video else fps)
-        ref_metrics = compare_with_reference(video, ref_path, track, ref_track)
+        ref_fps = rinfo.video.fps if rinfo.video else fps
+        ref_track = measure_mouth(ref_path, fps=ref_fps)
+        ref_speech: npt.NDArray[np.bool_] | None
+        if ref_path.resolve() == audio.resolve():
+            ref_speech, basis = speech_frames(vad, ref_fps, len(ref_track)), VOICE_BASIS
+        else:
+            ref_speech, basis = _input_speech(ref_path, rinfo.audio is not None, ref_fps, ref_track)
+        if ref_speech is not None and not ref_speech.any():
+            ref_speech, basis = None, "all face frames (no voice activity in its audio track)"
+        ref_metrics = compare_with_reference(
+            video,
+            ref_path,
+            track,
+            ref_track,
+            out_speech=speech_frames(vad, fps, len(track)),
+            ref_speech=ref_speech,
+            ref_speech_basis=basis,
+        )
         timings["reference"] = time.monotonic() - t
 
     lse_result = None
@@ -301,6 +354,23 @@ def format_report(data: dict[str, Any]) -> str:
             (
                 "mouth flicker (ref)",
                 f"{_fmt(ref['mouth_flicker'], 2)} ({_fmt(ref['reference_mouth_flicker'], 2)})",
+            ),
+            (
+                "articulation ratio",
+                f"- ({ref.get('articulation_note')})"
+                if ref.get("articulation_ratio") is None
+                else f"{_fmt(ref['articulation_ratio'])}  (speech p90 aperture "
+                f"{_fmt(ref['output_speech_p90'])} over {ref['output_speech_frames']} frames / "
+                f"input's {_fmt(ref['input_speech_p90'])} over {ref['input_speech_frames']}, "
+                f"{ref['input_speech_basis']})",
+            ),
+            (
+                "mouth sharpness ratio",
+                f"- ({ref.get('sharpness_note')})"
+                if ref.get("sharpness_ratio") is None
+                else f"{_fmt(ref['sharpness_ratio'])}  (Laplacian variance in the lip box "
+                f"{_fmt(ref['output_mouth_sharpness'], 1)} / input's "
+                f"{_fmt(ref['input_mouth_sharpness'], 1)} over {ref['sharpness_frames']} frames)",
             ),
         ]
     lse = data.get("lse")

@@ -1,5 +1,8 @@
 """Is the mouth closed in the pauses? Share of pause frames (silence of 200 ms or more, by
-voice activity) whose aperture reads closed."""
+voice activity) whose aperture reads closed.
+
+The same voice activity (silero-vad, 32 ms steps) also says which frames are *speech*
+(:func:`speech_frames`), for the articulation ratio of :mod:`.reference`."""
 
 from __future__ import annotations
 
@@ -27,12 +30,29 @@ class PauseResult:
         return asdict(self)
 
 
-def find_pauses(
-    audio16k: npt.NDArray[np.float32], min_pause_s: float = MIN_PAUSE_S
-) -> list[tuple[float, float]]:
-    """Silences of at least ``min_pause_s`` seconds, by silero voice activity."""
+@dataclass(frozen=True)
+class VoiceActivity:
+    """Speech or not per ``hop_s`` step of a 16 kHz recording."""
+
+    speech: npt.NDArray[np.bool_]
+    hop_s: float
+    duration_s: float
+
+
+def voice_activity(audio16k: npt.NDArray[np.float32]) -> VoiceActivity:
     probs, hop = speech_probability(audio16k)
-    speech = probs >= SPEECH_THRESHOLD
+    return VoiceActivity(probs >= SPEECH_THRESHOLD, hop, audio16k.size / 16000)
+
+
+def find_pauses(
+    audio16k: npt.NDArray[np.float32],
+    min_pause_s: float = MIN_PAUSE_S,
+    activity: VoiceActivity | None = None,
+) -> list[tuple[float, float]]:
+    """Silences of at least ``min_pause_s`` seconds, by silero voice activity (computed
+    here unless ``activity`` is given)."""
+    vad = activity if activity is not None else voice_activity(audio16k)
+    speech, hop = vad.speech, vad.hop_s
     out: list[tuple[float, float]] = []
     i, n = 0, speech.size
     while i < n:
@@ -43,7 +63,7 @@ def find_pauses(
         while j < n and not speech[j]:
             j += 1
         if (j - i) * hop >= min_pause_s:
-            out.append((i * hop, min(j * hop, audio16k.size / 16000)))
+            out.append((i * hop, min(j * hop, vad.duration_s)))
         i = j
     return out
 
@@ -59,13 +79,27 @@ def pause_frames(
     return mask
 
 
+def speech_frames(activity: VoiceActivity, fps: float, n_frames: int) -> npt.NDArray[np.bool_]:
+    """True for frames whose centre time falls in a voice-activity step (frames past the
+    recording's end are not speech)."""
+    mask = np.zeros(n_frames, bool)
+    if fps <= 0 or activity.speech.size == 0:
+        return mask
+    t = (np.arange(n_frames) + 0.5) / fps
+    step = np.floor(t / activity.hop_s).astype(np.int64)
+    inside = (t < activity.duration_s) & (step < activity.speech.size)
+    mask[inside] = activity.speech[step[inside]]
+    return mask
+
+
 def closed_in_pauses(
     aperture: npt.NDArray[np.float32],
     audio16k: npt.NDArray[np.float32],
     fps: float,
     threshold: float = CLOSED_APERTURE,
+    activity: VoiceActivity | None = None,
 ) -> PauseResult:
-    pauses = find_pauses(audio16k)
+    pauses = find_pauses(audio16k, activity=activity)
     mask = pause_frames(pauses, fps, aperture.size) & ~np.isnan(aperture)
     count = int(mask.sum())
     share = float(np.mean(aperture[mask] < threshold)) if count else None

@@ -10,9 +10,24 @@
 * Mouth-region flicker: the mean absolute grey-level change of the face-aligned mouth patch
   from one frame to the next, for the output and for the reference. A generated mouth that
   shimmers scores higher than the input's own.
+* Articulation ratio: the output's 90th-percentile mouth aperture over its *speech* frames
+  divided by the input's own 90th percentile over the input's speech frames: does the new
+  mouth open as far as this person's does when they speak? Speech frames are the frames with
+  a face whose centre falls in voice activity (silero-vad, as for the pauses): of the speech
+  being evaluated for the output, of the input's own audio track for the input (all its face
+  frames when it has no audio track or no voice activity in it). None, with a note, under
+  :data:`MIN_FRAMES` frames on either side.
+* Mouth sharpness ratio: the variance of the Laplacian (3x3 kernel) of the grey image inside
+  the *lip box*, a face-aligned rectangle 1.2 eye distances wide from 0.1 to 1.0 eye
+  distances below the nose base (the chin is about 1.25 below), placed with the reference's
+  5 points of that frame and used on both videos; the mean over matched frames with a face in
+  both, output / input. A blurred or smeared mouth scores below 1; a mouth with more
+  contrast than the input's (a dark open cavity, bright teeth) scores above 1, so above 1 is
+  not more detail.
 
 Frames are paired by index up to the shorter video; an output of another size is resized to
-the reference's for the comparison.
+the reference's for the comparison. PSNR, SSIM and sharpness come from one pass over both
+videos; flicker and articulation from the two mouth tracks.
 """
 
 from __future__ import annotations
@@ -32,6 +47,10 @@ from lipsync.media.decode import iter_frames
 LOWER_FACE_X_D = (-1.15, 1.15)
 LOWER_FACE_Y_D = (-0.25, 1.75)  # from the nose base, down; the chin is about 1.25 below
 PSNR_CAP = 100.0
+LIP_BOX_X_D = (-0.6, 0.6)  # 1.2 eye distances wide, centred under the nose
+LIP_BOX_Y_D = (0.1, 1.0)  # from just below the nose base to above the chin
+ARTICULATION_PERCENTILE = 90
+MIN_FRAMES = 10  # fewer speech (or matched) frames than this: no ratio
 
 
 @dataclass(frozen=True)
@@ -42,6 +61,18 @@ class ReferenceResult:
     mouth_flicker: float | None
     reference_mouth_flicker: float | None
     size_matched: bool
+    articulation_ratio: float | None = None
+    output_speech_p90: float | None = None
+    input_speech_p90: float | None = None
+    output_speech_frames: int = 0
+    input_speech_frames: int = 0
+    input_speech_basis: str = ""
+    articulation_note: str | None = None
+    sharpness_ratio: float | None = None
+    output_mouth_sharpness: float | None = None
+    input_mouth_sharpness: float | None = None
+    sharpness_frames: int = 0
+    sharpness_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,9 +101,93 @@ def _ssim_map(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDA
     return np.asarray(num / den, np.float32)
 
 
+@dataclass(frozen=True)
+class Articulation:
+    ratio: float | None
+    output_p90: float | None
+    input_p90: float | None
+    output_frames: int
+    input_frames: int
+    note: str | None
+
+
+def _p90(
+    aperture: npt.NDArray[np.float32], speech: npt.NDArray[np.bool_] | None
+) -> tuple[float | None, int]:
+    use = ~np.isnan(aperture)
+    if speech is not None:
+        n = min(speech.size, use.size)
+        use = use[:n] & speech[:n]
+        aperture = aperture[:n]
+    count = int(use.sum())
+    if count < MIN_FRAMES:
+        return None, count
+    return float(np.percentile(aperture[use], ARTICULATION_PERCENTILE)), count
+
+
+def articulation(
+    out_aperture: npt.NDArray[np.float32],
+    out_speech: npt.NDArray[np.bool_] | None,
+    in_aperture: npt.NDArray[np.float32],
+    in_speech: npt.NDArray[np.bool_] | None,
+) -> Articulation:
+    """The articulation ratio (see the module docstring); a speech mask of None means every
+    frame with a face."""
+    out_p90, out_n = _p90(out_aperture, out_speech)
+    in_p90, in_n = _p90(in_aperture, in_speech)
+    note: str | None = None
+    ratio: float | None = None
+    if out_p90 is None:
+        note = f"only {out_n} output frames with a face and speech (need {MIN_FRAMES})"
+    elif in_p90 is None:
+        note = f"only {in_n} input frames with a face and speech (need {MIN_FRAMES})"
+    elif in_p90 <= 1e-6:
+        note = "the input's mouth reads closed on its speech frames"
+    else:
+        ratio = out_p90 / in_p90
+    return Articulation(
+        None if ratio is None else round(ratio, 4),
+        None if out_p90 is None else round(out_p90, 4),
+        None if in_p90 is None else round(in_p90, 4),
+        out_n,
+        in_n,
+        note,
+    )
+
+
+def lip_box_sharpness(grey: npt.NDArray[np.float32], frame: FaceFrame) -> float | None:
+    """Variance of the Laplacian of ``grey`` inside the face-aligned lip box of ``frame``."""
+    h, w = grey.shape[:2]
+    poly = frame.polygon(LIP_BOX_X_D, LIP_BOX_Y_D)
+    x0, y0 = (max(0, int(np.floor(v)) - 2) for v in poly.min(axis=0))
+    x1, y1 = int(min(w, np.ceil(poly[:, 0].max()) + 3)), int(min(h, np.ceil(poly[:, 1].max()) + 3))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    crop = np.ascontiguousarray(grey[y0:y1, x0:x1])
+    mask = np.zeros(crop.shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(poly - np.array([x0, y0], np.float32)).astype(np.int32)], 1)
+    inside = mask.astype(bool)
+    if int(inside.sum()) < 16:
+        return None
+    lap = cv2.Laplacian(crop, cv2.CV_32F)
+    return float(np.var(lap[inside]))
+
+
 def compare_with_reference(
-    output: Path, reference: Path, out_track: MouthTrack, ref_track: MouthTrack
+    output: Path,
+    reference: Path,
+    out_track: MouthTrack,
+    ref_track: MouthTrack,
+    out_speech: npt.NDArray[np.bool_] | None = None,
+    ref_speech: npt.NDArray[np.bool_] | None = None,
+    ref_speech_basis: str = "all face frames",
 ) -> ReferenceResult:
+    """Compare ``output`` with the ``reference`` it was made from. ``out_speech`` /
+    ``ref_speech``: which frames are speech, for the articulation ratio (None: every frame
+    with a face); ``ref_speech_basis`` says how the reference's were chosen."""
+    art = articulation(out_track.aperture, out_speech, ref_track.aperture, ref_speech)
+    sharp_out: list[float] = []
+    sharp_ref: list[float] = []
     sq_err = 0.0
     count = 0
     ssim_sum = 0.0
@@ -89,15 +204,22 @@ def compare_with_reference(
             out_img = np.asarray(
                 cv2.resize(out_img, (w, h), interpolation=cv2.INTER_AREA), np.uint8
             )
-        held = ref_track.face_frame(ref_f.index) or held
+        here = ref_track.face_frame(ref_f.index)
+        held = here or held
+        ga = cv2.cvtColor(out_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        gb = cv2.cvtColor(ref_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        out_face = out_f.index < len(out_track) and bool(out_track.found[out_f.index])
+        if here is not None and out_face:
+            sa, sb = lip_box_sharpness(ga, here), lip_box_sharpness(gb, here)
+            if sa is not None and sb is not None:
+                sharp_out.append(sa)
+                sharp_ref.append(sb)
         keep = ~lower_face_mask(held, h, w)
         if not keep.any():
             continue
         diff = out_img.astype(np.float32) - ref_img.astype(np.float32)
         sq_err += float(np.sum(diff[keep] ** 2))
         count += int(keep.sum()) * 3
-        ga = cv2.cvtColor(out_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        gb = cv2.cvtColor(ref_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
         smap = _ssim_map(ga, gb)
         ssim_sum += float(smap[keep].sum())
         ssim_n += int(keep.sum())
@@ -106,6 +228,17 @@ def compare_with_reference(
     if count:
         mse = sq_err / count
         psnr = PSNR_CAP if mse <= 0 else min(PSNR_CAP, 10 * math.log10(255.0**2 / mse))
+    sharp_ratio: float | None = None
+    mean_out = float(np.mean(sharp_out)) if sharp_out else None
+    mean_ref = float(np.mean(sharp_ref)) if sharp_ref else None
+    sharp_note: str | None = None
+    if len(sharp_out) < MIN_FRAMES:
+        sharp_note = f"only {len(sharp_out)} matched frames with a face in both (need {MIN_FRAMES})"
+    elif mean_ref is None or mean_ref <= 1e-9:
+        sharp_note = "the input's lip box is flat (no texture)"
+    else:
+        assert mean_out is not None
+        sharp_ratio = mean_out / mean_ref
     return ReferenceResult(
         frames_compared=frames,
         psnr_outside_lower_face=None if psnr is None else round(psnr, 3),
@@ -113,4 +246,16 @@ def compare_with_reference(
         mouth_flicker=None if out_track.flicker is None else round(out_track.flicker, 4),
         reference_mouth_flicker=None if ref_track.flicker is None else round(ref_track.flicker, 4),
         size_matched=size_matched,
+        articulation_ratio=art.ratio,
+        output_speech_p90=art.output_p90,
+        input_speech_p90=art.input_p90,
+        output_speech_frames=art.output_frames,
+        input_speech_frames=art.input_frames,
+        input_speech_basis=ref_speech_basis,
+        articulation_note=art.note,
+        sharpness_ratio=None if sharp_ratio is None else round(sharp_ratio, 4),
+        output_mouth_sharpness=None if mean_out is None else round(mean_out, 3),
+        input_mouth_sharpness=None if mean_ref is None else round(mean_ref, 3),
+        sharpness_frames=len(sharp_out),
+        sharpness_note=sharp_note,
     )

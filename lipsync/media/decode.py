@@ -60,22 +60,49 @@ def i420_to_rgb(yuv: npt.NDArray[np.uint8]) -> RGBImage:
     return np.asarray(cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB_I420), np.uint8)
 
 
-def paste_region(
-    yuv: npt.NDArray[np.uint8], rgb: RGBImage, x1: int, y1: int, x2: int, y2: int
-) -> npt.NDArray[np.uint8]:
-    """A copy of I420 ``yuv`` with the box (x1, y1, x2, y2) taken from full-frame ``rgb``.
-
-    The box is widened to even coordinates; everything outside it stays bit-identical.
-    """
+def i420_crop_rgb(yuv: npt.NDArray[np.uint8], x1: int, y1: int, x2: int, y2: int) -> RGBImage:
+    """RGB of the box (x1, y1, x2, y2) of an I420 frame, the box at even coordinates: the
+    same pixels :func:`i420_to_rgb` gives for that box of the whole frame (each pixel
+    depends only on its own luma and its 2x2 block's chroma), at the cost of the box."""
     h = yuv.shape[0] * 2 // 3
     w = yuv.shape[1]
-    x1, y1 = max(0, x1 - x1 % 2), max(0, y1 - y1 % 2)
-    x2, y2 = min(w, x2 + x2 % 2), min(h, y2 + y2 % 2)
-    out = yuv.copy()
-    if x2 <= x1 or y2 <= y1:
-        return out
+    flat = yuv.reshape(-1)
+    cw, ch = w // 2, h // 2
+    u = flat[h * w : h * w + cw * ch].reshape(ch, cw)
+    v = flat[h * w + cw * ch : h * w + 2 * cw * ch].reshape(ch, cw)
     bw, bh = x2 - x1, y2 - y1
-    sub = cv2.cvtColor(np.ascontiguousarray(rgb[y1:y2, x1:x2]), cv2.COLOR_RGB2YUV_I420).ravel()
+    buf = np.empty((bh * 3 // 2, bw), np.uint8)
+    buf[:bh] = yuv[y1:y2, x1:x2]
+    rest = buf[bh:].reshape(-1)
+    q = (bw // 2) * (bh // 2)
+    rest[:q] = u[y1 // 2 : y2 // 2, x1 // 2 : x2 // 2].reshape(-1)
+    rest[q:] = v[y1 // 2 : y2 // 2, x1 // 2 : x2 // 2].reshape(-1)
+    return np.asarray(cv2.cvtColor(buf, cv2.COLOR_YUV2RGB_I420), np.uint8)
+
+
+def even_box(
+    x1: int, y1: int, x2: int, y2: int, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """The box widened to even coordinates and clipped to the (even) frame size."""
+    return (
+        max(0, x1 - x1 % 2),
+        max(0, y1 - y1 % 2),
+        min(width, x2 + x2 % 2),
+        min(height, y2 + y2 % 2),
+    )
+
+
+def paste_box(yuv: npt.NDArray[np.uint8], rgb: RGBImage, x1: int, y1: int) -> npt.NDArray[np.uint8]:
+    """A copy of I420 ``yuv`` with the RGB image ``rgb`` put in at (x1, y1): even
+    coordinates and sizes, inside the frame. Everything outside it stays bit-identical."""
+    out = yuv.copy()
+    bh, bw = rgb.shape[:2]
+    if bw <= 0 or bh <= 0:
+        return out
+    h = yuv.shape[0] * 2 // 3
+    w = yuv.shape[1]
+    x2, y2 = x1 + bw, y1 + bh
+    sub = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420).ravel()
     flat = out.reshape(-1)
     out[y1:y2, x1:x2] = sub[: bw * bh].reshape(bh, bw)
     cw, ch = w // 2, h // 2
@@ -87,6 +114,57 @@ def paste_region(
     )
     v_plane[y1 // 2 : y2 // 2, x1 // 2 : x2 // 2] = sub[bw * bh + q :].reshape(bh // 2, bw // 2)
     return out
+
+
+def paste_region(
+    yuv: npt.NDArray[np.uint8], rgb: RGBImage, x1: int, y1: int, x2: int, y2: int
+) -> npt.NDArray[np.uint8]:
+    """A copy of I420 ``yuv`` with the box (x1, y1, x2, y2) taken from full-frame ``rgb``.
+
+    The box is widened to even coordinates; everything outside it stays bit-identical.
+    """
+    h = yuv.shape[0] * 2 // 3
+    w = yuv.shape[1]
+    x1, y1, x2, y2 = even_box(x1, y1, x2, y2, w, h)
+    if x2 <= x1 or y2 <= y1:
+        return yuv.copy()
+    return paste_box(yuv, rgb[y1:y2, x1:x2], x1, y1)
+
+
+def fit_size(width: int, height: int, max_size: int | None) -> tuple[int, int]:
+    """The frame size for a longer-side cap: ``(width, height)`` when it fits (or no cap),
+    else scaled to fit with both sides even (x264's yuv420p needs even sizes)."""
+    if max_size is None or max(width, height) <= max_size:
+        return width, height
+    s = max_size / max(width, height)
+    return max(2, int(width * s / 2) * 2), max(2, int(height * s / 2) * 2)
+
+
+def resize_frame(
+    image: npt.NDArray[np.uint8], pixel_format: str, size: tuple[int, int]
+) -> npt.NDArray[np.uint8]:
+    """A decoded frame scaled to ``size`` (width, height; even for "i420"), area-averaged.
+    I420 planes are scaled each on its own (no colour conversion)."""
+    w, h = size
+    if pixel_format == "i420":
+        fh = image.shape[0] * 2 // 3
+        fw = image.shape[1]
+        if (fw, fh) == (w, h):
+            return image
+        flat = image.reshape(-1)
+        cw, ch = fw // 2, fh // 2
+        out = np.empty((h * 3 // 2, w), np.uint8)
+        oflat = out.reshape(-1)
+        out[:h] = cv2.resize(image[:fh], (w, h), interpolation=cv2.INTER_AREA)
+        q = (w // 2) * (h // 2)
+        for k in range(2):
+            plane = flat[fh * fw + k * cw * ch : fh * fw + (k + 1) * cw * ch].reshape(ch, cw)
+            small = cv2.resize(plane, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+            oflat[h * w + k * q : h * w + (k + 1) * q] = small.reshape(-1)
+        return out
+    if image.shape[1] == w and image.shape[0] == h:
+        return image
+    return np.asarray(cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA), np.uint8)
 
 
 _PLANAR_420 = frozenset({"yuv420p", "yuv420p10le", "yuv420p12le", "nv12", "p010le"})
@@ -108,7 +186,11 @@ def _convert(frame: Any, pixel_format: str) -> npt.NDArray[np.uint8]:
 
 
 def iter_frames(
-    path: Path, start_index: int = 0, start_time_s: float | None = None, pixel_format: str = "rgb24"
+    path: Path,
+    start_index: int = 0,
+    start_time_s: float | None = None,
+    pixel_format: str = "rgb24",
+    size: tuple[int, int] | None = None,
 ) -> Iterator[DecodedFrame]:
     """Yield frames in decode order from ``start_index`` on, one at a time.
 
@@ -153,6 +235,8 @@ def iter_frames(
                     index = start_index
                 if index >= start_index:
                     image = _convert(frame, pixel_format)
+                    if size is not None:
+                        image = resize_frame(image, pixel_format, size)
                     yield DecodedFrame(index, t if t is not None else 0.0, image)
                 index += 1
         except av.error.FFmpegError as exc:
@@ -161,8 +245,10 @@ def iter_frames(
             ) from exc
 
 
-def read_image(path: Path, pixel_format: str = "rgb24") -> npt.NDArray[np.uint8]:
-    """Decode a still image (png/jpg/webp)."""
-    for frame in iter_frames(path, pixel_format=pixel_format):
+def read_image(
+    path: Path, pixel_format: str = "rgb24", size: tuple[int, int] | None = None
+) -> npt.NDArray[np.uint8]:
+    """Decode a still image (png/jpg/webp), scaled to ``size`` if given."""
+    for frame in iter_frames(path, pixel_format=pixel_format, size=size):
         return frame.image
     raise CorruptMedia(f"{path.name}: no image data")

@@ -26,9 +26,11 @@ class FrameReader:
         is_image: bool,
         window: int = 16,
         pixel_format: str = "i420",
+        size: tuple[int, int] | None = None,
     ) -> None:
         self.path = path
         self.pixel_format = pixel_format
+        self.size = size  # frames are scaled to this (width, height); None: as decoded
         self.times = frame_times
         self.is_image = is_image
         self.window = max(2, window)
@@ -42,7 +44,11 @@ class FrameReader:
         self.seeks += 1
         start_t = float(self.times[index]) if index > 0 else None
         self._it = iter_frames(
-            self.path, start_index=index, start_time_s=start_t, pixel_format=self.pixel_format
+            self.path,
+            start_index=index,
+            start_time_s=start_t,
+            pixel_format=self.pixel_format,
+            size=self.size,
         )
         self._pos = index - 1
 
@@ -71,7 +77,7 @@ class FrameReader:
     def frames(self, sequence: npt.NDArray[np.int64]) -> Iterator[tuple[int, int, Image]]:
         """Yield ``(output_index, source_index, image)`` for every entry of ``sequence``."""
         if self.is_image:
-            image = read_image(self.path, self.pixel_format)
+            image = read_image(self.path, self.pixel_format, self.size)
             for i, d in enumerate(sequence):
                 yield i, int(d), image
             return

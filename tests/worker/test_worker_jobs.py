@@ -9,6 +9,7 @@ from pathlib import Path
 
 from app.settings import Settings
 from app.store import JobRecord, JobStore
+from tests import media_factory as mf
 from tests.worker.jobkit import make_job
 from worker.jobs import CancelFlag, ProgressReporter, run_job
 
@@ -168,7 +169,7 @@ def test_progress_and_cancel_helpers(settings: Settings, store: JobStore) -> Non
 
 
 def test_result_carries_evaluate_numbers_unless_switched_off(
-    settings: Settings, store: JobStore, media: dict[str, Path]
+    settings: Settings, store: JobStore, media: dict[str, Path], tmp_path: Path
 ) -> None:
     job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
     assert run_job(job_id, settings, store) == "succeeded"
@@ -181,6 +182,21 @@ def test_result_carries_evaluate_numbers_unless_switched_off(
     assert abs(quality["sync_offset_frames"]) <= 1
     assert quality["sync_score"] > 0.5 and quality["sync_confidence"] > 0.1
     assert quality["pause_frames"] >= 0 and quality["seconds"] > 0
+    # No input video to compare with: no articulation or sharpness ratio, but the keys are there.
+    assert quality["articulation_ratio"] is None and quality["sharpness_ratio"] is None
+
+    # A video input is the reference: the viseme engine opens the closed mouth of this
+    # (silent) moving photo to the speech, so the output's speech-time opening is well above
+    # the input's, and its mouth is still a real, textured one.
+    video = mf.write_video(tmp_path / "moving.mp4", mf.moving_portrait_frames(50))
+    job_id = make_job(settings, store, video, media["speech"], {"engine": "viseme"})
+    assert run_job(job_id, settings, store) == "succeeded"
+    job = store.get(job_id)
+    assert job is not None and job.result is not None
+    moving = job.result["quality"]
+    assert set(moving) == set(quality)
+    assert moving["articulation_ratio"] is not None and moving["articulation_ratio"] > 1.3
+    assert moving["sharpness_ratio"] is not None and 0.3 < moving["sharpness_ratio"] < 3
 
     quiet = settings.model_copy(update={"evaluate_results": False})
     job_id = make_job(quiet, store, media["astronaut"], media["speech"])
