@@ -64,6 +64,8 @@ from lipsync.engines.retrieval_index import (
     nose_box,
     similarity,
 )
+from lipsync.engines.viseme import GAP_FLOOR as VISEME_GAP_FLOOR
+from lipsync.engines.viseme import GAP_MAX as VISEME_GAP_MAX
 from lipsync.engines.viseme import VisemeEngine, open_mouth
 from lipsync.face.geometry import face_axes
 from lipsync.types import FaceObs, Patch, RGBImage
@@ -103,14 +105,33 @@ CONTINUE = (0, 1, 2)  # source steps from each state kept as candidates of the n
 W_WIDTH = 0.5  # weight of the width mismatch against the openness mismatch
 W_OPENING = 0.5  # weight of the mismatch of the opening read from the pixels
 W_BLUR = 0.5  # cost of a mouth e times blurrier than others as open
-W_POSE = 0.6  # weight of the head-pose mismatch (yaw, pitch)
-POSE_SIGMA = (0.05, 0.04)  # yaw, pitch units that cost 1
+W_POSE = 0.6  # weight of the squared head-pose mismatch (see GATE_SIGMA)
+# ...and of its square beyond the pose gate's first threshold: a mouth the gate would fade
+# out is taken only when no mouth of a close pose fits at all.
+W_POSE_GATE = 20.0
 C_NEXT = 0.0  # play the source forward
 C_SKIP = 0.25  # skip one source frame
 C_HOLD = (0.2, 2.0)  # show the same mouth again: in silence, in speech (a frozen mouth)
 C_BACK = 1.2  # step back one frame
 C_JUMP = 4.0  # cut to another part of the video...
 W_JUMP_LOOK = 6.0  # ...plus this times the difference in look of the two mouths
+
+# -- pose gate -----------------------------------------------------------------------------
+# A source mouth is pasted only where its head pose is close to the frame's: a mouth from a
+# head turned or tilted otherwise is a 2D picture of other 3D lips, and no similarity puts it
+# right (the "second pair of lips" below the real ones). The mismatch is measured in these
+# units: yaw (nose tip off the jaw's middle, share of the jaw width), pitch (nose base below
+# the eye line, interocular units; a wide smile lifts it a little too, so it is looser), roll
+# in radians, and the log of how much the crop is magnified (a mouth blown up from a smaller
+# face is a blurred one).
+GATE_SIGMA = (0.05, 0.06, 0.15, float(np.log(1.4)))
+# Mismatch (the root of the summed squares) up to which the source mouth is used in full,
+# and from which only the frame's own mouth, warped and drawn as the viseme engine does.
+GATE_RANGE = (1.5, 3.0)
+# The switch between the two eases over this many frames: the share of the source mouth
+# changes by at most 1/GATE_EASE a frame (ahead of a frame that needs its own mouth, within
+# the batch it is in).
+GATE_EASE = 3
 
 # -- rendering -----------------------------------------------------------------------------
 # Share of the remaining gap error the chosen mouth is warped by: (closing, opening).
@@ -441,6 +462,12 @@ class RetrievalEngine(Engine):
         self._chosen: dict[int, int] = {}
         self._timings: dict[str, float] = {}
         self._target: tuple[F32, F32] | None = None
+        self._share: tuple[int, float] | None = None  # (output index, source-mouth share)
+        # Per candidate: roll (eye line angle), interocular distance in source pixels, and
+        # the crop's scale (crop pixels per source pixel).
+        self._crop_pose: tuple[F64, F64, F64] | None = None
+        self._shares: dict[int, float] = {}
+        self._mismatch: dict[int, float] = {}
 
     # -- per job -----------------------------------------------------------------------------
     def prepare_source(self, source: SourceVideo) -> None:
@@ -458,6 +485,8 @@ class RetrievalEngine(Engine):
         index = build_index(source, size)
         self._timings["index_s"] = round(time.perf_counter() - t0, 3)
         self.index = index
+        roll, iod = _roll_iod(np.stack([c.landmarks for c in index.crops]))
+        self._crop_pose = (roll, iod, np.array([c.scale for c in index.crops], np.float64))
         if len(index.candidates) < MIN_CANDIDATES:
             self.reason = f"only {len(index.candidates)} frames have a usable mouth"
             return
@@ -491,6 +520,9 @@ class RetrievalEngine(Engine):
         self._last = None
         self._colour = None
         self._chosen = {}
+        self._share = None
+        self._shares = {}
+        self._mismatch = {}
         if self.path != "retrieval" or self.model is None or self.index is None:
             return
         t0 = time.perf_counter()
@@ -520,6 +552,16 @@ class RetrievalEngine(Engine):
             out["cuts"] = cuts
             out["mean_run_frames"] = round(len(frames) / (cuts + 1), 1)
             out["distinct_source_frames"] = int(len(np.unique(frames)))
+        if self._shares:
+            share = np.array(list(self._shares.values()))
+            mism = np.array(list(self._mismatch.values()))
+            out["pose_gate"] = {
+                "own_mouth_frames": int(np.sum(share <= 0.0)),
+                "eased_frames": int(np.sum((share > 0.0) & (share < 1.0))),
+                "source_mouth_frames": int(np.sum(share >= 1.0)),
+                "median_mismatch": round(float(np.median(mism)), 3),
+                "p95_mismatch": round(float(np.percentile(mism, 95)), 3),
+            }
         out.update(self._timings)
         return out
 
@@ -535,10 +577,63 @@ class RetrievalEngine(Engine):
         choice = self._choose(idx, faces)
         assert self._target is not None
         gap = self._target[0]
+        share = self._gate(idx, faces, choice)
         return [
-            self.render(frame, face.landmarks, choice[i], float(gap[i]), out_index=i)
-            for frame, face, i in zip(frames, faces, idx, strict=True)
+            self.render(frame, face.landmarks, choice[i], float(gap[i]), out_index=i, share=w)
+            for frame, face, i, w in zip(frames, faces, idx, share, strict=True)
         ]
+
+    def mismatch(self, positions: I64, lm_t: F32) -> F32:
+        """How far the head pose of candidates ``positions`` is from the frame's (landmarks
+        ``lm_t``), in :data:`GATE_SIGMA` units: yaw, pitch, roll and the crop's
+        magnification (0 where the frame's pose can't be read)."""
+        index = self.index
+        assert index is not None and self._crop_pose is not None
+        roll_c, iod_c, scale_c = (x[positions] for x in self._crop_pose)
+        frames = index.candidates[positions]
+        shape = measure(lm_t[None].astype(np.float32), index.template)
+        roll_t, iod_t = _roll_iod(lm_t[None])
+        d_roll = np.angle(np.exp(1j * (roll_t[0] - roll_c)))
+        mag = np.log(np.maximum(iod_t[0] / np.maximum(iod_c, 1e-6) / scale_c, 1e-6))
+        terms = (
+            (index.shape.yaw[frames] - shape.yaw[0]) / GATE_SIGMA[0],
+            (index.shape.pitch[frames] - shape.pitch[0]) / GATE_SIGMA[1],
+            d_roll / GATE_SIGMA[2],
+            np.maximum(mag, 0.0) / GATE_SIGMA[3],
+        )
+        d = np.sqrt(sum(np.asarray(t, np.float64) ** 2 for t in terms))
+        return np.nan_to_num(d, nan=0.0).astype(np.float32)
+
+    def _gate(
+        self, idx: list[int], faces: Sequence[FaceObs], choice: dict[int, int]
+    ) -> list[float]:
+        """The share of the source mouth per frame of the batch: 1 where its pose matches,
+        0 where only the frame's own mouth can be used, eased in between (it falls ahead of a
+        frame that needs the own mouth and rises at most 1/GATE_EASE a frame)."""
+        lo, hi = GATE_RANGE
+        mism = [
+            float(self.mismatch(np.array([choice[i]], np.int64), f.landmarks)[0])
+            for i, f in zip(idx, faces, strict=True)
+        ]
+        raw = [float(np.clip((hi - d) / (hi - lo), 0.0, 1.0)) for d in mism]
+        step = 1.0 / GATE_EASE
+        # Falling ahead: no frame may be more than k steps above a frame k ahead of it.
+        ahead = list(raw)
+        for k in range(len(raw) - 2, -1, -1):
+            if idx[k + 1] == idx[k] + 1:
+                ahead[k] = min(ahead[k], ahead[k + 1] + step)
+        out: list[float] = []
+        prev = self._share
+        for i, w, d in zip(idx, ahead, mism, strict=True):
+            if prev is not None and prev[0] == i - 1:
+                w = min(w, prev[1] + step)
+            w = round(w, 4)
+            out.append(w)
+            self._shares[i] = w
+            self._mismatch[i] = d
+            prev = (i, w)
+        self._share = prev
+        return out
 
     def _choose(self, idx: list[int], faces: Sequence[FaceObs]) -> dict[int, int]:
         """Candidate position per output index of this batch (pose-aware Viterbi)."""
@@ -552,14 +647,11 @@ class RetrievalEngine(Engine):
             self._chosen.update(out)
             return out
         # The head pose of each frame in the batch against each candidate's.
-        shape = measure(np.stack([f.landmarks for f in faces]).astype(np.float32), index.template)
         extra: dict[int, F32] = {}
         for k, i in enumerate(idx):
-            st = plan.states[i]
-            fr = index.candidates[st]
-            dy = (index.shape.yaw[fr] - shape.yaw[k]) / POSE_SIGMA[0]
-            dp = (index.shape.pitch[fr] - shape.pitch[k]) / POSE_SIGMA[1]
-            extra[i] = np.nan_to_num(W_POSE * (dy**2 + dp**2), nan=0.0).astype(np.float32)
+            d = self.mismatch(plan.states[i], faces[k].landmarks)
+            over = np.maximum(d - GATE_RANGE[0], 0.0)
+            extra[i] = (W_POSE * d**2 + W_POSE_GATE * over**2).astype(np.float32)
         prev = self._last[1] if self._last is not None else None
         stop = idx[-1] + 1
         seq = plan.solve(start, stop, prev, extra)
@@ -575,6 +667,7 @@ class RetrievalEngine(Engine):
         pos: int,
         gap: float | None = None,
         out_index: int | None = None,
+        share: float = 1.0,
     ) -> Patch:
         """The target frame with the mouth of candidate ``pos`` put in.
 
@@ -582,40 +675,98 @@ class RetrievalEngine(Engine):
         geometry, moved part of the way to the wanted gap (template units, if given); the
         chosen mouth's crop is placed by the rigid points, its lips opened or closed by the
         same amount, colour-matched, and blended with a feathered ellipse.
+
+        ``share`` below 1 (the pose gate): the geometry moves that far from the chosen
+        mouth's towards the frame's own mouth opened to the wanted gap, the frame's own mouth
+        is warped and drawn there (as the viseme engine does), and the chosen mouth, warped
+        to the same geometry, is blended over it at that strength; at 0 it is left out.
         """
         index = self.index
         assert index is not None
         a = self._align(pos, frame, lm_t)
         tgt_src = self._placed(pos, lm_t, a)
         tgt = tgt_src if gap is None else self._residual(tgt_src, lm_t, pos, gap)
-        warp = self.viseme.warp_lower_face(frame, lm_t, tgt, inner_lips=False)
-        if isinstance(warp, Patch):
-            return warp
-        ph, pw = warp.image.shape[:2]
+        if share < 1.0:
+            tgt, base_patch = self._own_mouth(frame, lm_t, tgt, gap, share, out_index)
+            if share <= 0.0 or base_patch.mask is None:
+                return base_patch
+            warp_image, warp_region = base_patch.image, base_patch.mask
+            wx1, wy1 = base_patch.x1, base_patch.y1
+        else:
+            warp = self.viseme.warp_lower_face(frame, lm_t, tgt, inner_lips=False)
+            if isinstance(warp, Patch):
+                return warp
+            warp_image, warp_region, wx1, wy1 = warp.image, warp.region, warp.x1, warp.y1
+        ph, pw = warp_image.shape[:2]
         # Only the mask ellipse's box needs the mouth.
         ex1, ey1, ex2, ey2 = ellipse_box(tgt, grow=1.02)
-        bx1, by1 = max(0, int(ex1) - warp.x1), max(0, int(ey1) - warp.y1)
-        bx2 = min(pw, int(np.ceil(ex2)) + 1 - warp.x1)
-        by2 = min(ph, int(np.ceil(ey2)) + 1 - warp.y1)
+        bx1, by1 = max(0, int(ex1) - wx1), max(0, int(ey1) - wy1)
+        bx2 = min(pw, int(np.ceil(ex2)) + 1 - wx1)
+        by2 = min(ph, int(np.ceil(ey2)) + 1 - wy1)
         if bx2 - bx1 < 4 or by2 - by1 < 4:
-            return Patch(warp.x1, warp.y1, warp.image, mask=warp.region)
-        origin = (warp.x1 + bx1, warp.y1 + by1)
+            return Patch(wx1, wy1, warp_image, mask=warp_region)
+        origin = (wx1 + bx1, wy1 + by1)
         size = (bx2 - bx1, by2 - by1)
         alpha, uv = _ellipse_alpha(tgt, origin, (size[1], size[0]))
-        base = warp.image[by1:by2, bx1:bx2].astype(np.float32)
-        src = self._mouth(pos, a, origin, size)
-        src = _gap_warp(src, tgt_src, tgt, origin)
+        base = warp_image[by1:by2, bx1:bx2].astype(np.float32)
+        src = self._mouth(pos, a, origin, size, _gap_map(tgt_src, tgt, origin, size))
         coef = _colour_field(src, base, alpha, uv, tgt, origin)
         if coef is not None:
             coef = self._steady_colour(out_index, pos, coef)
             src = _apply_colour(src, uv, coef)
-        a3 = alpha[..., None]
+        a3 = alpha[..., None] * min(share, 1.0)
         out = base * (1.0 - a3) + src * a3
-        image = warp.image.copy()
+        image = warp_image.copy()
         image[by1:by2, bx1:bx2] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
-        mask = warp.region.copy()
+        mask = warp_region.copy()
         mask[by1:by2, bx1:bx2] = np.maximum(mask[by1:by2, bx1:bx2], alpha)
-        return Patch(warp.x1, warp.y1, image, mask=mask)
+        return Patch(wx1, wy1, image, mask=mask)
+
+    def _own_mouth(
+        self,
+        frame: RGBImage,
+        lm_t: F32,
+        tgt: F32,
+        gap: float | None,
+        share: float,
+        out_index: int | None,
+    ) -> tuple[F32, Patch]:
+        """The pose gate's geometry (``share`` of the way from the frame's own mouth opened
+        to the wanted gap, to the chosen mouth's ``tgt``) and the frame's own lower face
+        warped and drawn to it by the viseme engine."""
+        across, down, _ = face_axes(lm_t)
+        width = float(np.linalg.norm(lm_t[54] - lm_t[48])) or 1.0
+        pairs = ((61, 67), (62, 66), (63, 65))
+
+        def inner_gap(pts: F32) -> float:
+            return float(
+                np.mean([max(0.0, float(np.dot(pts[b] - pts[a], down))) for a, b in pairs])
+            )
+
+        gap_src = inner_gap(lm_t)
+        if gap is None:
+            want = inner_gap(tgt)
+        else:
+            assert self.index is not None
+            unit = float(
+                np.sqrt(
+                    abs(np.linalg.det(similarity(self.index.template, lm_t[list(RIGID)])[:, :2]))
+                )
+            )
+            want = max(0.0, gap * unit)
+        track = self.viseme.track
+        spread = 0.0
+        if track is not None and out_index is not None and len(track):
+            spread = float(track.spread[min(max(out_index, 0), len(track) - 1)])
+        own, _, _ = self.viseme.target_landmarks(lm_t, want / (VISEME_GAP_MAX * width), spread)
+        w = float(np.clip(share, 0.0, 1.0))
+        mixed = (w * tgt + (1.0 - w) * own).astype(np.float32)
+        shown = inner_gap(mixed)
+        # The warp never puts the inner lips closer than its floor (closer is drawn).
+        floor = min(VISEME_GAP_FLOOR * width, gap_src)
+        warp_tgt = open_mouth(mixed, down, floor - shown) if shown < floor else mixed
+        seed = 0 if out_index is None else int(out_index)
+        return mixed, self.viseme.render_to(frame, lm_t, warp_tgt, shown, gap_src, seed)
 
     def _align(self, pos: int, frame: RGBImage, lm_t: F32) -> F64:
         """Source-frame pixels -> target-frame pixels for candidate ``pos``: the similarity
@@ -713,16 +864,45 @@ class RetrievalEngine(Engine):
         _, down, _ = face_axes(lm_t)
         return open_mouth(tgt, down, px)
 
-    def _mouth(self, pos: int, a: F64, origin: tuple[int, int], size: tuple[int, int]) -> F32:
-        """Candidate ``pos``'s crop mapped by ``a`` onto the target box at ``origin``."""
+    def _mouth(
+        self,
+        pos: int,
+        a: F64,
+        origin: tuple[int, int],
+        size: tuple[int, int],
+        gap_map: tuple[F32, F32] | None = None,
+    ) -> F32:
+        """Candidate ``pos``'s crop mapped by ``a`` onto the target box at ``origin``, then
+        by the lip-opening map ``gap_map`` (box pixel -> where to read in the mapped crop;
+        see :func:`_gap_map`) when given. The two maps are composed and the crop resampled
+        once, bicubic: each bilinear resampling at a sub-pixel offset averages neighbouring
+        pixels, and two of them took a third of the mouth's fine texture (Laplacian
+        variance) away."""
         assert self.index is not None
         crop = self.index.crops[pos]
         shift = np.array([[1.0, 0.0, -origin[0]], [0.0, 1.0, -origin[1]]])
         m = compose(shift, compose(a, crop.to_source()))
-        src = cv2.warpAffine(
-            crop.image(), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        if gap_map is None:
+            src = cv2.warpAffine(
+                crop.image(), m, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+            )
+            return np.asarray(src, np.float32)
+        inv = np.asarray(cv2.invertAffineTransform(m), np.float32)
+        mx, my = gap_map
+        cx = inv[0, 0] * mx + inv[0, 1] * my + inv[0, 2]
+        cy = inv[1, 0] * mx + inv[1, 1] * my + inv[1, 2]
+        src = cv2.remap(
+            crop.image(), cx, cy, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
         )
         return np.asarray(src, np.float32)
+
+
+def _roll_iod(landmarks: npt.ArrayLike) -> tuple[F64, F64]:
+    """Roll (angle of the line between the eye centres, radians) and interocular distance
+    (pixels) of each (68, 2) landmark set."""
+    lm = np.asarray(landmarks, np.float64)
+    eyes = lm[:, 42:48].mean(axis=1) - lm[:, 36:42].mean(axis=1)
+    return np.arctan2(eyes[:, 1], eyes[:, 0]), np.hypot(eyes[:, 0], eyes[:, 1])
 
 
 def _frame_size(source: SourceVideo) -> tuple[int, int]:
@@ -735,22 +915,25 @@ def _frame_size(source: SourceVideo) -> tuple[int, int]:
     return 0, 0
 
 
-def _gap_warp(src: F32, placed: F32, tgt: F32, origin: tuple[int, int]) -> F32:
-    """Open or close the lips of ``src`` (where they sit at ``placed``) to ``tgt``: the
+def _gap_map(
+    placed: F32, tgt: F32, origin: tuple[int, int], size: tuple[int, int]
+) -> tuple[F32, F32] | None:
+    """The backward map (box pixel -> where to read, box pixels) that opens or closes lips
+    sitting at ``placed`` to ``tgt`` in a box of ``size`` (width, height) at ``origin``: the
     upper lip and what is above it move with the upper inner lip, the lower lip and below
     with the lower one, the mouth's inside stretches or shrinks between them; the movement
-    tapers towards the mouth corners and fades out towards the mask's rim."""
+    tapers towards the mouth corners and fades out towards the mask's rim. None: no move."""
     _, down, _ = face_axes(tgt)
     up_px = float(np.mean((tgt[61:64] - placed[61:64]) @ down))
     dn_px = float(np.mean((tgt[65:68] - placed[65:68]) @ down))
     if max(abs(up_px), abs(dn_px)) < 0.3:
-        return src
+        return None
     centre, across, _, a, up, dn = mouth_ellipse(placed)
     top = float(np.mean((placed[61:64] - centre) @ down))  # inner lips, along ``down``
     bot = float(np.mean((placed[65:68] - centre) @ down))
     if bot - top < 1.0:
         bot = top + 1.0
-    h, w = src.shape[:2]
+    w, h = size
     gx, gy = np.meshgrid(
         np.arange(w, dtype=np.float32) + origin[0] - centre[0],
         np.arange(h, dtype=np.float32) + origin[1] - centre[1],
@@ -773,10 +956,7 @@ def _gap_warp(src: F32, placed: F32, tgt: F32, origin: tuple[int, int]) -> F32:
     d1 = shift(v - d0)
     map_x = (gx - d1 * down[0] + centre[0] - origin[0]).astype(np.float32)
     map_y = (gy - d1 * down[1] + centre[1] - origin[1]).astype(np.float32)
-    out = cv2.remap(
-        src, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-    return np.asarray(out, np.float32)
+    return map_x, map_y
 
 
 def _ellipse_alpha(

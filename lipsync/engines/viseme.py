@@ -214,9 +214,10 @@ class VisemeEngine(Engine):
         )
         map_x = xs + fx * region
         map_y = ys + fy * region
+        # Bicubic: a bilinear read at sub-pixel offsets softens the whole lower face.
         warped = np.asarray(
             cv2.remap(
-                frame, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+                frame, map_x, map_y, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
             ),
             np.uint8,
         )
@@ -226,6 +227,14 @@ class VisemeEngine(Engine):
         """One frame's new lower face; ``seed`` (the output frame index) fixes the grain of
         the drawn interior, so a frame renders the same on any thread, in any batch."""
         tgt, gap_tgt, gap_src = self.target_landmarks(lm, open_, spread)
+        return self.render_to(frame, lm, tgt, gap_tgt, gap_src, seed)
+
+    def render_to(
+        self, frame: RGBImage, lm: F32, tgt: F32, gap_tgt: float, gap_src: float, seed: int = 0
+    ) -> Patch:
+        """The frame's own lower face warped to landmarks ``tgt`` (inner lips at least the
+        warp's floor apart, see :meth:`target_landmarks`), the lips sealed or the inside of
+        the mouth drawn to show a gap of ``gap_tgt`` pixels (the frame's own is ``gap_src``)."""
         warp = self.warp_lower_face(frame, lm, tgt)
         if isinstance(warp, Patch):
             return warp

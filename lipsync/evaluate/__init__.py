@@ -60,7 +60,8 @@ METHOD = {
     "none under 10 frames",
     "sharpness": "variance of the 3x3 Laplacian of the grey image in the lip box (1.2 eye "
     "distances wide, 0.1-1.0 eye distances below the nose base, placed with the reference's "
-    "5 points), mean over matched frames with a face in both, output / input",
+    "5 points), frames with a face in both, output / input compared within 5 aperture "
+    "classes (quantile bins of both videos' apertures; geometric means, weighted by count)",
     "phones": "PocketSphinx en-us all-phone",
 }
 

@@ -20,10 +20,11 @@
 * Mouth sharpness ratio: the variance of the Laplacian (3x3 kernel) of the grey image inside
   the *lip box*, a face-aligned rectangle 1.2 eye distances wide from 0.1 to 1.0 eye
   distances below the nose base (the chin is about 1.25 below), placed with the reference's
-  5 points of that frame and used on both videos; the mean over matched frames with a face in
-  both, output / input. A blurred or smeared mouth scores below 1; a mouth with more
-  contrast than the input's (a dark open cavity, bright teeth) scores above 1, so above 1 is
-  not more detail.
+  5 points of that frame and used on both videos, on the frames with a face in both;
+  output / input compared at equal mouth opening (:func:`aperture_matched_ratio`): a mouth
+  showing teeth has many more edges than a closed one, so a plain frame-by-frame ratio read
+  0.5 for a sharp output that talked with its mouth shut where the input showed teeth. A
+  blurred or smeared mouth scores below 1.
 
 Frames are paired by index up to the shorter video; an output of another size is resized to
 the reference's for the comparison. PSNR, SSIM and sharpness come from one pass over both
@@ -51,6 +52,10 @@ LIP_BOX_X_D = (-0.6, 0.6)  # 1.2 eye distances wide, centred under the nose
 LIP_BOX_Y_D = (0.1, 1.0)  # from just below the nose base to above the chin
 ARTICULATION_PERCENTILE = 90
 MIN_FRAMES = 10  # fewer speech (or matched) frames than this: no ratio
+# Sharpness is compared within this many aperture classes (quantile bins of both videos'
+# apertures), each needing this many frames of both.
+SHARPNESS_BINS = 5
+SHARPNESS_MIN_BIN = 3
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,35 @@ def lip_box_sharpness(grey: npt.NDArray[np.float32], frame: FaceFrame) -> float 
     return float(np.var(lap[inside]))
 
 
+def aperture_matched_ratio(
+    out_sharp: list[float], out_ap: list[float], ref_sharp: list[float], ref_ap: list[float]
+) -> float | None:
+    """Output / input lip-box sharpness, compared at equal mouth opening: a mouth showing
+    teeth has far more edges than a closed one, so frame i of the output is not compared with
+    frame i of the input (whose mouth may be in another state) but the frames of each
+    aperture class (:data:`SHARPNESS_BINS` quantile bins of both videos' apertures together)
+    with each other: the geometric mean of the per-class ratios of geometric means, weighted
+    by the smaller side's count. None when no class has frames of both."""
+    so, ao = np.log(np.maximum(np.asarray(out_sharp), 1e-6)), np.asarray(out_ap, np.float64)
+    sr, ar = np.log(np.maximum(np.asarray(ref_sharp), 1e-6)), np.asarray(ref_ap, np.float64)
+    ok_o, ok_r = np.isfinite(ao), np.isfinite(ar)
+    so, ao, sr, ar = so[ok_o], ao[ok_o], sr[ok_r], ar[ok_r]
+    if not len(ao) or not len(ar):
+        return None
+    edges = np.quantile(np.concatenate([ao, ar]), np.linspace(0, 1, SHARPNESS_BINS + 1))
+    bo = np.clip(np.searchsorted(edges, ao, side="right") - 1, 0, SHARPNESS_BINS - 1)
+    br = np.clip(np.searchsorted(edges, ar, side="right") - 1, 0, SHARPNESS_BINS - 1)
+    num = den = 0.0
+    for b in range(SHARPNESS_BINS):
+        n_o, n_r = int(np.sum(bo == b)), int(np.sum(br == b))
+        if n_o < SHARPNESS_MIN_BIN or n_r < SHARPNESS_MIN_BIN:
+            continue
+        wgt = float(min(n_o, n_r))
+        num += wgt * float(so[bo == b].mean() - sr[br == b].mean())
+        den += wgt
+    return float(np.exp(num / den)) if den > 0 else None
+
+
 def compare_with_reference(
     output: Path,
     reference: Path,
@@ -188,6 +222,8 @@ def compare_with_reference(
     art = articulation(out_track.aperture, out_speech, ref_track.aperture, ref_speech)
     sharp_out: list[float] = []
     sharp_ref: list[float] = []
+    ap_out: list[float] = []
+    ap_ref: list[float] = []
     sq_err = 0.0
     count = 0
     ssim_sum = 0.0
@@ -214,6 +250,8 @@ def compare_with_reference(
             if sa is not None and sb is not None:
                 sharp_out.append(sa)
                 sharp_ref.append(sb)
+                ap_out.append(float(out_track.aperture[out_f.index]))
+                ap_ref.append(float(ref_track.aperture[ref_f.index]))
         keep = ~lower_face_mask(held, h, w)
         if not keep.any():
             continue
@@ -237,8 +275,9 @@ def compare_with_reference(
     elif mean_ref is None or mean_ref <= 1e-9:
         sharp_note = "the input's lip box is flat (no texture)"
     else:
-        assert mean_out is not None
-        sharp_ratio = mean_out / mean_ref
+        sharp_ratio = aperture_matched_ratio(sharp_out, ap_out, sharp_ref, ap_ref)
+        if sharp_ratio is None:
+            sharp_note = "no mouth opening shared by enough frames of both videos"
     return ReferenceResult(
         frames_compared=frames,
         psnr_outside_lower_face=None if psnr is None else round(psnr, 3),
