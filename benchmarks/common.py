@@ -133,3 +133,24 @@ def random_wav2lip_weights(models_dir: Path) -> Path:
         save_published(model, pth)
         export_onnx(model, onnx)
     return models_dir
+
+
+def big_photo(megapixels: float, out: Path) -> Path:
+    """A 4:3 JPEG portrait of about ``megapixels`` (a phone photo's size): the astronaut
+    scaled up to the photo's height (bicubic) on a blurred background."""
+    import cv2
+    from skimage import data
+
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    height = int(round(np.sqrt(megapixels * 1e6 * 3 / 4) / 2)) * 2
+    width = int(round(height * 4 / 3 / 2)) * 2
+    face = cv2.resize(np.asarray(data.astronaut()), (height, height), interpolation=cv2.INTER_CUBIC)
+    canvas = cv2.resize(cv2.GaussianBlur(face, (0, 0), 25), (width, height))
+    x0 = (width - height) // 2
+    canvas[:, x0 : x0 + height] = face
+    tmp = out.with_suffix(".part.jpg")
+    cv2.imwrite(str(tmp), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    tmp.replace(out)
+    return out

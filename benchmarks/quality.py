@@ -476,8 +476,8 @@ def run(engines: list[str], out: Path, doc: Path | None, smoke: bool) -> str:
         "for the MEAD clip; 1 = opens as far as the person does); the mouth sharpness ratio "
         "(variance of the Laplacian of the grey image in a lip box 1.2 eye distances wide, "
         "from 0.1 to 1.0 eye distances below the nose base, placed with the input's 5 points, "
-        "mean over frames with a face in both, output / input; below 1 = a blurrier mouth, above "
-        "1 can be a higher-contrast one: a dark open cavity, bright teeth); "
+        "frames with a face in both, output / input compared between frames of equal mouth "
+        "opening (5 aperture classes); below 1 = a blurrier mouth); "
         "LSE-D/LSE-C when syncnet_v2.model is present (it is not on the machine that produced "
         "this file).",
         "",

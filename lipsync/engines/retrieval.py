@@ -105,7 +105,8 @@ CONTINUE = (0, 1, 2)  # source steps from each state kept as candidates of the n
 W_WIDTH = 0.5  # weight of the width mismatch against the openness mismatch
 W_OPENING = 0.5  # weight of the mismatch of the opening read from the pixels
 W_BLUR = 0.5  # cost of a mouth e times blurrier than others as open
-W_POSE = 0.6  # weight of the squared head-pose mismatch (see GATE_SIGMA)
+W_POSE = 0.6  # weight of the head-pose mismatch (yaw, pitch)
+POSE_SIGMA = (0.05, 0.04)  # yaw, pitch units that cost 1
 # ...and of its square beyond the pose gate's first threshold: a mouth the gate would fade
 # out is taken only when no mouth of a close pose fits at all.
 W_POSE_GATE = 20.0
@@ -120,10 +121,10 @@ W_JUMP_LOOK = 6.0  # ...plus this times the difference in look of the two mouths
 # A source mouth is pasted only where its head pose is close to the frame's: a mouth from a
 # head turned or tilted otherwise is a 2D picture of other 3D lips, and no similarity puts it
 # right (the "second pair of lips" below the real ones). The mismatch is measured in these
-# units: yaw (nose tip off the jaw's middle, share of the jaw width), pitch (nose base below
-# the eye line, interocular units; a wide smile lifts it a little too, so it is looser), roll
-# in radians, and the log of how much the crop is magnified (a mouth blown up from a smaller
-# face is a blurred one).
+# units: yaw (nose tip off the jaw's middle, share of the jaw width), pitch (nose base
+# below the eye line, interocular units; a wide smile lifts it a little too, so it is looser
+# than POSE_SIGMA's), roll in radians, and the log of how much the crop is magnified (a
+# mouth blown up from a smaller face is a blurred one).
 GATE_SIGMA = (0.05, 0.06, 0.15, float(np.log(1.4)))
 # Mismatch (the root of the summed squares) up to which the source mouth is used in full,
 # and from which only the frame's own mouth, warped and drawn as the viseme engine does.
@@ -646,12 +647,18 @@ class RetrievalEngine(Engine):
             out = {i: int(plan.path[i]) for i in idx}
             self._chosen.update(out)
             return out
-        # The head pose of each frame in the batch against each candidate's.
+        # The head pose of each frame in the batch against each candidate's: yaw and pitch
+        # as a soft preference, and steeply beyond the pose gate's first threshold.
+        shape = measure(np.stack([f.landmarks for f in faces]).astype(np.float32), index.template)
         extra: dict[int, F32] = {}
         for k, i in enumerate(idx):
-            d = self.mismatch(plan.states[i], faces[k].landmarks)
-            over = np.maximum(d - GATE_RANGE[0], 0.0)
-            extra[i] = (W_POSE * d**2 + W_POSE_GATE * over**2).astype(np.float32)
+            st = plan.states[i]
+            fr = index.candidates[st]
+            dy = (index.shape.yaw[fr] - shape.yaw[k]) / POSE_SIGMA[0]
+            dp = (index.shape.pitch[fr] - shape.pitch[k]) / POSE_SIGMA[1]
+            soft = np.nan_to_num(W_POSE * (dy**2 + dp**2), nan=0.0)
+            over = np.maximum(self.mismatch(st, faces[k].landmarks) - GATE_RANGE[0], 0.0)
+            extra[i] = (soft + W_POSE_GATE * over**2).astype(np.float32)
         prev = self._last[1] if self._last is not None else None
         stop = idx[-1] + 1
         seq = plan.solve(start, stop, prev, extra)

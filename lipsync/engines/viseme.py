@@ -214,10 +214,9 @@ class VisemeEngine(Engine):
         )
         map_x = xs + fx * region
         map_y = ys + fy * region
-        # Bicubic: a bilinear read at sub-pixel offsets softens the whole lower face.
         warped = np.asarray(
             cv2.remap(
-                frame, map_x, map_y, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+                frame, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             ),
             np.uint8,
         )

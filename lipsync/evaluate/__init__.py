@@ -17,7 +17,7 @@ that made it.
   flicker beside the reference's own; the **articulation ratio** (the output's 90th-percentile
   aperture over its speech frames / the input's own over the input's speech frames, speech by
   the same voice activity as the pauses); the **mouth sharpness ratio** (variance of the
-  Laplacian in the lip box, output / input, over matched frames) (:mod:`.reference`);
+  Laplacian in the lip box, output / input, compared at equal mouth opening) (:mod:`.reference`);
 * LSE-D / LSE-C from SyncNet when ``syncnet_v2.model`` is in the models directory
   (:mod:`.syncnet`); otherwise ``lse`` is None and ``lse_note`` says why.
 
