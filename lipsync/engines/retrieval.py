@@ -90,7 +90,7 @@ MIN_REGRESSION_R2 = 0.3  # the calibration regression is used only when it predi
 # Wanted openings are smoothed over this many frames (sigma), closures kept: the small
 # frame-to-frame wiggles of the speech's loudness made the mouth twitch (flicker) without
 # making open vowels more open or p/b/m more closed.
-TARGET_SIGMA = 1.0
+TARGET_SIGMA = 0.6
 # How much the vowel's openness (first-formant height, 0..1) scales the drive before it is
 # ranked: x max(0, 1 + VOWEL_EMPHASIS * (height - 0.5)), so open vowels rank higher than
 # close vowels and consonants. Strong emphasis (5.0) raised the open-vowel/p/b/m contrast but
@@ -102,8 +102,11 @@ VOWEL_EMPHASIS = 1.0
 TOP_K = 12  # best-matching candidates considered per frame
 MAX_STATES = 28  # with the continuations of the previous frame's states
 CONTINUE = (0, 1, 2)  # source steps from each state kept as candidates of the next frame
-W_WIDTH = 0.5  # weight of the width mismatch against the openness mismatch
-W_OPENING = 0.5  # weight of the mismatch of the opening read from the pixels
+W_WIDTH = 0.25  # weight of the width mismatch against the openness mismatch
+# Weight of the mismatch of the opening read from the pixels (what a viewer sees; the
+# landmarks miss a slightly parted mouth): at 0.5 the mouths chosen on face4 matched the
+# wanted landmark gap (r 0.93) but not the visible opening, and the sync score read 0.43.
+W_OPENING = 2.0
 W_BLUR = 0.5  # cost of a mouth e times blurrier than others as open
 W_POSE = 0.6  # weight of the head-pose mismatch (yaw, pitch)
 POSE_SIGMA = (0.05, 0.04)  # yaw, pitch units that cost 1
