@@ -38,6 +38,12 @@ LOWER = {65: 0.85, 66: 1.0, 67: 0.85, 56: 1.0, 57: 1.0, 58: 1.0, 55: 0.6, 59: 0.
 CORNERS = {48: 0.15, 54: 0.15, 60: 0.2, 64: 0.2}
 JAW = {8: 0.62, 7: 0.56, 9: 0.56, 6: 0.42, 10: 0.42, 5: 0.24, 11: 0.24, 4: 0.08, 12: 0.08}
 INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
+# Closing a clearly open mouth (an inner-lip gap of at least CLOSE_OPEN of the mouth's
+# width: teeth and the dark inside show) by more than CLOSE_MIN of its width moves its real
+# lips together (close_mouth) instead of warping them to the floor gap and painting the
+# rest shut (a flat band of lip colour on a wide-open photo, read as open in every pause).
+CLOSE_OPEN = 0.15
+CLOSE_MIN = 0.03
 
 
 def _smooth_closed_curve(pts: F32, per_seg: int = 6) -> F32:
@@ -234,6 +240,11 @@ class VisemeEngine(Engine):
         """The frame's own lower face warped to landmarks ``tgt`` (inner lips at least the
         warp's floor apart, see :meth:`target_landmarks`), the lips sealed or the inside of
         the mouth drawn to show a gap of ``gap_tgt`` pixels (the frame's own is ``gap_src``)."""
+        width_px = float(np.linalg.norm(lm[54] - lm[48]))
+        if gap_src >= CLOSE_OPEN * width_px and gap_src - gap_tgt > max(1.0, CLOSE_MIN * width_px):
+            closed = self.close_mouth(frame, lm, gap_tgt, gap_src)
+            if closed is not None:
+                return closed
         warp = self.warp_lower_face(frame, lm, tgt)
         if isinstance(warp, Patch):
             return warp
@@ -256,6 +267,94 @@ class VisemeEngine(Engine):
                 sub = self._paint_mouth(sub, frame, lm, shown, (mx1, my1), gap_tgt, gap_src, seed)
             warped[sy, sx] = sub
         return Patch(x1, y1, warped, mask=region)
+
+    @staticmethod
+    def close_mouth(frame: RGBImage, lm: F32, gap_tgt: float, gap_src: float) -> Patch | None:
+        """Close the frame's own open mouth to an inner-lip gap of ``gap_tgt`` pixels (it
+        shows ``gap_src``) by moving its real lips, not by painting over them.
+
+        Column by column down the face (along its own axes), the upper lip moves down by
+        :data:`UPPER_SHARE` of the closing and the lower lip up by the rest; each lip keeps
+        its own pixels (texture, highlights, its inner edge's shadow, which becomes the line
+        where the lips meet), the gap left between them shows the top of the old opening
+        (the upper teeth: the lower lip rises over the rest), and the skin between the lips
+        and the nose, and the lips and the chin, stretches to follow. The closing tapers to
+        nothing at the mouth corners, where the gap does, so no seam is left. None when the
+        mouth is too small to work on."""
+        across, down, _ = face_axes(lm)
+        centre = lm[48:68].mean(axis=0)
+
+        def uv(pts: F32) -> tuple[F32, F32]:
+            d = pts.astype(np.float32) - centre
+            return (d @ across).astype(np.float32), (d @ down).astype(np.float32)
+
+        def curve(idx: Sequence[int]) -> tuple[F32, F32]:
+            u, v = uv(lm[list(idx)])
+            order = np.argsort(u)
+            return u[order], v[order]
+
+        outer_up = curve(range(48, 55))
+        # The opening runs out at the outer corners (a smile's dark corners lie outside the
+        # inner-corner points 60 and 64), so the inner curves end there.
+        inner_up = curve([48, 61, 62, 63, 54])
+        inner_dn = curve([48, 67, 66, 65, 54])
+        outer_dn = curve([48, 59, 58, 57, 56, 55, 54])
+        _, v_nose = uv(lm[33:34])
+        _, v_chin = uv(lm[8:9])
+        u_lo, u_hi = float(outer_up[0][0]), float(outer_up[0][-1])
+        if u_hi - u_lo < 8:
+            return None
+        # The region: from halfway between the nose and the upper lip (where the stretch
+        # starts) to the chin.
+        v_start = (float(v_nose[0]) + float(outer_up[1].min())) / 2 - 2
+        corners = np.array(
+            [[u, v] for u in (u_lo - 2, u_hi + 2) for v in (v_start, float(v_chin[0]))],
+            np.float32,
+        )
+        pts = centre + corners[:, :1] * across + corners[:, 1:] * down
+        h, w = frame.shape[:2]
+        x1, y1 = np.floor(pts.min(axis=0)).astype(int) - 1
+        x2, y2 = np.ceil(pts.max(axis=0)).astype(int) + 2
+        x1, y1, x2, y2 = max(0, int(x1)), max(0, int(y1)), min(w, int(x2)), min(h, int(y2))
+        if x2 - x1 < 8 or y2 - y1 < 8:
+            return None
+        xs, ys = np.meshgrid(
+            np.arange(x1, x2, dtype=np.float32), np.arange(y1, y2, dtype=np.float32)
+        )
+        du, dv = xs - centre[0], ys - centre[1]
+        u = du * across[0] + dv * across[1]
+        v = du * down[0] + dv * down[1]
+        v_ou = np.interp(u, *outer_up).astype(np.float32)
+        v_iu = np.interp(u, *inner_up).astype(np.float32)
+        v_il = np.interp(u, *inner_dn).astype(np.float32)
+        v_ol = np.interp(u, *outer_dn).astype(np.float32)
+        inside = (u > u_lo) & (u < u_hi)
+        gap = np.where(inside, np.maximum(v_il - v_iu, 0.0), 0.0)
+        keep = float(np.clip(gap_tgt / max(gap_src, 1e-6), 0.0, 1.0))
+        close = gap * (1.0 - keep)
+        a = UPPER_SHARE * close  # the upper lip comes down by this
+        b = (1.0 - UPPER_SHARE) * close  # the lower lip goes up by this
+        v_top = (float(v_nose[0]) + v_ou) / 2
+        v_bot = v_ol + 0.75 * (float(v_chin[0]) - v_ol)
+        src = v.copy()
+        seg = (v >= v_top) & (v < v_ou + a)
+        src[seg] = (v_top + (v - v_top) * (v_ou - v_top) / np.maximum(v_ou + a - v_top, 1e-3))[seg]
+        seg = (v >= v_ou + a) & (v < v_il - b)
+        src[seg] = (v - a)[seg]
+        seg = (v >= v_il - b) & (v < v_ol - b)
+        src[seg] = (v + b)[seg]
+        seg = (v >= v_ol - b) & (v < v_bot)
+        src[seg] = (v_ol + (v - v_ol + b) * (v_bot - v_ol) / np.maximum(v_bot - v_ol + b, 1e-3))[
+            seg
+        ]
+        shift = src - v
+        map_x = (xs + shift * down[0]).astype(np.float32)
+        map_y = (ys + shift * down[1]).astype(np.float32)
+        out = cv2.remap(
+            frame, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        mask = np.ones((y2 - y1, x2 - x1), np.float32)
+        return Patch(x1, y1, np.asarray(out, np.uint8), mask=mask)
 
     @staticmethod
     def _poly_mask(pts: F32, origin: tuple[int, int], shape: tuple[int, int]) -> F32:

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
+import cv2
+import numpy as np
+import pytest
+
+import lipsync
 from lipsync.composite import composite
 from lipsync.engines import ENGINES, create_engine
 from lipsync.engines.base import EngineContext
@@ -10,6 +15,9 @@ from lipsync.face.geometry import crop_box, face_axes
 from lipsync.face.tracker import FaceTracker
 from lipsync.types import FaceObs
 from tests import media_factory as mf
+
+KATIE = "video_SadTalker_WDA_KatieHill_000.mp4"
+GERMAN = "audio_SadTalker_deyu_german.wav"  # with pauses at both ends
 
 
 def _face() -> tuple[np.ndarray, np.ndarray]:
@@ -85,3 +93,37 @@ def test_generate_follows_the_prepared_track(speech_wav) -> None:  # type: ignor
     x2, y2 = lm[48:68].max(axis=0).astype(int) + 3
     assert mf.psnr(a[y1:y2, x1:x2], b[y1:y2, x1:x2]) < 25, "different moments, different mouths"
     assert eng.info()["speech_frames"] > 10
+
+
+def test_a_wide_open_still_closes_in_pauses_with_its_own_lips(
+    shared_media: Path, tmp_path: Path
+) -> None:
+    """A photo with the mouth wide open (a frame of KatieHill laughing, teeth showing): the
+    mouth shuts in the speech's pauses by bringing her real lips together, and no frame
+    shows torn or doubled lips (lip-colour bands down the mouth, as in the input)."""
+    from lipsync.evaluate import evaluate
+    from lipsync.face.tracker import FaceTracker
+    from lipsync.media.decode import iter_frames
+    from tests.engines._lips import lip_bands, lip_threshold
+
+    clip, speech = shared_media / KATIE, shared_media / GERMAN
+    if not clip.exists() or not speech.exists():
+        pytest.skip("the shared KatieHill clip or German speech is absent")
+    frame = next(f.image for f in iter_frames(clip) if f.index == 30)
+    still = tmp_path / "open.png"
+    cv2.imwrite(str(still), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    lm = FaceTracker().update(frame)
+    assert lm is not None
+    _, down, _ = face_axes(lm)
+    width = float(np.linalg.norm(lm[54] - lm[48]))
+    assert float(np.dot(lm[66] - lm[62], down)) > 0.25 * width  # wide open in the photo
+    out = tmp_path / "talking.mp4"
+    result = lipsync.run(still, speech, out)
+    assert result.engine_info["path"] == "viseme"  # a still: the retrieval engine's fall-back
+    report = evaluate(out, speech, visemes=False)
+    assert report.pauses.pause_frames >= 20
+    assert report.pauses.closed_share is not None and report.pauses.closed_share >= 0.85
+    assert report.sync.calibrated is not None and abs(report.sync.calibrated.offset_frames) <= 1
+    t = lip_threshold(frame, lm)
+    bands = [lip_bands(f.image, lm, t) for f in iter_frames(out)]
+    assert min(bands) >= 1 and max(bands) <= 3, bands
