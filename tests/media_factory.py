@@ -18,6 +18,16 @@ import numpy.typing as npt
 SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 
 
+def shared_file(shared: Path, name: str) -> Path:
+    """``shared/name``, or skip the test cleanly when the shared media lacks it."""
+    import pytest
+
+    path = shared / name
+    if not path.is_file():
+        pytest.skip(f"{name} is not in ../shared/media")
+    return path
+
+
 def astronaut() -> npt.NDArray[np.uint8]:
     from skimage import data
 

@@ -443,6 +443,27 @@ class Plan:
         return out
 
 
+@dataclass
+class _Draft:
+    """A frame's render up to its colour: the warped lower face (``image`` at ``x1, y1``,
+    with its mask ``region``), the mouth's box in it, the mask ellipse, the mapped mouth
+    crop and its colour fit (None: too little skin ring to fit)."""
+
+    x1: int
+    y1: int
+    image: RGBImage
+    region: F32
+    box: tuple[int, int, int, int]
+    alpha: F32
+    uv: tuple[F32, F32]
+    base: F32
+    src: F32
+    coef: F64 | None
+    pos: int
+    out_index: int | None
+    share: float
+
+
 # -- the engine ----------------------------------------------------------------------------
 class RetrievalEngine(Engine):
     name = "retrieval"
@@ -582,10 +603,15 @@ class RetrievalEngine(Engine):
         assert self._target is not None
         gap = self._target[0]
         share = self._gate(idx, faces, choice)
-        return [
-            self.render(frame, face.landmarks, choice[i], float(gap[i]), out_index=i, share=w)
+        calls = [
+            (frame, face.landmarks, choice[i], float(gap[i]), i, w)
             for frame, face, i, w in zip(frames, faces, idx, share, strict=True)
         ]
+        drafts = self.viseme.mapper.map(self._draft, calls)
+        return [self._finish(d) for d in drafts]
+
+    def close(self) -> None:
+        self.viseme.close()
 
     def mismatch(self, positions: I64, lm_t: F32) -> F32:
         """How far the head pose of candidates ``positions`` is from the frame's (landmarks
@@ -691,6 +717,20 @@ class RetrievalEngine(Engine):
         is warped and drawn there (as the viseme engine does), and the chosen mouth, warped
         to the same geometry, is blended over it at that strength; at 0 it is left out.
         """
+        return self._finish(self._draft(frame, lm_t, pos, gap, out_index, share))
+
+    def _draft(
+        self,
+        frame: RGBImage,
+        lm_t: F32,
+        pos: int,
+        gap: float | None,
+        out_index: int | None,
+        share: float,
+    ) -> Patch | _Draft:
+        """Everything of :meth:`render` that depends on this frame alone (frames of a batch
+        are drafted on the render threads); :meth:`_finish` adds the colour, which is
+        filtered over time, in frame order."""
         index = self.index
         assert index is not None
         a = self._align(pos, frame, lm_t)
@@ -721,16 +761,39 @@ class RetrievalEngine(Engine):
         base = warp_image[by1:by2, bx1:bx2].astype(np.float32)
         src = self._mouth(pos, a, origin, size, _gap_map(tgt_src, tgt, origin, size))
         coef = _colour_field(src, base, alpha, uv, tgt, origin)
-        if coef is not None:
-            coef = self._steady_colour(out_index, pos, coef)
-            src = _apply_colour(src, uv, coef)
-        a3 = alpha[..., None] * min(share, 1.0)
-        out = base * (1.0 - a3) + src * a3
-        image = warp_image.copy()
+        return _Draft(
+            wx1,
+            wy1,
+            warp_image,
+            warp_region,
+            (bx1, by1, bx2, by2),
+            alpha,
+            uv,
+            base,
+            src,
+            coef,
+            pos,
+            out_index,
+            share,
+        )
+
+    def _finish(self, d: Patch | _Draft) -> Patch:
+        """The drafted frame with its colour (filtered over time: frames in order) applied
+        and the mouth blended in."""
+        if isinstance(d, Patch):
+            return d
+        src = d.src
+        if d.coef is not None:
+            coef = self._steady_colour(d.out_index, d.pos, d.coef)
+            src = _apply_colour(src, d.uv, coef)
+        bx1, by1, bx2, by2 = d.box
+        a3 = d.alpha[..., None] * min(d.share, 1.0)
+        out = d.base * (1.0 - a3) + src * a3
+        image = d.image.copy()
         image[by1:by2, bx1:bx2] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
-        mask = warp_region.copy()
-        mask[by1:by2, bx1:bx2] = np.maximum(mask[by1:by2, bx1:bx2], alpha)
-        return Patch(wx1, wy1, image, mask=mask)
+        mask = d.region.copy()
+        mask[by1:by2, bx1:bx2] = np.maximum(mask[by1:by2, bx1:bx2], d.alpha)
+        return Patch(d.x1, d.y1, image, mask=mask)
 
     def _own_mouth(
         self,

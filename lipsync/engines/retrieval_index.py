@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from lipsync.engines.base import SourceVideo
 from lipsync.face.geometry import face_axes
-from lipsync.media.decode import iter_frames
+from lipsync.media.decode import i420_crop_rgb, iter_frames
 from lipsync.types import RGBImage
 
 F32 = npt.NDArray[np.float32]
@@ -187,24 +187,6 @@ def crop_box(lm: F32) -> tuple[float, float, float, float]:
 
 
 # -- crops -------------------------------------------------------------------------------
-def i420_crop_rgb(yuv: npt.NDArray[np.uint8], x1: int, y1: int, x2: int, y2: int) -> RGBImage:
-    """RGB of the box (even coordinates) of an I420 frame, converted like the pipeline does."""
-    h = yuv.shape[0] * 2 // 3
-    w = yuv.shape[1]
-    flat = yuv.reshape(-1)
-    cw, ch = w // 2, h // 2
-    u = flat[h * w : h * w + cw * ch].reshape(ch, cw)
-    v = flat[h * w + cw * ch : h * w + 2 * cw * ch].reshape(ch, cw)
-    bw, bh = x2 - x1, y2 - y1
-    buf = np.empty((bh * 3 // 2, bw), np.uint8)
-    buf[:bh] = yuv[y1:y2, x1:x2]
-    rest = buf[bh:].reshape(-1)
-    q = (bw // 2) * (bh // 2)
-    rest[:q] = u[y1 // 2 : y2 // 2, x1 // 2 : x2 // 2].reshape(-1)
-    rest[q:] = v[y1 // 2 : y2 // 2, x1 // 2 : x2 // 2].reshape(-1)
-    return np.asarray(cv2.cvtColor(buf, cv2.COLOR_YUV2RGB_I420), np.uint8)
-
-
 @dataclass
 class Crop:
     frame: int  # source frame index

@@ -100,13 +100,13 @@ class VisemeEngine(Engine):
     def __init__(self, ctx: EngineContext | None = None) -> None:
         self.ctx = ctx or EngineContext()
         self.track: MouthTrack | None = None
-        self._mapper = FrameMapper()
+        self.mapper = FrameMapper()  # the render threads (the retrieval engine's too)
 
     def prepare(self, audio16k: F32, fps: float, n_frames: int) -> None:
         self.track = analyse(audio16k, fps, n_frames)
 
     def close(self) -> None:
-        self._mapper.close()
+        self.mapper.close()
 
     def info(self) -> dict[str, Any]:
         if self.track is None:
@@ -126,7 +126,7 @@ class VisemeEngine(Engine):
             i = min(max(idx, 0), n - 1)
             opening, spread = float(self.track.open[i]), float(self.track.spread[i])
             calls.append((frame, face.landmarks, opening, spread, idx))
-        return self._mapper.map(self.render, calls)
+        return self.mapper.map(self.render, calls)
 
     # -- the warp -------------------------------------------------------------------------
     def target_landmarks(self, lm: F32, open_: float, spread: float) -> tuple[F32, float, float]:
@@ -214,7 +214,19 @@ class VisemeEngine(Engine):
         region = np.zeros((rh, rw), np.float32)
         cv2.fillPoly(region, [np.round(poly - [x1, y1]).astype(np.int32)], 1.0)
         feather = max(3.0, 0.04 * float(np.linalg.norm(lm[16] - lm[0])))
-        region = cv2.GaussianBlur(region, (0, 0), feather) * region
+        # The blur of a filled polygon is smooth: blurred at 1/k of the size and scaled up,
+        # it is the same mask within a few thousandths, at a fraction of the cost.
+        k = max(1, int(feather / 3))
+        if k > 1:
+            small = cv2.resize(region, (rw // k + 1, rh // k + 1), interpolation=cv2.INTER_AREA)
+            soft = cv2.resize(
+                cv2.GaussianBlur(small, (0, 0), feather / k),
+                (rw, rh),
+                interpolation=cv2.INTER_LINEAR,
+            )
+        else:
+            soft = cv2.GaussianBlur(region, (0, 0), feather)
+        region = soft * region
         xs, ys = np.meshgrid(
             np.arange(x1, x2, dtype=np.float32), np.arange(y1, y2, dtype=np.float32)
         )

@@ -42,16 +42,9 @@ class Clip:
     path: Path
 
 
-def _shared(shared: Path, name: str) -> Path:
-    path = shared / name
-    if not path.is_file():
-        pytest.skip(f"{name} is not in ../shared/media")
-    return path
-
-
 @pytest.fixture(scope="module")
 def clip(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> Clip:
-    src = _shared(shared_media, CLIP)
+    src = mf.shared_file(shared_media, CLIP)
     frames: Frames = []
     for f in iter_frames(src):
         if len(frames) == FRAMES:
@@ -153,8 +146,8 @@ def test_lower_face_frozen_on_a_closed_mouth_articulates_little(clip: Clip, tmp_
 
 
 def test_input_without_an_audio_track_uses_all_its_face_frames(shared_media: Path) -> None:
-    video = _shared(shared_media, NO_AUDIO_CLIP)
-    speech = _shared(shared_media, "audio_Real3DPortrait_Obama_5s.wav")
+    video = mf.shared_file(shared_media, NO_AUDIO_CLIP)
+    speech = mf.shared_file(shared_media, "audio_Real3DPortrait_Obama_5s.wav")
     report = evaluate(video, speech, reference=video, visemes=False, lse=False)
     ref = report.reference_metrics
     assert ref is not None

@@ -32,21 +32,14 @@ def _speech(path: Path) -> np.ndarray:
     return to_mono(samples)
 
 
-def _clip(shared: Path, name: str) -> Path:
-    path = shared / name
-    if not path.is_file():
-        pytest.skip(f"{name} is not in ../shared/media")
-    return path
-
-
 @pytest.fixture(scope="module")
 def clip_track(shared_media: Path) -> MouthTrack:
-    return measure_mouth(_clip(shared_media, CLIP), fps=25.0)
+    return measure_mouth(mf.shared_file(shared_media, CLIP), fps=25.0)
 
 
 @pytest.fixture(scope="module")
 def clip2_track(shared_media: Path) -> MouthTrack:
-    return measure_mouth(_clip(shared_media, CLIP2), fps=25.0)
+    return measure_mouth(mf.shared_file(shared_media, CLIP2), fps=25.0)
 
 
 def _scores(track: MouthTrack, speech: np.ndarray) -> tuple[float, float]:
@@ -65,7 +58,7 @@ def test_own_speech_correlates_clearly_above_mismatched(
         track.aperture, speech_envelope(_speech(shared_media / name), track.fps, len(track))
     )
     others = [CLIP2 if which == "clip" else CLIP, *OTHER_SPEECH]
-    mismatched = [_scores(track, _speech(_clip(shared_media, o))) for o in others]
+    mismatched = [_scores(track, _speech(mf.shared_file(shared_media, o))) for o in others]
     best_mis = [m[0] for m in mismatched]
     zero_mis = [m[1] for m in mismatched]
     assert own.best_r is not None and own.best_lag is not None and own.r_at_zero is not None
@@ -134,7 +127,7 @@ def test_calibrated_offset_follows_shifted_speech_and_own_ranks_first(
     """What a user checks by hand: the clip with its own speech vs copies shifted by
     3-20 frames. The offset estimate follows the shift, and at offset 0 the own speech
     scores above every shifted copy."""
-    path = _clip(shared_media, name)
+    path = mf.shared_file(shared_media, name)
     track = measure_mouth(path, fps=0.0)
     fps = 30.0 if "face4" in name else 25.0
     speech = _speech(path)
