@@ -238,7 +238,13 @@ def compare_with_reference(
         if out_img.shape[:2] != (h, w):
             size_matched = False
             out_img = np.asarray(
-                cv2.resize(out_img, (w, h), interpolation=cv2.INTER_AREA), np.uint8
+                # Area averaging to shrink, bilinear to enlarge.
+                cv2.resize(
+                    out_img,
+                    (w, h),
+                    interpolation=cv2.INTER_AREA if out_img.shape[0] > h else cv2.INTER_LINEAR,
+                ),
+                np.uint8,
             )
         here = ref_track.face_frame(ref_f.index)
         held = here or held

@@ -189,3 +189,20 @@ def test_articulation_needs_enough_frames_and_an_open_input() -> None:
     nan = ap.copy()
     nan[:35] = np.nan  # no face: not counted
     assert articulation(nan, None, ap, None).output_frames == 5
+
+
+def test_a_smaller_output_is_compared_at_the_input_size_without_blocks(
+    clip: Clip, tmp_path: Path
+) -> None:
+    # An output at half the input's size (as --max-size makes) has less detail than the
+    # input, never more: enlarged for the comparison by pixel repetition, its blocks read as
+    # texture (3-4x the input's sharpness); enlarged smoothly, it reads below 1.
+    even = [np.ascontiguousarray(img[:420, :420]) for img in clip.frames]
+    half = [
+        np.asarray(cv2.resize(img, (210, 210), interpolation=cv2.INTER_AREA), np.uint8)
+        for img in even
+    ]
+    reference = _variant(clip, "even", even, tmp_path)
+    ref = _ref(_variant(clip, "half", half, tmp_path), reference)
+    assert ref["size_matched"] is False
+    assert ref["sharpness_ratio"] is not None and ref["sharpness_ratio"] < 1.0, ref
