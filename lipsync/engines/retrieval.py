@@ -839,7 +839,13 @@ class RetrievalEngine(Engine):
         floor = min(VISEME_GAP_FLOOR * width, gap_src)
         warp_tgt = open_mouth(mixed, down, floor - shown) if shown < floor else mixed
         seed = 0 if out_index is None else int(out_index)
-        return mixed, self.viseme.render_to(frame, lm_t, warp_tgt, shown, gap_src, seed)
+        # The chosen mouth is blended over this at the same geometry, so the lips must land on
+        # ``mixed`` exactly: no closing by the lips' own shape here (it moved the LatentSync
+        # clip's eased frames off the pasted mouth and its offset to -2).
+        own_mouth = self.viseme.render_to(
+            frame, lm_t, warp_tgt, shown, gap_src, seed, own_lips=False
+        )
+        return mixed, own_mouth
 
     def _align(self, pos: int, frame: RGBImage, lm_t: F32) -> F64:
         """Source-frame pixels -> target-frame pixels for candidate ``pos``: the similarity

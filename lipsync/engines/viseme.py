@@ -247,13 +247,23 @@ class VisemeEngine(Engine):
         return self.render_to(frame, lm, tgt, gap_tgt, gap_src, seed)
 
     def render_to(
-        self, frame: RGBImage, lm: F32, tgt: F32, gap_tgt: float, gap_src: float, seed: int = 0
+        self,
+        frame: RGBImage,
+        lm: F32,
+        tgt: F32,
+        gap_tgt: float,
+        gap_src: float,
+        seed: int = 0,
+        own_lips: bool = True,
     ) -> Patch:
         """The frame's own lower face warped to landmarks ``tgt`` (inner lips at least the
         warp's floor apart, see :meth:`target_landmarks`), the lips sealed or the inside of
-        the mouth drawn to show a gap of ``gap_tgt`` pixels (the frame's own is ``gap_src``)."""
+        the mouth drawn to show a gap of ``gap_tgt`` pixels (the frame's own is ``gap_src``).
+        ``own_lips``: a clearly open mouth is closed by :meth:`close_mouth` (which keeps the
+        lips' own shape; a caller that needs the geometry ``tgt`` exactly passes False)."""
         width_px = float(np.linalg.norm(lm[54] - lm[48]))
-        if gap_src >= CLOSE_OPEN * width_px and gap_src - gap_tgt > max(1.0, CLOSE_MIN * width_px):
+        closing = gap_src - gap_tgt > max(1.0, CLOSE_MIN * width_px)
+        if own_lips and gap_src >= CLOSE_OPEN * width_px and closing:
             closed = self.close_mouth(frame, lm, gap_tgt, gap_src)
             if closed is not None:
                 return closed
