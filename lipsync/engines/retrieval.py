@@ -66,7 +66,7 @@ from lipsync.engines.retrieval_index import (
 )
 from lipsync.engines.viseme import GAP_FLOOR as VISEME_GAP_FLOOR
 from lipsync.engines.viseme import GAP_MAX as VISEME_GAP_MAX
-from lipsync.engines.viseme import VisemeEngine, open_mouth
+from lipsync.engines.viseme import VisemeEngine, inner_gap, open_mouth
 from lipsync.face.geometry import face_axes
 from lipsync.types import FaceObs, Patch, RGBImage
 
@@ -443,6 +443,17 @@ class Plan:
         return out
 
 
+@dataclass(frozen=True)
+class _Pose:
+    """A frame's head pose as the gate compares it: yaw and pitch (see MouthShape), roll
+    (eye line angle, radians) and interocular distance (pixels)."""
+
+    yaw: float
+    pitch: float
+    roll: float
+    iod: float
+
+
 @dataclass
 class _Draft:
     """A frame's render up to its colour: the warped lower face (``image`` at ``x1, y1``,
@@ -487,7 +498,6 @@ class RetrievalEngine(Engine):
         self._chosen: dict[int, int] = {}
         self._timings: dict[str, float] = {}
         self._target: tuple[F32, F32] | None = None
-        self._share: tuple[int, float] | None = None  # (output index, source-mouth share)
         # Per candidate: roll (eye line angle), interocular distance in source pixels, and
         # the crop's scale (crop pixels per source pixel).
         self._crop_pose: tuple[F64, F64, F64] | None = None
@@ -545,7 +555,6 @@ class RetrievalEngine(Engine):
         self._last = None
         self._colour = None
         self._chosen = {}
-        self._share = None
         self._shares = {}
         self._mismatch = {}
         if self.path != "retrieval" or self.model is None or self.index is None:
@@ -599,10 +608,11 @@ class RetrievalEngine(Engine):
         plan = self.plan
         n = len(plan.states)
         idx = [min(max(int(i), 0), n - 1) for i in indices]
-        choice = self._choose(idx, faces)
+        poses = self.poses(faces)
+        choice = self._choose(idx, poses)
         assert self._target is not None
         gap = self._target[0]
-        share = self._gate(idx, faces, choice)
+        share = self._gate(idx, poses, choice)
         calls = [
             (frame, face.landmarks, choice[i], float(gap[i]), i, w)
             for frame, face, i, w in zip(frames, faces, idx, share, strict=True)
@@ -613,37 +623,44 @@ class RetrievalEngine(Engine):
     def close(self) -> None:
         self.viseme.close()
 
-    def mismatch(self, positions: I64, lm_t: F32) -> F32:
-        """How far the head pose of candidates ``positions`` is from the frame's (landmarks
-        ``lm_t``), in :data:`GATE_SIGMA` units: yaw, pitch, roll and the crop's
-        magnification (0 where the frame's pose can't be read)."""
+    def poses(self, faces: Sequence[FaceObs]) -> list[_Pose]:
+        """The head pose of each face, measured once for the choice and the gate."""
+        assert self.index is not None
+        stack = np.stack([f.landmarks for f in faces]).astype(np.float32)
+        shape = measure(stack, self.index.template)
+        roll, iod = _roll_iod(stack)
+        return [
+            _Pose(float(shape.yaw[k]), float(shape.pitch[k]), float(roll[k]), float(iod[k]))
+            for k in range(len(faces))
+        ]
+
+    def mismatch(self, positions: I64, pose: _Pose) -> F32:
+        """How far the head pose of candidates ``positions`` is from a frame's ``pose``, in
+        :data:`GATE_SIGMA` units: yaw, pitch, roll and the crop's magnification (0 where
+        the frame's pose can't be read)."""
         index = self.index
         assert index is not None and self._crop_pose is not None
         roll_c, iod_c, scale_c = (x[positions] for x in self._crop_pose)
         frames = index.candidates[positions]
-        shape = measure(lm_t[None].astype(np.float32), index.template)
-        roll_t, iod_t = _roll_iod(lm_t[None])
-        d_roll = np.angle(np.exp(1j * (roll_t[0] - roll_c)))
-        mag = np.log(np.maximum(iod_t[0] / np.maximum(iod_c, 1e-6) / scale_c, 1e-6))
+        d_roll = np.angle(np.exp(1j * (pose.roll - roll_c)))
+        mag = np.log(np.maximum(pose.iod / np.maximum(iod_c, 1e-6) / scale_c, 1e-6))
         terms = (
-            (index.shape.yaw[frames] - shape.yaw[0]) / GATE_SIGMA[0],
-            (index.shape.pitch[frames] - shape.pitch[0]) / GATE_SIGMA[1],
+            (index.shape.yaw[frames] - pose.yaw) / GATE_SIGMA[0],
+            (index.shape.pitch[frames] - pose.pitch) / GATE_SIGMA[1],
             d_roll / GATE_SIGMA[2],
             np.maximum(mag, 0.0) / GATE_SIGMA[3],
         )
         d = np.sqrt(sum(np.asarray(t, np.float64) ** 2 for t in terms))
         return np.nan_to_num(d, nan=0.0).astype(np.float32)
 
-    def _gate(
-        self, idx: list[int], faces: Sequence[FaceObs], choice: dict[int, int]
-    ) -> list[float]:
+    def _gate(self, idx: list[int], poses: list[_Pose], choice: dict[int, int]) -> list[float]:
         """The share of the source mouth per frame of the batch: 1 where its pose matches,
         0 where only the frame's own mouth can be used, eased in between (it falls ahead of a
         frame that needs the own mouth and rises at most 1/GATE_EASE a frame)."""
         lo, hi = GATE_RANGE
         mism = [
-            float(self.mismatch(np.array([choice[i]], np.int64), f.landmarks)[0])
-            for i, f in zip(idx, faces, strict=True)
+            float(self.mismatch(np.array([choice[i]], np.int64), pose)[0])
+            for i, pose in zip(idx, poses, strict=True)
         ]
         raw = [float(np.clip((hi - d) / (hi - lo), 0.0, 1.0)) for d in mism]
         step = 1.0 / GATE_EASE
@@ -653,19 +670,17 @@ class RetrievalEngine(Engine):
             if idx[k + 1] == idx[k] + 1:
                 ahead[k] = min(ahead[k], ahead[k + 1] + step)
         out: list[float] = []
-        prev = self._share
         for i, w, d in zip(idx, ahead, mism, strict=True):
-            if prev is not None and prev[0] == i - 1:
-                w = min(w, prev[1] + step)
+            prev = self._shares.get(i - 1)
+            if prev is not None:
+                w = min(w, prev + step)
             w = round(w, 4)
             out.append(w)
             self._shares[i] = w
             self._mismatch[i] = d
-            prev = (i, w)
-        self._share = prev
         return out
 
-    def _choose(self, idx: list[int], faces: Sequence[FaceObs]) -> dict[int, int]:
+    def _choose(self, idx: list[int], poses: list[_Pose]) -> dict[int, int]:
         """Candidate position per output index of this batch (pose-aware Viterbi)."""
         plan = self.plan
         index = self.index
@@ -678,15 +693,14 @@ class RetrievalEngine(Engine):
             return out
         # The head pose of each frame in the batch against each candidate's: yaw and pitch
         # as a soft preference, and steeply beyond the pose gate's first threshold.
-        shape = measure(np.stack([f.landmarks for f in faces]).astype(np.float32), index.template)
         extra: dict[int, F32] = {}
-        for k, i in enumerate(idx):
+        for i, pose in zip(idx, poses, strict=True):
             st = plan.states[i]
             fr = index.candidates[st]
-            dy = (index.shape.yaw[fr] - shape.yaw[k]) / POSE_SIGMA[0]
-            dp = (index.shape.pitch[fr] - shape.pitch[k]) / POSE_SIGMA[1]
+            dy = (index.shape.yaw[fr] - pose.yaw) / POSE_SIGMA[0]
+            dp = (index.shape.pitch[fr] - pose.pitch) / POSE_SIGMA[1]
             soft = np.nan_to_num(W_POSE * (dy**2 + dp**2), nan=0.0)
-            over = np.maximum(self.mismatch(st, faces[k].landmarks) - GATE_RANGE[0], 0.0)
+            over = np.maximum(self.mismatch(st, pose) - GATE_RANGE[0], 0.0)
             extra[i] = (soft + W_POSE_GATE * over**2).astype(np.float32)
         prev = self._last[1] if self._last is not None else None
         stop = idx[-1] + 1
@@ -807,26 +821,10 @@ class RetrievalEngine(Engine):
         """The pose gate's geometry (``share`` of the way from the frame's own mouth opened
         to the wanted gap, to the chosen mouth's ``tgt``) and the frame's own lower face
         warped and drawn to it by the viseme engine."""
-        across, down, _ = face_axes(lm_t)
+        _, down, _ = face_axes(lm_t)
         width = float(np.linalg.norm(lm_t[54] - lm_t[48])) or 1.0
-        pairs = ((61, 67), (62, 66), (63, 65))
-
-        def inner_gap(pts: F32) -> float:
-            return float(
-                np.mean([max(0.0, float(np.dot(pts[b] - pts[a], down))) for a, b in pairs])
-            )
-
-        gap_src = inner_gap(lm_t)
-        if gap is None:
-            want = inner_gap(tgt)
-        else:
-            assert self.index is not None
-            unit = float(
-                np.sqrt(
-                    abs(np.linalg.det(similarity(self.index.template, lm_t[list(RIGID)])[:, :2]))
-                )
-            )
-            want = max(0.0, gap * unit)
+        gap_src = inner_gap(lm_t, down)
+        want = inner_gap(tgt, down) if gap is None else max(0.0, gap * self._unit(lm_t))
         track = self.viseme.track
         spread = 0.0
         if track is not None and out_index is not None and len(track):
@@ -834,7 +832,7 @@ class RetrievalEngine(Engine):
         own, _, _ = self.viseme.target_landmarks(lm_t, want / (VISEME_GAP_MAX * width), spread)
         w = float(np.clip(share, 0.0, 1.0))
         mixed = (w * tgt + (1.0 - w) * own).astype(np.float32)
-        shown = inner_gap(mixed)
+        shown = inner_gap(mixed, down)
         # The warp never puts the inner lips closer than its floor (closer is drawn).
         floor = min(VISEME_GAP_FLOOR * width, gap_src)
         warp_tgt = open_mouth(mixed, down, floor - shown) if shown < floor else mixed
@@ -925,6 +923,12 @@ class RetrievalEngine(Engine):
             tgt[k] += down * (d * w)
         return tgt
 
+    def _unit(self, lm_t: F32) -> float:
+        """Pixels per template unit on the face with landmarks ``lm_t``."""
+        assert self.index is not None
+        m = similarity(self.index.template, lm_t[list(RIGID)])
+        return float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+
     def _residual(self, tgt: F32, lm_t: F32, pos: int, gap: float) -> F32:
         """Move the placed lips (and jaw) part of the way to the wanted gap: closing is
         allowed all the way, opening up to half again what the mouth shows (its teeth and
@@ -932,12 +936,9 @@ class RetrievalEngine(Engine):
         assert self.index is not None
         frame = int(self.index.candidates[pos])
         have = float(self.index.shape.gap[frame])
-        unit = float(
-            np.sqrt(abs(np.linalg.det(similarity(self.index.template, lm_t[list(RIGID)])[:, :2])))
-        )
         delta = (RESIDUAL[0] if gap < have else RESIDUAL[1]) * (gap - have)
         delta = float(np.clip(delta, -max(have, 0.0), OPEN_EXTRA * max(have, 0.0)))
-        px = delta * unit
+        px = delta * self._unit(lm_t)
         if abs(px) < 0.3:
             return tgt
         _, down, _ = face_axes(lm_t)

@@ -74,6 +74,11 @@ def open_mouth(lm: F32, down: F32, delta: float) -> F32:
     return out
 
 
+def inner_gap(lm: F32, down: F32) -> float:
+    """The inner-lip gap of landmarks ``lm`` along the face's ``down`` axis (pixels, >= 0)."""
+    return float(np.mean([max(0.0, float(np.dot(lm[b] - lm[a], down))) for a, b in INNER_PAIRS]))
+
+
 def _smoothstep(x: F32) -> F32:
     x = np.clip(x, 0.0, 1.0)
     return (x * x * (3 - 2 * x)).astype(np.float32)
@@ -136,9 +141,7 @@ class VisemeEngine(Engine):
         """
         across, down, _ = face_axes(lm)
         width = float(np.linalg.norm(lm[54] - lm[48]))
-        gap_src = float(
-            np.mean([max(0.0, float(np.dot(lm[b] - lm[a], down))) for a, b in INNER_PAIRS])
-        )
+        gap_src = inner_gap(lm, down)
         gap_tgt = open_ * GAP_MAX * width
         # Never warp the inner lips onto each other: two control points on one spot with
         # different offsets fold the warp. Closing below GAP_FLOOR is drawn, not warped

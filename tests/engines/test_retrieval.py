@@ -180,7 +180,7 @@ def test_choice_follows_the_speech_without_flicker_or_freezing(
     chosen = []
     for b in range(0, n, 16):
         ids = list(range(b, min(n, b + 16)))
-        got = eng._choose(ids, faces[b : b + 16])
+        got = eng._choose(ids, eng.poses(faces[b : b + 16]))
         chosen += [got[i] for i in ids]
     assert eng.index is not None and eng._target is not None
     frames_used = eng.index.candidates[np.asarray(chosen)]
