@@ -116,6 +116,13 @@ def _child(case: Case, out: Path, models_dir: Path) -> dict[str, Any]:
     return data
 
 
+def _median_run(case: Case, out: Path, models_dir: Path, repeat: int) -> dict[str, Any]:
+    """``repeat`` runs of ``case``; the one with the median wall time (an error if all failed)."""
+    runs = [_child(case, out, models_dir) for _ in range(max(1, repeat))]
+    good = sorted((x for x in runs if "error" not in x), key=_wall)
+    return good[len(good) // 2] if good else runs[0]
+
+
 def _wall(r: dict[str, Any]) -> float:
     return float(r.get("wall_s", 0.0))
 
@@ -337,9 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         for engine in args.engines.split(","):
             for device in devices if engine != "viseme" else ["cpu"]:
                 case = Case(engine, height, args.seconds, device)
-                runs = [_child(case, args.out, models_dir) for _ in range(max(1, args.repeat))]
-                good = sorted((x for x in runs if "error" not in x), key=_wall)
-                r = good[len(good) // 2] if good else runs[0]
+                r = _median_run(case, args.out, models_dir, args.repeat)
                 print(_row(case, r), flush=True)
                 results.append((case, r))
     from lipsync.options import RunOptions
@@ -348,9 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.photo_mp and not args.smoke:
         for engine in dict.fromkeys([RunOptions().engine, "viseme"]):
             case = Case(engine, 0, args.photo_seconds, photo_mp=args.photo_mp)
-            runs = [_child(case, args.out, models_dir) for _ in range(max(1, args.repeat))]
-            good = sorted((x for x in runs if "error" not in x), key=_wall)
-            r = good[len(good) // 2] if good else runs[0]
+            r = _median_run(case, args.out, models_dir, args.repeat)
             print(f"photo {case.name}: {r.get('wall_s', r.get('error'))}", flush=True)
             photos.append((case, r))
     memory: list[tuple[Case, dict[str, Any]]] = []
