@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests import media_factory as mf
+
+if TYPE_CHECKING:
+    from tests.app.service_harness import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One private redis-server for the whole run: loopback, a free port, its own data dir;
+    stopped at the end of the session. Tests isolate themselves by key prefix or db number."""
+    from tests.app import service_harness as sh
+
+    server = sh.start_redis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        sh.stop(server.proc)
 
 
 @pytest.fixture(scope="session")

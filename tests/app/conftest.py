@@ -33,15 +33,6 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sh.RedisServer]:
-    server = sh.start_redis(tmp_path_factory.mktemp("redis"))
-    try:
-        yield server
-    finally:
-        sh.stop(server.proc)
-
-
-@pytest.fixture(scope="session")
 def stack(
     redis_server: sh.RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:

@@ -19,14 +19,9 @@ import torch
 
 from lipsync.engines.wav2lip_net import Wav2Lip
 from lipsync.types import FaceObs
+from tests.media_factory import astronaut
 
 FPS = 25.0
-
-
-def astronaut() -> npt.NDArray[np.uint8]:
-    """scikit-image's astronaut photo: 512x512 RGB with a frontal face."""
-    data = pytest.importorskip("skimage.data")
-    return np.ascontiguousarray(data.astronaut())
 
 
 def _predictor_path() -> Path:

@@ -18,12 +18,12 @@ from lipsync.errors import ModelMismatch, ModelMissing
 from lipsync.types import FaceObs
 from tests.engines._wav2lip_helpers import (
     FPS,
-    astronaut,
     detect_face,
     random_generator,
     reference_patch,
     speech_like,
 )
+from tests.media_factory import astronaut
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,11 @@ from lipsync.errors import ModelMismatch, ModelMissing
 from lipsync.types import FaceObs, Patch
 from tests.engines._wav2lip_helpers import (
     FPS,
-    astronaut,
     detect_face,
     random_generator,
     speech_like,
 )
+from tests.media_factory import astronaut
 
 N = 6
 

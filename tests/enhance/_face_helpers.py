@@ -11,11 +11,7 @@ import numpy.typing as npt
 import pytest
 
 from lipsync.types import FaceObs
-
-
-def astronaut() -> npt.NDArray[np.uint8]:
-    data = pytest.importorskip("skimage.data")
-    return np.ascontiguousarray(data.astronaut())
+from tests.media_factory import astronaut
 
 
 @lru_cache(maxsize=1)

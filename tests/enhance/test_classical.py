@@ -9,7 +9,8 @@ import numpy.typing as npt
 from lipsync.enhance import create_enhancer
 from lipsync.enhance.classical import ClassicalEnhancer
 from lipsync.types import FaceObs, Patch
-from tests.enhance._face_helpers import astronaut, astronaut_face
+from tests.enhance._face_helpers import astronaut_face
+from tests.media_factory import astronaut
 
 LOWER_FACE = [*range(2, 15), 35, 34, 33, 32, 31]
 

@@ -14,7 +14,8 @@ from lipsync.enhance import create_enhancer
 from lipsync.enhance.onnx_restorer import FFHQ_512_TEMPLATE, OnnxFaceRestorer, five_points
 from lipsync.errors import ModelMismatch, ModelMissing
 from lipsync.types import FaceObs, Patch
-from tests.enhance._face_helpers import astronaut, astronaut_face
+from tests.enhance._face_helpers import astronaut_face
+from tests.media_factory import astronaut
 
 IMAGE = [1, 3, 512, 512]
 
