@@ -467,11 +467,11 @@ def speech(path: Path, text: str, speed: int = 175) -> Path:
 
 
 def astronaut_png(path: Path) -> Path:
-    import numpy as np
-    import skimage.data
     from PIL import Image
 
-    Image.fromarray(np.asarray(skimage.data.astronaut())).save(path)
+    from tests.media_factory import astronaut
+
+    Image.fromarray(astronaut()).save(path)
     return path
 
 
@@ -490,9 +490,10 @@ def face_video(path: Path, seconds: float = 2.0, fps: int = 25) -> Path:
     """An MP4 (moov atom at the end) of the astronaut image, for truncation tests."""
     import av
     import numpy as np
-    import skimage.data
 
-    frame = np.asarray(skimage.data.astronaut())[:256, 128:384].copy()
+    from tests.media_factory import astronaut
+
+    frame = astronaut()[:256, 128:384].copy()
     with av.open(str(path), "w") as out:
         stream = out.add_stream("mpeg4", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 256, 256, "yuv420p"

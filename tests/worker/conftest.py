@@ -14,15 +14,6 @@ from tests.app import service_harness as sh
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sh.RedisServer]:
-    server = sh.start_redis(tmp_path_factory.mktemp("redis"))
-    try:
-        yield server
-    finally:
-        sh.stop(server.proc)
-
-
-@pytest.fixture(scope="session")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("media")
     long_text = (
