@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lipsync.evaluate.sync import MIN_CAL_FRAMES
-from tests.app.service_harness import KEY_A, KEY_B, push, wait_for, wav_seconds
+from tests.app.service_harness import KEY_A, KEY_B, PREFIX, push, wait_for, wav_seconds
 
 pytestmark = pytest.mark.slow
 
@@ -148,9 +148,18 @@ def test_terminate_queued_and_running(stack: Any, media: dict[str, Path]) -> Non
 
 
 def test_terminate_finished_job_conflicts(stack: Any, finished: dict[str, Any]) -> None:
+    task_id = finished["pushed"]["task_id"]
+    job_key = f"{PREFIX}:job:{task_id}"
+    record = stack.redis.client().hgetall(job_key)
     with stack.client() as c:
-        resp = c.post("/api/v1/lipsync/terminate", json={"task_id": finished["pushed"]["task_id"]})
+        resp = c.post("/api/v1/lipsync/terminate", json={"task_id": task_id})
+        after = c.get("/api/v1/lipsync/status", params={"task_id": task_id}).json()
     assert resp.status_code == 409
+    assert resp.json() == {"detail": {"code": "finished", "message": "the job already succeeded"}}
+    # the finished job is left exactly as it was: no cancel flag, its result kept
+    assert stack.redis.client().hgetall(job_key) == record
+    assert "cancel" not in record and record["state"] == "succeeded"
+    assert after["state"] == "succeeded" and after["result"] == finished["status"]["result"]
 
 
 def test_unknown_id_is_404(stack: Any) -> None:
@@ -229,8 +238,25 @@ def test_idempotency_key(stack: Any, media: dict[str, Path]) -> None:
         again = push(c, media["speech"], media["astronaut"], headers=headers)
         assert again.status_code == 202
         assert again.json() == first.json()
+        redis = stack.redis.client()
+        jobs = set(redis.scan_iter(f"{PREFIX}:job:*"))
+        queued = redis.zrange(f"{PREFIX}:queued", 0, -1)
+        uploads = set((stack.data_dir / "uploads").iterdir())
+        bound = list(redis.scan_iter(f"{PREFIX}:idem:*:{headers['Idempotency-Key']}"))
+        assert len(bound) == 1 and redis.get(bound[0]).split()[0] == first.json()["task_id"]
         other = push(c, media["speech"], media["gradient"], headers=headers)
-        assert other.status_code == 409
+        assert other.status_code == 409, other.text
+        assert other.json() == {
+            "detail": {
+                "code": "idempotency",
+                "message": "this Idempotency-Key was used with another payload",
+            }
+        }
+        # no second job: no new record, nothing queued, its upload removed, key still bound
+        assert set(redis.scan_iter(f"{PREFIX}:job:*")) == jobs
+        assert set(redis.zrange(f"{PREFIX}:queued", 0, -1)) <= set(queued)
+        assert set((stack.data_dir / "uploads").iterdir()) <= uploads
+        assert redis.get(bound[0]).split()[0] == first.json()["task_id"]
         # the same key is a different namespace for another API key
         with stack.client(key=KEY_B) as b:
             theirs = push(b, media["speech"], media["astronaut"], headers=headers)

@@ -168,8 +168,18 @@ def test_garbage_file_raises_mismatch(tmp_path: Path) -> None:
 
 
 def test_checkpoint_without_batchnorm_counters_loads(tmp_path: Path, model: Wav2Lip) -> None:
-    state = {k: v for k, v in model.state_dict().items() if "num_batches_tracked" not in k}
-    load_generator(_save_state(tmp_path / "old.pth", state))
+    full = model.state_dict()
+    state = {k: v for k, v in full.items() if "num_batches_tracked" not in k}
+    assert len(state) < len(full), "the save really lacks the counters"
+    loaded = load_generator(_save_state(tmp_path / "old.pth", state))
+    assert not loaded.training
+    got = loaded.state_dict()
+    assert set(got) == set(full), "the counters are filled in, nothing else added"
+    for key, value in state.items():  # every saved tensor is the one loaded
+        assert torch.equal(got[key], value), key
+    mel, face = torch.rand(2, 1, 80, 16), torch.rand(2, 6, 96, 96)
+    with torch.inference_mode():
+        assert torch.equal(loaded(mel, face), model.eval()(mel, face)), "same network output"
 
 
 def test_generate_before_prepare_is_an_error(models_dir: Path, face: FaceObs) -> None:

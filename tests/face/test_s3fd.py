@@ -149,9 +149,24 @@ def test_loads_the_published_layout_and_detects_end_to_end(
     assert [lv[0].shape for lv in levels][:3] == [(64, 64), (32, 32), (16, 16)]
     assert all(lv[0].min() >= 0 and lv[0].max() <= 1 for lv in levels)
     found = faces.detect(image)
-    assert isinstance(found, list)
-    for x1, y1, x2, y2, score in found:  # random weights: arbitrary boxes, valid ones
-        assert x1 < x2 and y1 < y2 and 0.5 <= score <= 1.0
+    # Random weights: arbitrary boxes, but exactly the NMS survivors of the head maps' cells
+    # over 0.5, each the decoded shape of one S3FD prior.
+    candidates = int(sum((lv[0] > 0.5).sum() for lv in levels))
+    assert 0 < len(found) < candidates, (len(found), candidates)
+    assert found == detections(levels)
+    assert len(found) == len(nms(decode(levels, min_score=0.5)))
+    assert found[0][4] == pytest.approx(max(float(lv[0].max()) for lv in levels))
+    strides = (4, 8, 16, 32, 64, 128)
+    sides = 4.0 * np.array(strides)  # each level's prior side
+    extent = max(lv[0].shape[1] * s for lv, s in zip(levels, strides, strict=True))
+    for x1, y1, x2, y2, score in found:
+        assert x1 < x2 and y1 < y2 and 0.5 < score <= 1.0
+        w, h = x2 - x1, y2 - y1
+        assert 0.75 < w / h < 1.33, "priors are square; offsets only stretch them a little"
+        assert np.abs(np.log(w / sides)).min() < np.log(1.25), f"width {w} fits no prior"
+        assert -8 <= (x1 + x2) / 2 <= extent + 8 and -8 <= (y1 + y2) / 2 <= extent + 8
+    overlaps = [iou(a[:4], b[:4]) for i, a in enumerate(found) for b in found[i + 1 :]]
+    assert max(overlaps) <= 0.3, "NMS left no two boxes overlapping more than IoU 0.3"
     assert [d[4] for d in found] == sorted((d[4] for d in found), reverse=True)
     gray = np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), np.uint8)
     assert len(S3fdDetector(faces).detect(gray)) == len(faces.detect(gray))

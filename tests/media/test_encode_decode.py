@@ -97,11 +97,25 @@ def test_load_audio_resamples_and_mixes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["video_videoretalking_face2.mp4", "video_SadTalker_WDA_KatieHill_000.mp4"]
+    ("name", "frames", "size"),
+    [
+        ("video_videoretalking_face2.mp4", 125, (844, 844)),  # 5 s at 25 fps
+        ("video_SadTalker_WDA_KatieHill_000.mp4", 200, (512, 512)),  # 8 s at 25 fps
+    ],
 )
-def test_real_clips_decode_fully(shared_media: Path, name: str) -> None:
-    n = sum(1 for _ in iter_frames(shared_media / name, pixel_format="luma"))
-    assert n in (125, 200)
+def test_real_clips_decode_fully(
+    shared_media: Path, name: str, frames: int, size: tuple[int, int]
+) -> None:
+    path = mf.shared_file(shared_media, name)
+    indices, shapes = [], set()
+    for frame in iter_frames(path, pixel_format="luma"):
+        indices.append(frame.index)
+        shapes.add(frame.image.shape)
+    assert len(indices) == frames, "every frame of this clip, no more"
+    assert indices == list(range(frames))
+    assert shapes == {(size[1], size[0])}
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == frames, "as many as the container declares"
 
 
 def test_i420_frames_and_region_paste(portrait_video: Path) -> None:
