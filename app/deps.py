@@ -11,8 +11,8 @@ from celery import Celery
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
-from app.settings import Settings
-from app.store import JobStore
+from service.settings import Settings
+from service.store import JobStore
 
 
 @dataclass

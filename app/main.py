@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
@@ -19,10 +20,11 @@ from kombu.exceptions import OperationalError
 import lipsync
 from app.deps import Services
 from app.metrics import build_registry
-from app.routers import health, jobs, metrics, results, web
-from app.settings import Settings
-from app.store import JobStore
-from worker.config import create_celery
+from app.routers import health, jobs, metrics, options, results, web
+from app.schemas import push_request_body
+from service.queue import create_celery
+from service.settings import Settings, load_settings
+from service.store import JobStore
 
 log = logging.getLogger("lipsync.api")
 
@@ -37,7 +39,7 @@ def _unavailable(what: str, settings: Settings) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (default: read from the environment now)."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,8 +77,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return _unavailable("the job queue (broker)", settings)
 
     app.include_router(jobs.router)
+    app.include_router(options.router)
     app.include_router(results.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(web.router)
+    _describe_push_form(app)
     return app
+
+
+def _describe_push_form(app: FastAPI) -> None:
+    """Put the push's form (one field per declared option) into the OpenAPI document: push
+    reads its multipart body itself, so FastAPI cannot see the fields."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()  # cached by FastAPI as app.openapi_schema
+            schema["paths"][f"{jobs.router.prefix}/push"]["post"]["requestBody"] = (
+                push_request_body()
+            )
+            return schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -14,7 +14,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from app.store import TERMINAL_STATES, JobStore
+from service.store import TERMINAL_STATES, JobStore
 
 
 class JobsCollector(Collector):

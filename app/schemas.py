@@ -2,99 +2,79 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.store import JobRecord, JobState
-from lipsync.options import MAX_MAX_SIZE, MIN_MAX_SIZE
+from lipsync.options import OptionSpec, public_specs
+from service.store import JobRecord, JobState
 
 TASK_ID_PATTERN = r"^[0-9a-f]{32}$"
-_ONNX_ENHANCER = re.compile(r"^onnx:[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.onnx$")
+
+_JSON_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
 
 
-def _split_ints(value: object, count: int, what: str) -> object:
-    if isinstance(value, str):
-        parts = [p for p in re.split(r"[\s,]+", value.strip()) if p]
-        if len(parts) != count:
-            raise ValueError(f"{what} takes {count} integers separated by commas or spaces")
-        try:
-            return tuple(int(p) for p in parts)
-        except ValueError as exc:
-            raise ValueError(f"{what} takes {count} integers") from exc
-    return value
+def _form_property(spec: OptionSpec) -> dict[str, Any]:
+    """One push form field's JSON schema, from the option's declaration."""
+    prop: dict[str, Any] = {"type": _JSON_TYPES.get(spec.kind, "string")}
+    help_text = spec.meta.help
+    if spec.meta.engines:
+        help_text += f" (read by {', '.join(spec.meta.engines)})"
+    prop["description"] = help_text
+    choices = spec.choice_map()
+    if choices and not spec.meta.public_pattern:
+        prop["enum"] = list(choices)
+    elif choices:
+        prop["description"] += f"; one of {', '.join(choices)} or {spec.meta.example}"
+    if spec.kind == "ints":
+        number = r"\s*-?\d+\s*"
+        prop["pattern"] = rf"^{number}([,\s]{number}){{{spec.count - 1}}}$"
+    for key in ("minimum", "maximum"):
+        if getattr(spec.meta, key) is not None and spec.kind in ("int", "float"):
+            prop[key] = getattr(spec.meta, key)
+    if spec.meta.example is not None:
+        prop["example"] = {"int": int, "float": float}.get(spec.kind, str)(spec.meta.example)
+    return prop
 
 
-class PushOptions(BaseModel):
-    """Optional pipeline options sent as form fields with a push (empty fields are ignored)."""
+def push_request_body() -> dict[str, Any]:
+    """The push's multipart body for the OpenAPI document: the two files, then one field
+    per public option declaration (:func:`lipsync.options.public_specs`)."""
+    properties: dict[str, Any] = {
+        "audio": {"type": "string", "format": "binary", "description": "speech"},
+        "video": {"type": "string", "format": "binary", "description": "face video or still"},
+    }
+    properties.update({spec.name: _form_property(spec) for spec in public_specs()})
+    schema = {"type": "object", "required": ["audio", "video"], "properties": properties}
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: str | None = Field(
-        default=None, description="retrieval (default), viseme, wav2lip, wav2lip-onnx"
-    )
-    enhancer: str | None = Field(default=None, description="none, classical or onnx:NAME.onnx")
-    sync_mode: Literal["loop", "bounce", "cut_off", "silence", "remap"] | None = None
-    detector: Literal["dlib", "s3fd"] | None = Field(
-        default=None, description="face detector: dlib (default) or s3fd (models/s3fd.pth)"
-    )
-    fps: float | None = Field(default=None, ge=1.0, le=120.0, description="still images only")
-    pads: tuple[int, int, int, int] | None = Field(
-        default=None, description="top,bottom,left,right pixels around the face box"
-    )
-    face_index: int | None = Field(default=None, ge=0, le=64)
-    face_point: tuple[int, int] | None = Field(default=None, description="x,y inside the face")
-    max_size: int | None = Field(
-        default=None,
-        ge=MIN_MAX_SIZE,
-        le=MAX_MAX_SIZE,
-        description="longer side of the output at most this many pixels (it can only lower "
-        "the service's LIPSYNC_MAX_OUTPUT_SIZE)",
-    )
+class OptionChoice(BaseModel):
+    value: str
+    help: str
 
-    @field_validator("pads", mode="before")
-    @classmethod
-    def _pads(cls, value: object) -> object:
-        return _split_ints(value, 4, "pads")
 
-    @field_validator("face_point", mode="before")
-    @classmethod
-    def _point(cls, value: object) -> object:
-        return _split_ints(value, 2, "face_point")
+class OptionInfo(BaseModel):
+    """One option a push may set, as declared (lipsync/options.py)."""
 
-    @field_validator("pads")
-    @classmethod
-    def _pads_range(cls, value: tuple[int, int, int, int] | None) -> object:
-        if value is not None and any(abs(p) > 512 for p in value):
-            raise ValueError("pads must be within -512..512 pixels")
-        return value
+    name: str = Field(description="the form field")
+    type: Literal["str", "int", "float", "bool", "path", "ints"]
+    count: int | None = Field(default=None, description="how many integers (type ints)")
+    label: str
+    help: str
+    default: Any = Field(description="this server's default")
+    choices: list[OptionChoice] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    example: str | None = None
+    engines: list[str] | None = Field(default=None, description="engines that read it")
+    group: str | None = Field(default=None, description="give at most one of a group")
+    advanced: bool = False
 
-    @field_validator("engine")
-    @classmethod
-    def _engine(cls, value: str | None) -> str | None:
-        from lipsync.engines import ENGINES
 
-        if value is not None and value not in ENGINES:
-            raise ValueError(f"unknown engine; choose one of {', '.join(ENGINES)}")
-        return value
-
-    @field_validator("enhancer")
-    @classmethod
-    def _enhancer(cls, value: str | None) -> str | None:
-        if value is None or value in ("none", "classical") or _ONNX_ENHANCER.match(value):
-            return value
-        raise ValueError("enhancer must be none, classical or onnx:NAME.onnx (a file in models/)")
-
-    @model_validator(mode="after")
-    def _one_face_selector(self) -> PushOptions:
-        if self.face_index is not None and self.face_point is not None:
-            raise ValueError("give face_index or face_point, not both")
-        return self
-
-    def as_job_options(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+class OptionsResponse(BaseModel):
+    options: list[OptionInfo]
 
 
 class PushResponse(BaseModel):

@@ -10,35 +10,106 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from lipsync.errors import InvalidOption, LipsyncError
-from lipsync.options import (
-    DETECTORS,
-    MAX_MAX_SIZE,
-    MIN_MAX_SIZE,
-    SYNC_MODES,
-    MediaLimits,
-    RunOptions,
-)
+from lipsync.options import MediaLimits, OptionSpec, RunOptions, option_specs
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERNAL = 1
 
 
-def _face_point(text: str) -> tuple[int, int]:
-    try:
-        x, y = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError("face point is X,Y in pixels, e.g. 320,200") from None
-    return x, y
+def _argument_type(spec: OptionSpec) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return spec.parse(text)
+        except InvalidOption as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+
+    convert.__name__ = spec.kind  # argparse names it in "invalid ... value"
+    return convert
+
+
+class _IntsAction(argparse.Action):
+    """An integers option given as separate words or one comma-separated word."""
+
+    def __init__(self, *args: Any, spec: OptionSpec, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spec = spec
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        try:
+            setattr(namespace, self.dest, self.spec.parse(" ".join(values)))
+        except InvalidOption as exc:
+            parser.error(f"argument {option_string}: {exc.message}")
+
+
+def _help(spec: OptionSpec) -> str:
+    text = spec.meta.help
+    choices = spec.choice_map()
+    if choices:
+        text += ": " + "; ".join(f"{k} - {v}" if v else k for k, v in choices.items())
+    if spec.meta.engines:
+        text += f" [read by {', '.join(spec.meta.engines)}]"
+    if spec.default is not None and spec.kind != "bool":
+        shown = ",".join(map(str, spec.default)) if spec.kind == "ints" else spec.default
+        text += f" (default: {shown})"
+    return text.replace("%", "%%")
+
+
+def _metavar(spec: OptionSpec) -> str:
+    choices = spec.choice_map()
+    return "{" + ",".join(choices) + "}" if choices else spec.kind.upper()
+
+
+def add_option_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per declared job option (:func:`lipsync.options.option_specs`).
+
+    Flags not given are left out of the namespace, so :class:`RunOptions` keeps its defaults.
+    """
+    groups: dict[str, Any] = {}
+    for spec in option_specs():
+        if not spec.meta.cli:
+            continue
+        target: Any = parser
+        if spec.meta.group:
+            if spec.meta.group not in groups:
+                groups[spec.meta.group] = parser.add_mutually_exclusive_group()
+            target = groups[spec.meta.group]
+        if spec.kind == "bool":
+            target.add_argument(
+                spec.flag, action="store_true", default=argparse.SUPPRESS, help=_help(spec)
+            )
+            continue
+        if spec.kind == "ints":  # "--pads 0 10 0 0" as well as "--pads 0,10,0,0"
+            target.add_argument(
+                spec.flag,
+                nargs="+",
+                action=_IntsAction,
+                spec=spec,
+                default=argparse.SUPPRESS,
+                metavar=spec.meta.metavar,
+                help=_help(spec),
+            )
+            continue
+        target.add_argument(
+            spec.flag,
+            type=_argument_type(spec),
+            default=argparse.SUPPRESS,
+            metavar=spec.meta.metavar or _metavar(spec),
+            help=_help(spec),
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lipsync.engines import ENGINES
-
     parser = argparse.ArgumentParser(
         prog="lipsync", description="Re-animate the mouth in a face video to new speech."
     )
@@ -49,53 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--video", type=Path, required=True, help="face video or still image")
     run.add_argument("--audio", type=Path, required=True, help="speech (audio or video file)")
     run.add_argument("--output", "-o", type=Path, required=True, help="output .mp4")
-    run.add_argument(
-        "--engine",
-        default=RunOptions.engine,
-        choices=sorted(ENGINES),
-        help="generator (default: %(default)s; it re-uses the video's own mouths and falls "
-        "back to the viseme warp for stills and videos with too little mouth movement)",
-    )
-    run.add_argument("--checkpoint", type=Path, help="weights file for engines that need one")
-    run.add_argument("--enhancer", default="classical", help="none | classical | onnx:PATH")
-    run.add_argument("--sync-mode", default="loop", choices=SYNC_MODES)
-    run.add_argument("--fps", type=float, default=25.0, help="frame rate for still images")
-    run.add_argument(
-        "--pads",
-        type=int,
-        nargs=4,
-        default=(0, 10, 0, 0),
-        metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
-        help="face box padding (px)",
-    )
-    run.add_argument(
-        "--box",
-        type=int,
-        nargs=4,
-        metavar=("Y1", "Y2", "X1", "X2"),
-        help="fixed face box for every frame, no detection (as Wav2Lip's --box)",
-    )
-    pick = run.add_mutually_exclusive_group()
-    pick.add_argument("--face-index", type=int, help="n-th face from the left (0-based)")
-    pick.add_argument("--face-point", type=_face_point, help="X,Y inside the wanted face")
-    run.add_argument(
-        "--detector",
-        default="dlib",
-        choices=DETECTORS,
-        help="face detector: dlib (built in) or s3fd (needs models/s3fd.pth)",
-    )
-    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    run.add_argument("--batch-size", type=int, default=16)
-    run.add_argument("--blend", type=float, default=1.0, help="0..1 strength of the new mouth")
-    run.add_argument("--crf", type=int, default=12, help="x264 quality (lower is better)")
-    run.add_argument(
-        "--max-size",
-        type=int,
-        metavar="N",
-        help="scale the output so its longer side is at most N pixels "
-        f"({MIN_MAX_SIZE}..{MAX_MAX_SIZE}; default: the input's resolution)",
-    )
-    run.add_argument("--models-dir", type=Path, help="where weights live (default ./models)")
+    add_option_arguments(run)
     run.add_argument(
         "--max-duration",
         type=float,
@@ -176,28 +201,8 @@ def _summary(result_dict: dict[str, object]) -> str:
 def _cmd_run(args: argparse.Namespace) -> int:
     import lipsync
 
-    kwargs = {}
-    if args.models_dir is not None:
-        kwargs["models_dir"] = args.models_dir
-    options = RunOptions(
-        engine=args.engine,
-        checkpoint=args.checkpoint,
-        enhancer=args.enhancer,
-        sync_mode=args.sync_mode,
-        fps=args.fps,
-        pads=tuple(args.pads),
-        box=tuple(args.box) if args.box else None,
-        face_index=args.face_index,
-        face_point=args.face_point,
-        detector=args.detector,
-        device=args.device,
-        batch_size=args.batch_size,
-        blend=args.blend,
-        crf=args.crf,
-        max_size=args.max_size,
-        limits=MediaLimits(max_duration_s=args.max_duration),
-        **kwargs,
-    )
+    given = {s.name: getattr(args, s.name) for s in option_specs() if hasattr(args, s.name)}
+    options = RunOptions(**given, limits=MediaLimits(max_duration_s=args.max_duration))
     bar = ProgressBar(sys.stderr, enabled=not args.no_progress and not args.json)
     try:
         result = lipsync.run(args.video, args.audio, args.output, options, progress=bar)

@@ -12,12 +12,17 @@ from typing import Any
 
 from lipsync.errors import DeviceUnavailable, InvalidOption, ModelMismatch
 
-_DEVICES = ("auto", "cpu", "cuda")
+#: Compute devices: name -> meaning (read by the CLI, the settings and the docs).
+DEVICES: dict[str, str] = {
+    "auto": "CUDA when a GPU is visible, else the CPU",
+    "cpu": "the CPU only",
+    "cuda": "an NVIDIA GPU; fails when none is visible",
+}
 
 
 def _check(requested: str) -> str:
-    if requested not in _DEVICES:
-        raise InvalidOption(f"device must be one of {', '.join(_DEVICES)}, not {requested!r}")
+    if requested not in DEVICES:
+        raise InvalidOption(f"device must be one of {', '.join(DEVICES)}, not {requested!r}")
     return requested
 
 

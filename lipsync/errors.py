@@ -53,7 +53,19 @@ class ModelMismatch(LipsyncError):
 
 
 class InvalidOption(LipsyncError):
+    """A bad option value; ``field`` names the option (as the API's form field) when known."""
+
     code = "invalid_option"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def to_dict(self) -> dict[str, str]:
+        data = super().to_dict()
+        if self.field:
+            data["field"] = self.field
+        return data
 
 
 class Canceled(LipsyncError):

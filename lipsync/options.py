@@ -1,25 +1,234 @@
-"""Run options: one immutable value passed through the pipeline (no global config)."""
+"""Run options: one immutable value passed through the pipeline (no global config).
+
+Every job option is declared once, as a field of :class:`RunOptions` made with
+:func:`option`: its name, type and default are the field's; its help, choices or range,
+whether a push may set it and which engines read it are the declaration's. From these
+declarations come the CLI's flags (:mod:`lipsync.cli`), the API's form fields with their
+OpenAPI schema and the web page's choices (``GET /api/v1/lipsync/options``), and all
+validation: :meth:`OptionSpec.check` is the only place a value's range or choice is tested.
+Choices come from their registries (engines, sync modes, detectors, devices, enhancers).
+
+Adding an option is one :func:`option` field here plus the code that reads it.
+"""
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from functools import cache
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args, get_type_hints
 
 from lipsync.errors import InvalidOption
 
-SyncMode = Literal["loop", "bounce", "cut_off", "silence", "remap"]
-SYNC_MODES: tuple[str, ...] = get_args(SyncMode)
-Device = Literal["auto", "cpu", "cuda"]
-Detector = Literal["dlib", "s3fd"]
-DETECTORS: tuple[str, ...] = get_args(Detector)
-MIN_MAX_SIZE, MAX_MAX_SIZE = 64, 8192  # bounds of RunOptions.max_size (pixels)
+Kind = Literal["str", "int", "float", "bool", "path", "ints"]
 
 
 def default_models_dir() -> Path:
     """``$LIPSYNC_MODELS_DIR`` or ``./models`` (resolved when called, never at import)."""
     return Path(os.environ.get("LIPSYNC_MODELS_DIR", "models"))
+
+
+# -- registries the choices come from (imported when first asked, never at import) ----------
+def _engines() -> dict[str, str]:
+    from lipsync.engines import ENGINES
+
+    return {name: spec.summary for name, spec in ENGINES.items()}
+
+
+def _sync_modes() -> dict[str, str]:
+    from lipsync.media.timeline import SYNC_MODES
+
+    return dict(SYNC_MODES)
+
+
+def _detectors() -> dict[str, str]:
+    from lipsync.face import DETECTORS
+
+    return dict(DETECTORS)
+
+
+def _devices() -> dict[str, str]:
+    from lipsync.device import DEVICES
+
+    return dict(DEVICES)
+
+
+def _enhancers() -> dict[str, str]:
+    from lipsync.enhance import ENHANCERS
+
+    return dict(ENHANCERS)
+
+
+X264_PRESETS: dict[str, str] = dict.fromkeys(
+    ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"), ""
+)
+
+
+@dataclass(frozen=True)
+class OptionMeta:
+    """What a declaration says beyond the field's name, type and default."""
+
+    help: str
+    label: str = ""  # the web form's label (default: the name)
+    choices: Callable[[], Mapping[str, str]] | None = None  # value -> description
+    minimum: float | None = None  # also for each number of an "ints" option
+    maximum: float | None = None
+    pattern: str | None = None  # values accepted beyond the choices (full match)
+    public_pattern: str | None = None  # the same for pushes (no server paths)
+    public: bool = False  # a push may set it (else: CLI, library and service settings only)
+    engines: tuple[str, ...] = ()  # the engines that read it; () = the whole pipeline
+    group: str | None = None  # at most one option of a group may be given
+    metavar: str | None = None
+    example: str | None = None
+    advanced: bool = False  # the web page shows it under "More options"
+    cli: bool = True
+
+
+def option(
+    default: Any = MISSING, *, default_factory: Any = MISSING, help: str, **meta: Any
+) -> Any:
+    """Declare one job option (a :class:`RunOptions` field); see :class:`OptionMeta`."""
+    metadata = {"option": OptionMeta(help=help, **meta)}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+_SPLIT = re.compile(r"[\s,]+")
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One declared option, as every interface reads it."""
+
+    name: str
+    kind: Kind
+    count: int  # how many integers an "ints" option takes (else 1)
+    optional: bool  # None is a valid value (the option may be absent)
+    default: Any
+    meta: OptionMeta
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def choice_map(self) -> dict[str, str]:
+        return dict(self.meta.choices()) if self.meta.choices else {}
+
+    def _fail(self, message: str) -> InvalidOption:
+        return InvalidOption(f"{self.name} {message}", field=self.name)
+
+    def parse(self, text: str) -> Any:
+        """A value from text (a form field, a CLI argument), checked."""
+        text = text.strip()
+        if self.kind == "ints":
+            parts = [p for p in _SPLIT.split(text) if p]
+            what = f"takes {self.count} integers separated by commas or spaces"
+            if len(parts) != self.count:
+                raise self._fail(what)
+            try:
+                return self.check(tuple(int(p) for p in parts))
+            except ValueError:
+                raise self._fail(what) from None
+        if self.kind == "bool":
+            if text.lower() not in _TRUE | _FALSE:
+                raise self._fail("must be true or false")
+            return text.lower() in _TRUE
+        if self.kind in ("int", "float"):
+            try:
+                number = int(text) if self.kind == "int" else float(text)
+            except ValueError:
+                what = "an integer" if self.kind == "int" else "a number"
+                raise self._fail(f"must be {what}") from None
+            return self.check(number)
+        return self.check(Path(text) if self.kind == "path" else text)
+
+    def check(self, value: Any, *, public: bool = False) -> Any:
+        """``value`` normalised (lists to tuples, text to paths), or :class:`InvalidOption`.
+
+        ``public``: judged as a push's value (server paths refused)."""
+        if value is None:
+            if self.optional:
+                return None
+            raise self._fail("must be given")
+        checker = getattr(self, f"_check_{self.kind}")
+        return checker(value, public)
+
+    def _range(self, number: float) -> None:
+        low, high = self.meta.minimum, self.meta.maximum
+        if (low is not None and number < low) or (high is not None and number > high):
+            if low is not None and high is not None:
+                raise self._fail(f"must be between {low:g} and {high:g}")
+            raise self._fail(f"must be >= {low:g}" if low is not None else f"must be <= {high:g}")
+
+    def _check_int(self, value: Any, public: bool) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._fail("must be an integer")
+        self._range(value)
+        return value
+
+    def _check_float(self, value: Any, public: bool) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._fail("must be a number")
+        if not math.isfinite(value):
+            raise self._fail("must be a finite number, not nan or inf")
+        self._range(float(value))
+        return float(value)
+
+    def _check_ints(self, value: Any, public: bool) -> tuple[int, ...]:
+        if not isinstance(value, list | tuple) or len(value) != self.count:
+            raise self._fail(f"takes {self.count} integers")
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise self._fail(f"takes {self.count} integers")
+            self._range(v)
+        return tuple(value)
+
+    def _check_bool(self, value: Any, public: bool) -> bool:
+        if not isinstance(value, bool):
+            raise self._fail("must be true or false")
+        return value
+
+    def _check_path(self, value: Any, public: bool) -> Path:
+        if not isinstance(value, str | Path) or not str(value):
+            raise self._fail("must be a file path")
+        return Path(value)
+
+    def _check_str(self, value: Any, public: bool) -> str:
+        if not isinstance(value, str):
+            raise self._fail("must be text")
+        choices = self.choice_map()
+        pattern = self.meta.public_pattern if public else self.meta.pattern
+        if not choices or value in choices or (pattern and re.fullmatch(pattern, value)):
+            return value
+        extra = f" or {self.meta.example}" if pattern and self.meta.example else ""
+        raise self._fail(f"must be one of {', '.join(choices)}{extra}, not {value!r}")
+
+    def describe(self) -> dict[str, Any]:
+        """The declaration as JSON (``GET /api/v1/lipsync/options`` and the docs)."""
+        default = self.default
+        if isinstance(default, tuple):
+            default = list(default)
+        return {
+            "name": self.name,
+            "type": self.kind,
+            "count": self.count if self.kind == "ints" else None,
+            "label": self.meta.label or self.name.replace("_", " "),
+            "help": self.meta.help,
+            "default": str(default) if isinstance(default, Path) else default,
+            "choices": [{"value": k, "help": v} for k, v in self.choice_map().items()] or None,
+            "minimum": self.meta.minimum,
+            "maximum": self.meta.maximum,
+            "example": self.meta.example,
+            "engines": list(self.meta.engines) or None,
+            "group": self.meta.group,
+            "advanced": self.meta.advanced,
+        }
 
 
 @dataclass(frozen=True)
@@ -34,60 +243,221 @@ class MediaLimits:
     probe_timeout_s: float = 10.0
 
 
+_ONNX_ANY = r"onnx:.+"
+_ONNX_NAME = r"onnx:[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.onnx"
+
+
 @dataclass(frozen=True)
 class RunOptions:
-    engine: str = "retrieval"  # falls back to the viseme warp for stills
-    checkpoint: Path | None = None
-    enhancer: str = "classical"
-    sync_mode: SyncMode = "loop"
-    fps: float = 25.0  # used for still images only; videos keep their own rate
-    pads: tuple[int, int, int, int] = (0, 10, 0, 0)  # top, bottom, left, right (as Wav2Lip)
-    box: tuple[int, int, int, int] | None = None  # fixed face box y1, y2, x1, x2 (Wav2Lip)
-    face_index: int | None = None
-    face_point: tuple[int, int] | None = None
-    detector: Detector = "dlib"  # face boxes: dlib HOG, or S3FD with models/s3fd.pth
-    device: Device = "auto"
-    batch_size: int = 16
-    blend: float = 1.0
-    crf: int = 12
-    preset: str = "veryfast"
-    # Longer side of the output at most this many pixels (the frames are scaled before
-    # anything works on them); None keeps the input's resolution.
-    max_size: int | None = None
-    models_dir: Path = field(default_factory=default_models_dir)
+    """Everything one job may be told; each field made with :func:`option` is a job option."""
+
+    engine: str = option(
+        "retrieval",
+        help="the generator; retrieval re-uses the person's own mouths from the video and "
+        "falls back to the viseme warp for stills and videos with too little mouth movement",
+        label="Engine",
+        choices=_engines,
+        public=True,
+    )
+    checkpoint: Path | None = option(
+        None,
+        help="weights file for engines that need one (default: the engine's file in models/)",
+        engines=("wav2lip", "wav2lip-onnx"),
+        metavar="PATH",
+    )
+    enhancer: str = option(
+        "classical",
+        help="what is applied to the new mouth after it is drawn",
+        label="Face enhancer",
+        choices=_enhancers,
+        pattern=_ONNX_ANY,
+        public_pattern=_ONNX_NAME,
+        example="onnx:NAME.onnx",
+        public=True,
+    )
+    sync_mode: str = option(
+        "loop",
+        help="how a video shorter or longer than the speech is fitted",
+        label="When lengths differ",
+        choices=_sync_modes,
+        public=True,
+    )
+    fps: float = option(
+        25.0,
+        help="frame rate of the output for a still image (videos keep their own)",
+        label="Frame rate for a photo",
+        minimum=1,
+        maximum=120,
+        example="25",
+        public=True,
+        advanced=True,
+    )
+    pads: tuple[int, int, int, int] = option(
+        (0, 10, 0, 0),
+        help="pixels added to the face box: top, bottom, left, right (as Wav2Lip)",
+        label="Face box padding",
+        minimum=-512,
+        maximum=512,
+        metavar="T,B,L,R",
+        example="0,10,0,0",
+        public=True,
+        advanced=True,
+    )
+    box: tuple[int, int, int, int] | None = option(
+        None,
+        help="fixed face box for every frame, no detection: Y1,Y2,X1,X2 pixels (Wav2Lip's --box)",
+        minimum=0,
+        metavar="Y1,Y2,X1,X2",
+    )
+    face_index: int | None = option(
+        None,
+        help="which face: the n-th from the left, 0-based (default: the largest)",
+        label="Which face",
+        minimum=0,
+        maximum=64,
+        group="face",
+        public=True,
+        advanced=True,
+    )
+    face_point: tuple[int, int] | None = option(
+        None,
+        help="which face: the one containing this X,Y pixel",
+        label="Face at point",
+        group="face",
+        metavar="X,Y",
+        example="256,200",
+        public=True,
+        advanced=True,
+    )
+    detector: str = option(
+        "dlib",
+        help="face box detector",
+        label="Face detector",
+        choices=_detectors,
+        public=True,
+        advanced=True,
+    )
+    device: str = option("auto", help="where model engines run", choices=_devices)
+    batch_size: int = option(
+        16,
+        help="frames per generator batch",
+        minimum=1,
+        maximum=512,
+        engines=("wav2lip", "wav2lip-onnx"),
+    )
+    fp16: bool = option(
+        False, help="half precision on a CUDA GPU (faster, less memory)", engines=("wav2lip",)
+    )
+    blend: float = option(1.0, help="strength of the new mouth, 0..1", minimum=0, maximum=1)
+    crf: int = option(
+        12, help="x264 quality of the output (lower is better)", minimum=0, maximum=51
+    )
+    preset: str = option("veryfast", help="x264 speed preset", choices=lambda: X264_PRESETS)
+    max_size: int | None = option(
+        None,
+        help="scale the output so its longer side is at most this many pixels (sides even); "
+        "the frames are scaled before anything works on them (default: the input's size)",
+        label="Largest side",
+        minimum=64,
+        maximum=8192,
+        metavar="N",
+        example="1920",
+        public=True,
+        advanced=True,
+    )
+    models_dir: Path = option(
+        default_factory=default_models_dir,
+        help="where weights live (default: $LIPSYNC_MODELS_DIR or ./models)",
+        metavar="DIR",
+    )
     limits: MediaLimits = field(default_factory=MediaLimits)
 
     def __post_init__(self) -> None:
-        if self.sync_mode not in SYNC_MODES:
-            raise InvalidOption(f"sync_mode must be one of {', '.join(SYNC_MODES)}")
-        if not 1.0 <= self.fps <= 120.0:
-            raise InvalidOption("fps must be between 1 and 120")
-        if len(self.pads) != 4:
-            raise InvalidOption("pads takes four integers: top bottom left right")
-        if any(abs(p) > 512 for p in self.pads):
-            raise InvalidOption("pads must be within -512..512 pixels")
-        if self.box is not None and (
-            len(self.box) != 4
-            or self.box[0] >= self.box[1]
-            or self.box[2] >= self.box[3]
-            or min(self.box) < 0
-        ):
-            raise InvalidOption("box is Y1 Y2 X1 X2 in pixels with Y1 < Y2 and X1 < X2")
-        if self.face_index is not None and self.face_point is not None:
-            raise InvalidOption("give face_index or face_point, not both")
-        if self.face_index is not None and self.face_index < 0:
-            raise InvalidOption("face_index must be >= 0")
-        if self.detector not in DETECTORS:
-            raise InvalidOption(f"detector must be one of {', '.join(DETECTORS)}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise InvalidOption("device must be auto, cpu or cuda")
-        if not 1 <= self.batch_size <= 512:
-            raise InvalidOption("batch_size must be between 1 and 512")
-        if not 0.0 <= self.blend <= 1.0:
-            raise InvalidOption("blend must be between 0 and 1")
-        if not 0 <= self.crf <= 51:
-            raise InvalidOption("crf must be between 0 and 51")
-        if self.max_size is not None and not MIN_MAX_SIZE <= self.max_size <= MAX_MAX_SIZE:
+        for spec in option_specs():
+            value = getattr(self, spec.name)
+            checked = spec.check(value)
+            if checked is not value:
+                object.__setattr__(self, spec.name, checked)
+        check_groups({s.name: getattr(self, s.name) for s in option_specs()})
+        if self.box is not None and (self.box[0] >= self.box[1] or self.box[2] >= self.box[3]):
             raise InvalidOption(
-                f"max_size must be between {MIN_MAX_SIZE} and {MAX_MAX_SIZE} pixels"
+                "box is Y1 Y2 X1 X2 in pixels with Y1 < Y2 and X1 < X2", field="box"
             )
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], **settings: Any) -> RunOptions:
+        """Options stored as JSON (a job record) plus the caller's own fields; unknown keys
+        are refused."""
+        known = {s.name for s in option_specs()}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InvalidOption(f"unknown option {unknown[0]!r}", field=unknown[0])
+        return cls(**{**values, **settings})
+
+
+def check_groups(values: Mapping[str, Any]) -> None:
+    """At most one option of each group given (e.g. ``face_index`` or ``face_point``)."""
+    seen: dict[str, str] = {}
+    for spec in option_specs():
+        group = spec.meta.group
+        if group is None or values.get(spec.name) is None:
+            continue
+        if group in seen:
+            raise InvalidOption(f"give {seen[group]} or {spec.name}, not both", field=spec.name)
+        seen[group] = spec.name
+
+
+def _kind_of(hint: Any) -> tuple[Kind, int, bool]:
+    args = get_args(hint)
+    optional = type(None) in args
+    if optional:
+        (hint,) = [a for a in args if a is not type(None)]
+    if get_args(hint):  # tuple[int, ...] of a fixed length
+        return "ints", len(get_args(hint)), optional
+    kinds: dict[Any, Kind] = {str: "str", int: "int", float: "float", bool: "bool", Path: "path"}
+    return kinds[hint], 1, optional
+
+
+@cache
+def option_specs() -> tuple[OptionSpec, ...]:
+    """Every declared option, in declaration order."""
+    hints = get_type_hints(RunOptions)
+    specs = []
+    for f in fields(RunOptions):
+        meta = f.metadata.get("option")
+        if meta is None:
+            continue
+        kind, count, optional = _kind_of(hints[f.name])
+        default = f.default if f.default is not MISSING else None
+        specs.append(OptionSpec(f.name, kind, count, optional, default, meta))
+    return tuple(specs)
+
+
+def public_specs() -> tuple[OptionSpec, ...]:
+    """The options a push may set (the API's form fields and the web page's)."""
+    return tuple(s for s in option_specs() if s.meta.public)
+
+
+def spec_of(name: str) -> OptionSpec:
+    for spec in option_specs():
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def parse_public_fields(fields_: Mapping[str, str]) -> dict[str, Any]:
+    """A push's option form fields -> checked values, JSON-ready (empty fields are ignored).
+
+    Raises :class:`InvalidOption` naming the field for an unknown field or a bad value."""
+    specs = {s.name: s for s in public_specs()}
+    values: dict[str, Any] = {}
+    for name, text in fields_.items():
+        if not text.strip():
+            continue
+        spec = specs.get(name)
+        if spec is None:
+            raise InvalidOption(f"unknown field {name!r}", field=name)
+        value = spec.parse(text)
+        values[name] = spec.check(value, public=True)
+    check_groups(values)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}

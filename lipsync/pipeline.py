@@ -113,17 +113,18 @@ class Pipeline:
             models_dir=o.models_dir,
             batch_size=o.batch_size,
             pads=o.pads,
+            fp16=o.fp16,
         )
         return self.engines.get(o.engine, ctx) if self.engines else create_engine(o.engine, ctx)
 
     def _detector(self) -> BoxDetector | None:
         """The face box detector; None: the tracker's own dlib detector."""
         o = self.options
-        if o.detector == "dlib" or o.box is not None:
+        if o.box is not None:
             return None
-        from lipsync.face.s3fd import S3fdDetector
+        from lipsync.face.detectors import create_detector
 
-        return S3fdDetector.from_models_dir(o.models_dir, o.device)
+        return create_detector(o.detector, o.models_dir, o.device)
 
     def run(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from worker.config import create_celery
+from service.queue import create_celery
 
 # The pipeline runs onnxruntime (voice activity, ONNX engines), which since 1.2x sends usage
 # telemetry to Microsoft (a DNS lookup and upload of mobile.events.data.microsoft.com, a

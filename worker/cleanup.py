@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.settings import Settings
-from app.store import JobStore
-from worker.jobs import LEASE_RENEW_S, holder_is_dead, remove_job_files
+from service.layout import remove_job_files
+from service.settings import Settings
+from service.store import JobStore
+from worker.lease import LEASE_RENEW_S, holder_is_dead
 
 log = logging.getLogger("lipsync.cleanup")
 

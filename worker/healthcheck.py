@@ -9,12 +9,12 @@ from __future__ import annotations
 import socket
 import sys
 
-from app.settings import Settings
-from app.store import JobStore
+from service.settings import load_settings
+from service.store import JobStore
 
 
 def main(max_age_s: float = 30.0) -> int:
-    settings = Settings()
+    settings = load_settings()
     host = socket.gethostname()
     try:
         store = JobStore.from_url(settings.redis_url, settings.redis_prefix, timeout_s=3.0)

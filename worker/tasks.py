@@ -10,11 +10,11 @@ from typing import Any
 
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
-from app.settings import Settings
-from app.store import JobStore
+from service.queue import QUEUE, TASK_CLEANUP, TASK_PROCESS, check_visibility, settings_of
+from service.settings import Settings
+from service.store import JobStore
 from worker.celery_app import app
 from worker.cleanup import OrphanRequeuer, run_cleanup
-from worker.config import QUEUE, TASK_CLEANUP, TASK_PROCESS, check_visibility, settings_of
 from worker.jobs import run_job
 
 log = logging.getLogger("lipsync.worker")

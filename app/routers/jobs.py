@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import CeleryDep, OwnerDep, SettingsDep, StoreDep
@@ -22,17 +21,18 @@ from app.schemas import (
     TASK_ID_PATTERN,
     JobStatus,
     Problem,
-    PushOptions,
     PushResponse,
     TerminateRequest,
 )
-from app.settings import Settings
-from app.store import JobRecord, JobStore
 from app.uploads import FILE_FIELDS, ParsedUpload, UploadError, UploadTooLarge, receive_multipart
 from lipsync.errors import InvalidOption, LipsyncError
-from lipsync.options import MAX_MAX_SIZE, MIN_MAX_SIZE
-from worker.config import QUEUE, TASK_PROCESS
-from worker.jobs import build_run_options, public_message, remove_job_files
+from lipsync.options import parse_public_fields
+from service.errors import public_message
+from service.layout import remove_job_files
+from service.options import build_run_options
+from service.queue import QUEUE, TASK_PROCESS
+from service.settings import Settings
+from service.store import JobRecord, JobStore
 
 log = logging.getLogger("lipsync.api")
 
@@ -41,45 +41,6 @@ router = APIRouter(prefix="/api/v1/lipsync", tags=["jobs"], responses=COMMON_RES
 _TASK_ID = re.compile(TASK_ID_PATTERN)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _PROBE_STATUS = {"unsupported_media": 415, "too_large": 413}
-
-_PUSH_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["audio", "video"],
-                    "properties": {
-                        "audio": {"type": "string", "format": "binary", "description": "speech"},
-                        "video": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "face video or still image",
-                        },
-                        "engine": {"type": "string", "example": "retrieval"},
-                        "enhancer": {"type": "string", "example": "classical"},
-                        "sync_mode": {
-                            "type": "string",
-                            "enum": ["loop", "bounce", "cut_off", "silence", "remap"],
-                        },
-                        "detector": {"type": "string", "enum": ["dlib", "s3fd"]},
-                        "fps": {"type": "number", "minimum": 1, "maximum": 120, "example": 25},
-                        "pads": {"type": "string", "example": "0,10,0,0"},
-                        "face_index": {"type": "integer", "minimum": 0, "maximum": 64},
-                        "face_point": {"type": "string", "example": "256,200"},
-                        "max_size": {
-                            "type": "integer",
-                            "minimum": MIN_MAX_SIZE,
-                            "maximum": MAX_MAX_SIZE,
-                            "example": 1920,
-                        },
-                    },
-                }
-            }
-        },
-    }
-}
 
 
 def problem(code: int, message: str, error_code: str, field: str | None = None) -> HTTPException:
@@ -106,19 +67,14 @@ def load_own_job(store: JobStore, owner: str, task_id: str) -> JobRecord:
     return job
 
 
-def _validate_options(fields: dict[str, str], settings: Settings) -> PushOptions:
-    given = {k: v.strip() for k, v in fields.items() if v.strip() != ""}
+def _validate_options(fields: dict[str, str], settings: Settings) -> dict[str, Any]:
+    """The push's option fields, checked as declared (lipsync/options.py) and as the job
+    will run them (with this server's settings); 422 naming the field otherwise."""
     try:
-        options = PushOptions.model_validate(given)
-        build_run_options(options.as_job_options(), settings)  # the pipeline's own checks
-    except ValidationError as exc:
-        errors = [
-            {"loc": ["body", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_context=False)
-        ]
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=errors) from exc
+        options = parse_public_fields(fields)
+        build_run_options(options, settings)
     except InvalidOption as exc:
-        raise problem(422, exc.message, exc.code) from exc
+        raise problem(422, exc.message, exc.code, exc.field) from exc
     return options
 
 
@@ -148,7 +104,6 @@ async def _probe_upload(upload: ParsedUpload, settings: Settings) -> None:
     "/push",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PushResponse,
-    openapi_extra=_PUSH_BODY,
     responses={
         401: {"model": Problem},
         409: {"model": Problem, "description": "Idempotency-Key reused with another payload"},
@@ -230,7 +185,7 @@ async def push(
             created_at=time.time(),
             audio=str(upload.files["audio"].path.relative_to(settings.data_dir)),
             video=str(upload.files["video"].path.relative_to(settings.data_dir)),
-            options=options.as_job_options(),
+            options=options,
         )
         await run_in_threadpool(store.create, job)
         try:

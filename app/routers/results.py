@@ -19,9 +19,9 @@ from fastapi.responses import FileResponse
 
 from app.deps import OwnerDep, SettingsDep, StoreDep
 from app.schemas import COMMON_RESPONSES, Problem
-from app.settings import Settings
-from app.store import JobStore
-from worker.jobs import result_name
+from service.layout import result_name
+from service.settings import Settings
+from service.store import JobStore
 
 router = APIRouter(prefix="/api/v1/lipsync", tags=["results"], responses=COMMON_RESPONSES)
 

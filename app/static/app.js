@@ -67,6 +67,63 @@
     recent: $("recent"), recentEmpty: $("recent-empty"), recentClear: $("recent-clear"),
   };
 
+  // ---- options: one field per option the server declares (GET /api/v1/lipsync/options) ---
+  function optionField(opt) {
+    const id = opt.name.replace(/_/g, "-");
+    const box = document.createElement("div");
+    box.className = "field";
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.textContent = opt.label.charAt(0).toUpperCase() + opt.label.slice(1);
+    let input;
+    if (opt.choices) {
+      input = document.createElement("select");
+      const first = new Option(opt.default !== null ? `Server default (${opt.default})` : "Server default", "");
+      input.append(first);
+      for (const c of opt.choices) input.append(new Option(c.help ? `${c.value} — ${c.help}` : c.value, c.value));
+    } else {
+      input = document.createElement("input");
+      const numeric = opt.type === "int" || opt.type === "float";
+      input.type = numeric ? "number" : "text";
+      if (numeric) {
+        input.step = opt.type === "int" ? "1" : "any";
+        input.inputMode = opt.type === "int" ? "numeric" : "decimal";
+        if (opt.minimum !== null) input.min = String(opt.minimum);
+        if (opt.maximum !== null) input.max = String(opt.maximum);
+      }
+      if (opt.type === "ints") {
+        input.pattern = `\\s*-?\\d+\\s*([,\\s]\\s*-?\\d+\\s*){${opt.count - 1}}`;
+      }
+      const shown = Array.isArray(opt.default) ? opt.default.join(",") : opt.default;
+      input.placeholder = shown !== null && shown !== undefined ? String(shown) : (opt.example || "");
+      input.autocomplete = "off";
+    }
+    input.id = id;
+    input.name = opt.name;
+    const help = document.createElement("p");
+    help.className = "help";
+    help.id = `${id}-help`;
+    help.textContent = opt.help + (opt.engines ? ` (${opt.engines.join(", ")} only)` : "");
+    input.setAttribute("aria-describedby", help.id);
+    box.append(label, input, help);
+    return box;
+  }
+
+  async function loadOptions() {
+    const basic = $("options-basic"), more = $("options-more");
+    try {
+      const resp = await fetch(`${API}/options`, { cache: "no-store" });
+      if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+      const body = await resp.json();
+      for (const opt of body.options) (opt.advanced ? more : basic).append(optionField(opt));
+      $("options-more-box").hidden = more.childElementCount === 0;
+    } catch (err) {
+      basic.textContent = `The options could not be loaded (${err.message}); the server's defaults apply.`;
+    } finally {
+      basic.removeAttribute("aria-busy");
+    }
+  }
+
   // ---- storage ---------------------------------------------------------------------------
   const store = {
     get(name, fallback) {
@@ -647,5 +704,6 @@
   el.cancel.addEventListener("click", cancel);
   el.recentClear.addEventListener("click", () => { jobs = []; saveJobs(); renderJobs(); el.submit.focus(); });
   renderJobs();
+  loadOptions();
   refreshJobs();
 })();

@@ -70,10 +70,17 @@ class EngineCache:
     """Engines kept per process and reused across jobs (models load once per worker)."""
 
     def __init__(self) -> None:
-        self._engines: dict[tuple[str, str, str, int, tuple[int, ...]], Engine] = {}
+        self._engines: dict[tuple[str, str, str, int, tuple[int, ...], bool], Engine] = {}
 
     def get(self, name: str, ctx: EngineContext) -> Engine:
-        key = (name, str(ctx.checkpoint or ""), ctx.device, ctx.batch_size, tuple(ctx.pads))
+        key = (
+            name,
+            str(ctx.checkpoint or ""),
+            ctx.device,
+            ctx.batch_size,
+            tuple(ctx.pads),
+            ctx.fp16,
+        )
         engine = self._engines.get(key)
         if engine is None:
             engine = create_engine(name, ctx)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ class EngineContext:
     models_dir: Path = Path("models")
     batch_size: int = 16
     pads: tuple[int, int, int, int] = (0, 10, 0, 0)
-    extra: dict[str, Any] = field(default_factory=dict)
+    fp16: bool = False  # half precision on CUDA, for engines that offer it
 
 
 class Engine(ABC):

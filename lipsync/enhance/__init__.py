@@ -7,7 +7,13 @@ from pathlib import Path
 from lipsync.enhance.base import Enhancer
 from lipsync.errors import InvalidOption
 
-ENHANCER_CHOICES = ("none", "classical", "onnx:PATH")
+#: Built-in enhancers: name -> what it does. ``onnx:PATH`` (a 512x512 face restorer) is the
+#: one open-ended form (:data:`ONNX_PREFIX`).
+ENHANCERS: dict[str, str] = {
+    "classical": "sharpen the new mouth (no weights)",
+    "none": "leave the drawn mouth as it is",
+}
+ONNX_PREFIX = "onnx:"
 
 
 def create_enhancer(spec: str, device: str = "auto") -> Enhancer | None:
@@ -18,8 +24,8 @@ def create_enhancer(spec: str, device: str = "auto") -> Enhancer | None:
         from lipsync.enhance.classical import ClassicalEnhancer
 
         return ClassicalEnhancer()
-    if spec.startswith("onnx:"):
+    if spec.startswith(ONNX_PREFIX):
         from lipsync.enhance.onnx_restorer import OnnxFaceRestorer
 
-        return OnnxFaceRestorer(Path(spec[len("onnx:") :]), device=device)
+        return OnnxFaceRestorer(Path(spec.removeprefix(ONNX_PREFIX)), device=device)
     raise InvalidOption(f"unknown enhancer {spec!r}; use none, classical or onnx:PATH")

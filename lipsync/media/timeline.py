@@ -7,7 +7,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from lipsync.options import SyncMode
+#: The sync modes: name -> what it does (read by the CLI, the API, the web page and the docs).
+SYNC_MODES: dict[str, str] = {
+    "loop": "as long as the audio; a shorter video repeats, a longer one is cut",
+    "bounce": "as long as the audio; a shorter video plays forward then backward",
+    "cut_off": "as long as the shorter of the two",
+    "silence": "as long as the video; the speech is padded with silence or cut",
+    "remap": "as long as the audio; the video is stretched or squeezed in time to fit",
+}
 
 
 @dataclass(frozen=True)
@@ -21,7 +28,7 @@ def build_timeline(
     frame_times: npt.NDArray[np.float64],
     fps: float,
     audio_s: float,
-    mode: SyncMode,
+    mode: str,
     is_image: bool = False,
 ) -> Timeline:
     """Map output frames (constant ``fps``) onto decoded frames with times ``frame_times``.
@@ -60,7 +67,7 @@ def build_timeline(
         n_out = n_audio
         virt = np.minimum(n_virt - 1, (np.arange(n_out) * n_virt) // n_out)
     else:  # pragma: no cover - guarded by RunOptions
-        raise ValueError(mode)
+        raise ValueError(f"unknown sync mode {mode!r}")
     idx = np.searchsorted(rel, virt / fps + 1e-6, side="right") - 1
     return Timeline(int(n_out), np.clip(idx, 0, n_src - 1).astype(np.int64), n_out / fps)
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from app.store import JobRecord, JobStore
+from service.store import JobRecord, JobStore
 from tests.app import service_harness as sh
 from tests.app.service_harness import KEY_A, push, wait_for
 

@@ -49,7 +49,7 @@ def _schema_of_the_app() -> dict[str, Any]:
     """The schema the API serves at /openapi.json, built from the same code (the test checks
     that the live one is identical); needed at collection time, before any server runs."""
     from app.main import create_app
-    from app.settings import Settings
+    from service.settings import Settings
 
     return create_app(Settings(api_keys=[KEY_A])).openapi()
 

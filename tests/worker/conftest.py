@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
-from app.store import JobStore
+from service.settings import Settings
+from service.store import JobStore
 from tests.app import service_harness as sh
 
 

@@ -8,8 +8,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from app.settings import Settings
-from app.store import JobRecord, JobStore
+from service.settings import Settings
+from service.store import JobRecord, JobStore
 
 
 def make_job(

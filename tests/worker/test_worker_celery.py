@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
-from app.store import JobStore
+from service.queue import QUEUE, TASK_CLEANUP, TASK_PROCESS, create_celery
+from service.settings import Settings
+from service.store import JobStore
 from tests.app import service_harness as sh
 from tests.worker.jobkit import make_job
-from worker.config import QUEUE, TASK_CLEANUP, TASK_PROCESS, create_celery
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ import time
 import uuid
 from pathlib import Path
 
-from app.settings import Settings
-from app.store import JobRecord, JobStore
+from service.settings import Settings
+from service.store import JobRecord, JobStore
 from tests.worker.jobkit import make_job
 from worker.cleanup import run_cleanup
 from worker.jobs import run_job

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.settings import Settings
+from service.queue import TASK_CLEANUP, check_visibility, create_celery
+from service.settings import Settings
 from tests.app import service_harness as sh
-from worker.config import TASK_CLEANUP, check_visibility, create_celery
 
 
 def test_long_job_settings() -> None:

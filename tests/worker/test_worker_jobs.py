@@ -7,11 +7,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.settings import Settings
-from app.store import JobRecord, JobStore
+from service.settings import Settings
+from service.store import JobRecord, JobStore
 from tests import media_factory as mf
 from tests.worker.jobkit import make_job
-from worker.jobs import CancelFlag, ProgressReporter, run_job
+from worker.jobs import run_job
+from worker.progress import CancelFlag, ProgressReporter
 
 
 def _leftovers(settings: Settings, job_id: str) -> list[Path]:
@@ -153,7 +154,7 @@ def test_progress_and_cancel_helpers(settings: Settings, store: JobStore) -> Non
     ProgressReporter(store, "0" * 32)("render", 0.5)
     assert not store.exists("0" * 32)
     job_id = "1" * 32
-    from app.store import JobRecord
+    from service.store import JobRecord
 
     store.create(JobRecord(id=job_id, owner="o", state="queued", created_at=time.time()))
     assert store.claim(job_id, 3, "w") == "run"

@@ -9,11 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from app.settings import Settings
-from app.store import JobStore
+from service.settings import Settings
+from service.store import JobStore
 from tests.worker.jobkit import make_job
 from worker.cleanup import OrphanRequeuer
-from worker.jobs import LEASE_S, holder_is_dead, lease_holder, run_job
+from worker.jobs import run_job
+from worker.lease import LEASE_S, holder_is_dead, lease_holder
 
 
 def _dead_holder() -> str:

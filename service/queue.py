@@ -1,4 +1,4 @@
-"""Celery configuration built from :class:`app.settings.Settings` (no module-level app).
+"""Celery configuration built from :class:`service.settings.Settings` (no module-level app).
 
 The worker's app is ``worker.celery_app:app``; the API builds a producer-only app with
 :func:`create_celery` and enqueues by task name, so it never imports the pipeline.
@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import Celery
 
-from app.settings import Settings
+from service.settings import Settings, load_settings
 
 TASK_PROCESS = "lipsync.process"
 TASK_CLEANUP = "lipsync.cleanup"
@@ -74,7 +74,7 @@ def check_visibility(conf: Any) -> None:
 
 def create_celery(settings: Settings | None = None, *, with_tasks: bool = True) -> Celery:
     """A Celery app for ``settings``; ``with_tasks=False`` gives a producer-only app (the API)."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     celery = Celery(
         "lipsync",
         include=["worker.tasks"] if with_tasks else [],

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from lipsync.options import MAX_MAX_SIZE, MIN_MAX_SIZE, MediaLimits
+from lipsync.errors import InvalidOption
+from lipsync.options import MediaLimits, spec_of
 
 
 class Settings(BaseSettings):
@@ -57,14 +58,14 @@ class Settings(BaseSettings):
     cleanup_interval_s: int = Field(default=900, ge=10)
 
     # Pipeline defaults used by the worker.
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = "auto"  # a lipsync.device.DEVICES name
     default_engine: str = "retrieval"
     default_enhancer: str = "classical"
     models_dir: Path = Path("models")
     worker_concurrency: int = Field(default=1, ge=1)  # jobs at once per worker (one per GPU)
     # Longer side of every output at most this many pixels (a push's max_size may only
     # lower it); None: outputs keep the input's resolution.
-    max_output_size: int | None = Field(default=None, ge=MIN_MAX_SIZE, le=MAX_MAX_SIZE)
+    max_output_size: int | None = None  # within the max_size option's range
     # Measure every finished video with `lipsync evaluate` (sync offset and score, pauses,
     # LSE when SyncNet is in models/) and return the numbers in the job's result.
     evaluate_results: bool = True
@@ -83,6 +84,23 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_pipeline_defaults(self) -> Settings:
+        """The worker's defaults are checked like a push's options, so a bad
+        ``LIPSYNC_DEFAULT_ENGINE`` stops the API and the worker at start-up instead of
+        failing every job."""
+        for name, env, value in (
+            ("engine", "DEFAULT_ENGINE", self.default_engine),
+            ("enhancer", "DEFAULT_ENHANCER", self.default_enhancer),
+            ("device", "DEVICE", self.device),
+            ("max_size", "MAX_OUTPUT_SIZE", self.max_output_size),
+        ):
+            try:
+                spec_of(name).check(value)
+            except InvalidOption as exc:
+                raise ValueError(f"LIPSYNC_{env}: {exc.message}") from None
+        return self
 
     @model_validator(mode="after")
     def _check_time_limits(self) -> Settings:
@@ -125,3 +143,17 @@ class Settings(BaseSettings):
     def ensure_dirs(self) -> None:
         for path in (self.uploads_dir, self.results_dir, self.work_dir):
             path.mkdir(parents=True, exist_ok=True)
+
+
+def load_settings() -> Settings:
+    """``Settings()`` from the environment, or exit with one line per bad variable (the API
+    and the worker call this at start-up, so a misconfiguration stops them at once)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in error["loc"])
+            name = f"LIPSYNC_{where.upper()}: " if where else ""
+            lines.append(f"  {name}{error['msg'].removeprefix('Value error, ')}")
+        raise SystemExit("lipsync: bad settings\n" + "\n".join(lines)) from None

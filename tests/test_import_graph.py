@@ -1,0 +1,89 @@
+"""Layering: app/ and worker/ share only the service core; the core imports neither; the
+library imports none of them; the face stage does not reach into the engines."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (importer package, imported package): edges that must not exist
+FORBIDDEN = [
+    ("app", "worker"),
+    ("worker", "app"),
+    ("service", "app"),
+    ("service", "worker"),
+    ("lipsync", "app"),
+    ("lipsync", "worker"),
+    ("lipsync", "service"),
+    ("lipsync.face", "lipsync.engines"),
+]
+
+
+def imports_of(source: str, module: str) -> set[str]:
+    """Every module ``source`` imports (absolute names; relative ones resolved)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = module.split(".")[: -node.level]
+                base = ".".join([*parent, base] if base else parent)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _inside(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def violations(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        for importer, imported in FORBIDDEN
+        if _inside(module, importer)
+        for target in targets
+        if _inside(target, imported)
+    )
+
+
+def project_graph() -> dict[str, set[str]]:
+    graph = {}
+    for package in ("lipsync", "app", "worker", "service"):
+        for path in (ROOT / package).rglob("*.py"):
+            name = _module_name(path)
+            graph[name] = imports_of(path.read_text(), name)
+    return graph
+
+
+def test_the_checker_sees_a_forbidden_edge() -> None:
+    graph = {
+        "app.routers.jobs": imports_of("from worker.jobs import run_job", "app.routers.jobs"),
+        "lipsync.face.s3fd": imports_of(
+            "def f():\n    from ..engines import wav2lip\n", "lipsync.face.s3fd"
+        ),
+        "service.store": imports_of("import app.deps", "service.store"),
+    }
+    assert violations(graph) == [
+        "app.routers.jobs imports worker.jobs",
+        "app.routers.jobs imports worker.jobs.run_job",
+        "lipsync.face.s3fd imports lipsync.engines",
+        "lipsync.face.s3fd imports lipsync.engines.wav2lip",
+        "service.store imports app.deps",
+    ]
+
+
+def test_no_forbidden_import_edges() -> None:
+    graph = project_graph()
+    assert len(graph) > 80 and any(_inside(m, "service") for m in graph)
+    assert violations(graph) == []

@@ -1,0 +1,99 @@
+"""A running job's lease: which process runs it, kept alive while it runs.
+
+Taken when a job is claimed, renewed from a thread while it runs, dropped when it ends. A
+job that is "running" without a live lease has lost its runner and is run again. A holder is
+``host:pid:start``: with the process's start time it names one process even after its pid
+is reused (a restarted container numbers its processes from 1 again).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import redis
+
+from service.store import JobStore
+
+log = logging.getLogger("lipsync.worker")
+
+_T = TypeVar("_T")
+
+LEASE_S = 30.0
+LEASE_RENEW_S = 5.0
+# How long a final state is retried while Redis is unreachable (e.g. restarting).
+PUBLISH_RETRY_S = 60.0
+
+
+def _process_start(pid: int | str) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None if it is gone or a
+    zombie: with the pid it names one process even after the pid is reused (a restarted
+    container numbers its processes from 1 again)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return None if fields[:1] == ["Z"] else fields[19]
+
+
+def lease_holder() -> str:
+    """This process as a lease holder: ``host:pid:start``."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+
+
+def holder_is_dead(holder: str) -> bool:
+    """True when ``holder`` is a process on this host that no longer runs (or a zombie)."""
+    parts = holder.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    try:
+        return _process_start(parts[1]) != parts[2]
+    except OSError:  # no /proc: cannot tell, so the lease must lapse
+        return False
+
+
+class LeaseKeeper:
+    """Renews a running job's lease from a thread, so the lease lapses only if we die."""
+
+    def __init__(self, store: JobStore, job_id: str, holder: str) -> None:
+        self.store, self.job_id, self.holder = store, job_id, holder
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lipsync-lease", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(LEASE_RENEW_S):
+            try:
+                self.store.renew_lease(self.job_id, self.holder, LEASE_S)
+            except Exception:
+                log.warning("lease renewal for %s failed", self.job_id, exc_info=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def retrying(call: Callable[[], _T], what: str, budget_s: float = PUBLISH_RETRY_S) -> _T:
+    """``call()``, retried while Redis is unreachable (a restart), for at most ``budget_s``."""
+    deadline = time.monotonic() + budget_s
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: Redis unreachable, retrying in %.1f s", what, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,58 @@
+"""The pipeline's callbacks for a job: progress into Redis, cancel flag from Redis."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from service.store import JobStore
+
+log = logging.getLogger("lipsync.worker")
+
+
+class ProgressReporter:
+    """``progress(stage, fraction)`` for :func:`lipsync.run`, throttled Redis writes."""
+
+    def __init__(
+        self, store: JobStore, job_id: str, min_interval_s: float = 0.25, scale: float = 1.0
+    ) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.min_interval_s = min_interval_s
+        self.scale = scale  # the pipeline's 0..1 maps to 0..scale (the rest: evaluation)
+        self._stage = ""
+        self._last = 0.0
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        now = time.monotonic()
+        if stage == self._stage and now - self._last < self.min_interval_s and fraction < 1.0:
+            return
+        self._stage, self._last = stage, now
+        try:
+            value = self.scale * max(0.0, min(1.0, float(fraction)))
+            self.store.set_progress(self.job_id, stage, value)
+        except Exception:  # a progress hiccup must not fail the job
+            log.warning("progress update for %s failed", self.job_id, exc_info=True)
+
+
+class CancelFlag:
+    """``should_cancel()`` for :func:`lipsync.run`: polls the job's Redis cancel flag."""
+
+    def __init__(self, store: JobStore, job_id: str, min_interval_s: float = 0.2) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+        self._canceled = False
+
+    def __call__(self) -> bool:
+        if self._canceled:
+            return True
+        now = time.monotonic()
+        if now - self._last >= self.min_interval_s:
+            self._last = now
+            try:
+                self._canceled = self.store.cancel_requested(self.job_id)
+            except Exception:
+                log.warning("cancel check for %s failed", self.job_id, exc_info=True)
+        return self._canceled
