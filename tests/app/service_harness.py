@@ -24,7 +24,7 @@ import httpx
 import redis
 
 if TYPE_CHECKING:
-    from app.store import JobStore
+    from service.store import JobStore
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_A = "test-key-alpha"
@@ -276,7 +276,7 @@ class Service:
         return Path(self.env["LIPSYNC_DATA_DIR"])
 
     def store(self) -> JobStore:
-        from app.store import JobStore
+        from service.store import JobStore
 
         return JobStore.from_url(self.redis.url, self.prefix, 3600)
 
