@@ -143,8 +143,8 @@ def load_s3fd(path: Path) -> S3FD:
 
     Raises :class:`ModelMismatch` (one line) when keys or shapes differ from the network.
     """
-    from lipsync.engines.wav2lip import load_strict, read_state_dict
     from lipsync.face.s3fd_net import S3FD
+    from lipsync.torchload import load_strict, read_state_dict
 
     state = read_state_dict(path, what="the S3FD detector's state dict")
     return load_strict(S3FD(), state, path, "the S3FD detector", "S3FD")

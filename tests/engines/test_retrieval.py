@@ -4,6 +4,7 @@ pytest's temporary directories."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -11,16 +12,20 @@ import numpy as np
 import pytest
 
 from lipsync.composite import composite
-from lipsync.engines import ENGINES, create_engine, retrieval
+from lipsync.engines import ENGINES, create_engine
 from lipsync.engines.base import EngineContext, SourceVideo
-from lipsync.engines.retrieval import RetrievalEngine
-from lipsync.engines.retrieval_index import (
+from lipsync.engines.retrieval import DEFAULT_TUNING, RetrievalEngine
+from lipsync.engines.retrieval import render as retrieval_render
+from lipsync.engines.retrieval.geometry import (
+    MouthShape,
     apply,
-    build_index,
-    choose_candidates,
+    ellipse_box,
+    measure,
     mouth_ellipse,
+    rigid_template,
     similarity,
 )
+from lipsync.engines.retrieval.index import build_index, choose_candidates
 from lipsync.engines.viseme import LowerFaceWarp, VisemeEngine
 from lipsync.face.geometry import crop_box, lower_face_polygon
 from lipsync.face.tracker import FaceTracker, smooth_landmarks
@@ -145,16 +150,12 @@ def test_index_is_bounded_and_covers_the_mouth_shapes(
     assert small.stats["crop_mb"] < full.stats["crop_mb"] / 2
     # Pose- and scale-normalised: the gap does not depend on the face's size in pixels.
     lm = source.landmarks[int(cand[0])]
-    from lipsync.engines.retrieval_index import measure
-
     big = measure(np.stack([lm, lm * 2.0 + 7.0]).astype(np.float32), full.template)
     assert abs(float(big.gap[0]) - float(big.gap[1])) < 1e-4
 
 
 def test_candidate_runs_are_chosen_by_coverage() -> None:
     # 300 frames: a long closed stretch, then a short open one; a tight cap must keep both.
-    from lipsync.engines.retrieval_index import MouthShape
-
     n = 300
     gap = np.full(n, 0.02, np.float32)
     gap[250:270] = np.linspace(0.1, 0.35, 20)
@@ -219,7 +220,6 @@ def test_own_mouth_renders_back_to_the_source_frame(
 def test_registration_undoes_landmark_jitter(
     mead_engine: RetrievalEngine,
     mead: tuple[SourceVideo, list[np.ndarray]],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Landmarks off by a few pixels (as trackers jitter): the crop is registered onto the
     frame's own nose and cheeks, so the mouth lands where it belongs, not where the
@@ -232,9 +232,12 @@ def test_registration_undoes_landmark_jitter(
     face = FaceObs(crop_box(jitter, (0, 10, 0, 0), 256, 256), jitter)
     pos = eng.index.position(f)
     registered = composite(frames[f], eng.render(frames[f], jitter, pos), face)
-    monkeypatch.setattr(retrieval, "REGISTER_MIN_CC", 2.0)  # correlation never reaches 2
-    unregistered = composite(frames[f], eng.render(frames[f], jitter, pos), face)
-    x1, y1, x2, y2 = (int(v) for v in retrieval.ellipse_box(source.landmarks[f], grow=1.0))
+    # The same engine with a registration that is never trusted (correlation never reaches 2).
+    unregistering = RetrievalEngine(tuning=replace(DEFAULT_TUNING, register_min_cc=2.0))
+    unregistering.prepare_source(source)
+    assert unregistering.index is not None and unregistering.index.position(f) == pos
+    unregistered = composite(frames[f], unregistering.render(frames[f], jitter, pos), face)
+    x1, y1, x2, y2 = (int(v) for v in ellipse_box(source.landmarks[f], grow=1.0))
     box = (slice(y1, y2), slice(x1, x2))
     got = mf.psnr(registered[box], frames[f][box])
     assert got > mf.psnr(unregistered[box], frames[f][box]) + 3.0
@@ -299,7 +302,7 @@ def test_another_mouth_is_placed_without_seams(
         mag = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
         return float(mag[rim].mean())
 
-    monkeypatch.setattr(retrieval, "_colour_field", lambda *args: None)
+    monkeypatch.setattr(retrieval_render, "colour_field", lambda *args: None)
     unmatched = composite(dim, eng.render(dim, lm, open_pos), face)
     monkeypatch.undo()
     shifts = (rim_shift(out), rim_shift(unmatched))
@@ -383,8 +386,6 @@ def test_end_to_end_on_a_talking_video(
     keep = cv2.dilate(keep, np.ones((41, 41), np.uint8)) == 0
     assert min(mf.psnr(got[i], src[i % n_src], keep) for i in range(0, len(got), 9)) >= 40
     # In the pause the mouth is shut: the inner-lip gap (interocular units) stays small.
-    from lipsync.engines.retrieval_index import measure, rigid_template
-
     mid = [i for i in range(int(p0 * 25) + 6, int(p1 * 25) - 3)]
     lms = []
     t2 = FaceTracker()

@@ -12,13 +12,15 @@ import pytest
 
 import lipsync
 from lipsync.engines import EngineCache
-from lipsync.engines.retrieval import GATE_EASE, GATE_RANGE, RetrievalEngine
+from lipsync.engines.retrieval import DEFAULT_TUNING, RetrievalEngine
 from lipsync.face.tracker import FaceTracker
 from lipsync.media.decode import iter_frames
 from tests.engines._lips import doubled, lip_bands, lip_threshold
 
 KATIE = "video_SadTalker_WDA_KatieHill_000.mp4"  # 512x512, 25 fps, head turns and tilts
 SPEECH = "audio_SadTalker_japanese.wav"
+GATE_RANGE = DEFAULT_TUNING.gate_range  # the engine lipsync.run builds has the default tuning
+GATE_EASE = DEFAULT_TUNING.gate_ease
 
 
 @pytest.fixture(scope="module")
