@@ -5,14 +5,25 @@ playlists or anything that can reach another file or the network), and limits on
 resolution, duration and stream count are checked from the headers before any heavy
 decoding. One frame of each used stream is decoded to prove the file is real media.
 
-``probe_bounded`` runs the probe in a child process with a time limit (the API uses it on
-untrusted uploads); ``python -m lipsync.media.probe PATH`` is that child.
+Memory is bounded before any frame is decoded (issue 17: a 1,254-byte MP4 whose H.264
+header claimed 16000x16000 made the probe reach 742 MB): the demuxer may create at most
+``max_streams + 1`` streams, and every decoder, including those FFmpeg opens while reading
+the headers (``avformat_find_stream_info``), refuses pictures of more than
+``max_width * max_height`` pixels (FFmpeg's ``max_pixels``) straight from the sequence
+header, so the sizes the headers claim are checked against the limits before a frame
+buffer of that size exists. One frame is then decoded, single-threaded.
+
+``probe_bounded`` runs the probe in a child process with a time limit and an address-space
+limit (:data:`PROBE_MEMORY_LIMIT_BYTES`; the API uses it on untrusted uploads);
+``python -m lipsync.media.probe PATH`` is that child.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
+import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -30,6 +41,15 @@ from lipsync.errors import (
 from lipsync.options import MediaLimits
 
 ProbeKind = Literal["video", "audio", "any"]
+
+# Address space (RLIMIT_AS) of the probe child, Python and FFmpeg's libraries included.
+# Sized from measurement (docs/RELIABILITY.md, "Probe memory bound";
+# ``python -m benchmarks.probe_bombs``): the child starts at about 125 MiB of address space
+# and a legitimate 4096x4096 file, the largest MediaLimits admits, peaks at 342 MiB
+# (4:4:4 12-bit HEVC; 274 MiB resident); the limit leaves ~300 MiB above that. Hostile
+# headers are refused from the headers well below it (~130 MiB resident); whatever still
+# runs into it fails with ``too_large`` (or ``corrupt_media`` where FFmpeg reports it so).
+PROBE_MEMORY_LIMIT_BYTES = 640 * 1024**2
 
 # Demuxers we accept. Anything else (hls, concat, sdp, rtsp, tee, data, ...) is refused.
 ALLOWED_DEMUXERS: tuple[str, ...] = (
@@ -80,9 +100,59 @@ def media_reason(exc: BaseException) -> str:
     return text.strip() or type(exc).__name__
 
 
-def open_options() -> dict[str, str]:
-    """Options for every ``av.open`` of untrusted input: local files, allow-listed demuxers."""
-    return {"protocol_whitelist": "file", "format_whitelist": ",".join(ALLOWED_DEMUXERS)}
+def open_options(limits: MediaLimits | None = None) -> dict[str, str]:
+    """Options for every ``av.open`` of untrusted input: local files, allow-listed demuxers.
+
+    With ``limits``, also the memory bounds that apply while the headers are read: at most
+    ``max_streams + 1`` streams (one more than accepted, so that too many is seen as such)
+    and, for every decoder FFmpeg opens to read stream parameters, at most
+    ``max_width * max_height`` pixels per picture (checked from the sequence header, before
+    a frame is allocated).
+    """
+    options = {"protocol_whitelist": "file", "format_whitelist": ",".join(ALLOWED_DEMUXERS)}
+    if limits is not None:
+        options["max_streams"] = str(limits.max_streams + 1)
+        options["max_pixels"] = str(max_pixels(limits))
+    return options
+
+
+def max_pixels(limits: MediaLimits) -> int:
+    """FFmpeg's ``max_pixels`` for decoders of untrusted input: the largest accepted picture."""
+    return limits.max_width * limits.max_height
+
+
+def _open_bounded(path: Path, limits: MediaLimits) -> Any:
+    """``av.open`` with :func:`open_options` (``limits``), FFmpeg's own errors mapped to
+    ours; the stream cap's refusal is told apart from other allocation failures by FFmpeg's
+    log line (the demuxers report both as ENOMEM)."""
+    import av
+    import av.logging
+
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture() as logs:
+            try:
+                return av.open(str(path), options=open_options(limits))
+            except av.error.MemoryError as exc:
+                if any("max_streams" in str(line[2]) for line in logs):
+                    raise UnsupportedMedia(
+                        f"{path.name}: more than {limits.max_streams} streams; "
+                        f"at most {limits.max_streams} are accepted"
+                    ) from exc
+                raise TooLarge(
+                    f"{path.name}: reading the headers needs more memory than the probe allows"
+                ) from exc
+            except av.error.InvalidDataError as exc:
+                raise UnsupportedMedia(
+                    f"{path.name}: not a recognised audio, video or image file"
+                ) from exc
+            except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+                raise UnsupportedMedia(
+                    f"{path.name}: cannot be opened as media ({media_reason(exc)})"
+                ) from exc
+    finally:
+        av.logging.set_level(level)
 
 
 @dataclass(frozen=True)
@@ -193,22 +263,16 @@ def probe(path: Path, limits: MediaLimits | None = None, kind: ProbeKind = "any"
         raise UnsupportedMedia(f"{path.name}: the file is empty")
     if size > limits.max_file_bytes:
         raise TooLarge(f"{path.name}: {size} bytes; the limit is {limits.max_file_bytes}")
-    try:
-        container = av.open(str(path), options=open_options())
-    except av.error.InvalidDataError as exc:
-        raise UnsupportedMedia(f"{path.name}: not a recognised audio, video or image file") from exc
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise UnsupportedMedia(
-            f"{path.name}: cannot be opened as media ({media_reason(exc)})"
-        ) from exc
+    container = _open_bounded(path, limits)
     with container:
         fmt = container.format.name
         if not any(name in ALLOWED_DEMUXERS for name in fmt.split(",")):
             raise UnsupportedMedia(f"{path.name}: container format {fmt!r} is not accepted")
         streams = list(container.streams)
-        if len(streams) > limits.max_streams:
+        if len(streams) > limits.max_streams:  # the demuxer stopped at max_streams + 1
             raise UnsupportedMedia(
-                f"{path.name}: {len(streams)} streams; at most {limits.max_streams} are accepted"
+                f"{path.name}: more than {limits.max_streams} streams; "
+                f"at most {limits.max_streams} are accepted"
             )
         is_image = fmt in IMAGE_DEMUXERS
         vstreams = [s for s in container.streams.video if s.codec_context is not None]
@@ -217,7 +281,9 @@ def probe(path: Path, limits: MediaLimits | None = None, kind: ProbeKind = "any"
         if vstreams:
             vs = vstreams[0]
             cc = vs.codec_context
-            if cc.name not in ALLOWED_VIDEO_CODECS:
+            # The decoder's name or the codec's (libdav1d decodes av1)
+            canonical = getattr(cc.codec, "canonical_name", cc.name)
+            if cc.name not in ALLOWED_VIDEO_CODECS and canonical not in ALLOWED_VIDEO_CODECS:
                 raise UnsupportedMedia(f"{path.name}: video codec {cc.name!r} is not accepted")
             rate = _rate(vs) or Fraction(25)
             width, height = int(cc.width or 0), int(cc.height or 0)
@@ -263,6 +329,8 @@ def probe(path: Path, limits: MediaLimits | None = None, kind: ProbeKind = "any"
         _check_limits(info, limits)
         # Decode one frame of what we will use, to prove the data is real.
         want = vstreams[0] if (kind != "audio" and video is not None) else astreams[0]
+        want.codec_context.thread_count = 1  # one frame: threads would only add buffers
+        want.codec_context.options = {"max_pixels": str(max_pixels(limits))}
         rotation = 0
         try:
             got = False
@@ -271,6 +339,10 @@ def probe(path: Path, limits: MediaLimits | None = None, kind: ProbeKind = "any"
                     rotation = int(getattr(frame, "rotation", 0) or 0)
                 got = True
                 break
+        except MemoryError as exc:  # FFmpeg's ENOMEM, or Python's, under the child's limit
+            raise TooLarge(
+                f"{path.name}: decoding a frame needs more memory than the probe allows"
+            ) from exc
         except (av.error.FFmpegError, ValueError) as exc:
             raise CorruptMedia(
                 f"{path.name}: the data cannot be decoded ({media_reason(exc)})"
@@ -288,15 +360,13 @@ def probe(path: Path, limits: MediaLimits | None = None, kind: ProbeKind = "any"
     return info
 
 
-def probe_bounded(
+def probe_command(
     path: Path,
     limits: MediaLimits | None = None,
     kind: ProbeKind = "any",
-    timeout_s: float | None = None,
-) -> MediaInfo:
-    """:func:`probe` in a child process, killed after ``timeout_s`` (default: the limit's)."""
-    limits = limits or MediaLimits()
-    timeout = timeout_s if timeout_s is not None else limits.probe_timeout_s
+    memory_limit_bytes: int | None = PROBE_MEMORY_LIMIT_BYTES,
+) -> list[str]:
+    """The command line of the probe child (``python -m lipsync.media.probe ...``)."""
     cmd = [
         sys.executable,
         "-m",
@@ -305,22 +375,60 @@ def probe_bounded(
         "--kind",
         kind,
         "--limits",
-        json.dumps(asdict(limits)),
+        json.dumps(asdict(limits or MediaLimits())),
     ]
+    if memory_limit_bytes is not None:
+        cmd += ["--memory-limit", str(memory_limit_bytes)]
+    return cmd
+
+
+def probe_bounded(
+    path: Path,
+    limits: MediaLimits | None = None,
+    kind: ProbeKind = "any",
+    timeout_s: float | None = None,
+    memory_limit_bytes: int | None = PROBE_MEMORY_LIMIT_BYTES,
+) -> MediaInfo:
+    """:func:`probe` in a child process, killed after ``timeout_s`` (default: the limit's),
+    whose address space is capped at ``memory_limit_bytes`` (None: no cap).
+
+    A child that ran out of memory answers ``too_large``; one that died without an answer
+    (a crash, or killed by the memory limit) ``corrupt_media`` or ``too_large``; one that
+    ran out of time ``unsupported_media``: never an unexplained failure.
+    """
+    limits = limits or MediaLimits()
+    timeout = timeout_s if timeout_s is not None else limits.probe_timeout_s
+    cmd = probe_command(path, limits, kind, memory_limit_bytes)
+    name = Path(path).name
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False, text=True)
     except subprocess.TimeoutExpired as exc:
-        raise UnsupportedMedia(
-            f"{Path(path).name}: probing took longer than {timeout:g} s"
-        ) from exc
+        raise UnsupportedMedia(f"{name}: probing took longer than {timeout:g} s") from exc
     try:
         data = json.loads(proc.stdout)
     except json.JSONDecodeError as exc:
-        raise CorruptMedia(f"{Path(path).name}: the media probe failed") from exc
+        if _ran_out_of_memory(proc.stderr):
+            raise TooLarge(f"{name}: probing needs more memory than the probe allows") from exc
+        raise CorruptMedia(f"{name}: the media probe failed{_how_it_ended(proc)}") from exc
     if proc.returncode == 0 and "info" in data:
         return MediaInfo.from_dict(data["info"])
     err = data.get("error", {})
     raise _error_from_code(err.get("code", "corrupt_media"), err.get("message", "probe failed"))
+
+
+def _ran_out_of_memory(stderr: str) -> bool:
+    """Whether a child that gave no answer said it ran out of memory (Python's
+    ``MemoryError``, C's ENOMEM text, C++'s ``bad_alloc``)."""
+    return any(mark in stderr for mark in ("MemoryError", "Cannot allocate memory", "bad_alloc"))
+
+
+def _how_it_ended(proc: subprocess.CompletedProcess[str]) -> str:
+    if proc.returncode < 0:
+        try:
+            return f" (it ended with {signal.Signals(-proc.returncode).name})"
+        except ValueError:
+            return f" (it ended with signal {-proc.returncode})"
+    return f" (exit status {proc.returncode})" if proc.returncode else ""
 
 
 def _error_from_code(code: str, message: str) -> LipsyncError:
@@ -335,12 +443,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", type=Path)
     parser.add_argument("--kind", choices=("video", "audio", "any"), default="any")
     parser.add_argument("--limits", default="{}", help="MediaLimits fields as JSON")
+    parser.add_argument(
+        "--memory-limit", type=int, default=None, help="address-space limit (RLIMIT_AS), bytes"
+    )
     args = parser.parse_args(argv)
+    if args.memory_limit:
+        resource.setrlimit(resource.RLIMIT_AS, (args.memory_limit, args.memory_limit))
     try:
         limits = MediaLimits(**json.loads(args.limits))
         info = probe(args.path, limits, args.kind)
     except LipsyncError as exc:
         print(json.dumps({"error": exc.to_dict()}))
+        return 2
+    except MemoryError:  # the address-space limit, met outside the places that expect it
+        message = f"{args.path.name}: probing needs more memory than the probe allows"
+        print(json.dumps({"error": {"code": "too_large", "message": message}}))
         return 2
     except Exception as exc:  # a crash inside the demuxer must still answer in JSON
         print(

@@ -204,9 +204,10 @@ def wav_claiming(seconds: float, rate: int = 16000, real_s: float = 1.0) -> byte
     return header + tone.tobytes()
 
 
-def many_streams(path: Path, count: int = 1000) -> Path:
-    """A Matroska file with one short video stream and ``count - 1`` audio streams."""
-    with av.open(str(path), "w", format="matroska") as out:
+def many_streams(path: Path, count: int = 1000, container: str = "matroska") -> Path:
+    """A file (Matroska unless ``container`` says otherwise) with one short video stream
+    and ``count - 1`` audio streams."""
+    with av.open(str(path), "w", format=container) as out:
         v = out.add_stream("mpeg4", rate=25)
         v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
         streams = [out.add_stream("pcm_s16le", rate=8000) for _ in range(count - 1)]
@@ -241,3 +242,138 @@ def bit_flips(
         at = rng.randrange(lo, min(hi, len(out)))
         out[at] ^= 1 << rng.randrange(8)
     return bytes(out)
+
+
+# --- H.264 headers that lie about the picture size (the "1,254-byte MP4" of issue 17) ---
+
+_HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
+
+
+def _unescape(nal: bytes) -> bytes:
+    """NAL payload without emulation-prevention bytes (00 00 03 -> 00 00)."""
+    return nal.replace(b"\x00\x00\x03", b"\x00\x00")
+
+
+def _escape(rbsp: bytes) -> bytes:
+    out, zeros = bytearray(), 0
+    for byte in rbsp:
+        if zeros >= 2 and byte <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(byte)
+        zeros = zeros + 1 if byte == 0 else 0
+    return bytes(out)
+
+
+class _Bits:
+    """Exp-Golomb reading over a string of '0'/'1' (SPS are a few dozen bytes)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.bits = "".join(f"{b:08b}" for b in data)
+        self.at = 0
+
+    def u(self, n: int) -> int:
+        value = int(self.bits[self.at : self.at + n] or "0", 2)
+        self.at += n
+        return value
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.bits[self.at] == "0":
+            zeros += 1
+            self.at += 1
+        return self.u(zeros + 1) - 1
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k % 2 else -(k // 2)
+
+
+def _ue_bits(value: int) -> str:
+    code = f"{value + 1:b}"
+    return "0" * (len(code) - 1) + code
+
+
+def h264_sps_claiming(sps: bytes, width: int, height: int) -> bytes:
+    """An H.264 SPS NAL (header byte included, escaped) rewritten to claim ``width`` x
+    ``height`` (multiples of 16, progressive, no cropping); everything else is kept."""
+    r = _Bits(_unescape(sps))
+    r.u(8 + 24)  # NAL header, profile_idc, constraint flags, level_idc
+    profile = int(r.bits[8:16], 2)
+    r.ue()  # seq_parameter_set_id
+    if profile in _HIGH_PROFILES:
+        if r.ue() == 3:  # chroma_format_idc
+            r.u(1)
+        r.ue(), r.ue(), r.u(1)  # bit depths, qpprime_y_zero_transform_bypass
+        if r.u(1):
+            raise ValueError("SPS with scaling matrices: not handled here")
+    r.ue()  # log2_max_frame_num_minus4
+    poc_type = r.ue()
+    if poc_type == 0:
+        r.ue()
+    elif poc_type == 1:
+        r.u(1), r.se(), r.se()
+        for _ in range(r.ue()):
+            r.se()
+    r.ue(), r.u(1)  # max_num_ref_frames, gaps_in_frame_num_value_allowed_flag
+    head = r.bits[: r.at]
+    r.ue(), r.ue()  # the size in macroblocks
+    if not r.u(1):  # frame_mbs_only_flag
+        r.u(1)
+    direct_8x8 = r.u(1)
+    if r.u(1):  # frame cropping
+        r.ue(), r.ue(), r.ue(), r.ue()
+    rest = r.bits[r.at :].rstrip("0")[:-1]  # without the stop bit and its padding
+    bits = head + _ue_bits(width // 16 - 1) + _ue_bits(height // 16 - 1)
+    bits += "1" + str(direct_8x8) + "0" + rest + "1"
+    bits += "0" * (-len(bits) % 8)
+    return _escape(int(bits, 2).to_bytes(len(bits) // 8, "big"))
+
+
+def avcc_claiming(avcc: bytes, width: int, height: int) -> bytes:
+    """An avcC record (MP4 ``avcC`` box / Matroska CodecPrivate) whose SPS claim
+    ``width`` x ``height``; PPS and the rest are kept."""
+    out = bytearray(avcc[:5])
+    count, at = avcc[5] & 0x1F, 6
+    out.append(avcc[5])
+    for _ in range(count):
+        (n,) = struct.unpack_from(">H", avcc, at)
+        sps = h264_sps_claiming(avcc[at + 2 : at + 2 + n], width, height)
+        out += struct.pack(">H", len(sps)) + sps
+        at += 2 + n
+    return bytes(out + avcc[at:])
+
+
+def h264_claiming_size(
+    path: Path, width: int, height: int, container: str = "mp4", in_container: bool = False
+) -> Path:
+    """A tiny H.264 file (two 64x64 frames) whose SPS claims ``width`` x ``height``.
+
+    With ``in_container`` the container's own fields (MP4 ``avc1``/``tkhd``, Matroska
+    ``PixelWidth``) claim it too; without, they keep saying 64x64 and only the codec header
+    lies: what a decoder allocates for is the SPS.
+    """
+    import io
+
+    tiny = io.BytesIO()
+    with av.open(tiny, "w", format="mp4") as out:
+        v = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "crf": "40"})
+        v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
+        for i in range(2):
+            img = np.full((64, 64, 3), 40 + 90 * i, np.uint8)
+            for packet in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in v.encode():
+            out.mux(packet)
+    tiny.seek(0)
+    with av.open(tiny) as src, av.open(str(path), "w", format=container) as out:
+        s = src.streams.video[0]
+        o = out.add_stream_from_template(s)
+        o.codec_context.extradata = avcc_claiming(s.codec_context.extradata, width, height)
+        if in_container:
+            o.codec_context.width, o.codec_context.height = width, height
+        for packet in src.demux(s):
+            if packet.size:
+                packet.stream = o
+                out.mux(packet)
+    return path

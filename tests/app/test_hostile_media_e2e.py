@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 PROBE_TIMEOUT_S = 5.0
 ANSWER_BOUND_S = PROBE_TIMEOUT_S + 15.0  # the probe's limit plus margin for a shared CPU
 JOB_BOUND_S = 90.0
+SPS_BOMB = "h264 sps claiming 16000x16000"
 
 
 def _cases(
@@ -61,6 +62,11 @@ def _cases(
         ("mp4 claiming 24 h (audio)", "audio", "speech.m4a", hm.mp4_claiming_duration(mp4, 86400)),
         ("wav header claiming 24 h", "audio", "speech.wav", hm.wav_claiming(86400)),
         ("mkv with 1000 streams", "video", "clip.mkv", hm.many_streams(tmp / "s.mkv").read_bytes()),
+        # issue 17: 1.5 KB whose H.264 SPS claims 16000x16000 (726 to 1227 MB in the probe)
+        (SPS_BOMB + " (mp4)", "video", "clip.mp4",
+         hm.h264_claiming_size(tmp / "sps.mp4", 16000, 16000, "mp4").read_bytes()),
+        (SPS_BOMB + " (mkv)", "video", "clip.mkv",
+         hm.h264_claiming_size(tmp / "sps.mkv", 16000, 16000, "matroska").read_bytes()),
     ]  # fmt: skip
     real = {
         "video": ("face.mp4", media["face_video"].read_bytes()),
@@ -149,6 +155,8 @@ def test_hostile_media_is_refused_or_fails_without_network_or_outside_reads(
             detail = row["body"]["detail"]
             assert isinstance(detail, dict) and detail["code"] and detail["message"], row
             message = detail["message"]
+        if row["name"].startswith(SPS_BOMB):  # refused from the header, not after decoding
+            assert row["status"] == 413 and row["body"]["detail"]["code"] == "too_large", row
         assert "root:" not in message and "CANARY" not in message, row
         assert str(svc.data_dir) not in message and "uploads/" not in message, row  # no paths
 
