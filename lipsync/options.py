@@ -13,18 +13,27 @@ Adding an option is one :func:`option` field here plus the code that reads it.
 
 from __future__ import annotations
 
-import math
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 from lipsync.errors import InvalidOption
+from lipsync.optionspec import Kind, OptionMeta, OptionSpec, option
 
-Kind = Literal["str", "int", "float", "bool", "path", "ints"]
+__all__ = [
+    "MediaLimits",
+    "OptionMeta",
+    "OptionSpec",
+    "RunOptions",
+    "option",
+    "option_specs",
+    "parse_public_fields",
+    "public_specs",
+    "spec_of",
+]
 
 
 def default_models_dir() -> Path:
@@ -66,169 +75,6 @@ def _enhancers() -> dict[str, str]:
 X264_PRESETS: dict[str, str] = dict.fromkeys(
     ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"), ""
 )
-
-
-@dataclass(frozen=True)
-class OptionMeta:
-    """What a declaration says beyond the field's name, type and default."""
-
-    help: str
-    label: str = ""  # the web form's label (default: the name)
-    choices: Callable[[], Mapping[str, str]] | None = None  # value -> description
-    minimum: float | None = None  # also for each number of an "ints" option
-    maximum: float | None = None
-    pattern: str | None = None  # values accepted beyond the choices (full match)
-    public_pattern: str | None = None  # the same for pushes (no server paths)
-    public: bool = False  # a push may set it (else: CLI, library and service settings only)
-    engines: tuple[str, ...] = ()  # the engines that read it; () = the whole pipeline
-    group: str | None = None  # at most one option of a group may be given
-    metavar: str | None = None
-    example: str | None = None
-    advanced: bool = False  # the web page shows it under "More options"
-    cli: bool = True
-
-
-def option(
-    default: Any = MISSING, *, default_factory: Any = MISSING, help: str, **meta: Any
-) -> Any:
-    """Declare one job option (a :class:`RunOptions` field); see :class:`OptionMeta`."""
-    metadata = {"option": OptionMeta(help=help, **meta)}
-    if default_factory is not MISSING:
-        return field(default_factory=default_factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
-
-
-_SPLIT = re.compile(r"[\s,]+")
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-
-
-@dataclass(frozen=True)
-class OptionSpec:
-    """One declared option, as every interface reads it."""
-
-    name: str
-    kind: Kind
-    count: int  # how many integers an "ints" option takes (else 1)
-    optional: bool  # None is a valid value (the option may be absent)
-    default: Any
-    meta: OptionMeta
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-    def choice_map(self) -> dict[str, str]:
-        return dict(self.meta.choices()) if self.meta.choices else {}
-
-    def _fail(self, message: str) -> InvalidOption:
-        return InvalidOption(f"{self.name} {message}", field=self.name)
-
-    def parse(self, text: str) -> Any:
-        """A value from text (a form field, a CLI argument), checked."""
-        text = text.strip()
-        if self.kind == "ints":
-            parts = [p for p in _SPLIT.split(text) if p]
-            what = f"takes {self.count} integers separated by commas or spaces"
-            if len(parts) != self.count:
-                raise self._fail(what)
-            try:
-                return self.check(tuple(int(p) for p in parts))
-            except ValueError:
-                raise self._fail(what) from None
-        if self.kind == "bool":
-            if text.lower() not in _TRUE | _FALSE:
-                raise self._fail("must be true or false")
-            return text.lower() in _TRUE
-        if self.kind in ("int", "float"):
-            try:
-                number = int(text) if self.kind == "int" else float(text)
-            except ValueError:
-                what = "an integer" if self.kind == "int" else "a number"
-                raise self._fail(f"must be {what}") from None
-            return self.check(number)
-        return self.check(Path(text) if self.kind == "path" else text)
-
-    def check(self, value: Any, *, public: bool = False) -> Any:
-        """``value`` normalised (lists to tuples, text to paths), or :class:`InvalidOption`.
-
-        ``public``: judged as a push's value (server paths refused)."""
-        if value is None:
-            if self.optional:
-                return None
-            raise self._fail("must be given")
-        checker = getattr(self, f"_check_{self.kind}")
-        return checker(value, public)
-
-    def _range(self, number: float) -> None:
-        low, high = self.meta.minimum, self.meta.maximum
-        if (low is not None and number < low) or (high is not None and number > high):
-            if low is not None and high is not None:
-                raise self._fail(f"must be between {low:g} and {high:g}")
-            raise self._fail(f"must be >= {low:g}" if low is not None else f"must be <= {high:g}")
-
-    def _check_int(self, value: Any, public: bool) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._fail("must be an integer")
-        self._range(value)
-        return value
-
-    def _check_float(self, value: Any, public: bool) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._fail("must be a number")
-        if not math.isfinite(value):
-            raise self._fail("must be a finite number, not nan or inf")
-        self._range(float(value))
-        return float(value)
-
-    def _check_ints(self, value: Any, public: bool) -> tuple[int, ...]:
-        if not isinstance(value, list | tuple) or len(value) != self.count:
-            raise self._fail(f"takes {self.count} integers")
-        for v in value:
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise self._fail(f"takes {self.count} integers")
-            self._range(v)
-        return tuple(value)
-
-    def _check_bool(self, value: Any, public: bool) -> bool:
-        if not isinstance(value, bool):
-            raise self._fail("must be true or false")
-        return value
-
-    def _check_path(self, value: Any, public: bool) -> Path:
-        if not isinstance(value, str | Path) or not str(value):
-            raise self._fail("must be a file path")
-        return Path(value)
-
-    def _check_str(self, value: Any, public: bool) -> str:
-        if not isinstance(value, str):
-            raise self._fail("must be text")
-        choices = self.choice_map()
-        pattern = self.meta.public_pattern if public else self.meta.pattern
-        if not choices or value in choices or (pattern and re.fullmatch(pattern, value)):
-            return value
-        extra = f" or {self.meta.example}" if pattern and self.meta.example else ""
-        raise self._fail(f"must be one of {', '.join(choices)}{extra}, not {value!r}")
-
-    def describe(self) -> dict[str, Any]:
-        """The declaration as JSON (``GET /api/v1/lipsync/options`` and the docs)."""
-        default = self.default
-        if isinstance(default, tuple):
-            default = list(default)
-        return {
-            "name": self.name,
-            "type": self.kind,
-            "count": self.count if self.kind == "ints" else None,
-            "label": self.meta.label or self.name.replace("_", " "),
-            "help": self.meta.help,
-            "default": str(default) if isinstance(default, Path) else default,
-            "choices": [{"value": k, "help": v} for k, v in self.choice_map().items()] or None,
-            "minimum": self.meta.minimum,
-            "maximum": self.meta.maximum,
-            "example": self.meta.example,
-            "engines": list(self.meta.engines) or None,
-            "group": self.meta.group,
-            "advanced": self.meta.advanced,
-        }
 
 
 @dataclass(frozen=True)

@@ -5,39 +5,31 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from fractions import Fraction
+from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from lipsync.composite import blend_into
 from lipsync.engines import EngineCache, create_engine
 from lipsync.engines.base import Engine, EngineContext, SourceVideo
 from lipsync.enhance import create_enhancer
 from lipsync.enhance.base import Enhancer
-from lipsync.errors import Canceled, InvalidOption, NoFace, OutputError
-from lipsync.face.geometry import crop_box
+from lipsync.errors import Canceled, CorruptMedia, InvalidOption, NoFace, OutputError
 from lipsync.face.tracker import BoxDetector, FaceChoice, FaceTracker, smooth_landmarks
 from lipsync.media.audio import check_not_silent, load_audio, mux_rate, to_mono
-from lipsync.media.decode import (
-    even_box,
-    fit_size,
-    i420_to_rgb,
-    iter_frames,
-    paste_box,
-    read_image,
-)
+from lipsync.media.decode import fit_size, iter_frames, read_image
 from lipsync.media.encode import VideoWriter
 from lipsync.media.probe import MediaInfo, probe
 from lipsync.media.reader import FrameReader
-from lipsync.media.timeline import build_timeline, fit_audio
+from lipsync.media.timeline import Timeline, build_timeline, fit_audio
 from lipsync.options import RunOptions
-from lipsync.types import CancelCheck, FaceObs, Patch, ProgressCallback, Result, RGBImage
-from lipsync.workscale import WorkFrame, cut, paste_back, work_face_px, work_region
+from lipsync.render import Batch, BatchRenderer, Geometry, Scale, StageTimer
+from lipsync.types import CancelCheck, ProgressCallback, Result
 
 log = logging.getLogger(__name__)
 
@@ -50,61 +42,64 @@ PHASES = {
 }
 
 
-class _Timer:
-    def __init__(self) -> None:
-        self.totals: dict[str, float] = {}
+@dataclass
+class _Job:
+    """One run's inputs, callbacks and stage timer."""
 
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - t0
+    video: Path
+    audio: Path
+    output: Path
+    progress: ProgressCallback | None
+    should_cancel: CancelCheck | None
+    timer: StageTimer = field(default_factory=StageTimer)
+    started: float = field(default_factory=time.perf_counter)
+
+    def report(self, phase: str, frac: float) -> None:
+        if self.progress is not None:
+            lo, hi = PHASES[phase]
+            self.progress(phase, lo + (hi - lo) * min(max(frac, 0.0), 1.0))
+
+    def check_cancel(self) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise Canceled("the job was canceled")
 
 
 @dataclass
-class _Frame:
-    """What the engine gets for one frame: the whole frame (native path), or the face's
-    region at the working scale (``work``), and the face in that image's coordinates."""
+class _Inputs:
+    """What the probe stage learned and built: media facts and the job's components."""
 
-    image: RGBImage
-    face: FaceObs
-    work: WorkFrame | None = None
+    vinfo: MediaInfo
+    ainfo: MediaInfo
+    engine: Engine
+    enhancer: Enhancer | None
+    detector: BoxDetector | None
+    fps: Fraction
 
 
-@dataclass(frozen=True)
-class _Scale:
-    """Input pixels -> the pixels the pipeline works in (``max_size``): x' = (x + 0.5) * sx
-    - 0.5, as the frames are resized (the identity without a cap)."""
+@dataclass
+class _Speech:
+    """The speech as the engine and the muxer want it."""
 
-    sx: float = 1.0
-    sy: float = 1.0
+    speech16k: npt.NDArray[np.float32]  # mono 16 kHz for the engine
+    track: npt.NDArray[np.float32]  # the output's audio at ``rate``
+    rate: int
 
-    @property
-    def identity(self) -> bool:
-        return self.sx == 1.0 and self.sy == 1.0
 
-    def to_input(self, pts: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Working pixel coordinates -> the input's (what engines decoding it see)."""
-        if self.identity:
-            return pts
-        out = (pts.astype(np.float64) + 0.5) / [self.sx, self.sy] - 0.5
-        return out.astype(np.float32)
+@dataclass
+class _Faces:
+    times: npt.NDArray[np.float64]
+    landmarks: npt.NDArray[np.float32]  # smoothed; NaN rows where no face
+    valid: npt.NDArray[np.bool_]
+    tracker: FaceTracker
 
 
 class Pipeline:
+    """Runs jobs with one set of options; an engine cache makes engines outlive a job."""
+
     def __init__(self, options: RunOptions, engines: EngineCache | None = None) -> None:
         self.options = options
         self.engines = engines
-        self._scale = _Scale()
-        self._size = (0, 0)  # the frames' (width, height) the pipeline works at
-        self._work_frames = 0
-        self._face_px = work_face_px()
-        # The last frame prepared for the engine (stills and held frames repeat it).
-        self._last: tuple[npt.NDArray[np.uint8], int, _Frame] | None = None
 
-    # -- helpers -----------------------------------------------------------------------------
     def _engine(self) -> Engine:
         o = self.options
         ctx = EngineContext(
@@ -135,326 +130,225 @@ class Pipeline:
         progress: ProgressCallback | None = None,
         should_cancel: CancelCheck | None = None,
     ) -> Result:
-        o = self.options
-        t_start = time.perf_counter()
-        timer = _Timer()
+        """Probe, analyse the faces, prepare the speech, render; the job's :class:`Result`."""
         if output.suffix.lower() != ".mp4":
             raise InvalidOption(f"output must be an .mp4 file, got {output.name}")
         if output.exists() and output.is_dir():
             raise OutputError(f"{output} is a directory")
+        job = _Job(video, audio, output, progress, should_cancel)
+        inputs = self._probe(job)
+        speech = self._load_speech(job, inputs)
+        geometry = self._geometry(inputs.vinfo)
+        faces = self._analyse(job, inputs, geometry)
+        timeline, mux = self._prepare_engine(job, inputs, geometry, faces, speech)
+        # Only the track being muxed is kept for the render: memory stays flat in length.
+        del speech
+        renderer = self._render(job, inputs, geometry, faces, timeline, mux)
+        if inputs.enhancer is not None:
+            inputs.enhancer.close()
+        result = self._result(job, inputs, geometry, faces, timeline.n_out, renderer)
+        if self.engines is None:
+            inputs.engine.close()
+        return result
 
-        def report(phase: str, frac: float) -> None:
-            if progress is not None:
-                lo, hi = PHASES[phase]
-                progress(phase, lo + (hi - lo) * min(max(frac, 0.0), 1.0))
-
-        def check_cancel() -> None:
-            if should_cancel is not None and should_cancel():
-                raise Canceled("the job was canceled")
-
-        # 1. Probe both inputs before any heavy work.
-        report("probe", 0.0)
-        with timer.stage("probe"):
-            vinfo = probe(video, o.limits, kind="video")
-            ainfo = probe(audio, o.limits, kind="audio")
+    def _probe(self, job: _Job) -> _Inputs:
+        """1. Probe both inputs and build the components before any heavy work (a missing
+        model fails here)."""
+        o = self.options
+        job.report("probe", 0.0)
+        with job.timer.stage("probe"):
+            vinfo = probe(job.video, o.limits, kind="video")
+            ainfo = probe(job.audio, o.limits, kind="audio")
             assert vinfo.video is not None and ainfo.audio is not None
             enhancer = create_enhancer(o.enhancer, device=o.device)
-            engine = self._engine()  # fail early on a missing model
+            engine = self._engine()
             detector = self._detector()
-        check_cancel()
-
-        # 2. Audio: 16 kHz mono for the engine, the source rate for the output track.
-        with timer.stage("audio_decode"):
-            speech16k = to_mono(load_audio(audio, sample_rate=16000, channels=1)[0])
-            check_not_silent(speech16k, 16000, audio.name)
-            out_rate = mux_rate(ainfo.audio.sample_rate)
-            track, _ = load_audio(audio, sample_rate=out_rate)
-        audio_s = speech16k.size / 16000.0
-
-        # Frame size: the input's, or scaled to the max_size cap before anything sees it.
-        src_w, src_h = vinfo.video.width, vinfo.video.height
-        width, height = fit_size(src_w, src_h, o.max_size)
-        size = (width, height) if (width, height) != (src_w, src_h) else None
-        # Frames decode at the even-padded size, so that is what is scaled.
-        self._scale = (
-            _Scale(width / (src_w + src_w % 2), height / (src_h + src_h % 2))
-            if size is not None
-            else _Scale()
-        )
-        self._size = (width, height)
-        self._face_px = work_face_px()
-        self._last = None
-        self._work_frames = 0
-
-        # 3. Faces: one streaming pass over the source, landmarks kept (tiny), frames not.
+        job.check_cancel()
         fps = (
             Fraction(o.fps).limit_denominator(1001)
             if vinfo.is_image
             else Fraction(vinfo.video.fps_num, vinfo.video.fps_den)
         )
-        times, landmarks, tracker = self._analyse(
-            video, vinfo, report, check_cancel, timer, detector, size
-        )
+        return _Inputs(vinfo, ainfo, engine, enhancer, detector, fps)
+
+    def _load_speech(self, job: _Job, inputs: _Inputs) -> _Speech:
+        """2. Audio: 16 kHz mono for the engine, the source rate for the output track."""
+        assert inputs.ainfo.audio is not None
+        with job.timer.stage("audio_decode"):
+            speech16k = to_mono(load_audio(job.audio, sample_rate=16000, channels=1)[0])
+            check_not_silent(speech16k, 16000, job.audio.name)
+            out_rate = mux_rate(inputs.ainfo.audio.sample_rate)
+            track, _ = load_audio(job.audio, sample_rate=out_rate)
+        return _Speech(speech16k, track, out_rate)
+
+    def _geometry(self, vinfo: MediaInfo) -> Geometry:
+        """Frame size: the input's, or scaled to the max_size cap before anything sees it."""
+        assert vinfo.video is not None
+        src_w, src_h = vinfo.video.width, vinfo.video.height
+        width, height = fit_size(src_w, src_h, self.options.max_size)
+        if (width, height) == (src_w, src_h):
+            return Geometry(self.options, (width, height))
+        # Frames decode at the even-padded size, so that is what is scaled.
+        scale = Scale(width / (src_w + src_w % 2), height / (src_h + src_h % 2))
+        return Geometry(self.options, (width, height), scale)
+
+    def _analyse(self, job: _Job, inputs: _Inputs, geometry: Geometry) -> _Faces:
+        """3. Faces: one streaming pass over the source, landmarks kept (tiny), frames not."""
+        times, landmarks, tracker = analyse_faces(job, inputs, geometry, self.options)
         valid = ~np.isnan(landmarks[:, 0, 0])
         if not valid.any():
-            raise NoFace(f"{video.name}: no face found in any frame")
+            raise NoFace(f"{job.video.name}: no face found in any frame")
         landmarks = smooth_landmarks(landmarks)
-        report("analyse", 1.0)
+        job.report("analyse", 1.0)
+        return _Faces(times, landmarks, valid, tracker)
 
-        # 4. Timeline and speech features on it.
-        timeline = build_timeline(times, float(fps), audio_s, o.sync_mode, vinfo.is_image)
+    def _prepare_engine(
+        self, job: _Job, inputs: _Inputs, geometry: Geometry, faces: _Faces, speech: _Speech
+    ) -> tuple[Timeline, _Speech]:
+        """4. The timeline, and the engine's speech features on it; the audio to mux."""
+        fps, engine = float(inputs.fps), inputs.engine
+        audio_s = speech.speech16k.size / 16000.0
+        timeline = build_timeline(
+            faces.times, fps, audio_s, self.options.sync_mode, inputs.vinfo.is_image
+        )
         if engine.wants_source:
-            with timer.stage("source_analysis"):
+            with job.timer.stage("source_analysis"):
                 own_audio = None
-                if vinfo.audio is not None:
-                    own_audio = to_mono(load_audio(video, sample_rate=16000, channels=1)[0])
+                if inputs.vinfo.audio is not None:
+                    own_audio = to_mono(load_audio(job.video, sample_rate=16000, channels=1)[0])
                 # The source as stored: engines that decode it themselves read its own
                 # pixels, so its landmarks are in its own coordinates (the frames they get
                 # later may be scaled; their landmarks say where the face is in them).
-                engine.prepare_source(
-                    SourceVideo(
-                        video,
-                        float(fps),
-                        times,
-                        self._scale.to_input(landmarks),
-                        vinfo.is_image,
-                        own_audio,
-                    )
+                landmarks = geometry.scale.to_input(faces.landmarks)
+                source = SourceVideo(
+                    job.video, fps, faces.times, landmarks, inputs.vinfo.is_image, own_audio
                 )
-            check_cancel()
-        with timer.stage("audio_features"):
-            engine_audio = fit_audio(speech16k, 16000, timeline.audio_s)
-            engine.prepare(engine_audio, float(fps), timeline.n_out)
-        mux_audio = fit_audio(track, out_rate, timeline.audio_s)
-        # Only the track being muxed is kept for the render: memory stays flat in length.
-        del speech16k, engine_audio, track
-        report("audio", 1.0)
-        check_cancel()
+                engine.prepare_source(source)
+            job.check_cancel()
+        with job.timer.stage("audio_features"):
+            engine.prepare(
+                fit_audio(speech.speech16k, 16000, timeline.audio_s), fps, timeline.n_out
+            )
+        track = fit_audio(speech.track, speech.rate, timeline.audio_s)
+        job.report("audio", 1.0)
+        job.check_cancel()
+        return timeline, _Speech(speech.speech16k[:0], track, speech.rate)
 
-        # 5. Render: stream frames in batches through engine, enhancer, compositor, encoder.
-        reader = FrameReader(video, times, vinfo.is_image, size=size)
-        no_face: list[int] = []
+    def _render(
+        self,
+        job: _Job,
+        inputs: _Inputs,
+        geometry: Geometry,
+        faces: _Faces,
+        timeline: Timeline,
+        mux: _Speech,
+    ) -> BatchRenderer:
+        """5. Render: stream frames in batches through engine, enhancer, compositor, encoder."""
+        o = self.options
+        size = None if geometry.scale.identity else geometry.size
+        reader = FrameReader(job.video, faces.times, inputs.vinfo.is_image, size=size)
+        width, height = geometry.size
         writer = VideoWriter(
-            output, width, height, fps, mux_audio, out_rate, crf=o.crf, preset=o.preset
+            job.output, width, height, inputs.fps, mux.track, mux.rate, crf=o.crf, preset=o.preset
+        )
+        renderer = BatchRenderer(
+            geometry,
+            faces.landmarks,
+            faces.valid,
+            inputs.engine,
+            inputs.enhancer,
+            writer,
+            job.timer,
         )
         with writer:
-            batch: list[tuple[int, int, npt.NDArray[np.uint8]]] = []
-            frames_iter = reader.frames(timeline.source_index)
-            while True:
-                with timer.stage("decode"):
-                    batch = []
-                    for item in frames_iter:
-                        batch.append(item)
-                        if len(batch) >= o.batch_size:
-                            break
-                if not batch:
-                    break
-                check_cancel()
-                self._render_batch(
-                    batch, landmarks, valid, engine, enhancer, writer, no_face, timer
-                )
-                report("render", writer.frames_written / timeline.n_out)
-            with timer.stage("encode"):
+            frames = reader.frames(timeline.source_index)
+            while batch := self._next_batch(job, frames):
+                job.check_cancel()
+                renderer.render(batch)
+                job.report("render", writer.frames_written / timeline.n_out)
+            with job.timer.stage("encode"):
                 writer.commit()
-        self._last = None
-        if enhancer is not None:
-            enhancer.close()
-        wall = time.perf_counter() - t_start
-        result = Result(
-            output=output,
-            width=width,
-            height=height,
-            fps=float(fps),
-            frames=timeline.n_out,
-            face_frames=timeline.n_out - len(no_face),
+        return renderer
+
+    def _next_batch(self, job: _Job, frames: Iterator[tuple[int, int, Any]]) -> Batch:
+        with job.timer.stage("decode"):
+            return list(islice(frames, self.options.batch_size))
+
+    def _result(
+        self,
+        job: _Job,
+        inputs: _Inputs,
+        geometry: Geometry,
+        faces: _Faces,
+        n_out: int,
+        renderer: BatchRenderer,
+    ) -> Result:
+        o, fps = self.options, float(inputs.fps)
+        no_face = renderer.no_face
+        return Result(
+            output=job.output,
+            width=geometry.size[0],
+            height=geometry.size[1],
+            fps=fps,
+            frames=n_out,
+            face_frames=n_out - len(no_face),
             no_face_frames=len(no_face),
             no_face_frame_indices=no_face,
-            duration_s=timeline.n_out / float(fps),
+            duration_s=n_out / fps,
             engine=o.engine,
             enhancer=o.enhancer,
             sync_mode=o.sync_mode,
-            wall_s=wall,
-            timings={k: round(v, 4) for k, v in timer.totals.items()},
+            wall_s=time.perf_counter() - job.started,
+            timings={k: round(v, 4) for k, v in job.timer.totals.items()},
             engine_info={
-                **engine.info(),
-                "face_detections": tracker.detections,
-                "max_faces_seen": tracker.max_faces_seen,
+                **inputs.engine.info(),
+                "face_detections": faces.tracker.detections,
+                "max_faces_seen": faces.tracker.max_faces_seen,
                 # Output frames whose face was rendered at the working scale (workscale).
-                "work_scale_frames": self._work_frames,
+                "work_scale_frames": renderer.work_frames,
             },
         )
-        if self.engines is None:
-            engine.close()
-        return result
 
-    def _analyse(
-        self,
-        video: Path,
-        vinfo: MediaInfo,
-        report: ProgressCallback,
-        check_cancel: Callable[[], None],
-        timer: _Timer,
-        detector: BoxDetector | None = None,
-        size: tuple[int, int] | None = None,
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], FaceTracker]:
-        o = self.options
-        box = self._box()
-        fixed = (box[2], box[0], box[3], box[1]) if box else None
-        point = None
-        if o.face_point is not None:
-            sc = self._scale
-            point = (
-                int(round((o.face_point[0] + 0.5) * sc.sx - 0.5)),
-                int(round((o.face_point[1] + 0.5) * sc.sy - 0.5)),
-            )
-        tracker = FaceTracker(FaceChoice(o.face_index, point), fixed_box=fixed, detector=detector)
-        times: list[float] = []
-        lms: list[npt.NDArray[np.float32]] = []
-        nan = np.full((68, 2), np.nan, np.float32)
-        expected = max(
-            1,
-            vinfo.video.frames
-            if vinfo.video and vinfo.video.frames
-            else int(vinfo.duration_s * (vinfo.video.fps if vinfo.video else 25)),
-        )
-        if vinfo.is_image:
-            with timer.stage("decode"):
-                image = read_image(video, "luma", size)
-            with timer.stage("detect"):
-                lm = tracker.update(image)
-            return np.zeros(1), (lm if lm is not None else nan)[None].copy(), tracker
-        frames = iter_frames(video, pixel_format="luma", size=size)
-        while True:
-            with timer.stage("decode"):
-                frame = next(frames, None)
-            if frame is None:
-                break
-            with timer.stage("detect"):
-                lm = tracker.update(frame.image)
-            times.append(frame.time_s)
-            lms.append(lm if lm is not None else nan)
-            if len(times) % 25 == 0:
-                check_cancel()
-                report("analyse", len(times) / expected)
-        if not times:
-            from lipsync.errors import CorruptMedia
 
-            raise CorruptMedia(f"{video.name}: no decodable video frames")
-        return np.asarray(times, np.float64), np.stack(lms), tracker
-
-    def _box(self) -> tuple[int, int, int, int] | None:
-        """The fixed ``box`` (y1, y2, x1, x2) in working pixels (scaled with max_size)."""
-        box = self.options.box
-        if box is None or self._scale.identity:
-            return box
-        sx, sy = self._scale.sx, self._scale.sy
-        y1, y2, x1, x2 = box
-        return (
-            int(round(y1 * sy)),
-            max(int(round(y1 * sy)) + 2, int(round(y2 * sy))),
-            int(round(x1 * sx)),
-            max(int(round(x1 * sx)) + 2, int(round(x2 * sx))),
-        )
-
-    def _face_box(
-        self, lm: npt.NDArray[np.float32], width: int, height: int
-    ) -> tuple[int, int, int, int]:
-        """The engine's face crop: the fixed ``box`` as given (no pads, as Wav2Lip), else
-        one derived from the landmarks plus ``pads``."""
-        o = self.options
-        box = self._box()
-        if box is not None:
-            y1, y2, x1, x2 = box
-            return max(0, x1), max(0, y1), min(width, x2), min(height, y2)
-        pads = o.pads
-        if not self._scale.identity:
-            sx, sy = self._scale.sx, self._scale.sy
-            top, bottom, left, right = pads
-            pads = (
-                int(round(top * sy)),
-                int(round(bottom * sy)),
-                int(round(left * sx)),
-                int(round(right * sx)),
-            )
-        return crop_box(lm, pads, width, height)
-
-    def _prepare(
-        self, d: int, yuv: npt.NDArray[np.uint8], lm: npt.NDArray[np.float32], timer: _Timer
-    ) -> _Frame:
-        """The engine's input for source frame ``d``: the whole frame in RGB when the face
-        is at most the working size, else the face's region at the working scale. The last
-        one is kept: a still (or a held frame) is converted and cut once, not per frame."""
-        last = self._last
-        if last is not None and last[0] is yuv and last[1] == d:
-            return last[2]
-        face = FaceObs(self._face_box(lm, *self._size), lm)
-        # The region is cut from the I420 frame, whose size is padded to even.
-        region = work_region(lm, face.box, yuv.shape[1], yuv.shape[0] * 2 // 3, self._face_px)
-        with timer.stage("convert"):
-            if region is None:
-                rgb = i420_to_rgb(yuv)
-                rgb.flags.writeable = False  # shared by every frame that repeats it
-                frame = _Frame(rgb, face)
-            else:
-                work = cut(yuv, region, face)
-                work.image.flags.writeable = False
-                work.full.flags.writeable = False
-                frame = _Frame(work.image, work.face, work)
-        self._last = (yuv, d, frame)
-        return frame
-
-    def _render_batch(
-        self,
-        batch: list[tuple[int, int, npt.NDArray[np.uint8]]],
-        landmarks: npt.NDArray[np.float32],
-        valid: npt.NDArray[np.bool_],
-        engine: Engine,
-        enhancer: Enhancer | None,
-        writer: VideoWriter,
-        no_face: list[int],
-        timer: _Timer,
-    ) -> None:
-        """Frames arrive as I420; only frames with a face are converted to RGB (the whole
-        frame, or only the face's region for a face above the working size) and only the
-        patch's box is converted back (exact round trip), so untouched pixels reach the
-        encoder unchanged."""
-        o = self.options
-        with_face = [(i, d, yuv) for i, d, yuv in batch if valid[d]]
-        frames = [self._prepare(d, yuv, landmarks[d], timer) for _, d, yuv in with_face]
-        patches: list[Patch] = []
-        if with_face:
-            with timer.stage("engine"):
-                patches = engine.generate(
-                    [f.image for f in frames],
-                    [f.face for f in frames],
-                    [i for i, _, _ in with_face],
-                )
-        results: dict[int, npt.NDArray[np.uint8]] = {}
-        for (i, _, yuv), frame, patch in zip(with_face, frames, patches, strict=True):
-            if enhancer is not None:
-                with timer.stage("enhance"):
-                    patch = enhancer.enhance(frame.image, patch, frame.face)
-            if frame.work is not None:
-                self._work_frames += 1
-                with timer.stage("composite"):
-                    results[i] = paste_back(yuv, frame.work, patch, o.blend)
-                continue
-            rgb = frame.image
-            h, w = rgb.shape[:2]
-            # Only the patch's box (widened to even coordinates) is blended and converted.
-            x1, y1, x2, y2 = even_box(patch.x1, patch.y1, patch.x2, patch.y2, w, h)
-            if x2 <= x1 or y2 <= y1:
-                results[i] = yuv
-                continue
-            with timer.stage("composite"):
-                canvas = rgb[y1:y2, x1:x2].copy()
-                blend_into(canvas, (x1, y1), (w, h), patch, frame.face, o.blend)
-            with timer.stage("convert"):
-                results[i] = paste_box(yuv, canvas, x1, y1)
-        for i, _, yuv in batch:
-            frame_out = results.get(i)
-            if frame_out is None:
-                no_face.append(i)
-                frame_out = yuv
-            with timer.stage("encode"):
-                writer.write(frame_out)
+def analyse_faces(
+    job: _Job, inputs: _Inputs, geometry: Geometry, options: RunOptions
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], FaceTracker]:
+    """Every source frame's 68 landmarks (NaN where no face) and their times, decoding the
+    video once at the working size (luma only)."""
+    box = geometry.box()
+    fixed = (box[2], box[0], box[3], box[1]) if box else None
+    choice = FaceChoice(options.face_index, geometry.face_point())
+    tracker = FaceTracker(choice, fixed_box=fixed, detector=inputs.detector)
+    size = None if geometry.scale.identity else geometry.size
+    nan = np.full((68, 2), np.nan, np.float32)
+    timer, vinfo = job.timer, inputs.vinfo
+    if vinfo.is_image:
+        with timer.stage("decode"):
+            image = read_image(job.video, "luma", size)
+        with timer.stage("detect"):
+            lm = tracker.update(image)
+        return np.zeros(1), (lm if lm is not None else nan)[None].copy(), tracker
+    expected = max(
+        1,
+        vinfo.video.frames
+        if vinfo.video and vinfo.video.frames
+        else int(vinfo.duration_s * (vinfo.video.fps if vinfo.video else 25)),
+    )
+    times: list[float] = []
+    lms: list[npt.NDArray[np.float32]] = []
+    frames = iter_frames(job.video, pixel_format="luma", size=size)
+    while True:
+        with timer.stage("decode"):
+            frame = next(frames, None)
+        if frame is None:
+            break
+        with timer.stage("detect"):
+            lm = tracker.update(frame.image)
+        times.append(frame.time_s)
+        lms.append(lm if lm is not None else nan)
+        if len(times) % 25 == 0:
+            job.check_cancel()
+            job.report("analyse", len(times) / expected)
+    if not times:
+        raise CorruptMedia(f"{job.video.name}: no decodable video frames")
+    return np.asarray(times, np.float64), np.stack(lms), tracker

@@ -15,125 +15,12 @@ from typing import Any, Literal, cast
 
 import redis
 
+from service import store_lua as lua
+
 JobState = Literal["queued", "running", "succeeded", "failed", "canceled"]
 JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed", "canceled")
 TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
 _RedisValue = bytes | bytearray | memoryview | str | int | float
-
-# KEYS: job, queued zset, running zset, finished-stats hash
-# ARGV: job id, now, ttl
-_CANCEL = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return false end
-if state == 'queued' then
-  redis.call('HSET', KEYS[1], 'state', 'canceled', 'cancel', '1', 'finished_at', ARGV[2],
-             'stage', 'canceled')
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('HINCRBY', KEYS[4], 'canceled', 1)
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  return 'canceled'
-end
-if state == 'running' then
-  redis.call('HSET', KEYS[1], 'cancel', '1')
-  return 'canceling'
-end
-return state
-"""
-
-# KEYS: job, queued, running, finished-stats, lease
-# ARGV: job id, now, ttl, max attempts, worker name, lease holder, lease ms
-# A running job whose lease is held is being run right now (a redelivered copy of its
-# message must not start it twice): 'busy'. Without a lease its runner is gone: run again.
-_CLAIM = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-if state ~= 'queued' and state ~= 'running' then return state end
-if state == 'running' and redis.call('EXISTS', KEYS[5]) == 1 then return 'busy' end
-if redis.call('HGET', KEYS[1], 'cancel') == '1' then
-  redis.call('HSET', KEYS[1], 'state', 'canceled', 'finished_at', ARGV[2], 'stage', 'canceled')
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('HINCRBY', KEYS[4], 'canceled', 1)
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  return 'canceled'
-end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if attempts > tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[2], 'stage', 'failed',
-             'error', cjson.encode({code='worker_lost',
-               message='the job was started ' .. (attempts - 1) ..
-                       ' times and its worker was lost each time'}))
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('HINCRBY', KEYS[4], 'failed', 1)
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  return 'exhausted'
-end
-redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[2], 'stage', 'starting',
-           'progress', '0', 'worker', ARGV[5])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-if ARGV[6] ~= '' then redis.call('SET', KEYS[5], ARGV[6], 'PX', ARGV[7]) end
-return 'run'
-"""
-
-# KEYS: job, running, finished-stats, lease
-# ARGV: job id, now, ttl, new state, then field/value pairs
-_FINISH = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'running' then return false end
-redis.call('DEL', KEYS[4])
-redis.call('HSET', KEYS[1], 'state', ARGV[4], 'finished_at', ARGV[2])
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return ARGV[4]
-"""
-
-# KEYS: lease, job; ARGV: holder, lease ms. Renew the lease of a running job: not when
-# another runner holds it, nor once the job has left the running state.
-_RENEW = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-if redis.call('HGET', KEYS[2], 'state') ~= 'running' then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-# KEYS: job, queued, running, finished-stats, lease; ARGV: job id, now, ttl.
-# A running job whose lease has lapsed lost its runner: back to queued (the caller sends
-# its message again), or canceled at once if a cancel was asked for meanwhile.
-_REQUEUE = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return false end
-if redis.call('EXISTS', KEYS[5]) == 1 then return false end
-redis.call('ZREM', KEYS[3], ARGV[1])
-if redis.call('HGET', KEYS[1], 'cancel') == '1' then
-  redis.call('HSET', KEYS[1], 'state', 'canceled', 'finished_at', ARGV[2], 'stage', 'canceled')
-  redis.call('HINCRBY', KEYS[4], 'canceled', 1)
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  return 'canceled'
-end
-redis.call('HSET', KEYS[1], 'state', 'queued', 'stage', 'queued', 'progress', '0')
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return 'queued'
-"""
-
-# KEYS: lease; ARGV: holder. Drop a lease only if it is still the given (dead) holder's.
-_BREAK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# KEYS: job; ARGV: stage, progress. Never recreates an expired record; progress never goes back.
-_PROGRESS = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-local old = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0') or 0
-local new = tonumber(ARGV[2])
-if new < old then new = old end
-redis.call('HSET', KEYS[1], 'stage', ARGV[1], 'progress', tostring(new))
-return 1
-"""
 
 
 def _now() -> float:
@@ -202,13 +89,13 @@ class JobStore:
         self.r = client
         self.prefix = prefix
         self.ttl_s = ttl_s
-        self._cancel = client.register_script(_CANCEL)
-        self._claim = client.register_script(_CLAIM)
-        self._finish = client.register_script(_FINISH)
-        self._progress = client.register_script(_PROGRESS)
-        self._renew = client.register_script(_RENEW)
-        self._break = client.register_script(_BREAK)
-        self._requeue = client.register_script(_REQUEUE)
+        self._cancel = client.register_script(lua.CANCEL)
+        self._claim = client.register_script(lua.CLAIM)
+        self._finish = client.register_script(lua.FINISH)
+        self._progress = client.register_script(lua.PROGRESS)
+        self._renew = client.register_script(lua.RENEW)
+        self._break = client.register_script(lua.BREAK)
+        self._requeue = client.register_script(lua.REQUEUE)
 
     @classmethod
     def from_url(

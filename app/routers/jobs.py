@@ -123,6 +123,41 @@ async def push(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Any:
     """Upload speech (``audio``) and a face video or image (``video``); queue a job."""
+    await _admit(request, settings, store, idempotency_key)
+    job_id = uuid.uuid4().hex
+    dest = settings.uploads_dir / job_id
+    dest.mkdir(parents=True, exist_ok=False)
+    keep = False
+    try:
+        upload = await _receive(request, settings, dest)
+        options = _validate_options(upload.fields, settings)
+        await _probe_upload(upload, settings)
+        if idempotency_key is not None:
+            earlier = await _claim_key(store, owner, idempotency_key, job_id, upload.digest())
+            if earlier is not None:
+                return urls_for(request, settings, earlier)
+        job = JobRecord(
+            id=job_id,
+            owner=owner,
+            state="queued",
+            created_at=time.time(),
+            audio=str(upload.files["audio"].path.relative_to(settings.data_dir)),
+            video=str(upload.files["video"].path.relative_to(settings.data_dir)),
+            options=options,
+        )
+        await _enqueue(store, celery, job, idempotency_key)
+        keep = True
+        log.info("job %s queued for %s", job_id, owner)
+        return urls_for(request, settings, job_id)
+    finally:
+        if not keep:
+            shutil.rmtree(dest, ignore_errors=True)
+
+
+async def _admit(
+    request: Request, settings: Settings, store: JobStore, idempotency_key: str | None
+) -> None:
+    """Refuse before reading the body: a bad key header, a full queue, a declared oversize."""
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
         raise problem(422, "Idempotency-Key must be 1-255 printable characters", "invalid_header")
     depth = await run_in_threadpool(store.queue_depth)
@@ -136,73 +171,56 @@ async def push(
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
         raise problem(413, f"upload exceeds {settings.max_upload_bytes} bytes", "too_large")
 
-    job_id = uuid.uuid4().hex
-    dest = settings.uploads_dir / job_id
-    dest.mkdir(parents=True, exist_ok=False)
-    keep = False
+
+async def _receive(request: Request, settings: Settings, dest: Path) -> ParsedUpload:
+    """The multipart body streamed into ``dest``, with both files present and non-empty."""
     try:
-        try:
-            upload = await receive_multipart(
-                request.stream(),
-                request.headers.get("content-type"),
-                dest,
-                settings.max_upload_bytes,
-            )
-        except UploadTooLarge as exc:
-            raise problem(413, str(exc), "too_large") from exc
-        except UploadError as exc:
-            raise problem(422, exc.message, "invalid_upload", exc.field) from exc
-        for name in FILE_FIELDS:
-            if name not in upload.files:
-                raise problem(422, f"the {name} file is missing", "missing_field", name)
-            if upload.files[name].size == 0:
-                raise problem(422, f"the {name} file is empty", "empty_field", name)
-        options = _validate_options(upload.fields, settings)
-        await _probe_upload(upload, settings)
-
-        if idempotency_key is not None:
-            digest = upload.digest()
-            taken = await run_in_threadpool(
-                store.claim_idempotency, owner, idempotency_key, job_id, digest
-            )
-            if taken is not None:
-                other_id, _, other_digest = taken.partition(" ")
-                if other_digest != digest:
-                    raise problem(
-                        409, "this Idempotency-Key was used with another payload", "idempotency"
-                    )
-                if await run_in_threadpool(store.get, other_id) is not None:
-                    return urls_for(request, settings, other_id)
-                await run_in_threadpool(store.release_idempotency, owner, idempotency_key)
-                await run_in_threadpool(
-                    store.claim_idempotency, owner, idempotency_key, job_id, digest
-                )
-
-        job = JobRecord(
-            id=job_id,
-            owner=owner,
-            state="queued",
-            created_at=time.time(),
-            audio=str(upload.files["audio"].path.relative_to(settings.data_dir)),
-            video=str(upload.files["video"].path.relative_to(settings.data_dir)),
-            options=options,
+        upload = await receive_multipart(
+            request.stream(),
+            request.headers.get("content-type"),
+            dest,
+            settings.max_upload_bytes,
         )
-        await run_in_threadpool(store.create, job)
-        try:
-            await run_in_threadpool(
-                celery.send_task, TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE
-            )
-        except Exception:
-            await run_in_threadpool(store.delete, job_id)
-            if idempotency_key is not None:
-                await run_in_threadpool(store.release_idempotency, owner, idempotency_key)
-            raise
-        keep = True
-        log.info("job %s queued for %s", job_id, owner)
-        return urls_for(request, settings, job_id)
-    finally:
-        if not keep:
-            shutil.rmtree(dest, ignore_errors=True)
+    except UploadTooLarge as exc:
+        raise problem(413, str(exc), "too_large") from exc
+    except UploadError as exc:
+        raise problem(422, exc.message, "invalid_upload", exc.field) from exc
+    for name in FILE_FIELDS:
+        if name not in upload.files:
+            raise problem(422, f"the {name} file is missing", "missing_field", name)
+        if upload.files[name].size == 0:
+            raise problem(422, f"the {name} file is empty", "empty_field", name)
+    return upload
+
+
+async def _claim_key(store: JobStore, owner: str, key: str, job_id: str, digest: str) -> str | None:
+    """Bind the Idempotency-Key to ``job_id``; or the id of the live job it already names
+    (same payload), or 409 (another payload). A key whose job expired is taken over."""
+    taken = await run_in_threadpool(store.claim_idempotency, owner, key, job_id, digest)
+    if taken is None:
+        return None
+    other_id, _, other_digest = taken.partition(" ")
+    if other_digest != digest:
+        raise problem(409, "this Idempotency-Key was used with another payload", "idempotency")
+    if await run_in_threadpool(store.get, other_id) is not None:
+        return other_id
+    await run_in_threadpool(store.release_idempotency, owner, key)
+    await run_in_threadpool(store.claim_idempotency, owner, key, job_id, digest)
+    return None
+
+
+async def _enqueue(store: JobStore, celery: Any, job: JobRecord, key: str | None) -> None:
+    """Write the record, then send the task by id; undo the record (and key) if sending fails."""
+    await run_in_threadpool(store.create, job)
+    try:
+        await run_in_threadpool(
+            celery.send_task, TASK_PROCESS, args=[job.id], task_id=job.id, queue=QUEUE
+        )
+    except Exception:
+        await run_in_threadpool(store.delete, job.id)
+        if key is not None:
+            await run_in_threadpool(store.release_idempotency, job.owner, key)
+        raise
 
 
 @router.post(
