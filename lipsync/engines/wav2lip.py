@@ -36,11 +36,10 @@ class Wav2LipEngine(Wav2LipBase):
         super().__init__(ctx)
         self.device = resolve_device(ctx.device)
         self.checkpoint = find_checkpoint(ctx, CHECKPOINTS, self.name)
-        self.fp16 = self.device == "cuda" and bool(ctx.extra.get("fp16", False))
+        self.fp16 = self.device == "cuda" and ctx.fp16
         if self.device == "cpu":
             # torch defaults to the host's physical cores; a container may allow fewer.
-            wanted = ctx.extra.get("threads")
-            threads = int(wanted) if wanted else min(torch.get_num_threads(), cpu_threads())
+            threads = min(torch.get_num_threads(), cpu_threads())
             if threads > 0 and torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
         model = fold_batchnorm(load_generator(self.checkpoint))
