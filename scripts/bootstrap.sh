@@ -33,12 +33,17 @@ if [ $((${#need_apt[@]} + ${#want_apt[@]})) -gt 0 ]; then
   fi
 fi
 
+# Python packages: exactly the versions and files of requirements/dev.lock (hashes required;
+# `make lock` refreshes it from pyproject.toml + constraints.txt), then the project itself
+# without dependencies. The lock's torch is the CPU build of the pinned version.
+lock=requirements/dev.lock
 stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ] \
+  || [ "$lock" -nt "$stamp" ]; then
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  # torch is pinned by constraints.txt so no package pulls the multi-GB CUDA build.
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+  .venv/bin/python -m pip install -q --require-hashes -r "$lock"
+  .venv/bin/python -m pip install -q --no-deps -e .
   touch "$stamp"
 fi
 
