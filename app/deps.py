@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from app.errors import problem
 from service.settings import Settings
 from service.store import JobStore
 
@@ -68,10 +69,8 @@ async def get_owner(
         for key in settings.api_keys:
             if hmac.compare_digest(given, key.encode()):
                 return owner_of_key(key)
-    raise HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        detail="missing or invalid X-API-Key",
-        headers={"WWW-Authenticate": "ApiKey"},
+    raise problem(
+        401, "missing or invalid X-API-Key", "unauthorized", headers={"WWW-Authenticate": "ApiKey"}
     )
 
 

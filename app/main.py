@@ -19,6 +19,8 @@ from kombu.exceptions import OperationalError
 
 import lipsync
 from app.deps import Services
+from app.errors import install_error_handlers
+from app.limits import BodyCap, HostCheck
 from app.metrics import build_registry
 from app.routers import health, jobs, metrics, options, results, web
 from app.schemas import push_request_body
@@ -76,6 +78,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("broker error on %s: %s", request.url.path, exc)
         return _unavailable("the job queue (broker)", settings)
 
+    install_error_handlers(app)
+    # Outermost first: a wrong Host, then an oversized body, are refused before any route,
+    # parsing or authentication runs.
+    app.add_middleware(BodyCap, settings=settings, upload_path=f"{jobs.router.prefix}/push")
+    app.add_middleware(HostCheck, settings=settings)
     app.include_router(jobs.router)
     app.include_router(options.router)
     app.include_router(results.router)

@@ -103,8 +103,8 @@ class JobResult(BaseModel):
     engine: str | None = None
     engine_path: str | None = Field(
         default=None,
-        description="which way the engine drew the mouths, for engines with more than one "
-        "(retrieval: 'retrieval' or the 'viseme' fallback)",
+        description="which way the engine drew the mouths: its name, or for retrieval "
+        "'retrieval' (the person's own mouths) or the 'viseme' fallback",
     )
     engine_note: str | None = Field(default=None, description="why that path ran")
     quality: dict[str, Any] | None = Field(
@@ -148,15 +148,25 @@ class JobStatus(BaseModel):
         )
 
 
-class Problem(BaseModel):
-    """Body of every error answer (``detail`` is text or ``{code, message, field}``)."""
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable; one of the documented codes (README: Errors)")
+    message: str = Field(description="one line for people")
+    field: str | None = Field(default=None, description="the form field or parameter at fault")
 
-    detail: Any
+
+class Problem(BaseModel):
+    """Body of every error answer."""
+
+    detail: ErrorDetail
 
 
 # Answers every /api/v1/lipsync route can give (documented so the schema and clients agree).
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "a Host outside LIPSYNC_ALLOWED_HOSTS, or bad JSON"},
     401: {"model": Problem, "description": "missing or invalid X-API-Key (when keys are set)"},
+    413: {"model": Problem, "description": "the body is over its cap"},
+    422: {"model": Problem, "description": "a missing or malformed parameter"},
+    500: {"model": Problem, "description": "a bug (the server log has the details)"},
     503: {"model": Problem, "description": "Redis unavailable; see Retry-After"},
 }
 

@@ -126,7 +126,7 @@ class OptionSpec:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self._fail("must be a number")
         if not math.isfinite(value):
-            raise self._fail("must be a finite number, not nan or inf")
+            raise self._fail(f"must be a number, not {value}")
         self._range(float(value))
         return float(value)
 

@@ -300,8 +300,9 @@ class Pipeline:
             sync_mode=o.sync_mode,
             wall_s=time.perf_counter() - job.started,
             timings={k: round(v, 4) for k, v in job.timer.totals.items()},
+            engine_report=(report := inputs.engine.report()),
             engine_info={
-                **inputs.engine.info(),
+                **report.as_dict(),
                 "face_detections": faces.tracker.detections,
                 "max_faces_seen": faces.tracker.max_faces_seen,
                 # Output frames whose face was rendered at the working scale (workscale).

@@ -47,6 +47,19 @@ class Patch:
         return self.y1 + int(self.image.shape[0])
 
 
+@dataclass(frozen=True)
+class EngineReport:
+    """What an engine says about its last job: which way it drew the mouths and why (engines
+    with one way report their own name), and facts of its own (JSON-ready)."""
+
+    path: str
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "reason": self.reason, **self.details}
+
+
 @dataclass
 class Result:
     """What a finished run reports (the CLI summary and the service's job result)."""
@@ -65,7 +78,8 @@ class Result:
     sync_mode: str
     wall_s: float
     timings: dict[str, float] = field(default_factory=dict)
-    engine_info: dict[str, Any] = field(default_factory=dict)
+    engine_info: dict[str, Any] = field(default_factory=dict)  # the report as JSON + counts
+    engine_report: EngineReport | None = None
 
     @property
     def realtime_factor(self) -> float:
@@ -74,6 +88,7 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("engine_report", None)  # in engine_info, as JSON
         data["output"] = str(self.output)
         data["realtime_factor"] = round(self.realtime_factor, 4)
         return data

@@ -15,3 +15,43 @@ def public_message(message: str, settings: Settings) -> str:
         tail = r"/(?:[^\s'\"/]+/)*([^\s'\"/]+)"
         message = re.sub(r"(?<![\w.-])" + re.escape(root) + tail, r"\1", message)
     return message
+
+
+#: Every ``code`` an HTTP error answer can carry in ``{"detail": {"code", "message",
+#: "field"?}}``, with its status and meaning (the README's error table is checked against it).
+HTTP_ERROR_CODES: dict[str, tuple[int, str]] = {
+    "bad_request": (400, "the request could not be read (e.g. a body that is not JSON)"),
+    "bad_host": (400, "the Host header is not one of LIPSYNC_ALLOWED_HOSTS"),
+    "unauthorized": (401, "missing or invalid X-API-Key"),
+    "not_found": (404, "no such task, result, file or route"),
+    "method_not_allowed": (405, "the route exists but not with this method"),
+    "finished": (409, "the job already finished (terminate)"),
+    "idempotency": (409, "the Idempotency-Key was used with another payload"),
+    "too_large": (413, "the body, a file, its resolution or duration is over a limit"),
+    "unsupported_media": (415, "not an allowed audio/video/image file"),
+    "invalid_request": (422, "a parameter or body field is missing or of the wrong type"),
+    "invalid_option": (422, "a push option with a bad value or an unknown option"),
+    "invalid_upload": (422, "a malformed multipart body"),
+    "missing_field": (422, "the audio or video file is missing"),
+    "empty_field": (422, "the audio or video file is empty"),
+    "invalid_header": (422, "a malformed header (e.g. Idempotency-Key)"),
+    "corrupt_media": (422, "a file that cannot be read as media"),
+    "audio_empty": (422, "the speech has no audio stream or is silent"),
+    "queue_full": (429, "too many jobs waiting; see Retry-After"),
+    "internal_error": (500, "a bug; the message carries no details"),
+    "unavailable": (503, "Redis or the broker is unreachable; see Retry-After"),
+}
+
+#: The code of an error answer that did not name one, by status.
+DEFAULT_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media",
+    422: "invalid_request",
+    429: "queue_full",
+    500: "internal_error",
+    503: "unavailable",
+}

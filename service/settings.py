@@ -70,10 +70,17 @@ class Settings(BaseSettings):
     # LSE when SyncNet is in models/) and return the numbers in the job's result.
     evaluate_results: bool = True
 
-    # URLs returned by push; empty: built from the request's own base URL.
+    # URLs returned by push; empty: built from the request's own base URL, whose Host must
+    # then be one of allowed_hosts (others get 400).
     public_base_url: str = ""
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"]
+    )
+    host: str = "127.0.0.1"  # the API's bind address (scripts/up.sh); always allowed
+    # Bodies of every route but push (JSON of a few fields); push has max_upload_bytes.
+    max_request_bytes: int = Field(default=16 * 1024, ge=1024)
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "allowed_hosts", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -112,6 +119,12 @@ class Settings(BaseSettings):
                 "or Redis redelivers a job that is still running"
             )
         return self
+
+    @property
+    def served_hosts(self) -> list[str]:
+        """The Host names requests may carry: allowed_hosts plus the bind address."""
+        wildcard = self.host in ("0.0.0.0", "::", "")
+        return [*self.allowed_hosts, *([] if wildcard else [self.host])]
 
     @property
     def effective_broker_url(self) -> str:

@@ -22,7 +22,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from app.settings import Settings
+from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = ("Dockerfile.api", "Dockerfile.worker")

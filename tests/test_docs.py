@@ -27,6 +27,7 @@ def test_every_endpoint_has_a_curl_example() -> None:
         "/api/v1/lipsync/terminate",
         "/api/v1/lipsync/status",
         "/api/v1/lipsync/download",
+        "/api/v1/lipsync/options",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -39,6 +40,13 @@ def test_every_error_code_is_explained() -> None:
     for code in ERROR_CODES:
         if code != "internal_error":
             assert f"`{code}`" in README, code
+
+
+def test_every_http_error_code_is_in_the_readme_table() -> None:
+    from service.errors import HTTP_ERROR_CODES
+
+    for code, (status, _) in HTTP_ERROR_CODES.items():
+        assert re.search(rf"\| {status} \| `{code}` \|", README), code
 
 
 def test_quick_start_has_exactly_two_setup_commands() -> None:

@@ -68,7 +68,7 @@ def test_cli_refuses_bad_values_with_the_declared_message(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     for flags, words in (
-        (["--fps", "nan"], "not nan or inf"),
+        (["--fps", "nan"], "must be a number, not nan"),
         (["--fps", "500"], "between 1 and 120"),
         (["--sync-mode", "sideways"], "loop, bounce"),
         (["--pads", "1,2,3"], "takes 4 integers"),
@@ -121,8 +121,8 @@ def test_public_fields_are_parsed_checked_and_json_ready() -> None:
     assert values == {"engine": "viseme", "pads": [0, 15, 0, 0], "fps": 30.0, "face_point": [5, 6]}
     assert RunOptions.from_mapping(values).pads == (0, 15, 0, 0)
     for fields, field, words in (
-        ({"fps": "nan"}, "fps", "not nan or inf"),
-        ({"fps": "inf"}, "fps", "not nan or inf"),
+        ({"fps": "nan"}, "fps", "must be a number, not nan"),
+        ({"fps": "inf"}, "fps", "must be a number, not inf"),
         ({"fps": "fast"}, "fps", "must be a number"),
         ({"face_index": "1.5"}, "face_index", "integer"),
         ({"enhancer": "onnx:../../etc/x.onnx"}, "enhancer", "onnx:NAME.onnx"),

@@ -29,6 +29,7 @@ from worker.quality import EVALUATE_SHARE, measure_quality
 
 if TYPE_CHECKING:
     from lipsync.engines import EngineCache
+    from lipsync.types import Result
 
 log = logging.getLogger("lipsync.worker")
 
@@ -66,8 +67,8 @@ def job_tempdir(path: Path) -> Iterator[Path]:
             os.environ["TMPDIR"] = old_env
 
 
-def _result_payload(job_id: str, result: Any) -> dict[str, Any]:
-    info = result.engine_info
+def _result_payload(job_id: str, result: Result) -> dict[str, Any]:
+    report = result.engine_report
     return {
         "file": result_name(job_id),
         "duration_s": round(float(result.duration_s), 3),
@@ -77,10 +78,10 @@ def _result_payload(job_id: str, result: Any) -> dict[str, Any]:
         "height": int(result.height),
         "fps": float(result.fps),
         "engine": str(result.engine),
-        # Engines with more than one way to draw (retrieval: the person's own mouths, or
-        # the viseme warp for stills and videos with too little mouth variety) say which ran.
-        "engine_path": str(info["path"]) if "path" in info else None,
-        "engine_note": str(info["reason"]) if "reason" in info else None,
+        # Which way the engine drew (retrieval: the person's own mouths, or the viseme warp
+        # for stills and videos with too little mouth variety) and why.
+        "engine_path": report.path if report else None,
+        "engine_note": report.reason if report else None,
         "timings": {k: round(float(v), 3) for k, v in result.timings.items()},
     }
 

@@ -11,11 +11,12 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import CeleryDep, OwnerDep, SettingsDep, StoreDep
+from app.errors import problem
 from app.schemas import (
     COMMON_RESPONSES,
     TASK_ID_PATTERN,
@@ -43,13 +44,6 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _PROBE_STATUS = {"unsupported_media": 415, "too_large": 413}
 
 
-def problem(code: int, message: str, error_code: str, field: str | None = None) -> HTTPException:
-    detail: dict[str, str] = {"code": error_code, "message": message}
-    if field:
-        detail["field"] = field
-    return HTTPException(code, detail=detail)
-
-
 def urls_for(request: Request, settings: Settings, job_id: str) -> PushResponse:
     base = settings.public_base_url.rstrip("/") or str(request.base_url).rstrip("/")
     return PushResponse(
@@ -63,7 +57,7 @@ def load_own_job(store: JobStore, owner: str, task_id: str) -> JobRecord:
     """The caller's job or 404 (unknown, expired, malformed, or someone else's)."""
     job = store.get(task_id) if _TASK_ID.match(task_id) else None
     if job is None or job.owner != owner:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such task")
+        raise problem(404, "no such task", "not_found")
     return job
 
 
@@ -162,11 +156,9 @@ async def _admit(
         raise problem(422, "Idempotency-Key must be 1-255 printable characters", "invalid_header")
     depth = await run_in_threadpool(store.queue_depth)
     if depth >= settings.max_queue_depth:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail={"code": "queue_full", "message": f"{depth} jobs are waiting; retry later"},
-            headers={"Retry-After": str(settings.retry_after_s)},
-        )
+        message = f"{depth} jobs are waiting; retry later"
+        headers = {"Retry-After": str(settings.retry_after_s)}
+        raise problem(429, message, "queue_full", headers=headers)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
         raise problem(413, f"upload exceeds {settings.max_upload_bytes} bytes", "too_large")
@@ -243,12 +235,9 @@ def terminate(
         remove_job_files(settings, body.task_id)
     job = store.get(body.task_id)
     if outcome is None or job is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such task")
+        raise problem(404, "no such task", "not_found")
     if outcome in ("succeeded", "failed"):
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail={"code": "finished", "message": f"the job already {outcome}"},
-        )
+        raise problem(409, f"the job already {outcome}", "finished")
     body_json = JobStatus.from_record(job).model_dump(mode="json")
     code = status.HTTP_202_ACCEPTED if outcome == "canceling" else status.HTTP_200_OK
     return JSONResponse(body_json, status_code=code)

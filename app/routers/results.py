@@ -14,10 +14,11 @@ import stat
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 
 from app.deps import OwnerDep, SettingsDep, StoreDep
+from app.errors import problem
 from app.schemas import COMMON_RESPONSES, Problem
 from service.layout import result_name
 from service.settings import Settings
@@ -30,7 +31,7 @@ _TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _not_found() -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail="no such result")
+    return problem(404, "no such result", "not_found")
 
 
 def resolve_result(

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
+
+from app.errors import problem
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 
@@ -49,5 +51,5 @@ def asset(name: str) -> FileResponse:
     match = _ASSET.fullmatch(name)
     path = STATIC_DIR / name
     if match is None or path.is_symlink() or not path.is_file():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such file")
+        raise problem(404, "no such file", "not_found")
     return FileResponse(path, media_type=_MEDIA_TYPES[match.group(1)], headers=_HEADERS)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lipsync.types import FaceObs, Patch, RGBImage
+from lipsync.types import EngineReport, FaceObs, Patch, RGBImage
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,14 @@ class Engine(ABC):
     ) -> list[Patch]:
         """One patch per (frame, face, output index) triple, in order."""
 
+    def report(self) -> EngineReport:
+        """What the last job did: the way it drew (by default the engine's name), why, and
+        facts of its own (model file, device, ...)."""
+        return EngineReport(self.name)
+
     def info(self) -> dict[str, Any]:
-        """Facts about the last job for the result (which path ran, model file, ...)."""
-        return {}
+        """:meth:`report` as JSON."""
+        return self.report().as_dict()
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (GPU memory, sessions)."""

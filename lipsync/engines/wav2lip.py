@@ -17,6 +17,7 @@ from lipsync.torchload import load_strict, read_state_dict
 
 CHECKPOINTS = ("wav2lip_gan.pth", "wav2lip.pth")
 
+
 def load_generator(path: Path) -> Wav2Lip:
     """A Wav2Lip network in eval mode with ``path``'s weights, loaded strictly.
 
@@ -60,9 +61,9 @@ class Wav2LipEngine(Wav2LipBase):
             result: npt.NDArray[np.floating] = out.float().cpu().numpy()
         return result
 
-    def info(self) -> dict[str, Any]:
+    def _details(self) -> dict[str, Any]:
         return {
-            **super().info(),
+            **super()._details(),
             "checkpoint": self.checkpoint.name,
             "device": self.device,
             "fp16": self.fp16,

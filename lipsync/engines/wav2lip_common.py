@@ -23,7 +23,7 @@ import numpy.typing as npt
 from lipsync.audio.mel import MEL_STEP_SIZE, NUM_MELS, mel_chunks, melspectrogram
 from lipsync.engines.base import Engine, EngineContext
 from lipsync.errors import ModelMissing
-from lipsync.types import FaceObs, Patch, RGBImage
+from lipsync.types import EngineReport, FaceObs, Patch, RGBImage
 
 IMG_SIZE = 96
 
@@ -153,5 +153,8 @@ class Wav2LipBase(Engine):
         self._frames_done += len(frames)
         return to_patches(np.concatenate(outputs, axis=0), boxes)
 
-    def info(self) -> dict[str, Any]:
-        return {"engine": self.name, "frames": self._frames_done}
+    def report(self) -> EngineReport:
+        return EngineReport(self.name, details=self._details())
+
+    def _details(self) -> dict[str, Any]:
+        return {"frames": self._frames_done}

@@ -124,11 +124,11 @@ class Wav2LipOnnxEngine(Wav2LipBase):
             outputs.append(self._run(m, f)[:n])
         return np.concatenate(outputs, axis=0)
 
-    def info(self) -> dict[str, Any]:
+    def _details(self) -> dict[str, Any]:
         providers = list(self._session.get_providers())
         device = "cpu" if providers[:1] == ["CPUExecutionProvider"] else "cuda"
         return {
-            **super().info(),
+            **super()._details(),
             "checkpoint": self.checkpoint.name,
             "device": device,
             "providers": providers,

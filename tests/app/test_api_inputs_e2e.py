@@ -163,7 +163,7 @@ def test_download_traversal_forms_are_404(
     host = urlsplit(stack.base_url)
     with socket.create_connection((host.hostname, host.port), timeout=10) as sock:
         sock.sendall(
-            b"GET /api/v1/lipsync/../../../etc/passwd HTTP/1.1\r\nHost: x\r\n"
+            b"GET /api/v1/lipsync/../../../etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"X-API-Key: " + KEY_A.encode() + b"\r\nConnection: close\r\n\r\n"
         )
         reply = sock.recv(65536)

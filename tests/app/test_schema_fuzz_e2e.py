@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.app import service_harness as sh
+from tests.app.envelope import assert_error_envelope
 from tests.app.service_harness import KEY_A, KEY_B
 
 EXAMPLES = int(os.environ.get("LIPSYNC_SCHEMA_EXAMPLES", "25"))
@@ -80,3 +81,6 @@ def test_api_matches_its_schema_and_never_answers_5xx(case: Any, schema_api: str
     )
     ANSWERS[response.status_code] += 1
     assert response.status_code < 500, response.text
+    if response.status_code >= 400:  # one error shape everywhere, codes from one list
+        assert_error_envelope(response.status_code, response.json())
+

@@ -29,7 +29,7 @@ from lipsync.engines.retrieval.pose import (
 from lipsync.engines.retrieval.render import Draft, MouthRenderer
 from lipsync.engines.retrieval.tuning import DEFAULT_TUNING, RetrievalTuning
 from lipsync.engines.viseme import VisemeEngine
-from lipsync.types import FaceObs, Patch, RGBImage
+from lipsync.types import EngineReport, FaceObs, Patch, RGBImage
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -134,10 +134,12 @@ class RetrievalEngine(Engine):
         self.plan = make_plan(self.index, gap, width, track.speech, self.tuning)
         self._timings["plan_s"] = round(time.perf_counter() - t0, 3)
 
-    def info(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"path": self.path, "reason": self.reason}
+    def report(self) -> EngineReport:
+        """The path that ran (the person's own mouths, or the viseme warp) and why, with
+        the index, calibration, choice and pose-gate figures."""
+        out: dict[str, Any] = {}
         if self.path == "viseme":
-            out.update({f"viseme_{k}": v for k, v in self.viseme.info().items()})
+            out.update({f"viseme_{k}": v for k, v in self.viseme.report().details.items()})
         if self.index is not None:
             out["index"] = dict(self.index.stats)
         if self.model is not None:
@@ -157,7 +159,7 @@ class RetrievalEngine(Engine):
                 "p95_mismatch": round(float(np.percentile(mism, 95)), 3),
             }
         out.update(self._timings)
-        return out
+        return EngineReport(self.path, self.reason, out)
 
     def _choice_info(self) -> dict[str, Any]:
         """Cuts, mean run length and distinct source frames of the mouths chosen so far."""

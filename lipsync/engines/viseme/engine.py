@@ -4,7 +4,6 @@ lower-face warp to the wanted shape with the lips sealed or the mouth's inside d
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +15,7 @@ from lipsync.engines.viseme import close as closing
 from lipsync.engines.viseme import interior, seal, shape, warp
 from lipsync.engines.viseme.shape import CLOSE_MIN, CLOSE_OPEN
 from lipsync.engines.viseme.warp import LowerFaceWarp
-from lipsync.types import FaceObs, Patch, RGBImage
+from lipsync.types import EngineReport, FaceObs, Patch, RGBImage
 
 F32 = npt.NDArray[np.float32]
 
@@ -35,13 +34,14 @@ class VisemeEngine(Engine):
     def close(self) -> None:
         self.mapper.close()
 
-    def info(self) -> dict[str, Any]:
+    def report(self) -> EngineReport:
         if self.track is None:
-            return {}
-        return {
+            return EngineReport(self.name)
+        details = {
             "speech_frames": int((self.track.speech > 0.5).sum()),
             "mean_open": round(float(self.track.open.mean()), 3),
         }
+        return EngineReport(self.name, details=details)
 
     def generate(
         self, frames: Sequence[RGBImage], faces: Sequence[FaceObs], indices: Sequence[int]

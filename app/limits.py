@@ -1,0 +1,89 @@
+"""Request guards that run before any route, parsing or authentication.
+
+:class:`BodyCap` refuses a body over its cap while it streams in (and at once when its
+declared length is over): the upload route gets ``LIPSYNC_MAX_UPLOAD_BYTES``, every other
+route ``LIPSYNC_MAX_REQUEST_BYTES`` (a few KB of JSON). :class:`HostCheck` answers 400 to a
+``Host`` outside ``LIPSYNC_ALLOWED_HOSTS`` when no public base URL is set, so the URLs push
+returns are never built from a header a client made up.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.settings import Settings
+
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"detail": {"code": code, "message": message}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 413:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class BodyCap:
+    def __init__(self, app: ASGIApp, settings: Settings, upload_path: str) -> None:
+        self.app = app
+        self.settings = settings
+        self.upload_path = upload_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        upload = scope.get("path") == self.upload_path
+        limit = self.settings.max_upload_bytes if upload else self.settings.max_request_bytes
+        message = f"the request body is over {limit} bytes"
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _send_error(send, 413, "too_large", message)
+            return
+        if upload:  # the upload parser counts the streamed bytes itself (app/uploads.py)
+            await self.app(scope, receive, send)
+            return
+        seen = 0
+
+        async def capped() -> Message:
+            nonlocal seen
+            event = await receive()
+            if event["type"] == "http.request":
+                seen += len(event.get("body", b""))
+                if seen > limit:
+                    raise HTTPException(413, {"code": "too_large", "message": message})
+            return event
+
+        await self.app(scope, capped, send)
+
+
+class HostCheck:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.allowed = {h.lower().strip("[]") for h in settings.served_hosts}
+        self.enabled = not settings.public_base_url and "*" not in self.allowed
+
+    def _host_ok(self, scope: Scope) -> bool:
+        host = (_header(scope, b"host") or "").lower()
+        if host.startswith("["):  # [v6]:port
+            name = host[1 : host.find("]")] if "]" in host else host
+        else:
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return name in self.allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.enabled and scope["type"] == "http" and not self._host_ok(scope):
+            message = "this Host is not served here; set LIPSYNC_ALLOWED_HOSTS"
+            await _send_error(send, 400, "bad_host", message)
+            return
+        await self.app(scope, receive, send)
