@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -140,40 +141,89 @@ def cut(yuv: npt.NDArray[np.uint8], region: WorkRegion, face: FaceObs) -> WorkFr
     return WorkFrame(region, full, small, work_face)
 
 
+@dataclass(frozen=True)
+class _Clipped:
+    """The part of a patch inside the working image, with its blend weights."""
+
+    x1: int  # where it starts in the working image
+    y1: int
+    image: RGBImage
+    alpha: FloatArray  # (h, w) mask x blend
+
+
+@dataclass(frozen=True)
+class _Upscaled:
+    """A clipped patch in a frame box at full resolution, in I420 terms."""
+
+    luma: npt.NDArray[Any]  # (bh, bw) uint8
+    chroma: npt.NDArray[Any]  # (bh // 2, bw // 2, 2) uint8
+    alpha_luma: npt.NDArray[Any]  # (bh, bw) float32, 0..1
+    alpha_chroma: npt.NDArray[Any]  # (bh // 2, bw // 2) float32
+
+
+Box = tuple[int, int, int, int]
+
+
 def paste_back(
     yuv: npt.NDArray[np.uint8], work: WorkFrame, patch: Patch, blend: float = 1.0
 ) -> npt.NDArray[np.uint8]:
     """A copy of I420 ``yuv`` with ``patch`` (working-image coordinates) scaled up and
     blended in with its mask (the compositor's lower-face mask when it has none), as the
     compositor would have done at full resolution. Only the box the mask reaches changes."""
+    clipped = _clip(work, patch, blend)
+    if clipped is None:
+        return yuv
+    box = _frame_box(work.region, clipped)
+    if box is None:
+        return yuv
+    return _blend_i420(yuv, box, _upscale(work.region, clipped, box))
+
+
+def _clip(work: WorkFrame, patch: Patch, blend: float) -> _Clipped | None:
+    """The patch cut to the working image, its mask times ``blend``; None when nothing of
+    it would show."""
     r = work.region
     x1, y1 = max(0, patch.x1), max(0, patch.y1)
     x2, y2 = min(r.width, patch.x2), min(r.height, patch.y2)
     if x2 <= x1 or y2 <= y1 or blend <= 0.0:
-        return yuv
+        return None
     mask = patch.mask if patch.mask is not None else lower_face_mask(work.face, patch)
     sy, sx = y1 - patch.y1, x1 - patch.x1
     img = np.ascontiguousarray(patch.image[sy : sy + (y2 - y1), sx : sx + (x2 - x1)])
     alpha = np.ascontiguousarray(mask[sy : sy + (y2 - y1), sx : sx + (x2 - x1)], np.float32)
     if blend < 1.0:
         alpha = alpha * np.float32(blend)
-    rows = np.flatnonzero(alpha.max(axis=1) > 0.0)
-    cols = np.flatnonzero(alpha.max(axis=0) > 0.0)
+    return _Clipped(x1, y1, img, alpha)
+
+
+def _frame_box(r: WorkRegion, c: _Clipped) -> Box | None:
+    """The frame pixels (even box, inside the region) whose interpolation reaches the
+    mask's non-zero box; None when the mask is empty."""
+    rows = np.flatnonzero(c.alpha.max(axis=1) > 0.0)
+    cols = np.flatnonzero(c.alpha.max(axis=0) > 0.0)
     if not len(rows):
-        return yuv
+        return None
     # The mask's box in working pixels -> the frame pixels whose interpolation reaches it.
-    ax1, ax2 = x1 + int(cols[0]), x1 + int(cols[-1]) + 1
-    ay1, ay2 = y1 + int(rows[0]), y1 + int(rows[-1]) + 1
+    ax1, ax2 = c.x1 + int(cols[0]), c.x1 + int(cols[-1]) + 1
+    ay1, ay2 = c.y1 + int(rows[0]), c.y1 + int(rows[-1]) + 1
     fx1 = r.x1 + int(np.floor((ax1 - 0.5) / r.sx - 0.5))
     fx2 = r.x1 + int(np.ceil((ax2 + 0.5) / r.sx - 0.5)) + 1
     fy1 = r.y1 + int(np.floor((ay1 - 0.5) / r.sy - 0.5))
     fy2 = r.y1 + int(np.ceil((ay2 + 0.5) / r.sy - 0.5)) + 1
     fx1, fy1, fx2, fy2 = even_box(max(fx1, r.x1), max(fy1, r.y1), fx2, fy2, r.x2, r.y2)
     if fx2 <= fx1 or fy2 <= fy1:
-        return yuv
+        return None
+    return fx1, fy1, fx2, fy2
+
+
+def _upscale(r: WorkRegion, c: _Clipped, box: Box) -> _Upscaled:
+    """The clipped patch and its weights resampled onto the frame ``box``: luma at full
+    resolution, chroma at half (bicubic), weights bilinear then area-averaged for chroma."""
+    fx1, fy1, fx2, fy2 = box
+    x1, y1 = c.x1, c.y1
     # Blended in the I420 planes (the conversion is linear, so this is blending in RGB):
     # one channel at full resolution and two at half instead of three at full.
-    luma, chroma = _yuv444(img)
+    luma, chroma = _yuv444(c.image)
     # Frame pixel (fx1 + i) -> patch-array pixel ((fx1 + i - r.x1 + 0.5) * sx - 0.5 - x1);
     # chroma sample k of the box sits at frame pixel fx1 + 2k + 0.5.
     m_y = np.array(
@@ -203,10 +253,16 @@ def paste_back(
         borderMode=cv2.BORDER_REPLICATE,
     )
     a_y = cv2.warpAffine(
-        alpha, m_y, (bw, bh), flags=inv | cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        c.alpha, m_y, (bw, bh), flags=inv | cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
     )
     a_y = np.clip(a_y, 0.0, 1.0)
     a_c = cv2.resize(a_y, (bw // 2, bh // 2), interpolation=cv2.INTER_AREA)
+    return _Upscaled(y_up, c_up, a_y, a_c)
+
+
+def _blend_i420(yuv: npt.NDArray[np.uint8], box: Box, up: _Upscaled) -> npt.NDArray[np.uint8]:
+    """A copy of I420 ``yuv`` with ``up`` blended into ``box`` (even edges)."""
+    fx1, fy1, fx2, fy2 = box
     out = yuv.copy()
     h = yuv.shape[0] * 2 // 3
     w = yuv.shape[1]
@@ -217,10 +273,12 @@ def paste_back(
         flat[h * w + cw * ch : h * w + 2 * cw * ch].reshape(ch, cw),
     )
     ys, xs = slice(fy1, fy2), slice(fx1, fx2)
-    out[ys, xs] = cv2.blendLinear(y_up, np.ascontiguousarray(out[ys, xs]), a_y, 1.0 - a_y)
+    a_y = up.alpha_luma
+    out[ys, xs] = cv2.blendLinear(up.luma, np.ascontiguousarray(out[ys, xs]), a_y, 1.0 - a_y)
     cys, cxs = slice(fy1 // 2, fy2 // 2), slice(fx1 // 2, fx2 // 2)
     orig_c = np.dstack([planes[0][cys, cxs], planes[1][cys, cxs]])
-    new_c = cv2.blendLinear(c_up, orig_c, a_c, 1.0 - a_c)
+    a_c = up.alpha_chroma
+    new_c = cv2.blendLinear(up.chroma, orig_c, a_c, 1.0 - a_c)
     planes[0][cys, cxs] = new_c[..., 0]
     planes[1][cys, cxs] = new_c[..., 1]
     return out

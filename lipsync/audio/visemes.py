@@ -93,16 +93,24 @@ def _band_energies(padded: npt.NDArray[np.float32], n_hops: int) -> list[npt.NDA
     return out
 
 
-def analyse(
-    audio16k: npt.NDArray[np.float32], fps: float, n_frames: int, lead_s: float = 0.03
-) -> MouthTrack:
-    """Mouth parameters for ``n_frames`` video frames at ``fps`` from 16 kHz mono speech."""
-    audio = np.asarray(audio16k, np.float32)
+@dataclass(frozen=True)
+class _Hops:
+    """The speech on the 10 ms analysis grid."""
+
+    t: npt.NDArray[np.float64]  # (n_hops,) centre time of each hop, seconds
+    db: npt.NDArray[np.float32]  # voice-band level
+    speech: npt.NDArray[np.bool_]  # voice activity with enough level
+    pause: npt.NDArray[np.bool_]  # in a non-speech run of 200 ms or more
+    bands: list[npt.NDArray[np.float32]]  # energy in each of BANDS
+
+
+def _hops(audio: npt.NDArray[np.float32]) -> _Hops:
+    """Band energies, level, voice activity and pauses per 10 ms hop."""
     n_hops = max(1, int(np.ceil(audio.size / HOP)))
     padded = np.zeros(n_hops * HOP + WIN, np.float32)
     padded[WIN // 2 : WIN // 2 + audio.size] = audio
-    voice, f1_hi, f1_lo, f2_hi, f2_lo, hiss = _band_energies(padded, n_hops)
-    db = 10 * np.log10(voice + 1e-9)
+    bands = _band_energies(padded, n_hops)
+    db = 10 * np.log10(bands[0] + 1e-9)
 
     # Voice activity on the 10 ms grid.
     probs, vad_hop = speech_probability(audio)
@@ -116,7 +124,34 @@ def analyse(
     speech = (vad > 0.4) & level_ok
     # Close the mouth in pauses of 200 ms or more; shorter gaps are articulation.
     pause = _pauses(speech, min_len=int(0.2 * SR / HOP))
+    return _Hops(t_hop, db, speech, pause, bands)
 
+
+def _closures(db: npt.NDArray[np.float32]) -> npt.NDArray[np.floating[Any]]:
+    """Stop/nasal closures: sharp local dips in the voice-band level, 0..1."""
+    win = int(0.08 * SR / HOP)
+    local_max = maximum_filter1d(db, size=2 * win + 1)
+    dip = np.clip((local_max - db - 10.0) / 10.0, 0.0, 1.0)
+    is_min = db <= minimum_filter1d(db, size=5) + 0.5
+    closure = dip * is_min
+    return np.asarray(np.maximum(closure, gaussian_filter1d(closure, 1.5) * 2.0).clip(0, 1))
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Mouth parameters per 10 ms hop, before smoothing."""
+
+    openness: npt.NDArray[np.floating[Any]]
+    spread: npt.NDArray[np.floating[Any]]
+    height: npt.NDArray[np.float32]  # vowel height, 0..1
+    loud: npt.NDArray[np.floating[Any]]  # loudness, 0..1
+
+
+def _shape(hops: _Hops) -> _Shape:
+    """Opening from loudness and vowel height, less for fricatives and closures, shut in
+    pauses; spreading from where the second-formant energy sits."""
+    voice, f1_hi, f1_lo, f2_hi, f2_lo, hiss = hops.bands
+    db, speech = hops.db, hops.speech
     # Loudness -> opening (relative to this speaker's loud speech).
     ref = np.percentile(db[speech], 95) if speech.any() else np.percentile(db, 95)
     loud = np.clip((db - (ref - 32.0)) / 30.0, 0.0, 1.0) ** 1.4
@@ -126,31 +161,29 @@ def analyse(
     # Fricatives (s, f, sh): narrow opening with teeth together.
     fric = np.clip((hiss / (voice + hiss + 1e-9) - 0.35) / 0.4, 0.0, 1.0)
     openness = openness * (1.0 - 0.6 * fric) + 0.12 * fric * loud
-    # Stop/nasal closures: sharp local dips in the voice-band level inside speech.
-    win = int(0.08 * SR / HOP)
-    local_max = maximum_filter1d(db, size=2 * win + 1)
-    dip = np.clip((local_max - db - 10.0) / 10.0, 0.0, 1.0)
-    is_min = db <= minimum_filter1d(db, size=5) + 0.5
-    closure = dip * is_min
-    closure = np.maximum(closure, gaussian_filter1d(closure, 1.5) * 2.0).clip(0, 1)
-    openness = openness * (1.0 - closure)
-    openness[pause] = 0.0
+    openness = openness * (1.0 - _closures(db))
+    openness[hops.pause] = 0.0
     openness[~speech] *= 0.3
 
     spread = (_norm(f2_hi / (f2_hi + f2_lo + 1e-9), speech) * 2.0 - 1.0) * (loud > 0.05)
+    return _Shape(openness, spread, height, loud)
 
+
+def _to_frames(hops: _Hops, shape: _Shape, fps: float, n_frames: int, lead_s: float) -> MouthTrack:
+    """Coarticulation (smoothing), then each video frame's state at its centre time plus
+    ``lead_s``; the opening scaled so this speaker's loud open vowels reach ~1."""
     # Coarticulation: anticipatory lead, then smoothing with ~40 ms time constant.
-    openness = gaussian_filter1d(openness.astype(np.float32), sigma=3.0)
-    spread = gaussian_filter1d(spread.astype(np.float32), sigma=6.0)
-    speech_f = gaussian_filter1d(speech.astype(np.float32), sigma=3.0)
-    height_f = gaussian_filter1d((height * (loud > 0.05)).astype(np.float32), sigma=3.0)
+    openness = gaussian_filter1d(shape.openness.astype(np.float32), sigma=3.0)
+    spread = gaussian_filter1d(shape.spread.astype(np.float32), sigma=6.0)
+    speech_f = gaussian_filter1d(hops.speech.astype(np.float32), sigma=3.0)
+    height_f = gaussian_filter1d((shape.height * (shape.loud > 0.05)).astype(np.float32), sigma=3.0)
 
     # Resample to video frames: each frame shows the state at its centre time (+lead).
     t_frames = (np.arange(n_frames) + 0.5) / fps + lead_s
-    o = np.interp(t_frames, t_hop, openness, left=0.0, right=0.0)
-    s = np.interp(t_frames, t_hop, spread, left=0.0, right=0.0)
-    v = np.interp(t_frames, t_hop, speech_f, left=0.0, right=0.0)
-    h = np.interp(t_frames, t_hop, height_f, left=0.0, right=0.0)
+    o = np.interp(t_frames, hops.t, openness, left=0.0, right=0.0)
+    s = np.interp(t_frames, hops.t, spread, left=0.0, right=0.0)
+    v = np.interp(t_frames, hops.t, speech_f, left=0.0, right=0.0)
+    h = np.interp(t_frames, hops.t, height_f, left=0.0, right=0.0)
     # Per-speaker scaling: loud open vowels reach ~1.
     top = np.percentile(o[v > 0.5], 97) if (v > 0.5).sum() > 3 else max(float(o.max()), 1e-3)
     o = np.clip(o / max(top, 0.15), 0.0, 1.0)
@@ -160,3 +193,11 @@ def analyse(
         speech=v.astype(np.float32),
         height=h.astype(np.float32),
     )
+
+
+def analyse(
+    audio16k: npt.NDArray[np.float32], fps: float, n_frames: int, lead_s: float = 0.03
+) -> MouthTrack:
+    """Mouth parameters for ``n_frames`` video frames at ``fps`` from 16 kHz mono speech."""
+    hops = _hops(np.asarray(audio16k, np.float32))
+    return _to_frames(hops, _shape(hops), fps, n_frames, lead_s)

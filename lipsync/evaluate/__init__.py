@@ -21,104 +21,106 @@ that made it.
 * LSE-D / LSE-C from SyncNet when ``syncnet_v2.model`` is in the models directory
   (:mod:`.syncnet`); otherwise ``lse`` is None and ``lse_note`` says why.
 
-Nothing heavy is imported or loaded until :func:`evaluate` runs.
+The report and its table live in :mod:`.report`. Nothing heavy is imported or loaded until
+:func:`evaluate` runs.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lipsync.evaluate.report import METHOD, EvalReport, format_report
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
     from lipsync.evaluate.mouth import MouthTrack
-    from lipsync.evaluate.pauses import PauseResult
+    from lipsync.evaluate.pauses import VoiceActivity
     from lipsync.evaluate.reference import ReferenceResult
-    from lipsync.evaluate.sync import SyncResult
     from lipsync.evaluate.syncnet import LseResult
     from lipsync.evaluate.visemes import VisemeResult
 
-__all__ = ["EvalReport", "evaluate", "format_report"]
+__all__ = ["METHOD", "EvalReport", "evaluate", "format_report"]
 
 SYNCNET_FILE = "syncnet_v2.model"
-METHOD = {
-    "face_box": "dlib CNN face detector (mmod_human_face_detector.dat)",
-    "face_frame": "dlib 5-point model (eye corners, nose base; no mouth points)",
-    "aperture": "inner-lip gap read from lip redness / darkness down the mouth centre, "
-    "over the face height",
-    "envelope": "RMS of 800-3000 Hz speech per frame",
-    "offset": "per-video ridge regression, 24-band log-mel (+-2 frames) -> aperture and 6 "
-    "principal components of the mouth patch, 5-fold held-out r at lags -25..+25",
-    "voice_activity": "silero-vad",
-    "articulation": "output's 90th-percentile aperture over its speech frames (face found, "
-    "voice activity of the evaluated speech) / the input's over its speech frames (voice "
-    "activity of its own audio track; all its face frames when it has none); "
-    "none under 10 frames",
-    "sharpness": "variance of the 3x3 Laplacian of the grey image in the lip box (1.2 eye "
-    "distances wide, 0.1-1.0 eye distances below the nose base, placed with the reference's "
-    "5 points), frames with a face in both, output / input compared within 5 aperture "
-    "classes (quantile bins of both videos' apertures; geometric means, weighted by count)",
-    "phones": "PocketSphinx en-us all-phone",
-}
-
-
-@dataclass
-class EvalReport:
-    video: str
-    audio: str
-    reference: str | None
-    frames: int
-    fps: float
-    duration_s: float
-    face_found_rate: float
-    aperture_mean: float | None
-    aperture_p10: float | None
-    aperture_p90: float | None
-    sync: SyncResult
-    pauses: PauseResult
-    visemes: VisemeResult | None
-    reference_metrics: ReferenceResult | None
-    lse: LseResult | None
-    lse_note: str | None
-    timings: dict[str, float] = field(default_factory=dict)
-    method: dict[str, str] = field(default_factory=lambda: dict(METHOD))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "video": self.video,
-            "audio": self.audio,
-            "reference": self.reference,
-            "frames": self.frames,
-            "fps": self.fps,
-            "duration_s": self.duration_s,
-            "face_found_rate": self.face_found_rate,
-            "aperture": {
-                "mean": self.aperture_mean,
-                "p10": self.aperture_p10,
-                "p90": self.aperture_p90,
-            },
-            "sync": self.sync.to_dict(),
-            "pauses": self.pauses.to_dict(),
-            "visemes": None if self.visemes is None else self.visemes.to_dict(),
-            "reference_metrics": None
-            if self.reference_metrics is None
-            else self.reference_metrics.to_dict(),
-            "lse": None if self.lse is None else self.lse.to_dict(),
-            "lse_note": self.lse_note,
-            "timings": dict(self.timings),
-            "method": dict(self.method),
-        }
+VOICE_BASIS = "voice activity of its audio track"
 
 
 def _round(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(float(x), nd)
 
 
-VOICE_BASIS = "voice activity of its audio track"
+@dataclass
+class _Stopwatch:
+    """Seconds per step of :func:`evaluate`, for the report's ``timings``."""
+
+    start: float = field(default_factory=time.monotonic)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def lap(self, name: str) -> Iterator[None]:
+        t = time.monotonic()
+        yield
+        self.timings[name] = time.monotonic() - t
+
+    def rounded(self) -> dict[str, float]:
+        self.timings["total"] = time.monotonic() - self.start
+        return {k: round(v, 3) for k, v in self.timings.items()}
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The checked inputs of one evaluation."""
+
+    video: Path
+    audio: Path  # the speech: the video itself when no audio was given
+    reference: Path | None
+    fps: float  # the video's
+    ref_fps: float  # the reference's (the video's when it has no video stream info)
+    ref_has_audio: bool
+    mono: npt.NDArray[np.float32]  # the speech, 16 kHz mono
+
+
+def _open_inputs(
+    video: str | Path, audio: str | Path | None, reference: str | Path | None
+) -> _Inputs:
+    """Probe the inputs (refusing stills, a video without speech, silence) and load the
+    speech."""
+    from lipsync.errors import UnsupportedMedia
+    from lipsync.media.audio import check_not_silent, load_audio, to_mono
+    from lipsync.media.probe import probe
+
+    video = Path(video)
+    vinfo = probe(video, kind="video")
+    if vinfo.is_image or vinfo.video is None:
+        raise UnsupportedMedia(f"{video.name}: evaluate needs a video, not a still image")
+    if audio is None:
+        if vinfo.audio is None:
+            raise UnsupportedMedia(
+                f"{video.name} has no audio track: give the speech it should follow (--audio)"
+            )
+        audio = video
+    audio = Path(audio)
+    probe(audio, kind="audio")
+    fps = vinfo.video.fps
+    ref_path = Path(reference) if reference is not None else None
+    ref_fps, ref_has_audio = fps, False
+    if ref_path is not None:
+        rinfo = probe(ref_path, kind="video")
+        if rinfo.is_image:
+            raise UnsupportedMedia(f"{ref_path.name}: the reference must be a video")
+        ref_fps = rinfo.video.fps if rinfo.video else fps
+        ref_has_audio = rinfo.audio is not None
+    samples, _ = load_audio(audio, sample_rate=16000, channels=1)
+    mono = to_mono(samples)
+    check_not_silent(mono, 16000, audio.name)
+    return _Inputs(video, audio, ref_path, fps, ref_fps, ref_has_audio, mono)
 
 
 def _input_speech(
@@ -140,6 +142,93 @@ def _input_speech(
     return speech_frames(vad, fps, len(track)), VOICE_BASIS
 
 
+def _reference_speech(
+    inp: _Inputs, ref: Path, ref_track: MouthTrack, vad: VoiceActivity
+) -> tuple[npt.NDArray[np.bool_] | None, str]:
+    """The reference's speech frames and how they were chosen: by the evaluated speech's
+    voice activity when that speech is the reference's own file, else by its own track."""
+    from lipsync.evaluate.pauses import speech_frames
+
+    ref_speech: npt.NDArray[np.bool_] | None
+    if ref.resolve() == inp.audio.resolve():
+        ref_speech, basis = speech_frames(vad, inp.ref_fps, len(ref_track)), VOICE_BASIS
+    else:
+        ref_speech, basis = _input_speech(ref, inp.ref_has_audio, inp.ref_fps, ref_track)
+    if ref_speech is not None and not ref_speech.any():
+        ref_speech, basis = None, "all face frames (no voice activity in its audio track)"
+    return ref_speech, basis
+
+
+def _reference_metrics(
+    inp: _Inputs, ref: Path, track: MouthTrack, vad: VoiceActivity
+) -> ReferenceResult:
+    """The output compared with the input ``ref`` it was made from (:mod:`.reference`)."""
+    from lipsync.evaluate.mouth import measure_mouth
+    from lipsync.evaluate.pauses import speech_frames
+    from lipsync.evaluate.reference import compare_with_reference
+
+    ref_track = measure_mouth(ref, fps=inp.ref_fps)
+    ref_speech, basis = _reference_speech(inp, ref, ref_track, vad)
+    return compare_with_reference(
+        inp.video,
+        ref,
+        track,
+        ref_track,
+        out_speech=speech_frames(vad, inp.fps, len(track)),
+        ref_speech=ref_speech,
+        ref_speech_basis=basis,
+    )
+
+
+def _visemes(inp: _Inputs, track: MouthTrack) -> VisemeResult:
+    from lipsync.evaluate.visemes import recognise_phones, viseme_contrast
+
+    return viseme_contrast(track.aperture, recognise_phones(inp.mono), inp.fps)
+
+
+def _lse(
+    inp: _Inputs,
+    track: MouthTrack,
+    models_dir: str | Path | None,
+    requested: bool,
+    clock: _Stopwatch,
+) -> tuple[LseResult | None, str | None]:
+    """LSE-D / LSE-C when requested and the SyncNet weights are there, else None and why."""
+    from lipsync.options import default_models_dir
+
+    weights = Path(models_dir if models_dir is not None else default_models_dir()) / SYNCNET_FILE
+    if not requested:
+        return None, "not requested"
+    if not weights.is_file():
+        return None, (
+            f"{SYNCNET_FILE} not found in {weights.parent}/: put the SyncNet v2 "
+            "checkpoint there to get LSE-D / LSE-C (see models/README.md)"
+        )
+    if track.face_rate < 0.5:
+        return None, f"a face was found in only {track.face_rate:.0%} of the frames"
+    from lipsync.evaluate.syncnet import load_syncnet, score_lse
+
+    with clock.lap("lse"):
+        result = score_lse(load_syncnet(weights), inp.video, inp.mono, track)
+    if result is None:
+        return None, "the video is too short for SyncNet's 5-frame windows"
+    return result, None
+
+
+def _aperture_stats(track: MouthTrack) -> tuple[float | None, float | None, float | None]:
+    """Mean, 10th and 90th percentile of the aperture over the frames with a face."""
+    import numpy as np
+
+    have = track.aperture[track.found]
+    if not have.size:
+        return None, None, None
+    return (
+        _round(float(np.mean(have))),
+        _round(float(np.percentile(have, 10))),
+        _round(float(np.percentile(have, 90))),
+    )
+
+
 def evaluate(
     video: str | Path,
     audio: str | Path | None = None,
@@ -157,231 +246,45 @@ def evaluate(
     ``$LIPSYNC_MODELS_DIR``). Input problems raise :class:`lipsync.errors.LipsyncError`
     subclasses.
     """
-    import numpy as np
-
-    from lipsync.errors import UnsupportedMedia
     from lipsync.evaluate.mouth import measure_mouth
-    from lipsync.evaluate.pauses import closed_in_pauses, speech_frames, voice_activity
+    from lipsync.evaluate.pauses import closed_in_pauses, voice_activity
     from lipsync.evaluate.sync import measure_sync
-    from lipsync.media.audio import check_not_silent, load_audio, to_mono
-    from lipsync.media.probe import probe
-    from lipsync.options import default_models_dir
 
-    timings: dict[str, float] = {}
-    t0 = time.monotonic()
-    video = Path(video)
-    vinfo = probe(video, kind="video")
-    if vinfo.is_image or vinfo.video is None:
-        raise UnsupportedMedia(f"{video.name}: evaluate needs a video, not a still image")
-    if audio is None:
-        if vinfo.audio is None:
-            raise UnsupportedMedia(
-                f"{video.name} has no audio track: give the speech it should follow (--audio)"
-            )
-        audio = video
-    audio = Path(audio)
-    probe(audio, kind="audio")
-    ref_path = Path(reference) if reference is not None else None
-    if ref_path is not None:
-        rinfo = probe(ref_path, kind="video")
-        if rinfo.is_image:
-            raise UnsupportedMedia(f"{ref_path.name}: the reference must be a video")
-    samples, _ = load_audio(audio, sample_rate=16000, channels=1)
-    mono = to_mono(samples)
-    check_not_silent(mono, 16000, audio.name)
-    fps = vinfo.video.fps
-    timings["probe_audio"] = time.monotonic() - t0
-
-    t = time.monotonic()
-    track = measure_mouth(video, fps=fps)
-    timings["mouth"] = time.monotonic() - t
-    ap = track.aperture
-    found = track.found
-
-    t = time.monotonic()
-    sync = measure_sync(ap, track.pixels, mono, fps)
-    vad = voice_activity(mono)
-    pauses = closed_in_pauses(ap, mono, fps, activity=vad)
-    timings["sync_pauses"] = time.monotonic() - t
-
+    clock = _Stopwatch()
+    with clock.lap("probe_audio"):
+        inp = _open_inputs(video, audio, reference)
+    with clock.lap("mouth"):
+        track = measure_mouth(inp.video, fps=inp.fps)
+    with clock.lap("sync_pauses"):
+        sync = measure_sync(track.aperture, track.pixels, inp.mono, inp.fps)
+        vad = voice_activity(inp.mono)
+        pauses = closed_in_pauses(track.aperture, inp.mono, inp.fps, activity=vad)
     vis = None
     if visemes:
-        from lipsync.evaluate.visemes import recognise_phones, viseme_contrast
-
-        t = time.monotonic()
-        vis = viseme_contrast(ap, recognise_phones(mono), fps)
-        timings["visemes"] = time.monotonic() - t
-
+        with clock.lap("visemes"):
+            vis = _visemes(inp, track)
     ref_metrics = None
-    if ref_path is not None:
-        from lipsync.evaluate.reference import compare_with_reference
-
-        t = time.monotonic()
-        ref_fps = rinfo.video.fps if rinfo.video else fps
-        ref_track = measure_mouth(ref_path, fps=ref_fps)
-        ref_speech: npt.NDArray[np.bool_] | None
-        if ref_path.resolve() == audio.resolve():
-            ref_speech, basis = speech_frames(vad, ref_fps, len(ref_track)), VOICE_BASIS
-        else:
-            ref_speech, basis = _input_speech(ref_path, rinfo.audio is not None, ref_fps, ref_track)
-        if ref_speech is not None and not ref_speech.any():
-            ref_speech, basis = None, "all face frames (no voice activity in its audio track)"
-        ref_metrics = compare_with_reference(
-            video,
-            ref_path,
-            track,
-            ref_track,
-            out_speech=speech_frames(vad, fps, len(track)),
-            ref_speech=ref_speech,
-            ref_speech_basis=basis,
-        )
-        timings["reference"] = time.monotonic() - t
-
-    lse_result = None
-    lse_note: str | None = None
-    weights = Path(models_dir if models_dir is not None else default_models_dir()) / SYNCNET_FILE
-    if not lse:
-        lse_note = "not requested"
-    elif not weights.is_file():
-        lse_note = (
-            f"{SYNCNET_FILE} not found in {weights.parent}/: put the SyncNet v2 "
-            "checkpoint there to get LSE-D / LSE-C (see models/README.md)"
-        )
-    elif track.face_rate < 0.5:
-        lse_note = f"a face was found in only {track.face_rate:.0%} of the frames"
-    else:
-        from lipsync.evaluate.syncnet import load_syncnet, score_lse
-
-        t = time.monotonic()
-        lse_result = score_lse(load_syncnet(weights), video, mono, track)
-        timings["lse"] = time.monotonic() - t
-        if lse_result is None:
-            lse_note = "the video is too short for SyncNet's 5-frame windows"
-    timings["total"] = time.monotonic() - t0
-
-    have = ap[found]
+    if inp.reference is not None:
+        with clock.lap("reference"):
+            ref_metrics = _reference_metrics(inp, inp.reference, track, vad)
+    lse_result, lse_note = _lse(inp, track, models_dir, lse, clock)
+    mean, p10, p90 = _aperture_stats(track)
     return EvalReport(
-        video=str(video),
-        audio=str(audio),
-        reference=None if ref_path is None else str(ref_path),
+        video=str(inp.video),
+        audio=str(inp.audio),
+        reference=None if inp.reference is None else str(inp.reference),
         frames=len(track),
-        fps=fps,
-        duration_s=round(len(track) / fps, 3) if fps else 0.0,
+        fps=inp.fps,
+        duration_s=round(len(track) / inp.fps, 3) if inp.fps else 0.0,
         face_found_rate=round(track.face_rate, 4),
-        aperture_mean=_round(float(np.mean(have))) if have.size else None,
-        aperture_p10=_round(float(np.percentile(have, 10))) if have.size else None,
-        aperture_p90=_round(float(np.percentile(have, 90))) if have.size else None,
+        aperture_mean=mean,
+        aperture_p10=p10,
+        aperture_p90=p90,
         sync=sync,
         pauses=pauses,
         visemes=vis,
         reference_metrics=ref_metrics,
         lse=lse_result,
         lse_note=lse_note,
-        timings={k: round(v, 3) for k, v in timings.items()},
+        timings=clock.rounded(),
     )
-
-
-def _fmt(v: Any, nd: int = 3) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{nd}f}"
-    return str(v)
-
-
-def format_report(data: dict[str, Any]) -> str:
-    """A readable two-column table of :meth:`EvalReport.to_dict`."""
-    sync = data["sync"]
-    pauses = data["pauses"]
-    rows: list[tuple[str, str]] = [
-        (
-            "video",
-            f"{data['video']} ({data['frames']} frames @ {data['fps']:g} fps, "
-            f"{data['duration_s']:.2f} s)",
-        ),
-        ("audio", data["audio"]),
-        ("face found rate", f"{data['face_found_rate']:.1%}"),
-        (
-            "aperture mean / p10 / p90",
-            " / ".join(_fmt(data["aperture"][k]) for k in ("mean", "p10", "p90"))
-            + " (share of face height)",
-        ),
-        (
-            "A/V offset",
-            "-"
-            if sync.get("offset_frames") is None
-            else f"{sync['offset_frames']:+d} frames ({sync['offset_ms']:+.0f} ms; "
-            "+ = video late, - = audio late)",
-        ),
-        (
-            "sync score / confidence",
-            "- (too few face frames with speech)"
-            if sync.get("calibrated") is None
-            else f"{_fmt(sync['score'])} / {_fmt(sync['calibrated']['confidence'])}"
-            "  (held-out r at lag 0; peak - median over -25..+25)",
-        ),
-        ("aperture/envelope r lag 0", _fmt(sync["r_at_zero"])),
-        (
-            "aperture/envelope best lag / r",
-            f"{_fmt(sync['best_lag'])} frames / {_fmt(sync['best_r'])}  (+ = video late)",
-        ),
-        ("r by lag -5..+5", " ".join(_fmt(v, 2) for v in sync["r_by_lag"].values())),
-        (
-            "pause frames / closed",
-            f"{pauses['pause_frames']} / "
-            + (f"{pauses['closed_share']:.1%}" if pauses["closed_share"] is not None else "-"),
-        ),
-    ]
-    vis = data.get("visemes")
-    if vis is not None:
-        rows.append(
-            (
-                "viseme contrast (en)",
-                f"{_fmt(vis['contrast'])}  (open vowels {_fmt(vis['open_vowel_aperture'])}"
-                f" over {vis['open_vowel_frames']} frames, p/b/m "
-                f"{_fmt(vis['bilabial_aperture'])} over {vis['bilabial_frames']})",
-            )
-        )
-    ref = data.get("reference_metrics")
-    if ref is not None:
-        rows += [
-            ("reference", str(data["reference"])),
-            (
-                "PSNR outside lower face",
-                f"{_fmt(ref['psnr_outside_lower_face'], 2)} dB over "
-                f"{ref['frames_compared']} frames",
-            ),
-            ("SSIM outside lower face", _fmt(ref["ssim_outside_lower_face"], 4)),
-            (
-                "mouth flicker (ref)",
-                f"{_fmt(ref['mouth_flicker'], 2)} ({_fmt(ref['reference_mouth_flicker'], 2)})",
-            ),
-            (
-                "articulation ratio",
-                f"- ({ref.get('articulation_note')})"
-                if ref.get("articulation_ratio") is None
-                else f"{_fmt(ref['articulation_ratio'])}  (speech p90 aperture "
-                f"{_fmt(ref['output_speech_p90'])} over {ref['output_speech_frames']} frames / "
-                f"input's {_fmt(ref['input_speech_p90'])} over {ref['input_speech_frames']}, "
-                f"{ref['input_speech_basis']})",
-            ),
-            (
-                "mouth sharpness ratio",
-                f"- ({ref.get('sharpness_note')})"
-                if ref.get("sharpness_ratio") is None
-                else f"{_fmt(ref['sharpness_ratio'])}  (Laplacian variance in the lip box "
-                f"{_fmt(ref['output_mouth_sharpness'], 1)} / input's "
-                f"{_fmt(ref['input_mouth_sharpness'], 1)} over {ref['sharpness_frames']} frames)",
-            ),
-        ]
-    lse = data.get("lse")
-    if lse is not None:
-        rows += [
-            ("LSE-D / LSE-C", f"{lse['lse_d']:.3f} / {lse['lse_c']:.3f}"),
-            ("SyncNet offset", f"{lse['av_offset']} frames"),
-        ]
-    else:
-        rows.append(("LSE-D / LSE-C", f"- ({data.get('lse_note')})"))
-    rows.append(("seconds", _fmt(data["timings"].get("total"), 1)))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

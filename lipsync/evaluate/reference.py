@@ -34,7 +34,7 @@ videos; flicker and articulation from the two mouth tracks.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +207,137 @@ def aperture_matched_ratio(
     return float(np.exp(num / den)) if den > 0 else None
 
 
+@dataclass
+class _Accumulated:
+    """What one pass over the paired frames gathers."""
+
+    sharp_out: list[float] = field(default_factory=list)  # lip-box sharpness, output
+    sharp_ref: list[float] = field(default_factory=list)  # and the input, same frames
+    ap_out: list[float] = field(default_factory=list)  # apertures of those frames
+    ap_ref: list[float] = field(default_factory=list)
+    sq_err: float = 0.0  # outside the lower face
+    count: int = 0  # values (pixels x 3) in sq_err
+    ssim_sum: float = 0.0
+    ssim_n: int = 0
+    frames: int = 0  # frames with anything outside the lower face
+    size_matched: bool = True
+
+
+@dataclass(frozen=True)
+class _Tracks:
+    out: MouthTrack
+    ref: MouthTrack
+
+
+def _to_size(img: npt.NDArray[np.uint8], h: int, w: int) -> npt.NDArray[np.uint8]:
+    """``img`` resized to ``w`` x ``h``: area averaging to shrink, bilinear to enlarge."""
+    return np.asarray(
+        cv2.resize(
+            img,
+            (w, h),
+            interpolation=cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_LINEAR,
+        ),
+        np.uint8,
+    )
+
+
+def _add_sharpness(
+    acc: _Accumulated,
+    grey: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+    face: FaceFrame,
+    index: tuple[int, int],
+    tracks: _Tracks,
+) -> None:
+    """Lip-box sharpness of the output and the reference (``grey``) of one frame pair, at
+    the reference's face; ``index`` is the frames' (output, reference)."""
+    sa, sb = lip_box_sharpness(grey[0], face), lip_box_sharpness(grey[1], face)
+    if sa is not None and sb is not None:
+        acc.sharp_out.append(sa)
+        acc.sharp_ref.append(sb)
+        acc.ap_out.append(float(tracks.out.aperture[index[0]]))
+        acc.ap_ref.append(float(tracks.ref.aperture[index[1]]))
+
+
+def _add_outside(
+    acc: _Accumulated,
+    images: tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]],
+    grey: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+    keep: npt.NDArray[np.bool_],
+) -> None:
+    """Squared error and SSIM of the output and the reference over the ``keep`` pixels."""
+    out_img, ref_img = images
+    diff = out_img.astype(np.float32) - ref_img.astype(np.float32)
+    acc.sq_err += float(np.sum(diff[keep] ** 2))
+    acc.count += int(keep.sum()) * 3
+    smap = _ssim_map(grey[0], grey[1])
+    acc.ssim_sum += float(smap[keep].sum())
+    acc.ssim_n += int(keep.sum())
+    acc.frames += 1
+
+
+def _compare_frames(output: Path, reference: Path, tracks: _Tracks) -> _Accumulated:
+    """One pass over both videos, frames paired by index up to the shorter one."""
+    acc = _Accumulated()
+    held: FaceFrame | None = None
+    for out_f, ref_f in zip(iter_frames(output), iter_frames(reference), strict=False):
+        ref_img = ref_f.image
+        out_img = out_f.image
+        h, w = ref_img.shape[:2]
+        if out_img.shape[:2] != (h, w):
+            acc.size_matched = False
+            out_img = _to_size(out_img, h, w)
+        here = tracks.ref.face_frame(ref_f.index)
+        held = here or held
+        ga = cv2.cvtColor(out_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        gb = cv2.cvtColor(ref_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        out_face = out_f.index < len(tracks.out) and bool(tracks.out.found[out_f.index])
+        if here is not None and out_face:
+            _add_sharpness(acc, (ga, gb), here, (out_f.index, ref_f.index), tracks)
+        keep = ~lower_face_mask(held, h, w)
+        if keep.any():
+            _add_outside(acc, (out_img, ref_img), (ga, gb), keep)
+    return acc
+
+
+def _psnr(sq_err: float, count: int) -> float | None:
+    if not count:
+        return None
+    mse = sq_err / count
+    return PSNR_CAP if mse <= 0 else min(PSNR_CAP, 10 * math.log10(255.0**2 / mse))
+
+
+@dataclass(frozen=True)
+class Sharpness:
+    ratio: float | None
+    output_mean: float | None
+    input_mean: float | None
+    frames: int
+    note: str | None
+
+
+def _sharpness(acc: _Accumulated) -> Sharpness:
+    """The mouth sharpness ratio (see the module docstring) from the matched frames."""
+    ratio: float | None = None
+    mean_out = float(np.mean(acc.sharp_out)) if acc.sharp_out else None
+    mean_ref = float(np.mean(acc.sharp_ref)) if acc.sharp_ref else None
+    note: str | None = None
+    if len(acc.sharp_out) < MIN_FRAMES:
+        note = f"only {len(acc.sharp_out)} matched frames with a face in both (need {MIN_FRAMES})"
+    elif mean_ref is None or mean_ref <= 1e-9:
+        note = "the input's lip box is flat (no texture)"
+    else:
+        ratio = aperture_matched_ratio(acc.sharp_out, acc.ap_out, acc.sharp_ref, acc.ap_ref)
+        if ratio is None:
+            note = "no mouth opening shared by enough frames of both videos"
+    return Sharpness(
+        None if ratio is None else round(ratio, 4),
+        None if mean_out is None else round(mean_out, 3),
+        None if mean_ref is None else round(mean_ref, 3),
+        len(acc.sharp_out),
+        note,
+    )
+
+
 def compare_with_reference(
     output: Path,
     reference: Path,
@@ -220,77 +351,16 @@ def compare_with_reference(
     ``ref_speech``: which frames are speech, for the articulation ratio (None: every frame
     with a face); ``ref_speech_basis`` says how the reference's were chosen."""
     art = articulation(out_track.aperture, out_speech, ref_track.aperture, ref_speech)
-    sharp_out: list[float] = []
-    sharp_ref: list[float] = []
-    ap_out: list[float] = []
-    ap_ref: list[float] = []
-    sq_err = 0.0
-    count = 0
-    ssim_sum = 0.0
-    ssim_n = 0
-    frames = 0
-    size_matched = True
-    held: FaceFrame | None = None
-    for out_f, ref_f in zip(iter_frames(output), iter_frames(reference), strict=False):
-        ref_img = ref_f.image
-        out_img = out_f.image
-        h, w = ref_img.shape[:2]
-        if out_img.shape[:2] != (h, w):
-            size_matched = False
-            out_img = np.asarray(
-                # Area averaging to shrink, bilinear to enlarge.
-                cv2.resize(
-                    out_img,
-                    (w, h),
-                    interpolation=cv2.INTER_AREA if out_img.shape[0] > h else cv2.INTER_LINEAR,
-                ),
-                np.uint8,
-            )
-        here = ref_track.face_frame(ref_f.index)
-        held = here or held
-        ga = cv2.cvtColor(out_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        gb = cv2.cvtColor(ref_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        out_face = out_f.index < len(out_track) and bool(out_track.found[out_f.index])
-        if here is not None and out_face:
-            sa, sb = lip_box_sharpness(ga, here), lip_box_sharpness(gb, here)
-            if sa is not None and sb is not None:
-                sharp_out.append(sa)
-                sharp_ref.append(sb)
-                ap_out.append(float(out_track.aperture[out_f.index]))
-                ap_ref.append(float(ref_track.aperture[ref_f.index]))
-        keep = ~lower_face_mask(held, h, w)
-        if not keep.any():
-            continue
-        diff = out_img.astype(np.float32) - ref_img.astype(np.float32)
-        sq_err += float(np.sum(diff[keep] ** 2))
-        count += int(keep.sum()) * 3
-        smap = _ssim_map(ga, gb)
-        ssim_sum += float(smap[keep].sum())
-        ssim_n += int(keep.sum())
-        frames += 1
-    psnr: float | None = None
-    if count:
-        mse = sq_err / count
-        psnr = PSNR_CAP if mse <= 0 else min(PSNR_CAP, 10 * math.log10(255.0**2 / mse))
-    sharp_ratio: float | None = None
-    mean_out = float(np.mean(sharp_out)) if sharp_out else None
-    mean_ref = float(np.mean(sharp_ref)) if sharp_ref else None
-    sharp_note: str | None = None
-    if len(sharp_out) < MIN_FRAMES:
-        sharp_note = f"only {len(sharp_out)} matched frames with a face in both (need {MIN_FRAMES})"
-    elif mean_ref is None or mean_ref <= 1e-9:
-        sharp_note = "the input's lip box is flat (no texture)"
-    else:
-        sharp_ratio = aperture_matched_ratio(sharp_out, ap_out, sharp_ref, ap_ref)
-        if sharp_ratio is None:
-            sharp_note = "no mouth opening shared by enough frames of both videos"
+    acc = _compare_frames(output, reference, _Tracks(out_track, ref_track))
+    psnr = _psnr(acc.sq_err, acc.count)
+    sharp = _sharpness(acc)
     return ReferenceResult(
-        frames_compared=frames,
+        frames_compared=acc.frames,
         psnr_outside_lower_face=None if psnr is None else round(psnr, 3),
-        ssim_outside_lower_face=round(ssim_sum / ssim_n, 5) if ssim_n else None,
+        ssim_outside_lower_face=round(acc.ssim_sum / acc.ssim_n, 5) if acc.ssim_n else None,
         mouth_flicker=None if out_track.flicker is None else round(out_track.flicker, 4),
         reference_mouth_flicker=None if ref_track.flicker is None else round(ref_track.flicker, 4),
-        size_matched=size_matched,
+        size_matched=acc.size_matched,
         articulation_ratio=art.ratio,
         output_speech_p90=art.output_p90,
         input_speech_p90=art.input_p90,
@@ -298,9 +368,9 @@ def compare_with_reference(
         input_speech_frames=art.input_frames,
         input_speech_basis=ref_speech_basis,
         articulation_note=art.note,
-        sharpness_ratio=None if sharp_ratio is None else round(sharp_ratio, 4),
-        output_mouth_sharpness=None if mean_out is None else round(mean_out, 3),
-        input_mouth_sharpness=None if mean_ref is None else round(mean_ref, 3),
-        sharpness_frames=len(sharp_out),
-        sharpness_note=sharp_note,
+        sharpness_ratio=sharp.ratio,
+        output_mouth_sharpness=sharp.output_mean,
+        input_mouth_sharpness=sharp.input_mean,
+        sharpness_frames=sharp.frames,
+        sharpness_note=sharp.note,
     )

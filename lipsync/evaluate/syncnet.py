@@ -306,43 +306,73 @@ def score_lse(
         return None
     torch.set_grad_enabled(False)
     src, boxes = crop_boxes(track, n)
+    lip_feats = _lip_embeddings(net, video, _Crops(src, boxes), last)
+    if not lip_feats:
+        return None
+    im = torch.cat(lip_feats)[:last]
+    last = im.shape[0]
+    au = _audio_embeddings(net, audio16k, last)
+    return _score(im, au, vshift)
+
+
+@dataclass(frozen=True)
+class _Crops:
+    """Where the face crops come from: the source frame per 25 fps output frame and the
+    smoothed (x, y, half-size) of its crop (:func:`crop_boxes`)."""
+
+    src: list[int]
+    boxes: npt.NDArray[np.float64]
+
+
+def _embed_lips(net: SyncNet, batch: list[npt.NDArray[np.uint8]]) -> torch.Tensor:
+    """Lip-tower embeddings of a batch of (5, H, W, 3) BGR crop windows."""
+    x = torch.from_numpy(np.stack(batch).astype(np.float32))  # (B, 5, H, W, 3)
+    return net.forward_lip(x.permute(0, 4, 1, 2, 3).contiguous())
+
+
+def _lip_embeddings(net: SyncNet, video: Path, crops: _Crops, last: int) -> list[torch.Tensor]:
+    """Lip-tower embeddings of the first ``last`` 5-frame windows of face crops, decoding
+    ``video`` once, in batches of :data:`BATCH` windows."""
     wanted: dict[int, list[int]] = {}
-    for j, s in enumerate(src[: last + WINDOW - 1]):
+    for j, s in enumerate(crops.src[: last + WINDOW - 1]):
         wanted.setdefault(s, []).append(j)
     lip_feats: list[torch.Tensor] = []
     buf: deque[npt.NDArray[np.uint8]] = deque(maxlen=WINDOW)
     batch: list[npt.NDArray[np.uint8]] = []
     made = 0
-
-    def flush() -> None:
-        if batch:
-            x = torch.from_numpy(np.stack(batch).astype(np.float32))  # (B, 5, H, W, 3)
-            lip_feats.append(net.forward_lip(x.permute(0, 4, 1, 2, 3).contiguous()))
-            batch.clear()
-
     for frame in iter_frames(video):
         for j in wanted.get(frame.index, []):
-            cx, cy, bs = boxes[j]
+            cx, cy, bs = crops.boxes[j]
             buf.append(face_crop(frame.image, cx, cy, bs))
             if len(buf) == WINDOW and made < last:
                 batch.append(np.stack(buf))
                 made += 1
                 if len(batch) >= BATCH:
-                    flush()
+                    lip_feats.append(_embed_lips(net, batch))
+                    batch.clear()
         if made >= last:
             break
-    flush()
-    if not lip_feats:
-        return None
-    im = torch.cat(lip_feats)[:last]
-    last = im.shape[0]
+    if batch:
+        lip_feats.append(_embed_lips(net, batch))
+    return lip_feats
+
+
+def _audio_embeddings(net: SyncNet, audio16k: npt.NDArray[np.float32], count: int) -> torch.Tensor:
+    """Audio-tower embeddings of the first ``count`` 20-MFCC-frame windows (4 per video
+    frame; zero-padded past the end)."""
     cc = mfcc(audio16k.astype(np.float64) * 32768.0).T  # (13, T), int16 scale
-    windows = [cc[:, 4 * i : 4 * i + 20] for i in range(last)]
+    windows = [cc[:, 4 * i : 4 * i + 20] for i in range(count)]
     windows = [
         w if w.shape[1] == 20 else np.pad(w, ((0, 0), (0, 20 - w.shape[1]))) for w in windows
     ]
     aud_in = torch.from_numpy(np.stack(windows)[:, None].astype(np.float32))
-    au = torch.cat([net.forward_aud(aud_in[i : i + 64]) for i in range(0, last, 64)])
+    return torch.cat([net.forward_aud(aud_in[i : i + 64]) for i in range(0, count, 64)])
+
+
+def _score(im: torch.Tensor, au: torch.Tensor, vshift: int) -> LseResult:
+    """Mean distance of video window *i* to audio window *i + offset* per offset in
+    -vshift..+vshift; LSE-D, LSE-C and the offset from those means."""
+    last = im.shape[0]
     span = 2 * vshift + 1
     au_p = torch.nn.functional.pad(au, (0, 0, vshift, vshift))
     dists = torch.stack(

@@ -1,0 +1,226 @@
+"""Where the face is, without the engines' 68-point landmarks: dlib's CNN face detector
+every few frames and dlib's 5-point shape model on every frame (:class:`FaceFinder`), and
+the face-aligned frame the 5 points give (:class:`FaceFrame`). :mod:`.mouth` explains why
+these models and not the engines' own.
+
+* **Face box**: ``mmod_human_face_detector.dat`` (shipped in the ``face-recognition-models``
+  wheel), run every :data:`DETECT_EVERY` frames on a small copy of the frame (near the last
+  box when there is one); in between, the box follows the points below.
+* **Face frame**: ``shape_predictor_5_face_landmarks.dat`` (same wheel): the two corners of
+  each eye and the base of the nose, so the unit ``d`` (the distance between the eye
+  centres), the direction across the face and the direction down it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from lipsync.errors import ModelMissing
+
+FloatArray = npt.NDArray[np.float32]
+BoxF = tuple[float, float, float, float]
+
+DETECT_EVERY = 8  # frames between CNN detections (the 5 points follow the face in between)
+DETECT_PIXELS = 400 * 400  # whole-frame detection works on a copy of at most this size
+NEAR_FACE_PX = 90  # re-detection scales the window so the face is about this wide
+
+
+def _model_file(name: str) -> Path:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelMissing(
+            "face-recognition-models is not installed (pip install face-recognition-models)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
+    if not path.is_file():
+        raise ModelMissing(f"{path} is missing; reinstall face-recognition-models")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _models() -> tuple[Any, Any]:
+    import dlib
+
+    detector = dlib.cnn_face_detection_model_v1(str(_model_file("mmod_human_face_detector.dat")))
+    points = dlib.shape_predictor(str(_model_file("shape_predictor_5_face_landmarks.dat")))
+    return detector, points
+
+
+@dataclass(frozen=True)
+class FaceFrame:
+    """Where the mouth region is in one frame, from the 5 points."""
+
+    nose: FloatArray  # (2,) base of the nose
+    across: FloatArray  # (2,) unit vector from one eye to the other
+    down: FloatArray  # (2,) unit vector down the face
+    d: float  # distance between the eye centres, pixels
+
+    @classmethod
+    def from_points(cls, pts: FloatArray) -> FaceFrame:
+        eye_a = (pts[0] + pts[1]) / 2
+        eye_b = (pts[2] + pts[3]) / 2
+        nose = pts[4].astype(np.float32)
+        across = eye_b - eye_a
+        d = float(np.linalg.norm(across)) or 1.0
+        across = (across / d).astype(np.float32)
+        down = np.array([-across[1], across[0]], np.float32)
+        if float(np.dot(down, nose - (eye_a + eye_b) / 2)) < 0:
+            down = -down
+        if across[0] < 0:  # keep "across" pointing right so patches are not mirrored
+            across = -across
+        return cls(nose, across, down, d)
+
+    def warp(
+        self, centre_d: float, half_w_d: float, half_h_d: float, size: tuple[int, int]
+    ) -> npt.NDArray[np.float64]:
+        """Affine map from the image to a patch of ``size`` (w, h) in this face's frame."""
+        c = self.nose + self.down * centre_d * self.d
+        hw, hh = half_w_d * self.d, half_h_d * self.d
+        src = np.array(
+            [
+                c - self.across * hw - self.down * hh,
+                c + self.across * hw - self.down * hh,
+                c - self.across * hw + self.down * hh,
+            ],
+            np.float32,
+        )
+        w, h = size
+        dst = np.array([[0, 0], [w, 0], [0, h]], np.float32)
+        return np.asarray(cv2.getAffineTransform(src, dst), np.float64)
+
+    def polygon(self, x_d: tuple[float, float], y_d: tuple[float, float]) -> FloatArray:
+        """Corners of a face-aligned rectangle, offsets in eye distances from the nose."""
+        corners = [(x_d[0], y_d[0]), (x_d[1], y_d[0]), (x_d[1], y_d[1]), (x_d[0], y_d[1])]
+        return np.array(
+            [self.nose + (self.across * x + self.down * y) * self.d for x, y in corners], np.float32
+        )
+
+
+class FaceFinder:
+    """The CNN detector every few frames, the 5-point model on every frame."""
+
+    def __init__(self, detect_every: int = DETECT_EVERY) -> None:
+        self.detector, self.predictor = _models()
+        self.detect_every = max(1, detect_every)
+        self._box: BoxF | None = None
+        self._anchor: tuple[FloatArray, float] | None = None  # (centroid, eye dist) at detection
+        self._anchor_box: BoxF | None = None
+        self._since = 0
+        self._lost = 0  # frames since the face was lost (0: not lost)
+        self.detections = 0
+
+    def _run_detector(
+        self, rgb: npt.NDArray[np.uint8], scale: float, x0: int = 0, y0: int = 0
+    ) -> list[tuple[BoxF, float]]:
+        h, w = rgb.shape[:2]
+        img = (
+            rgb
+            if scale == 1.0
+            else cv2.resize(
+                rgb,
+                (max(1, int(w * scale)), max(1, int(h * scale))),
+                interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+            )
+        )
+        self.detections += 1
+        found = self.detector(np.ascontiguousarray(img), 0)
+        return [
+            (
+                (
+                    x0 + d.rect.left() / scale,
+                    y0 + d.rect.top() / scale,
+                    x0 + d.rect.right() / scale,
+                    y0 + d.rect.bottom() / scale,
+                ),
+                float(d.confidence),
+            )
+            for d in found
+        ]
+
+    def _detect_full(self, rgb: npt.NDArray[np.uint8]) -> BoxF | None:
+        """Whole-frame detection on a small copy; twice the size when nothing is found
+        (the CNN needs faces of about 80 px)."""
+        h, w = rgb.shape[:2]
+        scale = min(1.0, float(np.sqrt(DETECT_PIXELS / float(h * w))))
+        for s in (scale, 2 * scale):
+            found = self._run_detector(rgb, s)
+            if found:
+                return max(found, key=lambda f: (f[0][2] - f[0][0]) * f[1])[0]
+        return None
+
+    def _detect_near(self, rgb: npt.NDArray[np.uint8], box: BoxF) -> BoxF | None:
+        h, w = rgb.shape[:2]
+        bw = box[2] - box[0]
+        x1, y1 = int(max(0, box[0] - 0.5 * bw)), int(max(0, box[1] - 0.5 * bw))
+        x2, y2 = int(min(w, box[2] + 0.5 * bw)), int(min(h, box[3] + 0.5 * bw))
+        if x2 - x1 < 16 or y2 - y1 < 16:
+            return None
+        found = self._run_detector(rgb[y1:y2, x1:x2], min(3.0, NEAR_FACE_PX / max(bw, 1.0)), x1, y1)
+        if not found:
+            return None
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        best = min(
+            found,
+            key=lambda f: ((f[0][0] + f[0][2]) / 2 - cx) ** 2 + ((f[0][1] + f[0][3]) / 2 - cy) ** 2,
+        )[0]
+        return best
+
+    def _points(self, gray: npt.NDArray[np.uint8], box: BoxF) -> FloatArray:
+        import dlib
+
+        rect = dlib.rectangle(*(int(round(v)) for v in box))
+        shape = self.predictor(gray, rect)
+        return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+
+    @staticmethod
+    def _plausible(pts: FloatArray, box: BoxF) -> bool:
+        bw = box[2] - box[0]
+        eyes = float(np.linalg.norm((pts[0] + pts[1]) / 2 - (pts[2] + pts[3]) / 2))
+        return bw > 0 and 0.2 < eyes / bw < 0.8
+
+    def update(self, rgb: npt.NDArray[np.uint8]) -> tuple[FloatArray, BoxF] | None:
+        """The 5 points and the box of the face in this frame, or None."""
+        if self._box is None and 0 < self._lost < self.detect_every:
+            self._lost += 1  # no face lately: look again only every few frames
+            return None
+        due = self._box is None or self._since >= self.detect_every
+        if due:
+            self._since = 0
+            box = self._detect_near(rgb, self._box) if self._box is not None else None
+            if box is None:
+                box = self._detect_full(rgb)
+            if box is None:
+                self._box = None
+                self._lost = 1
+                return None
+            self._box = box
+            self._anchor = None
+        self._since += 1
+        assert self._box is not None
+        gray = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8)
+        pts = self._points(gray, self._box)
+        if not self._plausible(pts, self._box):
+            self._box = None
+            self._lost = 1
+            return None
+        centroid = pts.mean(axis=0)
+        eyes = float(np.linalg.norm((pts[0] + pts[1]) / 2 - (pts[2] + pts[3]) / 2))
+        if self._anchor is None:
+            self._anchor, self._anchor_box = (centroid, eyes), self._box
+        else:  # follow the face: move and scale the detected box with the points
+            (c0, e0), b0 = self._anchor, self._anchor_box
+            assert b0 is not None
+            k = eyes / max(e0, 1e-6)
+            bcx, bcy = (b0[0] + b0[2]) / 2 - c0[0], (b0[1] + b0[3]) / 2 - c0[1]
+            hw, hh = (b0[2] - b0[0]) / 2 * k, (b0[3] - b0[1]) / 2 * k
+            cx, cy = centroid[0] + bcx * k, centroid[1] + bcy * k
+            self._box = (float(cx - hw), float(cy - hh), float(cx + hw), float(cy + hh))
+        return pts, self._box
