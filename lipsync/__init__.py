@@ -39,7 +39,7 @@ def run(
 ) -> Result:
     """Lip-sync ``video`` (or a still image) to ``audio`` and write an MP4 to ``output``.
 
-    ``overrides`` are :class:`RunOptions` fields (``engine="wav2lip"``, ``sync_mode="bounce"``).
+    ``overrides`` are :class:`RunOptions` fields (``engine="wav2lip"``, ``fps=30``).
     ``progress(stage, fraction)`` is called as the job advances; ``should_cancel()`` is polled
     between batches and a True answer raises :class:`lipsync.errors.Canceled`. ``engines`` is a
     per-process cache so a worker loads models once. Raises :class:`LipsyncError` subclasses

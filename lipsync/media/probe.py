@@ -20,36 +20,41 @@ limit (:data:`PROBE_MEMORY_LIMIT_BYTES`; the API uses it on untrusted uploads);
 
 from __future__ import annotations
 
-import argparse
-import json
-import resource
-import signal
-import subprocess
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from lipsync.errors import (
     AudioEmpty,
     CorruptMedia,
-    LipsyncError,
     TooLarge,
     UnsupportedMedia,
 )
+
+# Re-exported: the probe's results and its bounded child are part of this module's API.
+from lipsync.media.info import AudioInfo, MediaInfo, VideoInfo  # noqa: E402
+from lipsync.media.probe_child import (  # noqa: E402
+    PROBE_MEMORY_LIMIT_BYTES,
+    ProbeKind,
+    probe_bounded,
+    probe_command,
+)
 from lipsync.options import MediaLimits
 
-ProbeKind = Literal["video", "audio", "any"]
+__all__ = [
+    "PROBE_MEMORY_LIMIT_BYTES",
+    "AudioInfo",
+    "MediaInfo",
+    "ProbeKind",
+    "VideoInfo",
+    "media_reason",
+    "open_options",
+    "probe",
+    "probe_bounded",
+    "probe_command",
+]
 
-# Address space (RLIMIT_AS) of the probe child, Python and FFmpeg's libraries included.
-# Sized from measurement (docs/RELIABILITY.md, "Probe memory bound";
-# ``python -m benchmarks.probe_bombs``): the child starts at about 125 MiB of address space
-# and a legitimate 4096x4096 file, the largest MediaLimits admits, peaks at 342 MiB
-# (4:4:4 12-bit HEVC; 274 MiB resident); the limit leaves ~300 MiB above that. Hostile
-# headers are refused from the headers well below it (~130 MiB resident); whatever still
-# runs into it fails with ``too_large`` (or ``corrupt_media`` where FFmpeg reports it so).
-PROBE_MEMORY_LIMIT_BYTES = 640 * 1024**2
 
 # Demuxers we accept. Anything else (hls, concat, sdp, rtsp, tee, data, ...) is refused.
 ALLOWED_DEMUXERS: tuple[str, ...] = (
@@ -155,51 +160,6 @@ def _open_bounded(path: Path, limits: MediaLimits) -> Any:
         av.logging.set_level(level)
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    codec: str
-    width: int  # as displayed (rotation applied)
-    height: int
-    fps: float
-    fps_num: int
-    fps_den: int
-    frames: int  # from the header; 0 when unknown
-    rotation: int  # degrees, as stored in the display matrix
-
-
-@dataclass(frozen=True)
-class AudioInfo:
-    codec: str
-    sample_rate: int
-    channels: int
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    path: str
-    format_name: str
-    duration_s: float
-    is_image: bool
-    video: VideoInfo | None
-    audio: AudioInfo | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MediaInfo:
-        video = VideoInfo(**data["video"]) if data.get("video") else None
-        audio = AudioInfo(**data["audio"]) if data.get("audio") else None
-        return cls(
-            path=data["path"],
-            format_name=data["format_name"],
-            duration_s=float(data["duration_s"]),
-            is_image=bool(data["is_image"]),
-            video=video,
-            audio=audio,
-        )
-
-
 def _rate(stream: Any) -> Fraction | None:
     for attr in ("average_rate", "guessed_rate", "base_rate"):
         rate = getattr(stream, attr, None)
@@ -252,17 +212,9 @@ def _check_limits(info: MediaInfo, limits: MediaLimits) -> None:
 
 def probe(path: Path, limits: MediaLimits | None = None, kind: ProbeKind = "any") -> MediaInfo:
     """Inspect ``path`` and check it against ``limits``; raise a LipsyncError if refused."""
-    import av
-
     limits = limits or MediaLimits()
     path = Path(path)
-    if not path.is_file():
-        raise UnsupportedMedia(f"{path.name}: not a file")
-    size = path.stat().st_size
-    if size == 0:
-        raise UnsupportedMedia(f"{path.name}: the file is empty")
-    if size > limits.max_file_bytes:
-        raise TooLarge(f"{path.name}: {size} bytes; the limit is {limits.max_file_bytes}")
+    _check_file(path, limits)
     container = _open_bounded(path, limits)
     with container:
         fmt = container.format.name
@@ -277,41 +229,8 @@ def probe(path: Path, limits: MediaLimits | None = None, kind: ProbeKind = "any"
         is_image = fmt in IMAGE_DEMUXERS
         vstreams = [s for s in container.streams.video if s.codec_context is not None]
         astreams = [s for s in container.streams.audio if s.codec_context is not None]
-        video = audio = None
-        if vstreams:
-            vs = vstreams[0]
-            cc = vs.codec_context
-            # The decoder's name or the codec's (libdav1d decodes av1)
-            canonical = getattr(cc.codec, "canonical_name", cc.name)
-            if cc.name not in ALLOWED_VIDEO_CODECS and canonical not in ALLOWED_VIDEO_CODECS:
-                raise UnsupportedMedia(f"{path.name}: video codec {cc.name!r} is not accepted")
-            rate = _rate(vs) or Fraction(25)
-            width, height = int(cc.width or 0), int(cc.height or 0)
-            if is_image and (width <= 0 or height <= 0):
-                # FFmpeg leaves the size at 0 when it refuses to allocate a huge image;
-                # read what the header claims so the refusal says why.
-                width, height = _image_header_size(path)
-            video = VideoInfo(
-                codec=cc.name,
-                width=width,
-                height=height,
-                fps=float(rate),
-                fps_num=rate.numerator,
-                fps_den=rate.denominator,
-                frames=int(vs.frames or 0),
-                rotation=0,
-            )
-        if astreams:
-            acc = astreams[0].codec_context
-            if acc.name not in ALLOWED_AUDIO_CODECS:
-                raise UnsupportedMedia(f"{path.name}: audio codec {acc.name!r} is not accepted")
-            audio = AudioInfo(
-                codec=acc.name,
-                sample_rate=int(acc.sample_rate or 0),
-                channels=int(acc.channels or 0),
-            )
-            if audio.sample_rate <= 0 or audio.sample_rate > 384_000:
-                raise CorruptMedia(f"{path.name}: audio sample rate {audio.sample_rate} Hz")
+        video = _video_info(path, vstreams[0], is_image) if vstreams else None
+        audio = _audio_info(path, astreams[0]) if astreams else None
         info = MediaInfo(
             path=str(path),
             format_name=fmt,
@@ -320,160 +239,106 @@ def probe(path: Path, limits: MediaLimits | None = None, kind: ProbeKind = "any"
             video=video,
             audio=audio,
         )
-        if kind == "video" and video is None:
-            raise UnsupportedMedia(f"{path.name}: no video or image in the file")
-        if kind == "audio" and audio is None:
-            raise AudioEmpty(f"{path.name}: no audio stream in the file")
-        if video is None and audio is None:
-            raise UnsupportedMedia(f"{path.name}: no audio or video stream")
+        _check_kind(path, info, kind)
         _check_limits(info, limits)
         # Decode one frame of what we will use, to prove the data is real.
         want = vstreams[0] if (kind != "audio" and video is not None) else astreams[0]
-        want.codec_context.thread_count = 1  # one frame: threads would only add buffers
-        want.codec_context.options = {"max_pixels": str(max_pixels(limits))}
-        rotation = 0
-        try:
-            got = False
-            for frame in container.decode(want):
-                if want.type == "video":
-                    rotation = int(getattr(frame, "rotation", 0) or 0)
-                got = True
-                break
-        except MemoryError as exc:  # FFmpeg's ENOMEM, or Python's, under the child's limit
-            raise TooLarge(
-                f"{path.name}: decoding a frame needs more memory than the probe allows"
-            ) from exc
-        except (av.error.FFmpegError, ValueError) as exc:
-            raise CorruptMedia(
-                f"{path.name}: the data cannot be decoded ({media_reason(exc)})"
-            ) from exc
-        if not got:
-            raise CorruptMedia(f"{path.name}: no decodable {want.type} frame")
-    if video is not None and rotation % 180 != 0:
-        video = VideoInfo(
-            **{**asdict(video), "width": video.height, "height": video.width, "rotation": rotation}
-        )
-        info = MediaInfo(**{**asdict(info), "video": video, "audio": audio})
-    elif video is not None and rotation:
-        video = VideoInfo(**{**asdict(video), "rotation": rotation})
-        info = MediaInfo(**{**asdict(info), "video": video, "audio": audio})
-    return info
+        rotation = _first_frame_rotation(path, container, want, limits)
+    return _rotated(info, rotation)
 
 
-def probe_command(
-    path: Path,
-    limits: MediaLimits | None = None,
-    kind: ProbeKind = "any",
-    memory_limit_bytes: int | None = PROBE_MEMORY_LIMIT_BYTES,
-) -> list[str]:
-    """The command line of the probe child (``python -m lipsync.media.probe ...``)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "lipsync.media.probe",
-        str(path),
-        "--kind",
-        kind,
-        "--limits",
-        json.dumps(asdict(limits or MediaLimits())),
-    ]
-    if memory_limit_bytes is not None:
-        cmd += ["--memory-limit", str(memory_limit_bytes)]
-    return cmd
+def _check_file(path: Path, limits: MediaLimits) -> None:
+    if not path.is_file():
+        raise UnsupportedMedia(f"{path.name}: not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise UnsupportedMedia(f"{path.name}: the file is empty")
+    if size > limits.max_file_bytes:
+        raise TooLarge(f"{path.name}: {size} bytes; the limit is {limits.max_file_bytes}")
 
 
-def probe_bounded(
-    path: Path,
-    limits: MediaLimits | None = None,
-    kind: ProbeKind = "any",
-    timeout_s: float | None = None,
-    memory_limit_bytes: int | None = PROBE_MEMORY_LIMIT_BYTES,
-) -> MediaInfo:
-    """:func:`probe` in a child process, killed after ``timeout_s`` (default: the limit's),
-    whose address space is capped at ``memory_limit_bytes`` (None: no cap).
-
-    A child that ran out of memory answers ``too_large``; one that died without an answer
-    (a crash, or killed by the memory limit) ``corrupt_media`` or ``too_large``; one that
-    ran out of time ``unsupported_media``: never an unexplained failure.
-    """
-    limits = limits or MediaLimits()
-    timeout = timeout_s if timeout_s is not None else limits.probe_timeout_s
-    cmd = probe_command(path, limits, kind, memory_limit_bytes)
-    name = Path(path).name
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False, text=True)
-    except subprocess.TimeoutExpired as exc:
-        raise UnsupportedMedia(f"{name}: probing took longer than {timeout:g} s") from exc
-    try:
-        data = json.loads(proc.stdout)
-    except json.JSONDecodeError as exc:
-        if _ran_out_of_memory(proc.stderr):
-            raise TooLarge(f"{name}: probing needs more memory than the probe allows") from exc
-        raise CorruptMedia(f"{name}: the media probe failed{_how_it_ended(proc)}") from exc
-    if proc.returncode == 0 and "info" in data:
-        return MediaInfo.from_dict(data["info"])
-    err = data.get("error", {})
-    raise _error_from_code(err.get("code", "corrupt_media"), err.get("message", "probe failed"))
-
-
-def _ran_out_of_memory(stderr: str) -> bool:
-    """Whether a child that gave no answer said it ran out of memory (Python's
-    ``MemoryError``, C's ENOMEM text, C++'s ``bad_alloc``)."""
-    return any(mark in stderr for mark in ("MemoryError", "Cannot allocate memory", "bad_alloc"))
-
-
-def _how_it_ended(proc: subprocess.CompletedProcess[str]) -> str:
-    if proc.returncode < 0:
-        try:
-            return f" (it ended with {signal.Signals(-proc.returncode).name})"
-        except ValueError:
-            return f" (it ended with signal {-proc.returncode})"
-    return f" (exit status {proc.returncode})" if proc.returncode else ""
-
-
-def _error_from_code(code: str, message: str) -> LipsyncError:
-    for cls in (UnsupportedMedia, CorruptMedia, TooLarge, AudioEmpty):
-        if cls.code == code:
-            return cls(message)
-    return CorruptMedia(message)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lipsync.media.probe")
-    parser.add_argument("path", type=Path)
-    parser.add_argument("--kind", choices=("video", "audio", "any"), default="any")
-    parser.add_argument("--limits", default="{}", help="MediaLimits fields as JSON")
-    parser.add_argument(
-        "--memory-limit", type=int, default=None, help="address-space limit (RLIMIT_AS), bytes"
+def _video_info(path: Path, vs: Any, is_image: bool) -> VideoInfo:
+    cc = vs.codec_context
+    # The decoder's name or the codec's (libdav1d decodes av1)
+    canonical = getattr(cc.codec, "canonical_name", cc.name)
+    if cc.name not in ALLOWED_VIDEO_CODECS and canonical not in ALLOWED_VIDEO_CODECS:
+        raise UnsupportedMedia(f"{path.name}: video codec {cc.name!r} is not accepted")
+    rate = _rate(vs) or Fraction(25)
+    width, height = int(cc.width or 0), int(cc.height or 0)
+    if is_image and (width <= 0 or height <= 0):
+        # FFmpeg leaves the size at 0 when it refuses to allocate a huge image;
+        # read what the header claims so the refusal says why.
+        width, height = _image_header_size(path)
+    return VideoInfo(
+        codec=cc.name,
+        width=width,
+        height=height,
+        fps=float(rate),
+        fps_num=rate.numerator,
+        fps_den=rate.denominator,
+        frames=int(vs.frames or 0),
+        rotation=0,
     )
-    args = parser.parse_args(argv)
-    if args.memory_limit:
-        resource.setrlimit(resource.RLIMIT_AS, (args.memory_limit, args.memory_limit))
+
+
+def _audio_info(path: Path, stream: Any) -> AudioInfo:
+    acc = stream.codec_context
+    if acc.name not in ALLOWED_AUDIO_CODECS:
+        raise UnsupportedMedia(f"{path.name}: audio codec {acc.name!r} is not accepted")
+    audio = AudioInfo(
+        codec=acc.name,
+        sample_rate=int(acc.sample_rate or 0),
+        channels=int(acc.channels or 0),
+    )
+    if audio.sample_rate <= 0 or audio.sample_rate > 384_000:
+        raise CorruptMedia(f"{path.name}: audio sample rate {audio.sample_rate} Hz")
+    return audio
+
+
+def _check_kind(path: Path, info: MediaInfo, kind: ProbeKind) -> None:
+    if kind == "video" and info.video is None:
+        raise UnsupportedMedia(f"{path.name}: no video or image in the file")
+    if kind == "audio" and info.audio is None:
+        raise AudioEmpty(f"{path.name}: no audio stream in the file")
+    if info.video is None and info.audio is None:
+        raise UnsupportedMedia(f"{path.name}: no audio or video stream")
+
+
+def _first_frame_rotation(path: Path, container: Any, want: Any, limits: MediaLimits) -> int:
+    """Decode one frame of ``want`` (single-threaded, pixel-capped) to prove the data is
+    real; the frame's display rotation in degrees."""
+    import av
+
+    want.codec_context.thread_count = 1  # one frame: threads would only add buffers
+    want.codec_context.options = {"max_pixels": str(max_pixels(limits))}
     try:
-        limits = MediaLimits(**json.loads(args.limits))
-        info = probe(args.path, limits, args.kind)
-    except LipsyncError as exc:
-        print(json.dumps({"error": exc.to_dict()}))
-        return 2
-    except MemoryError:  # the address-space limit, met outside the places that expect it
-        message = f"{args.path.name}: probing needs more memory than the probe allows"
-        print(json.dumps({"error": {"code": "too_large", "message": message}}))
-        return 2
-    except Exception as exc:  # a crash inside the demuxer must still answer in JSON
-        print(
-            json.dumps(
-                {
-                    "error": {
-                        "code": "corrupt_media",
-                        "message": f"probe failed: {media_reason(exc)}",
-                    }
-                }
-            )
-        )
-        return 2
-    print(json.dumps({"info": info.to_dict()}))
-    return 0
+        for frame in container.decode(want):
+            return int(getattr(frame, "rotation", 0) or 0) if want.type == "video" else 0
+    except MemoryError as exc:  # FFmpeg's ENOMEM, or Python's, under the child's limit
+        raise TooLarge(
+            f"{path.name}: decoding a frame needs more memory than the probe allows"
+        ) from exc
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise CorruptMedia(
+            f"{path.name}: the data cannot be decoded ({media_reason(exc)})"
+        ) from exc
+    raise CorruptMedia(f"{path.name}: no decodable {want.type} frame")
+
+
+def _rotated(info: MediaInfo, rotation: int) -> MediaInfo:
+    """``info`` with the video's rotation applied (width and height swapped for 90/270)."""
+    video = info.video
+    if video is None or not rotation:
+        return info
+    if rotation % 180 != 0:
+        turned = {"width": video.height, "height": video.width, "rotation": rotation}
+        video = VideoInfo(**{**asdict(video), **turned})
+    else:
+        video = VideoInfo(**{**asdict(video), "rotation": rotation})
+    return MediaInfo(**{**asdict(info), "video": video, "audio": info.audio})
 
 
 if __name__ == "__main__":
+    from lipsync.media.probe_child import main
+
     raise SystemExit(main())
