@@ -1,4 +1,5 @@
-"""The ``lipsync`` command line: ``run``, ``models``, ``probe``, ``evaluate``.
+"""The ``lipsync`` command line: ``run``, ``models``, ``probe``, ``evaluate``, and
+``remote run`` (the same job on a running service, through :mod:`lipsync.client`).
 
 Argument parsing happens only in :func:`main`; importing this module does nothing.
 """
@@ -8,14 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from lipsync.errors import InvalidOption, LipsyncError
-from lipsync.options import MediaLimits, OptionSpec, RunOptions, option_specs
+from lipsync.options import MediaLimits, OptionSpec, RunOptions, option_specs, public_specs
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERNAL = 1
@@ -70,13 +72,15 @@ def _metavar(spec: OptionSpec) -> str:
     return "{" + ",".join(choices) + "}" if choices else spec.kind.upper()
 
 
-def add_option_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per declared job option (:func:`lipsync.options.option_specs`).
+def add_option_arguments(
+    parser: argparse.ArgumentParser, specs: Iterable[OptionSpec] | None = None
+) -> None:
+    """One flag per declared job option (:func:`lipsync.options.option_specs`, or ``specs``).
 
     Flags not given are left out of the namespace, so :class:`RunOptions` keeps its defaults.
     """
     groups: dict[str, Any] = {}
-    for spec in option_specs():
+    for spec in option_specs() if specs is None else specs:
         if not spec.meta.cli:
             continue
         target: Any = parser
@@ -151,7 +155,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--models-dir", type=Path, help="where syncnet_v2.model is looked for (default ./models)"
     )
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_remote(sub)
     return parser
+
+
+def _add_remote(sub: Any) -> None:
+    remote = sub.add_parser("remote", help="use a running lip-sync service over HTTP")
+    remote_sub = remote.add_subparsers(dest="remote_command", required=True)
+    rr = remote_sub.add_parser(
+        "run",
+        help="push a job to a service, wait for it and download the result",
+        description="Push a job to a running service (lipsync.client), show its progress, "
+        "wait and download the MP4. Needs the client extra (httpx).",
+    )
+    rr.add_argument("--server", required=True, help="the service's URL, e.g. http://host:8000")
+    rr.add_argument("--api-key", help="X-API-Key (default: $LIPSYNC_API_KEY)")
+    video = rr.add_mutually_exclusive_group(required=True)
+    video.add_argument("--video", type=Path, help="face video or still image to upload")
+    video.add_argument("--video-url", help="or an http(s) URL the service fetches it from")
+    audio = rr.add_mutually_exclusive_group(required=True)
+    audio.add_argument("--audio", type=Path, help="speech (audio or video file) to upload")
+    audio.add_argument("--audio-url", help="or an http(s) URL the service fetches it from")
+    rr.add_argument("--output", "-o", type=Path, required=True, help="output .mp4")
+    add_option_arguments(rr, public_specs())
+    rr.add_argument("--idempotency-key", help="Idempotency-Key header: a retried push is one job")
+    rr.add_argument(
+        "--timeout", type=float, help="give up waiting after this many seconds (job goes on)"
+    )
+    rr.add_argument("--json", action="store_true", help="print the final status as JSON")
+    rr.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 class ProgressBar:
@@ -243,6 +275,48 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_remote(args: argparse.Namespace) -> int:
+    from lipsync.client import Client
+
+    options = {s.name: getattr(args, s.name) for s in public_specs() if hasattr(args, s.name)}
+    api_key = args.api_key or os.environ.get("LIPSYNC_API_KEY") or None
+    bar = ProgressBar(sys.stderr, enabled=not args.no_progress and not args.json)
+    with Client(args.server, api_key=api_key) as client:
+        job = client.submit(
+            video=args.video,
+            audio=args.audio,
+            video_url=args.video_url,
+            audio_url=args.audio_url,
+            idempotency_key=args.idempotency_key,
+            **options,
+        )
+        try:
+            status = job.wait(progress=bar, timeout=args.timeout)
+        except KeyboardInterrupt:
+            _cancel_quietly(job)
+            raise
+        finally:
+            bar.done()
+        job.download(args.output)
+    if args.json:
+        print(json.dumps({**status.raw, "output": str(args.output)}, indent=2))
+    else:
+        print(f"wrote {args.output} (task {job.task_id})")
+        result = status.result or {}
+        if "frames" in result:
+            print(f"  {result['frames']} frames, {float(result.get('duration_s', 0)):.2f} s")
+    return 0
+
+
+def _cancel_quietly(job: Any) -> None:
+    """Ctrl-C while waiting: the job is not wanted any more."""
+    try:
+        job.cancel()
+        print(f"canceled job {job.task_id}", file=sys.stderr)
+    except Exception as exc:
+        print(f"could not cancel job {job.task_id}: {exc}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -255,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models": _cmd_models,
         "probe": _cmd_probe,
         "evaluate": _cmd_evaluate,
+        "remote": _cmd_remote,
     }
     try:
         return handlers[args.command](args)
