@@ -96,3 +96,49 @@ def test_probe_and_models_commands(portrait_png: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0 and json.loads(proc.stdout)["video"]["width"] == 512
     models = _run("models", "--models-dir", str(tmp_path))
     assert models.returncode == 0 and "wav2lip_gan.pth" in models.stdout
+
+
+def _remote_args(tmp_path: Path, server: str, *extra: str) -> list[str]:
+    video, audio = tmp_path / "face.png", tmp_path / "speech.wav"
+    video.write_bytes(b"not looked at before the push")
+    audio.write_bytes(b"not looked at before the push")
+    files = ["--video", str(video), "--audio", str(audio), "-o", str(tmp_path / "out.mp4")]
+    return ["remote", "run", "--server", server, *files, *extra]
+
+
+def test_remote_run_offers_only_push_options(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # listening, never accepting: any connection would stay
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(4)
+        sock.setblocking(False)
+        server = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        # not a push option: argparse refuses it
+        proc = _run(*_remote_args(tmp_path, server, "--crf", "20"))
+        assert proc.returncode == 2 and "unrecognized arguments: --crf" in proc.stderr
+        # fine for a local run, refused for a push: the client checks before sending
+        proc = _run(*_remote_args(tmp_path, server, "--enhancer", "onnx:../x.onnx"))
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error [invalid_option]: enhancer"), proc.stderr
+        proc = _run(*_remote_args(tmp_path, server, "--max-size", "10"))
+        assert proc.returncode == 2 and "max_size must be between" in proc.stderr
+        try:
+            sock.accept()[0].close()
+            connected = True
+        except BlockingIOError:
+            connected = False
+        assert not connected, "nothing may be sent when an option is bad"
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_remote_run_unreachable_server_exits_2(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        proc = _run(*_remote_args(tmp_path, f"http://127.0.0.1:{port}"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error [unreachable]: "), proc.stderr
+    assert "Traceback" not in proc.stderr
