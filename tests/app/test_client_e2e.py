@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -231,3 +233,39 @@ def test_remote_run_cli_errors(stack: Any, media: dict[str, Path], tmp_path: Pat
 
     proc = _remote_run(stack, media, out, key=None)  # no key anywhere
     assert proc.returncode == 2 and "error [unauthorized]" in proc.stderr, proc.stderr
+
+
+def test_remote_run_cli_progress_bar_on_a_terminal(
+    stack: Any, media: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "tty.mp4"
+    master, slave = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the other end is closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    env = {**os.environ, "LIPSYNC_API_KEY": KEY_A}
+    args = ["remote", "run", "--server", stack.base_url, "--video", str(media["astronaut"])]
+    args += ["--audio", str(media["speech"]), "-o", str(out)]
+    try:
+        proc = subprocess.run(
+            [*LIPSYNC, *args], stdout=subprocess.PIPE, stderr=slave, timeout=400, env=env
+        )
+    finally:
+        os.close(slave)
+    reader.join(10)
+    os.close(master)
+    bar = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, f"{bar}\n{stack.logs()}"
+    assert "[" + "#" * 30 + "] 100%" in bar, bar
+    assert _decode(out)[0] > 10
