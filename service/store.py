@@ -96,6 +96,7 @@ class JobStore:
         self._renew = client.register_script(lua.RENEW)
         self._break = client.register_script(lua.BREAK)
         self._requeue = client.register_script(lua.REQUEUE)
+        self._hand_back = client.register_script(lua.HAND_BACK)
 
     @classmethod
     def from_url(
@@ -143,6 +144,9 @@ class JobStore:
 
     def idem_key(self, owner: str, key: str) -> str:
         return f"{self.prefix}:idem:{owner}:{key}"
+
+    def drain_key(self, worker: str) -> str:
+        return f"{self.prefix}:draining:{worker}"
 
     # API side ------------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -317,6 +321,44 @@ class JobStore:
         pipe.zrem(self.queued_key, job_id)
         pipe.zrem(self.running_key, job_id)
         pipe.execute()
+
+    # an operator's stop ----------------------------------------------------------------------
+    def set_draining(self, worker: str, ttl_s: float) -> None:
+        """Mark worker node ``worker`` as stopping: its running jobs hand themselves back."""
+        self.r.set(self.drain_key(worker), "1", px=max(1, int(ttl_s * 1000)))
+
+    def clear_draining(self, worker: str) -> None:
+        self.r.delete(self.drain_key(worker))
+
+    def is_draining(self, worker: str) -> bool:
+        return bool(worker) and bool(self.r.exists(self.drain_key(worker)))
+
+    def stop_requested(self, job_id: str, worker: str = "") -> tuple[bool, bool]:
+        """(cancel requested, ``worker`` draining) in one round trip."""
+        if not worker:
+            return self.cancel_requested(job_id), False
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hget(self.job_key(job_id), "cancel")
+        pipe.exists(self.drain_key(worker))
+        cancel, draining = pipe.execute()
+        return cancel == "1", bool(draining)
+
+    def hand_back(self, job_id: str, holder: str) -> str | None:
+        """A running job goes back to ``queued`` with its attempt given back (the worker
+        running it is being stopped). Returns ``handed_back``, ``canceled`` (a terminate came
+        meanwhile), ``busy`` (another runner holds its lease), another state (nothing done)
+        or None (no such job)."""
+        out = self._hand_back(
+            keys=[
+                self.job_key(job_id),
+                self.queued_key,
+                self.running_key,
+                self.finished_key,
+                self.lease_key(job_id),
+            ],
+            args=[job_id, repr(_now()), self.ttl_s, holder],
+        )
+        return str(out) if out else None
 
     def fail_stale(self, job_id: str, code: str, message: str) -> bool:
         return self.finish(

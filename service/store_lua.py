@@ -116,3 +116,70 @@ if new < old then new = old end
 redis.call('HSET', KEYS[1], 'stage', ARGV[1], 'progress', tostring(new))
 return 1
 """
+
+# KEYS: job, queued, running, finished-stats, lease; ARGV: job id, now, ttl, lease holder.
+# An operator's stop (the worker drains): the running job goes back to 'queued' as if it had
+# never started, its attempt given back (a stop is not a failure). Only the runner holding
+# the lease may hand it back; canceled instead if a terminate came meanwhile. Idempotent: a
+# job no longer running is left as it is and its state is returned.
+HAND_BACK = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return false end
+if state ~= 'running' then return state end
+local holder = redis.call('GET', KEYS[5])
+if holder and holder ~= ARGV[4] then return 'busy' end
+redis.call('DEL', KEYS[5])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('HGET', KEYS[1], 'cancel') == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'canceled', 'finished_at', ARGV[2], 'stage', 'canceled')
+  redis.call('HINCRBY', KEYS[4], 'canceled', 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 'canceled'
+end
+if redis.call('HINCRBY', KEYS[1], 'attempts', -1) < 0 then
+  redis.call('HSET', KEYS[1], 'attempts', '0')
+end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'stage', 'queued', 'progress', '0')
+redis.call('HDEL', KEYS[1], 'started_at', 'worker')
+local created = tonumber(redis.call('HGET', KEYS[1], 'created_at') or '') or tonumber(ARGV[2])
+redis.call('ZADD', KEYS[2], created, ARGV[1])
+return 'handed_back'
+"""
+
+# The broker's own keys (kombu's Redis transport keeps each delivered, not yet acknowledged
+# message in a hash ``unacked`` {delivery tag: [message, exchange, routing key]} and its
+# delivery time in the zset ``unacked_index``).
+# KEYS: unacked hash; ARGV: task id. The delivery tags of that task's unacked messages.
+UNACKED_TAGS = """
+local tags = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local ok, entry = pcall(cjson.decode, all[i + 1])
+  if ok and type(entry) == 'table' and type(entry[1]) == 'table' then
+    local msg = entry[1]
+    local id = type(msg.headers) == 'table' and msg.headers.id or nil
+    if id == nil and type(msg.properties) == 'table' then id = msg.properties.correlation_id end
+    if id == ARGV[1] then table.insert(tags, all[i]) end
+  end
+end
+return tags
+"""
+
+# KEYS: unacked hash, unacked index, queue list; ARGV: tag to put back ('' for none), the
+# message to push for it, then tags to drop. Puts one unacked message back at the head of
+# its queue (the next one a worker takes; kombu pops from the right) and forgets the others,
+# all at once. Returns 1 if the message was put back (0: its tag was gone, e.g. acked).
+UNACKED_RESTORE = """
+local restored = 0
+if ARGV[1] ~= '' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('RPUSH', KEYS[3], ARGV[2])
+  restored = 1
+end
+for i = 3, #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+end
+return restored
+"""

@@ -11,7 +11,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ from service.options import build_run_options
 from service.settings import Settings
 from service.store import JobRecord, JobState, JobStore
 from worker.lease import LEASE_S, LeaseKeeper, holder_is_dead, lease_holder, retrying
-from worker.progress import CancelFlag, ProgressReporter
+from worker.progress import CancelFlag, Drained, ProgressReporter
 from worker.quality import EVALUATE_SHARE, measure_quality
 
 if TYPE_CHECKING:
@@ -86,13 +86,29 @@ def _result_payload(job_id: str, result: Result) -> dict[str, Any]:
     }
 
 
-def run_job(job_id: str, settings: Settings, store: JobStore, worker: str = "") -> str:
+def run_job(
+    job_id: str,
+    settings: Settings,
+    store: JobStore,
+    worker: str = "",
+    requeue: Callable[[str], object] | None = None,
+) -> str:
     """Run one job to an end state; returns what happened (``succeeded``, ``canceled``...).
 
     Safe on redelivery: a finished or canceled job is not run again, and a re-run after a
     crash starts from a clean work dir and replaces the result atomically.
+
+    When worker node ``worker`` is being stopped (its drain mark in Redis, set by
+    :mod:`worker.tasks` at shutdown), the job is not started, or stops at the pipeline's
+    next check and goes back to ``queued`` with its attempt given back; ``requeue(job_id)``
+    then puts its message back on the queue (returns ``handed_back``).
     """
     holder = lease_holder()
+    if store.is_draining(worker):  # delivered while this worker stops: leave it to the next
+        log.info("job %s not started: worker %s is stopping", job_id, worker)
+        if requeue is not None:
+            requeue(job_id)
+        return "handed_back"
 
     def claim() -> str:
         return retrying(
@@ -114,14 +130,20 @@ def run_job(job_id: str, settings: Settings, store: JobStore, worker: str = "") 
     if record is None:  # expired between claim and read
         remove_job_files(settings, job_id)
         return "missing"
-    return _execute(record, settings, store, holder)
+    return _execute(record, settings, store, holder, worker, requeue)
 
 
 def _render(
-    record: JobRecord, settings: Settings, store: JobStore, holder: str, partial: Path
+    record: JobRecord,
+    settings: Settings,
+    store: JobStore,
+    holder: str,
+    partial: Path,
+    worker: str = "",
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Run the pipeline (and the evaluation) into ``partial``; the result payload and the
-    seconds per stage. Raises what the pipeline raises."""
+    seconds per stage. Raises what the pipeline raises, and :class:`Drained` when the
+    worker is being stopped."""
     import lipsync
     from lipsync.errors import Canceled
 
@@ -130,18 +152,23 @@ def _render(
     progress = ProgressReporter(
         store, job_id, scale=EVALUATE_SHARE if settings.evaluate_results else 1.0
     )
-    cancel = CancelFlag(store, job_id)
+    cancel = CancelFlag(store, job_id, worker=worker)
     video, audio = settings.data_dir / record.video, settings.data_dir / record.audio
     with LeaseKeeper(store, job_id, holder), job_tempdir(partial.parent / "tmp"):
-        result = lipsync.run(
-            video,
-            audio,
-            partial,
-            options,
-            progress=progress,
-            should_cancel=cancel,
-            engines=engine_cache(),
-        )
+        try:
+            result = lipsync.run(
+                video,
+                audio,
+                partial,
+                options,
+                progress=progress,
+                should_cancel=cancel,
+                engines=engine_cache(),
+            )
+        except Canceled:
+            if cancel.draining and not cancel.cancel_requested():
+                raise Drained(f"worker {worker} is stopping") from None
+            raise
         if not partial.is_file() or partial.stat().st_size == 0:
             raise RuntimeError("the pipeline reported success but wrote no output")
         payload = _result_payload(job_id, result)
@@ -150,16 +177,18 @@ def _render(
             progress("evaluate", EVALUATE_SHARE)
             payload.update(measure_quality(partial, audio, settings, video))
     # The pipeline checks between batches; a cancel that came after its last check (in
-    # the evaluation, say) is honoured here, before the result is published.
-    if cancel():
+    # the evaluation, say) is honoured here, before the result is published. A stop that
+    # came that late is not: the finished result is published.
+    if cancel.cancel_requested():
         raise Canceled("the job was canceled")
     return payload, dict(result.timings)
 
 
 def _outcome(
-    record: JobRecord, settings: Settings, store: JobStore, holder: str
+    record: JobRecord, settings: Settings, store: JobStore, holder: str, worker: str = ""
 ) -> tuple[JobState, dict[str, Any], dict[str, float]]:
-    """Run the job; its end state, the fields to publish with it, and its stage timings."""
+    """Run the job; its end state, the fields to publish with it, and its stage timings
+    (``queued``: the worker is being stopped, the job goes back to the queue)."""
     from celery.exceptions import SoftTimeLimitExceeded
 
     from lipsync.errors import Canceled, LipsyncError
@@ -168,11 +197,13 @@ def _outcome(
     partial = paths.work / f"{record.id}.part.mp4"
     fields: dict[str, Any] = {"stage": "failed"}
     try:
-        payload, timings = _render(record, settings, store, holder, partial)
+        payload, timings = _render(record, settings, store, holder, partial, worker)
         os.replace(partial, paths.result)  # atomic: same volume, never a half file
         return "succeeded", {"progress": "1.0", "stage": "done", "result": payload}, timings
     except Canceled:
         return "canceled", {"stage": "canceled"}, {}
+    except Drained:
+        return "queued", {}, {}
     except LipsyncError as exc:
         fields["error"] = {"code": exc.code, "message": public_message(exc.message, settings)}
     except SoftTimeLimitExceeded:
@@ -187,13 +218,44 @@ def _outcome(
     return "failed", fields, {}
 
 
-def _execute(record: JobRecord, settings: Settings, store: JobStore, holder: str) -> str:
+def _hand_back(
+    job_id: str,
+    settings: Settings,
+    store: JobStore,
+    holder: str,
+    requeue: Callable[[str], object] | None,
+) -> str:
+    """The worker is stopping: the job back to ``queued`` (attempt given back), its message
+    back on the queue; the uploads stay for the next worker, the work dir goes."""
+    shutil.rmtree(job_paths(settings, job_id).work, ignore_errors=True)
+    outcome = retrying(lambda: store.hand_back(job_id, holder), f"hand-back of job {job_id}")
+    if outcome == "handed_back":
+        if requeue is not None:
+            requeue(job_id)
+        log.info("job %s handed back to the queue: its worker is stopping", job_id)
+        return "handed_back"
+    log.info("job %s not handed back: %s", job_id, outcome)
+    if outcome == "canceled":
+        remove_job_files(settings, job_id)
+    return str(outcome)
+
+
+def _execute(
+    record: JobRecord,
+    settings: Settings,
+    store: JobStore,
+    holder: str,
+    worker: str = "",
+    requeue: Callable[[str], object] | None = None,
+) -> str:
     job_id = record.id
     paths = job_paths(settings, job_id)
     shutil.rmtree(paths.work, ignore_errors=True)  # leftovers of an attempt whose worker died
     paths.work.mkdir(parents=True, exist_ok=True)
     paths.result.parent.mkdir(parents=True, exist_ok=True)
-    state, fields, timings = _outcome(record, settings, store, holder)
+    state, fields, timings = _outcome(record, settings, store, holder, worker)
+    if state == "queued":
+        return _hand_back(job_id, settings, store, holder, requeue)
     recorded = False
     try:
         retrying(lambda: store.finish(job_id, state, **fields), f"final state of job {job_id}")

@@ -35,24 +35,44 @@ class ProgressReporter:
             log.warning("progress update for %s failed", self.job_id, exc_info=True)
 
 
-class CancelFlag:
-    """``should_cancel()`` for :func:`lipsync.run`: polls the job's Redis cancel flag."""
+class Drained(Exception):
+    """The worker running the job is being stopped by its operator: the job goes back to the
+    queue (not a failure, no attempt counted)."""
 
-    def __init__(self, store: JobStore, job_id: str, min_interval_s: float = 0.2) -> None:
+
+class CancelFlag:
+    """``should_cancel()`` for :func:`lipsync.run`: polls the job's Redis cancel flag and,
+    with ``worker``, that worker's drain mark (set when an operator stops it). Either one
+    stops the pipeline at its next check; :attr:`canceled` and :attr:`draining` say which."""
+
+    def __init__(
+        self, store: JobStore, job_id: str, min_interval_s: float = 0.2, worker: str = ""
+    ) -> None:
         self.store = store
         self.job_id = job_id
+        self.worker = worker
         self.min_interval_s = min_interval_s
         self._last = 0.0
-        self._canceled = False
+        self.canceled = False
+        self.draining = False
 
     def __call__(self) -> bool:
-        if self._canceled:
+        if self.canceled or self.draining:
             return True
         now = time.monotonic()
         if now - self._last >= self.min_interval_s:
             self._last = now
             try:
-                self._canceled = self.store.cancel_requested(self.job_id)
+                self.canceled, self.draining = self.store.stop_requested(self.job_id, self.worker)
             except Exception:
                 log.warning("cancel check for %s failed", self.job_id, exc_info=True)
-        return self._canceled
+        return self.canceled or self.draining
+
+    def cancel_requested(self) -> bool:
+        """A fresh look at the cancel flag alone (the drain mark does not count)."""
+        if not self.canceled:
+            try:
+                self.canceled = self.store.cancel_requested(self.job_id)
+            except Exception:
+                log.warning("cancel check for %s failed", self.job_id, exc_info=True)
+        return self.canceled

@@ -1,18 +1,36 @@
-"""Celery tasks (thin) and worker signals: start-up checks and the liveness heartbeat."""
+"""Celery tasks (thin) and worker signals: start-up checks, the liveness heartbeat, the
+drain at an operator's stop and the pool processes' lower CPU priority.
+
+A stop (SIGTERM, Ctrl-C, ``docker stop``) starts Celery's warm shutdown, which would wait
+for the running job to finish, or be cut short by a SIGKILL that costs the job an attempt.
+Instead the main process sets this worker's drain mark in Redis as the shutdown begins; the
+job's pool process sees it at the pipeline's next check (a fraction of a second), hands the
+job back to ``queued`` with its attempt given back, puts its message back at the head of the
+queue and returns, so the worker exits within seconds and the next worker resumes the job.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 from functools import lru_cache
 from typing import Any
 
-from celery.signals import worker_init, worker_ready, worker_shutdown
+import redis
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from service.queue import QUEUE, TASK_CLEANUP, TASK_PROCESS, check_visibility, settings_of
 from service.settings import Settings
 from service.store import JobStore
+from worker.broker import BrokerMessages
 from worker.celery_app import app
 from worker.cleanup import OrphanRequeuer, run_cleanup
 from worker.jobs import run_job
@@ -20,6 +38,14 @@ from worker.jobs import run_job
 log = logging.getLogger("lipsync.worker")
 
 HEARTBEAT_INTERVAL_S = 5.0
+# How long a stopping worker's drain mark lives (its job sees it within a second; a worker
+# started again under the same name clears it at once).
+DRAIN_MARK_S = 120.0
+# The pool processes (the renders) run at this nice value, so that on a shared machine the
+# API (nice 0) answers status polls while a job renders; LIPSYNC_WORKER_NICE overrides it
+# (0 leaves the priority alone). Nice orders processes of one session and cgroup: in
+# docker-compose the containers' CPU shares decide instead.
+WORKER_NICE = 10
 
 
 @lru_cache(maxsize=1)
@@ -33,10 +59,47 @@ def _store() -> JobStore:
     return JobStore.from_url(s.redis_url, s.redis_prefix, s.result_ttl_s, s.redis_timeout_s)
 
 
+@lru_cache(maxsize=1)
+def _broker() -> BrokerMessages:
+    s = _settings()
+    return BrokerMessages.from_url(
+        s.effective_broker_url, dict(app.conf.broker_transport_options or {}), s.redis_timeout_s
+    )
+
+
+def _requeue(job_id: str) -> None:
+    """Put the job's message back at the head of the queue: its unacked copy (of this
+    worker at a stop, of a lost worker otherwise), else a new one."""
+    try:
+        if _broker().put_back(job_id):
+            return
+    except redis.RedisError:
+        log.warning("could not put back the message of %s; sending a new one", job_id,
+                    exc_info=True)  # fmt: skip
+    _send_again(job_id)
+
+
+def _drop_unacked(job_id: str) -> None:
+    """A job that has ended leaves no unacked message behind (a lost worker's copy, one
+    sent again): they are forgotten now, not when the visibility timeout passes."""
+    try:
+        record = _store().get(job_id)
+        if record is None or record.finished:
+            dropped = _broker().drop(job_id)
+            if dropped:
+                log.info("job %s: %d unacked message(s) dropped", job_id, dropped)
+    except redis.RedisError:
+        log.warning("unacked messages of %s not dropped", job_id, exc_info=True)
+
+
 @app.task(name=TASK_PROCESS, bind=True)
 def process(self: Any, job_id: str) -> str:
     """Run one lip-sync job by id (the record in Redis says everything else)."""
-    return run_job(job_id, _settings(), _store(), worker=str(self.request.hostname or ""))
+    worker = str(self.request.hostname or "")
+    outcome = run_job(job_id, _settings(), _store(), worker=worker, requeue=_requeue)
+    if outcome != "handed_back":
+        _drop_unacked(job_id)
+    return outcome
 
 
 @app.task(name=TASK_CLEANUP)
@@ -47,6 +110,17 @@ def cleanup() -> dict[str, int]:
 
 def _send_again(job_id: str) -> None:
     app.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
+
+
+def worker_nice() -> int:
+    """The nice value for the pool processes (``LIPSYNC_WORKER_NICE``, else WORKER_NICE)."""
+    raw = os.environ.get("LIPSYNC_WORKER_NICE", "").strip()
+    try:
+        value = int(raw) if raw else WORKER_NICE
+    except ValueError:
+        log.warning("LIPSYNC_WORKER_NICE=%r is not a number; using %d", raw, WORKER_NICE)
+        value = WORKER_NICE
+    return max(0, min(19, value))
 
 
 class _Heartbeat:
@@ -65,7 +139,7 @@ class _Heartbeat:
         self._thread.start()
 
     def _loop(self) -> None:
-        self._orphans = OrphanRequeuer(_settings(), _store(), _send_again)
+        self._orphans = OrphanRequeuer(_settings(), _store(), _requeue)
         while not self._stop.is_set():
             try:
                 _store().heartbeat(self.name)
@@ -94,12 +168,57 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     _settings().ensure_dirs()
 
 
+@worker_process_init.connect
+def _on_pool_process_init(**_: Any) -> None:
+    """Each pool process (and the threads and children it starts) renders at a lower CPU
+    priority than the API, which shares the machine in ``make up``."""
+    target = worker_nice()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        if target > current:
+            os.setpriority(os.PRIO_PROCESS, 0, target)
+    except OSError:
+        log.warning("could not lower the pool process's priority", exc_info=True)
+
+
 @worker_ready.connect
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     name = str(getattr(sender, "hostname", "") or f"worker@{socket.gethostname()}")
+    try:  # a mark left by an earlier worker of the same name (killed while stopping)
+        _store().clear_draining(name)
+    except redis.RedisError:
+        log.warning("could not clear the drain mark of %s", name, exc_info=True)
     _heartbeat.start(name)
+
+
+@worker_shutting_down.connect
+def _on_worker_shutting_down(sender: Any = None, **_: Any) -> None:
+    """Runs in the main process's signal handler as a stop begins: set the drain mark, so
+    the running job hands itself back instead of holding the stop up. A connection of its
+    own (the handler may interrupt the main thread anywhere)."""
+    name = str(sender or "")
+    if not name:
+        return
+    s = _settings()
+    try:
+        client = redis.Redis.from_url(
+            s.redis_url, socket_connect_timeout=s.redis_timeout_s, socket_timeout=s.redis_timeout_s
+        )
+        try:
+            JobStore(client, s.redis_prefix).set_draining(name, DRAIN_MARK_S)
+        finally:
+            client.close()
+    except redis.RedisError:
+        log.warning("could not set the drain mark of %s: the running job will finish first",
+                    name, exc_info=True)  # fmt: skip
 
 
 @worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
     _heartbeat.stop()
+    name = _heartbeat.name
+    if name:
+        try:
+            _store().clear_draining(name)
+        except Exception:
+            log.warning("could not clear the drain mark of %s", name, exc_info=True)

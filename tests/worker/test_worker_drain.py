@@ -1,0 +1,263 @@
+"""An operator's stop: the running job goes back to the queue without counting an attempt.
+
+Real processes: a private redis-server, real Celery workers (``service_harness``), SIGTERM
+to the worker's main process as ``docker stop`` or scripts/up.sh send it. Also: the pool
+process renders at a lower CPU priority, the hand-back script is atomic and idempotent, a
+job that ends leaves no unacked broker message behind, and the beat runs as its own process
+that a stop takes down with nothing left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from service.queue import QUEUE, TASK_PROCESS, create_celery
+from service.settings import Settings
+from service.store import JobRecord, JobStore
+from tests.app import service_harness as sh
+from tests.worker.jobkit import make_job
+from worker.broker import BrokerMessages
+
+# Broker databases of their own (other tests use 1 to 9), so queues and unacked hashes
+# hold only this module's messages.
+DB_DRAIN, DB_TIDY, DB_BEAT = 10, 11, 12
+STOP_BOUND_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def long_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 19 s of speech: a viseme render of it takes longer than a stop."""
+    text = " ".join(["This is a longer piece of speech for the drain test, it goes on."] * 4)
+    return sh.speech(tmp_path_factory.mktemp("drain") / "long.wav", text, speed=140)
+
+
+def _wait(store: JobStore, job_id: str, pred: Callable[[JobRecord], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get(job_id)
+        if job is not None and pred(job):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id}: condition not met; last {store.get(job_id)}")
+
+
+def _nice(pid: int) -> int:
+    """The nice value of a process (field 19 of /proc/<pid>/stat)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[16])
+
+
+def _settings(svc: sh.Service) -> Settings:
+    return Settings(
+        redis_url=svc.redis.url,
+        broker_url=svc.env["LIPSYNC_BROKER_URL"],
+        redis_prefix=svc.prefix,
+        data_dir=svc.data_dir,
+    )
+
+
+def _broker_keys(svc: sh.Service) -> dict[str, int]:
+    with redis.Redis.from_url(svc.env["LIPSYNC_BROKER_URL"]) as b:
+        return {
+            "unacked": int(b.hlen("unacked")),
+            "unacked_index": int(b.zcard("unacked_index")),
+            "queue": int(b.llen(QUEUE)),
+        }
+
+
+def _flush(svc: sh.Service) -> None:
+    with redis.Redis.from_url(svc.env["LIPSYNC_BROKER_URL"]) as b:
+        b.flushdb()
+
+
+def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
+    redis_server: sh.RedisServer,
+    tmp_path: Path,
+    media: dict[str, Path],
+    long_speech: Path,
+) -> None:
+    with sh.service(redis_server, tmp_path, broker_db=DB_DRAIN) as svc:
+        _flush(svc)
+        w1 = svc.start_worker("w1")
+        (pool,) = sh.pool_children(w1.proc.pid)
+        # the render runs below the API's priority; the main process is left alone
+        assert _nice(pool) == 10 and _nice(w1.proc.pid) == 0
+        settings, store = _settings(svc), svc.store()
+        producer = create_celery(settings, with_tasks=False)
+        job_id = make_job(settings, store, media["astronaut"], long_speech, {"engine": "viseme"})
+        producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
+        _wait(store, job_id, lambda j: j.state == "running" and j.progress >= 0.1, 120)
+        assert _broker_keys(svc)["unacked"] == 1  # delivered, not acked while it runs
+
+        t0 = time.monotonic()
+        w1.proc.send_signal(signal.SIGTERM)  # what docker stop and scripts/up.sh send
+        w1.proc.wait(timeout=60)
+        took = time.monotonic() - t0
+        assert took < STOP_BOUND_S, (took, sh.tail(w1.log))
+        assert w1.proc.returncode == 0
+        assert not Path(f"/proc/{pool}").exists()
+
+        job = store.get(job_id)
+        assert job is not None, sh.tail(w1.log)
+        assert (job.state, job.stage, job.attempts, job.progress) == ("queued", "queued", 0, 0)
+        assert job.started_at is None and job.worker == ""
+        assert store.active_ids() == {"queued": [job_id], "running": []}
+        assert store.lease_holder(job_id) is None
+        assert not store.is_draining(f"{svc.prefix}-w1@{socket.gethostname()}")  # cleared
+        # its message is back on the queue, nothing is left unacked
+        assert _broker_keys(svc) == {"unacked": 0, "unacked_index": 0, "queue": 1}
+        assert (settings.uploads_dir / job_id).is_dir()  # the next worker needs them
+        assert not (settings.work_dir / job_id).exists()
+        assert f"job {job_id} handed back to the queue" in w1.log.read_text()
+
+        svc.env["LIPSYNC_WORKER_NICE"] = "5"  # the priority is configurable
+        w2 = svc.start_worker("w2")
+        (pool2,) = sh.pool_children(w2.proc.pid)
+        assert _nice(pool2) == 5
+        _wait(store, job_id, lambda j: j.finished, 240)
+        job = store.get(job_id)
+        assert job is not None and job.state == "succeeded", (job, svc.logs())
+        assert job.attempts == 1  # the stop did not count
+        assert sh.job_executions(svc.worker_log(), job_id) == 1
+        assert (settings.results_dir / f"{job_id}.mp4").is_file()
+        assert _broker_keys(svc) == {"unacked": 0, "unacked_index": 0, "queue": 0}
+        producer.close()
+
+
+def test_hand_back_is_atomic_and_idempotent(store: JobStore, settings: Settings) -> None:
+    job_id = "a" * 32
+    store.create(JobRecord(id=job_id, owner="o", state="queued", created_at=100.0))
+    assert store.claim(job_id, 3, "w@h", "host:1:1", 30) == "run"
+    assert store.hand_back(job_id, "host:2:2") == "busy"  # not the lease holder's: untouched
+    assert store.get(job_id).state == "running"  # type: ignore[union-attr]
+    assert store.hand_back(job_id, "host:1:1") == "handed_back"
+    job = store.get(job_id)
+    assert job is not None and (job.state, job.attempts, job.worker) == ("queued", 0, "")
+    assert store.r.zscore(store.queued_key, job_id) == 100.0  # keeps its place in the queue
+    assert store.lease_holder(job_id) is None
+    assert store.hand_back(job_id, "host:1:1") == "queued"  # again: nothing changes
+    assert store.get(job_id).attempts == 0  # type: ignore[union-attr]
+    # a second start counts one attempt; a terminate during the run wins over the hand-back
+    assert store.claim(job_id, 3, "w@h", "host:1:1", 30) == "run"
+    assert store.request_cancel(job_id) == "canceling"
+    assert store.hand_back(job_id, "host:1:1") == "canceled"
+    assert store.get(job_id).state == "canceled"  # type: ignore[union-attr]
+    assert store.hand_back("b" * 32, "host:1:1") is None
+    # the drain mark lives for its time-to-live and is per worker
+    store.set_draining("w@h", 30)
+    assert store.is_draining("w@h") and not store.is_draining("v@h")
+    assert store.stop_requested(job_id, "w@h") == (True, True)
+    store.clear_draining("w@h")
+    assert not store.is_draining("w@h") and not store.is_draining("")
+
+
+def _unacked_entry(job_id: str, tag: str) -> str:
+    message = {
+        "body": "",
+        "headers": {"id": job_id, "task": TASK_PROCESS, "timelimit": [None, None]},
+        "properties": {"correlation_id": job_id, "delivery_tag": tag},
+    }
+    return json.dumps([message, QUEUE, QUEUE])
+
+
+def test_broker_messages_put_back_and_drop(redis_server: sh.RedisServer) -> None:
+    """The scripts on kombu's keys: one copy back at the head of the queue, the rest gone,
+    other jobs' messages untouched; the message goes back byte-for-byte but 'redelivered'."""
+    client = redis.Redis.from_url(redis_server.db_url(DB_TIDY), decode_responses=True)
+    client.flushdb()
+    msgs = BrokerMessages(client)
+    a, b = "a" * 32, "b" * 32
+    for tag, job in (("t1", a), ("t2", a), ("t3", b)):
+        client.hset("unacked", tag, _unacked_entry(job, tag))
+        client.zadd("unacked_index", {tag: time.time()})
+    client.lpush(QUEUE, "older")
+    assert sorted(msgs.tags(a)) == ["t1", "t2"] and msgs.tags(b) == ["t3"]
+    assert msgs.put_back(a)
+    assert client.hkeys("unacked") == ["t3"] and client.zrange("unacked_index", 0, -1) == ["t3"]
+    head = json.loads(client.lrange(QUEUE, -1, -1)[0])  # kombu takes from the right
+    assert head["headers"]["id"] == a and head["headers"]["redelivered"] is True
+    assert head["headers"]["timelimit"] == [None, None]
+    assert client.llen(QUEUE) == 2
+    assert not msgs.put_back(a)  # nothing left of it
+    assert msgs.drop(b) == 1 and client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+    client.flushdb()
+    client.close()
+
+
+def test_finished_job_leaves_no_unacked_message_after_its_worker_was_killed(
+    redis_server: sh.RedisServer, tmp_path: Path, media: dict[str, Path]
+) -> None:
+    """kill -9 of a worker mid-job: the orphan requeuer puts the dead worker's own message
+    back (no second copy); once the job has run, the broker holds nothing of it."""
+    with sh.service(redis_server, tmp_path, broker_db=DB_TIDY) as svc:
+        _flush(svc)
+        svc.start_worker("w1")
+        settings, store = _settings(svc), svc.store()
+        producer = create_celery(settings, with_tasks=False)
+        job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
+        producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
+        _wait(store, job_id, lambda j: j.state == "running" and j.progress >= 0.2, 120)
+        svc.kill_worker("w1")
+        assert _broker_keys(svc)["unacked"] == 1  # the dead worker's delivery
+        svc.start_worker("w2")
+        _wait(store, job_id, lambda j: j.finished, 240)
+        job = store.get(job_id)
+        assert job is not None and job.state == "succeeded" and job.attempts == 2, svc.logs()
+        deadline = time.monotonic() + 10
+        while _broker_keys(svc) != {"unacked": 0, "unacked_index": 0, "queue": 0}:
+            assert time.monotonic() < deadline, (_broker_keys(svc), svc.logs())
+            time.sleep(0.1)
+        producer.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_beat_runs_as_its_own_process_and_a_stop_leaves_nothing_behind(
+    redis_server: sh.RedisServer, tmp_path: Path
+) -> None:
+    """scripts/up.sh's way: beat (``celery beat``) is a child of its own, in its own process
+    group with the worker; SIGTERM stops both and no process of either group is left."""
+    env = sh.service_env(
+        redis_server.url,
+        tmp_path / "data",
+        LIPSYNC_REDIS_PREFIX=f"b{os.urandom(4).hex()}",
+        LIPSYNC_BROKER_URL=redis_server.db_url(DB_BEAT),
+    )
+    (tmp_path / "data").mkdir()
+    beat_log = tmp_path / "beat.log"
+    with beat_log.open("ab") as out:
+        beat = subprocess.Popen(
+            [sh.PYTHON, "-m", "celery", "-A", "worker.celery_app", "beat", "--loglevel=INFO",
+             "--schedule", str(tmp_path / "data" / "celerybeat-schedule")],
+            cwd=sh.REPO, env=env, stdout=out, stderr=subprocess.STDOUT, process_group=0,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "beat: Starting..." not in beat_log.read_text(errors="replace"):
+            assert beat.poll() is None and time.monotonic() < deadline, sh.tail(beat_log)
+            time.sleep(0.2)
+        t0 = time.monotonic()
+        beat.send_signal(signal.SIGTERM)
+        beat.wait(timeout=STOP_BOUND_S)
+        assert time.monotonic() - t0 < STOP_BOUND_S
+        deadline = time.monotonic() + 5
+        while _group_alive(beat.pid):
+            assert time.monotonic() < deadline, "a process of beat's group outlived it"
+            time.sleep(0.05)
+    finally:
+        sh.stop(beat)
