@@ -2,9 +2,15 @@
 # Bring the service up on this machine (used by `make up`; the venv .venv must exist):
 #   1. make sure Redis answers on localhost (use a running one, else start the installed
 #      redis-server, else install it when root, else say how);
-#   2. start the API (uvicorn) and one Celery worker (with the cleanup schedule) as children;
+#   2. start the API (uvicorn), one Celery worker and Celery beat (the cleanup schedule) as
+#      children, each in a process group of its own (Ctrl-C reaches only this script, which
+#      then stops them in order); their logs in data/logs/ are appended to, never truncated;
 #   3. wait for /readyz, push one real job over HTTP on the bundled sample, poll it to the end;
 #   4. print where the result is and a curl example, then stay up until Ctrl-C.
+# Stop (Ctrl-C, SIGTERM, SIGHUP): SIGTERM to the worker, beat and the API; a running job goes
+# back to the queue without counting an attempt and resumes on the next start (the worker
+# exits within seconds); SIGKILL of a whole process group only after LIPSYNC_STOP_GRACE_S
+# (default 30); then Redis, if this script started it. It says what happened.
 # Configuration: the LIPSYNC_* variables in docs/SERVICE.md; LIPSYNC_PORT (default 8000).
 set -euo pipefail
 
@@ -26,31 +32,81 @@ LOGS="$LIPSYNC_DATA_DIR/logs"
 mkdir -p "$LOGS"
 BASE="http://${HOST}:${PORT}"
 
-CHILDREN=()
+STOP_GRACE_S="${LIPSYNC_STOP_GRACE_S:-30}"
+CHILDREN=()  # pids (each leads its own process group), stopped in this order
+NAMES=()
+REDIS_PID=""  # the redis-server this script started, stopped last
+
+# spawn NAME LOG COMMAND...: run COMMAND in the background in a process group of its own
+# (a terminal's Ctrl-C reaches this script only), appending to LOG after a start line.
+spawn() {
+    local name="$1" log="$2"
+    shift 2
+    echo "===== $(date '+%Y-%m-%d %H:%M:%S') scripts/up.sh (pid $$) starts $name =====" >>"$log"
+    "$PY" -c 'import os, sys; os.setpgid(0, 0); os.execvp(sys.argv[1], sys.argv[1:])' "$@" \
+        >>"$log" 2>&1 &
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+group_alive() { kill -0 -- "-$1" 2>/dev/null; }
+now_us() { echo "${EPOCHREALTIME//[.,]/}"; }
+
+# stop_group NAME PID GRACE T0: wait (after the SIGTERM sent at T0, in µs) up to GRACE
+# seconds, SIGKILL the whole process group only as the last resort; says how it went.
+stop_group() {
+    local name="$1" pid="$2" grace="$3" t0="$4"
+    while alive "$pid" && (( $(now_us) < t0 + grace * 1000000 )); do sleep 0.1; done
+    if alive "$pid"; then
+        echo "up: $name (pid $pid) did not stop within ${grace} s: SIGKILL to its process group"
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    else
+        local tenths=$(( ($(now_us) - t0) / 100000 ))
+        echo "up: $name stopped after $((tenths / 10)).$((tenths % 10)) s"
+    fi
+    wait "$pid" 2>/dev/null || true
+    if group_alive "$pid"; then  # a pool process or a child left behind: none may outlive it
+        echo "up: processes of $name's group outlived it: SIGKILL"
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+}
+
 cleanup() {
-    trap - INT TERM EXIT
+    trap - INT TERM HUP EXIT
     echo
-    echo "up: stopping"
-    local pid
-    for pid in "${CHILDREN[@]}"; do
+    echo "up: stopping (a running job goes back to the queue and resumes on the next start)"
+    local worker_log="$LOGS/worker.log" size=0 i pid t0 back
+    if [[ -f "$worker_log" ]]; then size=$(stat -c %s "$worker_log"); fi
+    t0=$(now_us)
+    for pid in "${CHILDREN[@]}"; do  # all at once; then wait for each
         kill -TERM "$pid" 2>/dev/null || true
     done
-    # a worker in the middle of a job finishes it first (warm shutdown); give up after 20 s
-    for _ in $(seq 1 40); do
-        local alive=0
-        for pid in "${CHILDREN[@]}"; do
-            kill -0 "$pid" 2>/dev/null && alive=1
-        done
-        [[ "$alive" == 0 ]] && break
-        sleep 0.5
+    for i in "${!CHILDREN[@]}"; do
+        stop_group "${NAMES[$i]}" "${CHILDREN[$i]}" "$STOP_GRACE_S" "$t0"
     done
-    for pid in "${CHILDREN[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
+    if [[ -f "$worker_log" ]]; then
+        back=$(tail -c "+$((size + 1))" "$worker_log" | grep -c "handed back to the queue" || true)
+        if [[ "$back" != 0 ]]; then
+            echo "up: $back running job(s) handed back to the queue (no attempt counted)"
+        fi
+    fi
+    if [[ -n "$REDIS_PID" ]]; then
+        kill -TERM "$REDIS_PID" 2>/dev/null || true
+        stop_group "redis-server" "$REDIS_PID" 20 "$(now_us)"
+    fi
+    local left=0
+    for pid in "${CHILDREN[@]}" $REDIS_PID; do
+        group_alive "$pid" && left=1
     done
+    if [[ "$left" == 0 ]]; then
+        echo "up: stopped; no process left behind"
+    else
+        echo "up: some process is still running; see ps -eo pid,pgid,cmd" >&2
+    fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM  # the EXIT trap stops the children
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP  # the EXIT trap stops the children
 
 redis_ping() {
     "$PY" -c 'import os, redis, sys; sys.exit(0 if redis.Redis.from_url(os.environ["LIPSYNC_REDIS_URL"], socket_connect_timeout=1).ping() else 1)' 2>/dev/null
@@ -74,10 +130,11 @@ else
     fi
     mkdir -p "$LIPSYNC_DATA_DIR/redis"
     echo "up: starting redis-server on 127.0.0.1:$REDIS_PORT (data in $LIPSYNC_DATA_DIR/redis)"
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$LIPSYNC_DATA_DIR/redis" \
-        --appendonly yes --maxmemory-policy noeviction \
-        --logfile "$LOGS/redis.log" &
-    CHILDREN+=("$!")
+    # its own process group too: Ctrl-C must not stop Redis before the worker hands its job back
+    spawn redis-server "$LOGS/redis.log" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
+        --dir "$LIPSYNC_DATA_DIR/redis" --appendonly yes --maxmemory-policy noeviction \
+        --logfile "$LOGS/redis.log"
+    REDIS_PID="$!"
     for _ in $(seq 1 50); do
         redis_ping && break
         sleep 0.2
@@ -90,15 +147,24 @@ if "$PY" -c 'import socket, sys; s = socket.socket(); sys.exit(s.connect_ex((sys
     echo "up: port $PORT is in use; set LIPSYNC_PORT to another port" >&2
     exit 1
 fi
+# Same session as this script: the pool's lower priority (nice, worker/tasks.py) then
+# orders it behind the API. Beat is a process of its own (not the worker's -B), so that no
+# stop can leave it running without its worker.
 echo "up: starting the worker (log: $LOGS/worker.log)"
-"$PY" -m celery -A worker.celery_app worker --pool=prefork --concurrency=1 --loglevel=INFO \
-    --without-gossip --without-mingle -B \
-    --schedule "$LIPSYNC_DATA_DIR/celerybeat-schedule" >"$LOGS/worker.log" 2>&1 &
+spawn worker "$LOGS/worker.log" "$PY" -m celery -A worker.celery_app worker --pool=prefork \
+    --concurrency=1 --loglevel=INFO --without-gossip --without-mingle
 CHILDREN+=("$!")
+NAMES+=(worker)
+echo "up: starting beat, the cleanup schedule (log: $LOGS/beat.log)"
+spawn beat "$LOGS/beat.log" "$PY" -m celery -A worker.celery_app beat --loglevel=INFO \
+    --schedule "$LIPSYNC_DATA_DIR/celerybeat-schedule"
+CHILDREN+=("$!")
+NAMES+=(beat)
 echo "up: starting the API on $BASE (log: $LOGS/api.log)"
-"$PY" -m uvicorn --factory app.main:create_app --host "$HOST" --port "$PORT" \
-    >"$LOGS/api.log" 2>&1 &
+spawn api "$LOGS/api.log" "$PY" -m uvicorn --factory app.main:create_app --host "$HOST" \
+    --port "$PORT"
 CHILDREN+=("$!")
+NAMES+=(api)
 
 echo -n "up: waiting for $BASE/readyz "
 ready=0
@@ -178,11 +244,15 @@ PYEOF
 
 echo "up: API docs at $BASE/docs; logs in $LOGS. Press Ctrl-C to stop."
 while true; do
-    for pid in "${CHILDREN[@]}"; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "up: a child process ($pid) exited; see $LOGS" >&2
+    for i in "${!CHILDREN[@]}"; do
+        if ! alive "${CHILDREN[$i]}"; then
+            echo "up: the ${NAMES[$i]} (pid ${CHILDREN[$i]}) exited; see $LOGS" >&2
             exit 1
         fi
     done
+    if [[ -n "$REDIS_PID" ]] && ! alive "$REDIS_PID"; then
+        echo "up: redis-server exited; see $LOGS/redis.log" >&2
+        exit 1
+    fi
     sleep 2
 done

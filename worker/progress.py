@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from service.store import JobStore
 
 log = logging.getLogger("lipsync.worker")
@@ -31,6 +33,8 @@ class ProgressReporter:
         try:
             value = self.scale * max(0.0, min(1.0, float(fraction)))
             self.store.set_progress(self.job_id, stage, value)
+        except SoftTimeLimitExceeded:  # signalled while waiting on Redis: not a hiccup
+            raise
         except Exception:  # a progress hiccup must not fail the job
             log.warning("progress update for %s failed", self.job_id, exc_info=True)
 
@@ -64,6 +68,8 @@ class CancelFlag:
             self._last = now
             try:
                 self.canceled, self.draining = self.store.stop_requested(self.job_id, self.worker)
+            except SoftTimeLimitExceeded:  # signalled while waiting on Redis: not a hiccup
+                raise
             except Exception:
                 log.warning("cancel check for %s failed", self.job_id, exc_info=True)
         return self.canceled or self.draining
@@ -73,6 +79,8 @@ class CancelFlag:
         if not self.canceled:
             try:
                 self.canceled = self.store.cancel_requested(self.job_id)
+            except SoftTimeLimitExceeded:  # signalled while waiting on Redis: not a hiccup
+                raise
             except Exception:
                 log.warning("cancel check for %s failed", self.job_id, exc_info=True)
         return self.canceled
