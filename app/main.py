@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 
@@ -22,7 +23,7 @@ from app.deps import Services
 from app.errors import install_error_handlers
 from app.limits import BodyCap, HostCheck
 from app.metrics import build_registry
-from app.routers import health, jobs, metrics, options, results, web
+from app.routers import events, health, jobs, metrics, options, owned, results, web
 from app.schemas import push_request_body
 from service.queue import create_celery
 from service.settings import Settings, load_settings
@@ -83,7 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # parsing or authentication runs.
     app.add_middleware(BodyCap, settings=settings, upload_path=f"{jobs.router.prefix}/push")
     app.add_middleware(HostCheck, settings=settings)
+    _allow_cors(app, settings)
     app.include_router(jobs.router)
+    app.include_router(owned.router)
+    app.include_router(events.router)
     app.include_router(options.router)
     app.include_router(results.router)
     app.include_router(health.router)
@@ -91,6 +95,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web.router)
     _describe_push_form(app)
     return app
+
+
+#: What a page on an allowed origin may send and read (LIPSYNC_CORS_ORIGINS).
+CORS_ALLOW_HEADERS = ["X-API-Key", "Idempotency-Key", "Content-Type", "Range", "Last-Event-ID"]
+CORS_EXPOSE_HEADERS = ["Retry-After", "Content-Disposition", "Content-Range", "Accept-Ranges"]
+
+
+def _allow_cors(app: FastAPI, settings: Settings) -> None:
+    """CORS for the origins in LIPSYNC_CORS_ORIGINS (none: no CORS headers at all). Added
+    last, so outermost: preflights are answered before the Host check, the body cap or
+    authentication (they carry no key), and error answers carry the headers too, so a page
+    can read their codes. No credentials: the API key is a header, never a cookie."""
+    if not settings.cors_origins:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=CORS_ALLOW_HEADERS,
+        expose_headers=CORS_EXPOSE_HEADERS,
+        max_age=settings.cors_max_age_s,
+    )
 
 
 def _describe_push_form(app: FastAPI) -> None:

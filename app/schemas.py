@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lipsync.options import OptionSpec, public_specs
+from service.errors import HTTP_ERROR_CODES
 from service.store import JobRecord, JobState
 
 TASK_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -160,15 +161,120 @@ class Problem(BaseModel):
     detail: ErrorDetail
 
 
+#: Codes any /api/v1/lipsync route can answer with (a wrong Host, a body over its cap, a bad
+#: or missing key, a malformed parameter, Redis down, a bug).
+COMMON_CODES: tuple[str, ...] = (
+    "bad_host",
+    "unauthorized",
+    "too_large",
+    "invalid_request",
+    "internal_error",
+    "unavailable",
+)
+
+
+def error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI answers for these error codes (service/errors.py), one per status: its
+    description lists each code and what it means, with an example body per code."""
+    by_status: dict[int, list[str]] = {}
+    for code in dict.fromkeys(codes):
+        by_status.setdefault(HTTP_ERROR_CODES[code][0], []).append(code)
+    out: dict[int | str, dict[str, Any]] = {}
+    for status_code, names in sorted(by_status.items()):
+        examples = {
+            name: {
+                "summary": HTTP_ERROR_CODES[name][1],
+                "value": {"detail": {"code": name, "message": HTTP_ERROR_CODES[name][1]}},
+            }
+            for name in names
+        }
+        out[status_code] = {
+            "model": Problem,
+            "description": "; ".join(f"`{n}`: {HTTP_ERROR_CODES[n][1]}" for n in names),
+            "content": {"application/json": {"examples": examples}},
+        }
+    return out
+
+
+def route_responses(
+    *codes: str, ok: dict[int | str, dict[str, Any]] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """A route's documented answers: ``ok`` (its successes) and its error codes plus the
+    common ones."""
+    return {**(ok or {}), **error_responses(*COMMON_CODES, *codes)}
+
+
+def json_example(value: Any, description: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"content": {"application/json": {"example": value}}}
+    if description:
+        out["description"] = description
+    return out
+
+
 # Answers every /api/v1/lipsync route can give (documented so the schema and clients agree).
-COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": Problem, "description": "a Host outside LIPSYNC_ALLOWED_HOSTS, or bad JSON"},
-    401: {"model": Problem, "description": "missing or invalid X-API-Key (when keys are set)"},
-    413: {"model": Problem, "description": "the body is over its cap"},
-    422: {"model": Problem, "description": "a missing or malformed parameter"},
-    500: {"model": Problem, "description": "a bug (the server log has the details)"},
-    503: {"model": Problem, "description": "Redis unavailable; see Retry-After"},
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = error_responses(*COMMON_CODES)
+
+# -- examples (OpenAPI) -----------------------------------------------------------------------
+EXAMPLE_TASK_ID = "3f2b8c1e9a7d4b6c8e0f1a2b3c4d5e6f"
+EXAMPLE_PUSHED = {
+    "task_id": EXAMPLE_TASK_ID,
+    "status_url": f"http://127.0.0.1:8000/api/v1/lipsync/status?task_id={EXAMPLE_TASK_ID}",
+    "download_url": f"http://127.0.0.1:8000/api/v1/lipsync/download?task_id={EXAMPLE_TASK_ID}",
 }
+EXAMPLE_RUNNING = {
+    "task_id": EXAMPLE_TASK_ID,
+    "state": "running",
+    "progress": 0.42,
+    "stage": "render",
+    "created_at": "2025-01-01T12:00:00Z",
+    "started_at": "2025-01-01T12:00:01Z",
+    "finished_at": None,
+    "cancel_requested": False,
+    "error": None,
+    "result": None,
+}
+EXAMPLE_SUCCEEDED = {
+    **EXAMPLE_RUNNING,
+    "state": "succeeded",
+    "progress": 1.0,
+    "stage": "done",
+    "finished_at": "2025-01-01T12:00:09Z",
+    "result": {
+        "file": f"{EXAMPLE_TASK_ID}.mp4",
+        "duration_s": 2.4,
+        "frames": 60,
+        "no_face_frames": 0,
+        "timings": {"analyse": 1.2, "render": 3.1},
+        "engine": "retrieval",
+        "engine_path": "viseme",
+        "engine_note": "a still image",
+        "quality": None,
+        "quality_note": None,
+    },
+}
+EXAMPLE_EVENTS = (
+    ": job status events\n"
+    "retry: 3000\n\n"
+    "event: status\n"
+    'data: {"task_id": "3f2b...", "state": "running", "stage": "render", "progress": 0.42, ...}'
+    "\n\n"
+    ": keep-alive\n\n"
+    "event: status\n"
+    'data: {"task_id": "3f2b...", "state": "succeeded", "stage": "done", "progress": 1.0, '
+    '"result": {...}, ...}\n\n'
+)
+
+
+class JobList(BaseModel):
+    """One page of the caller's jobs, newest first."""
+
+    jobs: list[JobStatus]
+    next_cursor: str | None = Field(
+        default=None, description="pass as ?cursor= for the next page; null: no more"
+    )
+
+
+EXAMPLE_JOB_LIST = {"jobs": [EXAMPLE_SUCCEEDED], "next_cursor": f"1735732800.123-{'0' * 32}"}
 
 
 class Health(BaseModel):

@@ -157,6 +157,39 @@ class Settings(BaseSettings):
         for path in (self.uploads_dir, self.results_dir, self.work_dir):
             path.mkdir(parents=True, exist_ok=True)
 
+    # CORS: origins (scheme://host[:port], comma-separated; "*" for any) whose pages may call
+    # the API from a browser. Empty: no CORS headers (browsers refuse other origins).
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_max_age_s: int = Field(default=600, ge=0)  # how long a browser caches a preflight
+    # GET /events (Server-Sent Events): how often it reads the job, and the keep-alive
+    # comment sent when nothing changed for this long.
+    events_poll_s: float = Field(default=0.5, gt=0, le=10)
+    events_keepalive_s: float = Field(default=15.0, gt=0, le=300)
+    # DELETE /jobs/{task_id} of a running job waits this long for its worker to stop.
+    delete_wait_s: float = Field(default=30.0, ge=0, le=600)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value
+
+    # URL inputs: a push's video_url / audio_url, fetched by the worker. Hosts exempt from
+    # the SSRF guard (comma-separated names or IP literals, as written in the URLs), the
+    # connect timeout, and the deadline of one input's whole transfer (redirects included).
+    fetch_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    fetch_connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    fetch_timeout_s: float = Field(default=600.0, gt=0)
+
+    @field_validator("fetch_allow", mode="before")
+    @classmethod
+    def _split_fetch_allow(cls, value: object) -> object:
+        if isinstance(value, str):
+            hosts = (h.strip().strip("[]").rstrip(".").lower() for h in value.split(","))
+            return [h for h in hosts if h]
+        return value
+
 
 def load_settings() -> Settings:
     """``Settings()`` from the environment, or exit with one line per bad variable (the API

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal, cast
 
 import redis
@@ -47,6 +48,9 @@ class JobRecord:
     attempts: int = 0
     cancel_requested: bool = False
     worker: str = ""
+    # URL inputs: fetched by the worker into uploads/<id>/ (then audio/video stay empty)
+    audio_url: str = ""
+    video_url: str = ""
 
     @property
     def finished(self) -> bool:
@@ -79,6 +83,8 @@ class JobRecord:
             attempts=int(data.get("attempts", "0") or 0),
             cancel_requested=data.get("cancel") == "1",
             worker=data.get("worker", ""),
+            audio_url=data.get("audio_url", ""),
+            video_url=data.get("video_url", ""),
         )
 
 
@@ -166,6 +172,8 @@ class JobStore:
             "created_at": repr(job.created_at),
             "audio": job.audio,
             "video": job.video,
+            **({"audio_url": job.audio_url} if job.audio_url else {}),
+            **({"video_url": job.video_url} if job.video_url else {}),
             "options": json.dumps(job.options),
             "progress": "0",
             "stage": job.stage,
@@ -363,4 +371,104 @@ class JobStore:
     def fail_stale(self, job_id: str, code: str, message: str) -> bool:
         return self.finish(
             job_id, "failed", stage="failed", error={"code": code, "message": message}
+        )
+
+    # a caller's own jobs: list and delete ----------------------------------------------------
+    # ``{prefix}:owner:{owner}`` is a zset of the owner's job ids scored by creation time.
+    # Records expire on their own; their index entries are dropped when a listing or a later
+    # push comes across them, and the index itself expires when its owner stops pushing.
+    def owner_key(self, owner: str) -> str:
+        return f"{self.prefix}:owner:{owner}"
+
+    @cached_property
+    def _purge(self) -> Any:
+        return self.r.register_script(lua.PURGE)
+
+    def index_job(self, job: JobRecord, idempotency_key: str | None = None) -> None:
+        """Add a created job to its owner's index (and note its Idempotency-Key on the record,
+        so a delete can drop the binding); prunes a few expired entries of that index."""
+        key = self.owner_key(job.owner)
+        oldest = [str(x) for x in self.r.zrange(key, 0, 7)]
+        pipe = self.r.pipeline(transaction=True)
+        if idempotency_key is not None:
+            pipe.hset(self.job_key(job.id), "idem", idempotency_key)
+        pipe.zadd(key, {job.id: job.created_at})
+        pipe.expire(key, 2 * self.ttl_s + 7 * 86400)
+        for job_id in oldest:
+            pipe.exists(self.job_key(job_id))
+        done = pipe.execute()
+        found = done[len(done) - len(oldest) :]
+        gone = [job_id for job_id, alive in zip(oldest, found, strict=True) if not alive]
+        if gone:
+            self.r.zrem(key, *gone)
+
+    def list_owned(
+        self,
+        owner: str,
+        state: str | None = None,
+        limit: int = 20,
+        cursor: tuple[float, str] | None = None,
+        max_scan: int = 1000,
+    ) -> tuple[list[JobRecord], tuple[float, str] | None]:
+        """The owner's jobs, newest first: up to ``limit`` (in ``state`` when given) after
+        ``cursor`` (the (created_at, id) of the last one already seen), and the cursor of
+        the next page (None: no more). Looks at ``max_scan`` entries at most, so a page
+        may come back short with a cursor."""
+        key = self.owner_key(owner)
+        top = "+inf" if cursor is None else repr(cursor[0])
+        out: list[JobRecord] = []
+        gone: list[str] = []
+        offset = scanned = 0
+        last: tuple[float, str] | None = None
+        more = False
+        batch = max(16, min(200, 2 * limit))
+        while True:
+            items = cast(
+                list[tuple[str, float]],
+                self.r.zrevrangebyscore(key, top, "-inf", start=offset, num=batch, withscores=True),
+            )
+            offset += len(items)
+            page = [(str(i), float(s)) for i, s in items]
+            if cursor is not None:  # ties with the cursor's score: order is id descending
+                page = [(i, s) for i, s in page if not (s == cursor[0] and i >= cursor[1])]
+            pipe = self.r.pipeline(transaction=False)
+            for job_id, _ in page:
+                pipe.hgetall(self.job_key(job_id))
+            datas = pipe.execute() if page else []
+            for index, ((job_id, score), data) in enumerate(zip(page, datas, strict=True)):
+                scanned += 1
+                last = (score, job_id)
+                if not data or "state" not in data or data.get("owner") != owner:
+                    gone.append(job_id)
+                elif state is None or data["state"] == state:
+                    out.append(JobRecord.from_hash(cast(dict[str, str], data)))
+                if len(out) >= limit or scanned >= max_scan:
+                    more = index + 1 < len(page) or bool(
+                        self.r.zrevrangebyscore(key, top, "-inf", start=offset, num=1)
+                    )
+                    break
+            else:
+                if len(items) < batch:
+                    break
+                continue
+            break
+        if gone:
+            self.r.zrem(key, *gone)
+        return out, (last if more else None)
+
+    def purge(self, job_id: str, owner: str) -> None:
+        """Remove every service key of ``owner``'s job: record, lease, queue entries, index
+        entry and Idempotency-Key binding (its files are the caller's to remove)."""
+        idem = self.r.hget(self.job_key(job_id), "idem")
+        idem_key = self.idem_key(owner, str(idem)) if idem else None
+        self._purge(
+            keys=[
+                self.job_key(job_id),
+                self.queued_key,
+                self.running_key,
+                self.lease_key(job_id),
+                self.owner_key(owner),
+                idem_key or self.job_key(job_id),
+            ],
+            args=[job_id],
         )

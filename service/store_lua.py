@@ -183,3 +183,20 @@ for i = 3, #ARGV do
 end
 return restored
 """
+
+# KEYS: job, queued, running, lease, owner index, idempotency key (the job key when none)
+# ARGV: job id. DELETE /jobs/{id}: every service key naming the job goes at once; the
+# idempotency binding only while it still names this job (a later push may have taken it).
+PURGE = """
+redis.call('DEL', KEYS[1], KEYS[4])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+if KEYS[6] ~= KEYS[1] then
+  local bound = redis.call('GET', KEYS[6])
+  if bound and string.sub(bound, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
+    redis.call('DEL', KEYS[6])
+  end
+end
+return 1
+"""

@@ -6,18 +6,35 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.deps import StoreDep
-from app.schemas import Health
+from app.schemas import Health, json_example
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health, response_model_exclude_none=True)
+@router.get(
+    "/healthz",
+    response_model=Health,
+    response_model_exclude_none=True,
+    responses={200: json_example({"status": "ok"})},
+)
 def healthz() -> Health:
     """The process is up (no dependency is checked)."""
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses={
+        200: json_example({"status": "ready", "redis": True, "workers": ["gpu0@host"]}),
+        503: {
+            "model": Health,
+            **json_example(
+                {"status": "unavailable", "redis": True, "workers": [], "message": "no live worker"}
+            ),
+        },
+    },
+)
 def readyz(store: StoreDep) -> JSONResponse:
     """Ready when Redis answers and at least one worker sent a heartbeat recently."""
     try:

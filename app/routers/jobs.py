@@ -19,11 +19,16 @@ from app.deps import CeleryDep, OwnerDep, SettingsDep, StoreDep
 from app.errors import problem
 from app.schemas import (
     COMMON_RESPONSES,
+    EXAMPLE_PUSHED,
+    EXAMPLE_RUNNING,
+    EXAMPLE_SUCCEEDED,
+    EXAMPLE_TASK_ID,
     TASK_ID_PATTERN,
     JobStatus,
-    Problem,
     PushResponse,
     TerminateRequest,
+    json_example,
+    route_responses,
 )
 from app.uploads import FILE_FIELDS, ParsedUpload, UploadError, UploadTooLarge, receive_multipart
 from lipsync.errors import InvalidOption, LipsyncError
@@ -98,15 +103,19 @@ async def _probe_upload(upload: ParsedUpload, settings: Settings) -> None:
     "/push",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PushResponse,
-    responses={
-        401: {"model": Problem},
-        409: {"model": Problem, "description": "Idempotency-Key reused with another payload"},
-        413: {"model": Problem, "description": "upload larger than LIPSYNC_MAX_UPLOAD_BYTES"},
-        415: {"model": Problem, "description": "not an allowed audio/video/image file"},
-        422: {"model": Problem},
-        429: {"model": Problem, "description": "queue full; see Retry-After"},
-        503: {"model": Problem, "description": "Redis unavailable"},
-    },
+    responses=route_responses(
+        "idempotency",
+        "unsupported_media",
+        "invalid_option",
+        "invalid_upload",
+        "missing_field",
+        "empty_field",
+        "invalid_header",
+        "corrupt_media",
+        "audio_empty",
+        "queue_full",
+        ok={202: json_example(EXAMPLE_PUSHED)},
+    ),
 )
 async def push(
     request: Request,
@@ -205,11 +214,13 @@ async def _enqueue(store: JobStore, celery: Any, job: JobRecord, key: str | None
     """Write the record, then send the task by id; undo the record (and key) if sending fails."""
     await run_in_threadpool(store.create, job)
     try:
+        await run_in_threadpool(store.index_job, job, key)  # GET /jobs lists it
         await run_in_threadpool(
             celery.send_task, TASK_PROCESS, args=[job.id], task_id=job.id, queue=QUEUE
         )
     except Exception:
         await run_in_threadpool(store.delete, job.id)
+        await run_in_threadpool(store.r.zrem, store.owner_key(job.owner), job.id)
         if key is not None:
             await run_in_threadpool(store.release_idempotency, job.owner, key)
         raise
@@ -218,12 +229,24 @@ async def _enqueue(store: JobStore, celery: Any, job: JobRecord, key: str | None
 @router.post(
     "/terminate",
     response_model=JobStatus,
-    responses={
-        202: {"model": JobStatus, "description": "running: cancel requested, stops shortly"},
-        400: {"model": Problem, "description": "the body is not JSON text"},
-        404: {"model": Problem},
-        409: {"model": Problem, "description": "the job already finished"},
-    },
+    responses=route_responses(
+        "bad_request",
+        "not_found",
+        "finished",
+        ok={
+            200: json_example(
+                {**EXAMPLE_RUNNING, "state": "canceled", "stage": "canceled"},
+                "queued: canceled at once, it never starts",
+            ),
+            202: {
+                "model": JobStatus,
+                **json_example(
+                    {**EXAMPLE_RUNNING, "cancel_requested": True},
+                    "running: cancel requested, stops shortly",
+                ),
+            },
+        },
+    ),
 )
 def terminate(
     body: TerminateRequest, settings: SettingsDep, store: StoreDep, owner: OwnerDep
@@ -243,9 +266,13 @@ def terminate(
     return JSONResponse(body_json, status_code=code)
 
 
-@router.get("/status", response_model=JobStatus, responses={404: {"model": Problem}})
+@router.get(
+    "/status",
+    response_model=JobStatus,
+    responses=route_responses("not_found", ok={200: json_example(EXAMPLE_SUCCEEDED)}),
+)
 async def job_status(
-    task_id: Annotated[str, Query(description="the id push returned")],
+    task_id: Annotated[str, Query(description="the id push returned", examples=[EXAMPLE_TASK_ID])],
     store: StoreDep,
     owner: OwnerDep,
 ) -> JobStatus:

@@ -9,7 +9,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", response_class=Response)
+_EXAMPLE = (
+    "# HELP lipsync_queue_depth Jobs waiting for a worker\n"
+    "# TYPE lipsync_queue_depth gauge\n"
+    "lipsync_queue_depth 0.0\n"
+    'lipsync_jobs_finished_total{state="succeeded"} 12.0\n'
+)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"example": _EXAMPLE}}}},
+)
 def metrics(request: Request) -> Response:
     """Jobs by state, queue depth, live workers, seconds per stage, process metrics."""
     registry: CollectorRegistry = request.app.state.metrics_registry

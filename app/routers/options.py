@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.deps import SettingsDep
-from app.schemas import OptionInfo, OptionsResponse
+from app.schemas import OptionInfo, OptionsResponse, json_example
 from lipsync.options import public_specs
 from service.settings import Settings
 
@@ -24,7 +24,22 @@ def server_defaults(settings: Settings) -> dict[str, Any]:
     }
 
 
-@router.get("/options", response_model=OptionsResponse)
+_EXAMPLE = {
+    "options": [
+        {
+            "name": "sync_mode",
+            "type": "str",
+            "label": "sync mode",
+            "help": "what to do when the video and the speech differ in length",
+            "default": "loop",
+            "choices": [{"value": "loop", "help": "repeat the video"}],
+            "advanced": False,
+        }
+    ]
+}
+
+
+@router.get("/options", response_model=OptionsResponse, responses={200: json_example(_EXAMPLE)})
 async def list_options(settings: SettingsDep) -> OptionsResponse:
     """Every option a push may send as a form field: type, choices or range, default, help,
     and the engines that read it. No key needed: it describes the server, not a job."""

@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse
 
 from app.deps import OwnerDep, SettingsDep, StoreDep
 from app.errors import problem
-from app.schemas import COMMON_RESPONSES, Problem
+from app.schemas import COMMON_RESPONSES, EXAMPLE_TASK_ID, route_responses
 from service.layout import result_name
 from service.settings import Settings
 from service.store import JobStore
@@ -69,20 +69,31 @@ def resolve_result(
 @router.get(
     "/download",
     response_class=FileResponse,
-    responses={
-        200: {"content": {"video/mp4": {}}, "description": "the MP4 (Range requests supported)"},
-        206: {"content": {"video/mp4": {}}, "description": "a byte range of the MP4"},
-        404: {"model": Problem},
-    },
+    responses=route_responses(
+        "not_found",
+        ok={
+            200: {
+                "content": {"video/mp4": {}},
+                "description": "the MP4 (Range requests supported)",
+            },
+            206: {"content": {"video/mp4": {}}, "description": "a byte range of the MP4"},
+        },
+    ),
 )
 def download(
     settings: SettingsDep,
     store: StoreDep,
     owner: OwnerDep,
     file_path: Annotated[
-        str | None, Query(description="the result name status returned, e.g. <task_id>.mp4")
+        str | None,
+        Query(
+            description="the result name status returned, e.g. <task_id>.mp4",
+            examples=[f"{EXAMPLE_TASK_ID}.mp4"],
+        ),
     ] = None,
-    task_id: Annotated[str | None, Query(description="or the task id")] = None,
+    task_id: Annotated[
+        str | None, Query(description="or the task id", examples=[EXAMPLE_TASK_ID])
+    ] = None,
 ) -> FileResponse:
     """Download a finished job's MP4 by result name or task id."""
     path = resolve_result(settings, store, owner, file_path, task_id)

@@ -348,7 +348,7 @@
   const hideProblem = () => { el.error.hidden = true; };
 
   // ---- the current job ------------------------------------------------------------------
-  let current = null; // the job shown: {id, xhr (while uploading), timer, stopped}
+  let current = null; // the job shown: {id, xhr (while uploading), stream, timer, stopped}
   let lastAnnounced = "";
 
   function announce(text) {
@@ -367,6 +367,7 @@
   function stopCurrent() {
     if (!current) return;
     if (current.xhr) current.xhr.abort();
+    if (current.stream) current.stream.abort();
     clearTimeout(current.timer);
     current.stopped = true;
   }
@@ -473,7 +474,7 @@
         rememberJob({ id, at: Date.now(), state: "queued", video: video.name, audio: audio.name, options });
         setState("queued");
         showProgress({ progress: 0, stage: "queued", state: "queued" });
-        poll(job);
+        follow(job);
       } else {
         URL.revokeObjectURL(inputUrl);
         el.cancel.hidden = true;
@@ -507,6 +508,63 @@
     let body = null;
     try { body = await resp.json(); } catch { /* not JSON */ }
     return { status: resp.status, body };
+  }
+
+  // Live progress: GET /events (Server-Sent Events) read with fetch() and a streaming
+  // reader, so the API key travels as a header (EventSource cannot send one). Any trouble
+  // with the stream (an old server, a proxy that buffers, a dropped connection) falls back
+  // to polling /status, which also shows errors such as 401 or 404.
+  function parseEvent(block) {
+    const ev = { event: "message", data: [] };
+    for (const line of block.split("\n")) {
+      if (line === "" || line.startsWith(":")) continue;
+      const at = line.indexOf(":");
+      const name = at < 0 ? line : line.slice(0, at);
+      const value = at < 0 ? "" : line.slice(at + 1).replace(/^ /, "");
+      if (name === "event") ev.event = value;
+      else if (name === "data") ev.data.push(value);
+    }
+    return { event: ev.event, data: ev.data.join("\n") };
+  }
+
+  async function follow(job) {
+    if (job.stopped || current !== job) return;
+    if (typeof AbortController === "undefined" || typeof TextDecoder === "undefined") {
+      poll(job);
+      return;
+    }
+    const ctrl = new AbortController();
+    job.stream = ctrl;
+    let final = false;
+    try {
+      const resp = await fetch(`${API}/events?task_id=${encodeURIComponent(job.id)}`, {
+        headers: headers({ Accept: "text/event-stream" }), cache: "no-store", signal: ctrl.signal,
+      });
+      const type = resp.headers.get("content-type") || "";
+      if (resp.ok && type.startsWith("text/event-stream") && resp.body) {
+        const reader = resp.body.getReader();
+        const decoder = new TextDecoder();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer = (buffer + decoder.decode(value, { stream: true })).replace(/\r\n?/g, "\n");
+          let end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const ev = parseEvent(buffer.slice(0, end));
+            buffer = buffer.slice(end + 2);
+            if (job.stopped || current !== job) return;
+            if (ev.event !== "status") continue;  // "error": polling says what happened
+            const body = JSON.parse(ev.data);
+            hideProblem();
+            render(job, body);
+            final = FINAL.has(body.state);
+          }
+        }
+      }
+    } catch { /* aborted or dropped: polling takes over below */ }
+    job.stream = null;
+    if (!final && !job.stopped && current === job) poll(job);
   }
 
   async function poll(job) {
@@ -664,7 +722,7 @@
     el.job.scrollIntoView({ behavior: "smooth", block: "start" });
     el.job.setAttribute("tabindex", "-1");
     el.job.focus({ preventScroll: true });
-    poll(job);
+    follow(job);
   }
 
   // Refresh the stored states once at load (expired results cannot be opened).

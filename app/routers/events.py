@@ -1,0 +1,120 @@
+"""Live progress as Server-Sent Events (``GET /api/v1/lipsync/events?task_id=``).
+
+The stream reads the job's record every ``LIPSYNC_EVENTS_POLL_S`` and sends an
+``event: status`` (``data``: the job's status JSON, as ``/status`` gives it) each time its
+state, stage, progress or cancel flag changes; a ``: keep-alive`` comment when nothing
+changed for ``LIPSYNC_EVENTS_KEEPALIVE_S``. It ends after the final state's event (with the
+result or error in it). A job that vanishes meanwhile (deleted, expired) ends it with an
+``event: error`` carrying the usual error body (``not_found``); so does Redis going away
+(``unavailable``). Authentication and 404 are as for ``/status``, before the stream starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+import redis
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import OwnerDep, SettingsDep, StoreDep
+from app.routers.jobs import load_own_job
+from app.schemas import (
+    COMMON_RESPONSES,
+    EXAMPLE_EVENTS,
+    EXAMPLE_TASK_ID,
+    JobStatus,
+    route_responses,
+)
+from service.settings import Settings
+from service.store import JobRecord, JobStore
+
+log = logging.getLogger("lipsync.api")
+
+router = APIRouter(prefix="/api/v1/lipsync", tags=["jobs"], responses=COMMON_RESPONSES)
+
+_HEADERS = {
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",  # nginx: pass each event on at once
+}
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _error(code: str, message: str) -> str:
+    return _event("error", {"detail": {"code": code, "message": message}})
+
+
+async def status_events(
+    request: Request, settings: Settings, store: JobStore, owner: str, job: JobRecord
+) -> AsyncIterator[str]:
+    yield ": job status events\nretry: 3000\n\n"
+    last: tuple[Any, ...] | None = None
+    quiet_since = time.monotonic()
+    while True:
+        body = JobStatus.from_record(job)
+        seen = (body.state, body.stage, body.progress, body.cancel_requested)
+        if seen != last:
+            last, quiet_since = seen, time.monotonic()
+            yield _event("status", body.model_dump(mode="json"))
+            if job.finished:
+                return
+        elif time.monotonic() - quiet_since >= settings.events_keepalive_s:
+            quiet_since = time.monotonic()
+            yield ": keep-alive\n\n"
+        await anyio.sleep(settings.events_poll_s)
+        if await request.is_disconnected():
+            return
+        try:
+            fresh = await run_in_threadpool(store.get, job.id)
+        except redis.RedisError as exc:
+            log.warning("events of %s: Redis error %s", job.id, exc)
+            yield _error("unavailable", "the job store (Redis) is unavailable; retry shortly")
+            return
+        if fresh is None or fresh.owner != owner:
+            yield _error("not_found", "no such task (deleted or expired)")
+            return
+        job = fresh
+
+
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    responses=route_responses(
+        "not_found",
+        ok={
+            200: {
+                "description": "a stream of `event: status` (data: the status JSON) until "
+                "the final state; `: keep-alive` comments in between",
+                "content": {
+                    "text/event-stream": {"schema": {"type": "string"}, "example": EXAMPLE_EVENTS}
+                },
+            }
+        },
+    ),
+)
+async def events(
+    request: Request,
+    task_id: Annotated[str, Query(description="the id push returned", examples=[EXAMPLE_TASK_ID])],
+    settings: SettingsDep,
+    store: StoreDep,
+    owner: OwnerDep,
+) -> StreamingResponse:
+    """Follow a job live (Server-Sent Events): one ``event: status`` per change of state,
+    stage or progress, ending with the final status. Send ``X-API-Key`` as for ``/status``
+    (browsers: ``fetch()`` with a streaming reader, since ``EventSource`` cannot send
+    headers)."""
+    job = await run_in_threadpool(load_own_job, store, owner, task_id)
+    return StreamingResponse(
+        status_events(request, settings, store, owner, job),
+        media_type="text/event-stream",
+        headers=_HEADERS,
+    )
