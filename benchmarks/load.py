@@ -3,6 +3,8 @@
     python -m benchmarks.load                       # 200 polls/s for 60 s + 20 pushes of
                                                     # 20 MB; writes docs/RELIABILITY.md
     python -m benchmarks.load --smoke --doc /tmp/R.md --json /tmp/load.json   # a few seconds
+    python -m benchmarks.load --pollers 30          # 30 pollers: idle, then while one job
+                                                    # renders (worker at nice 10, then at 0)
 
 It starts its own private redis-server and the API (uvicorn) on 127.0.0.1, as the service
 tests do; no worker runs, so every push stays queued. The clients are asyncio loops with
@@ -13,6 +15,13 @@ not stall the poller's own loop and count as server latency). The queue depth li
 set to the number of pushes, so one more push at the end must be answered 429 with
 ``Retry-After``. Latency is measured per request from sending to the full answer. Only
 loopback addresses are used and every loop is bounded in count and time.
+
+``--pollers N`` measures something else: N clients each polling one job's status in a loop
+(one request, then ``POLL_INTERVAL_S``, then the next), first with no worker running, then
+while a worker renders one long job on the same machine: with its pool processes at the
+priority the service gives them (``worker/tasks.py``: nice 10) and with that turned off
+(``LIPSYNC_WORKER_NICE=0``). Each window starts once the job renders and ends before it
+does (the job must still be running at the end, else the window is reported as cut short).
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ import numpy as np
 from benchmarks.common import ROOT, machine
 
 BEGIN, END = "<!-- load:begin -->", "<!-- load:end -->"
+RENDER_BEGIN, RENDER_END = "<!-- load-render:begin -->", "<!-- load-render:end -->"
+POLL_INTERVAL_S = 0.1  # each poller's pause between an answer and its next poll
 
 
 @dataclass
@@ -343,6 +354,192 @@ def write_doc(doc: Path, section: str) -> None:
     doc.write_text(text)
 
 
+@dataclass
+class PollWindow:
+    """One measurement of N closed-loop pollers: the case, latency percentiles, errors."""
+
+    case: str
+    pollers: int
+    seconds: float
+    polls: int = 0
+    errors: int = 0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    job_state_after: str = ""  # the rendering job's state when the window ended
+    job_progress: tuple[float, float] = (0.0, 0.0)  # at the window's start and end
+    cpu_cores: dict[str, float] = field(default_factory=dict)
+
+
+async def _pollers(
+    base_url: str, task_id: str, pollers: int, seconds: float, interval: float
+) -> tuple[list[float], list[str]]:
+    lat: list[float] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=pollers + 4)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+        params = {"task_id": task_id}
+        request = client.build_request("GET", "/api/v1/lipsync/status", params=params)
+        end = time.perf_counter() + seconds
+
+        async def one(k: int) -> None:
+            await asyncio.sleep(interval * k / pollers)  # spread the pollers over a period
+            while time.perf_counter() < end:
+                await _poll(client, request, lat, errors)
+                await asyncio.sleep(interval)
+
+        await asyncio.gather(*(one(k) for k in range(pollers)))
+    return lat, errors
+
+
+def _long_speech(path: Path, seconds: float) -> Path:
+    """Real speech (espeak-ng) of about ``seconds``: a job long enough to poll through."""
+    from tests.app import service_harness as sh
+
+    sentence = "This is a long piece of speech for the load benchmark, and it goes on. "
+    return sh.speech(path, sentence * max(1, int(seconds / 4.5)), speed=150)
+
+
+def _thread_cpu_s(pid: int) -> float:
+    """CPU seconds of a live process, all its threads (not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_pollers(
+    workdir: Path,
+    pollers: int = 30,
+    seconds: float = 20.0,
+    interval: float = POLL_INTERVAL_S,
+    cases: tuple[str, ...] = ("idle", "render", "render-nice0"),
+) -> list[PollWindow]:
+    """Status latency with ``pollers`` pollers: idle, and while one job renders (per case)."""
+    from tests.app import service_harness as sh
+    from tests.media_factory import astronaut, write_png
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    image = write_png(workdir / "face.png", astronaut())
+    # the render must outlast the window (viseme: about 1 s of work per 2 to 4 s of speech)
+    audio = _long_speech(workdir / "speech.wav", max(40.0, 8.0 * seconds))
+    server = sh.start_redis(workdir / "redis")
+    windows: list[PollWindow] = []
+    try:
+        for db, case in enumerate(cases, start=1):
+            extra = {"LIPSYNC_DEFAULT_ENGINE": "viseme", "LIPSYNC_EVALUATE_RESULTS": "false"}
+            if case == "render-nice0":
+                extra["LIPSYNC_WORKER_NICE"] = "0"
+            with sh.service(server, workdir / case, broker_db=db, **extra) as svc:
+                base = svc.start_api()
+                assert svc.api is not None
+                store = svc.store()
+                with httpx.Client(base_url=base, timeout=120) as client:
+                    resp = sh.push(client, audio, image)
+                    if resp.status_code != 202:
+                        raise RuntimeError(f"push failed: {resp.status_code} {resp.text}")
+                    task_id = str(resp.json()["task_id"])
+                pids = {"api": svc.api.proc.pid}
+                if case != "idle":
+                    worker = svc.start_worker("w1")
+                    deadline = time.monotonic() + 120
+                    while True:  # past its start-up: the render itself
+                        job = store.get(task_id)
+                        if job is not None and job.state == "running" and job.progress >= 0.1:
+                            break
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"the job did not start: {job}")
+                        time.sleep(0.05)
+                    pids["worker pool"] = sh.pool_children(worker.proc.pid)[0]
+                window = PollWindow(case, pollers, seconds)
+                before = {name: _thread_cpu_s(pid) for name, pid in pids.items()}
+                job = store.get(task_id)
+                start_progress = job.progress if job else 0.0
+                busy0, client0, t0 = _busy_s(), time.process_time(), time.perf_counter()
+                lat, errors = asyncio.run(_pollers(base, task_id, pollers, seconds, interval))
+                wall = time.perf_counter() - t0
+                used = {
+                    name: (_thread_cpu_s(pid) - before[name]) / wall for name, pid in pids.items()
+                }
+                used["pollers"] = (time.process_time() - client0) / wall
+                # other processes on the machine (other work sharing the cores)
+                used["others"] = max(0.0, (_busy_s() - busy0) / wall - sum(used.values()))
+                window.cpu_cores = {name: round(v, 2) for name, v in used.items()}
+                job = store.get(task_id)
+                window.job_state_after = job.state if job else "missing"
+                window.job_progress = (start_progress, job.progress if job else 0.0)
+                window.polls, window.errors = len(lat), len(errors)
+                window.latency_ms = {
+                    "p50": percentile(lat, 50),
+                    "p90": percentile(lat, 90),
+                    "p99": percentile(lat, 99),
+                    "max": max(lat, default=math.nan),
+                }
+                windows.append(window)
+                store.r.close()
+    finally:
+        sh.stop(server.proc)
+    return windows
+
+
+def report_pollers(windows: list[PollWindow], target_ms: float = 100.0) -> str:
+    m = machine()
+    names = {
+        "idle": "idle (no worker)",
+        "render": "one job rendering, pool at nice 10 (the default)",
+        "render-nice0": "one job rendering, pool at nice 0 (`LIPSYNC_WORKER_NICE=0`)",
+    }
+    lines = [
+        RENDER_BEGIN,
+        f"Run by `python -m benchmarks.load --pollers {windows[0].pollers}` on {m['cores']} "
+        f"cores ({m['cpu']}, {m['memory']}), Python {m['python']}, "
+        f"{time.strftime('%Y-%m-%d')}; {windows[0].pollers} pollers, each polling one job's "
+        f"status {POLL_INTERVAL_S * 1000:.0f} ms after its last answer, "
+        f"{windows[0].seconds:g} s per case:",
+        "",
+        f"| Case | Polls | p50 / p90 / p99 / max (ms) | p99 < {target_ms:g} ms "
+        "| The job meanwhile | CPU (cores) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for w in windows:
+        lat = w.latency_ms
+        met = "yes" if lat["p99"] < target_ms else "**no**"
+        if w.case == "idle":
+            job = "queued (no worker)"
+        elif w.job_state_after == "running":
+            job = f"rendering, {w.job_progress[0]:.0%} to {w.job_progress[1]:.0%}"
+        else:
+            job = f"window cut short: {w.job_state_after}"
+        cpu = ", ".join(f"{k} {v:.2f}" for k, v in w.cpu_cores.items())
+        lines.append(
+            f"| {names.get(w.case, w.case)} | {w.polls}, {w.errors} errors | {lat['p50']:.1f} / "
+            f"{lat['p90']:.1f} / **{lat['p99']:.1f}** / {lat['max']:.1f} | {met} | {job} | "
+            f"{cpu} |"
+        )
+    lines += ["", RENDER_END]
+    return "\n".join(lines)
+
+
+def write_section(doc: Path, section: str, begin: str = BEGIN, end: str = END) -> None:
+    text = doc.read_text() if doc.exists() else "# Reliability\n\n## Load\n\n"
+    if begin in text and end in text:
+        text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: section, text,
+                      flags=re.S)  # fmt: skip
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+
+
+def main_pollers(args: argparse.Namespace) -> int:
+    seconds = 3.0 if args.smoke else args.seconds
+    with tempfile.TemporaryDirectory(prefix="lipsync-load-") as tmp:
+        windows = run_pollers(Path(tmp), args.pollers, seconds)
+    section = report_pollers(windows)
+    print(section)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(w) for w in windows], indent=2))
+    write_section(args.doc, section, RENDER_BEGIN, RENDER_END)
+    ok = all(w.errors == 0 and w.polls > 0 for w in windows)
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -355,7 +552,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="50 polls/s for 3 s, 2 small pushes")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "RELIABILITY.md")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--pollers", type=int, default=0,
+        help="N pollers of one job's status, idle and while a job renders (20 s each)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.pollers:
+        if "--seconds" not in (argv if argv is not None else sys.argv):
+            args.seconds = 20.0
+        return main_pollers(args)
     plan = Plan(args.rate, args.seconds, args.pushes, args.push_mb, args.concurrency)
     if args.smoke:
         plan = Plan(polls_per_s=50, seconds=3, pushes=2, push_mb=1, concurrency=16)

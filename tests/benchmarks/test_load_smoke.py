@@ -41,3 +41,29 @@ def test_load_benchmark_smoke(tmp_path: Path) -> None:
     assert 0 < got["latency_ms"]["p99"] < 250, got["latency_ms"]  # generous: a shared CPU
     text = doc.read_text()
     assert "<!-- load:begin -->" in text and "| Status latency p50 / p90 / p99 / max |" in text
+
+
+def test_load_benchmark_pollers_smoke(tmp_path: Path) -> None:
+    """``--pollers 30``: idle, then while a real worker renders one job (at nice 10 and at
+    nice 0), 3 s each; every poll answered, the job still rendering at the window's end."""
+    doc, figures = tmp_path / "RELIABILITY.md", tmp_path / "pollers.json"
+    args = ["--pollers", "30", "--smoke", "--doc", str(doc), "--json", str(figures)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.load", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    windows = {w["case"]: w for w in json.loads(figures.read_text())}
+    assert list(windows) == ["idle", "render", "render-nice0"]
+    for w in windows.values():
+        assert w["errors"] == 0 and w["polls"] > 30 * 10, w  # 30 pollers, ~10/s each
+        assert 0 < w["latency_ms"]["p99"] < 1000, w  # generous: a shared CPU
+    for case in ("render", "render-nice0"):
+        assert windows[case]["job_state_after"] == "running", windows[case]
+        assert windows[case]["cpu_cores"]["worker pool"] > 0.1, windows[case]
+    text = doc.read_text()
+    assert "<!-- load-render:begin -->" in text and "| one job rendering, pool at nice 10" in text
