@@ -153,6 +153,80 @@ MODEL_FILES: tuple[ModelFile, ...] = (
     ),
 )
 
+MUSETALK_LICENCE = "MuseTalk: MIT code; weights available for any purpose, incl. commercial"
+MUSETALK_SOURCE = (
+    "https://huggingface.co/TMElyralab/MuseTalk (MuseTalk README, download_weights.sh)"
+)
+SD_VAE_LICENCE = "MIT (stabilityai/sd-vae-ft-mse model card)"
+SD_VAE_SOURCE = "https://huggingface.co/stabilityai/sd-vae-ft-mse"
+WHISPER_LICENCE = "Apache-2.0 (openai/whisper-tiny model card)"
+WHISPER_SOURCE = "https://huggingface.co/openai/whisper-tiny"
+
+# MuseTalk 1.5 keeps the published directory layout: the file names are paths under models/.
+MUSETALK_FILES: tuple[ModelFile, ...] = (
+    ModelFile(
+        name="MuseTalk 1.5 UNet config",
+        filename="musetalkV15/musetalk.json",
+        used_by="engine musetalk",
+        sha256=None,
+        licence=MUSETALK_LICENCE,
+        source=MUSETALK_SOURCE,
+    ),
+    ModelFile(
+        name="MuseTalk 1.5 UNet",
+        filename="musetalkV15/unet.pth",
+        used_by="engine musetalk",
+        sha256=None,
+        licence=MUSETALK_LICENCE,
+        source=MUSETALK_SOURCE,
+        size_bytes=3_400_074_924,
+    ),
+    ModelFile(
+        name="sd-vae-ft-mse config",
+        filename="sd-vae/config.json",
+        used_by="engine musetalk",
+        sha256=None,
+        licence=SD_VAE_LICENCE,
+        source=SD_VAE_SOURCE + " (config.json, into models/sd-vae/)",
+    ),
+    ModelFile(
+        name="sd-vae-ft-mse",
+        filename="sd-vae/diffusion_pytorch_model.bin",
+        used_by="engine musetalk",
+        sha256=None,
+        licence=SD_VAE_LICENCE,
+        source=SD_VAE_SOURCE + " (diffusion_pytorch_model.bin, into models/sd-vae/)",
+        size_bytes=334_707_217,
+    ),
+    ModelFile(
+        name="whisper-tiny config",
+        filename="whisper/config.json",
+        used_by="engine musetalk",
+        sha256=None,
+        licence=WHISPER_LICENCE,
+        source=WHISPER_SOURCE + " (config.json, into models/whisper/)",
+    ),
+    ModelFile(
+        name="whisper-tiny",
+        filename="whisper/pytorch_model.bin",
+        used_by="engine musetalk (audio features)",
+        sha256=None,
+        licence=WHISPER_LICENCE,
+        source=WHISPER_SOURCE + " (pytorch_model.bin, into models/whisper/)",
+        size_bytes=151_095_027,
+    ),
+    ModelFile(
+        name="whisper-tiny feature extractor",
+        filename="whisper/preprocessor_config.json",
+        used_by="engine musetalk",
+        sha256=None,
+        licence=WHISPER_LICENCE,
+        source=WHISPER_SOURCE + " (preprocessor_config.json, into models/whisper/)",
+    ),
+)
+
+MODEL_FILES = MODEL_FILES + MUSETALK_FILES
+
 MODELS_BY_FILENAME: dict[str, ModelFile] = {m.filename: m for m in MODEL_FILES}
 
 

@@ -49,6 +49,13 @@ ENGINES: dict[str, EngineSpec] = {
             needs_weights=True,
             summary="Wav2Lip generator as ONNX via onnxruntime (wav2lip_96.onnx)",
         ),
+        EngineSpec(
+            "musetalk",
+            "lipsync.engines.musetalk:MuseTalkEngine",
+            needs_weights=True,
+            summary="MuseTalk 1.5: 256x256 latent inpainting (unet.pth, sd-vae, whisper-tiny); "
+            "weights usable commercially; needs lipsync[musetalk]",
+        ),
     )
 }
 
