@@ -146,6 +146,7 @@ def _render(
     worker is being stopped."""
     import lipsync
     from lipsync.errors import Canceled
+    from worker.fetch import fetch_inputs
 
     job_id = record.id
     options = build_run_options(record.options, settings)
@@ -153,9 +154,10 @@ def _render(
         store, job_id, scale=EVALUATE_SHARE if settings.evaluate_results else 1.0
     )
     cancel = CancelFlag(store, job_id, worker=worker)
-    video, audio = settings.data_dir / record.video, settings.data_dir / record.audio
     with LeaseKeeper(store, job_id, holder), job_tempdir(partial.parent / "tmp"):
         try:
+            # URL inputs are fetched first (stage "fetching", worker/fetch.py); uploads as is
+            video, audio = fetch_inputs(record, settings, progress, cancel)
             result = lipsync.run(
                 video,
                 audio,

@@ -34,6 +34,7 @@ from app.uploads import FILE_FIELDS, ParsedUpload, UploadError, UploadTooLarge, 
 from lipsync.errors import InvalidOption, LipsyncError
 from lipsync.options import parse_public_fields
 from service.errors import public_message
+from service.fetch import check_url
 from service.layout import remove_job_files
 from service.options import build_run_options
 from service.queue import QUEUE, TASK_PROCESS
@@ -47,6 +48,7 @@ router = APIRouter(prefix="/api/v1/lipsync", tags=["jobs"], responses=COMMON_RES
 _TASK_ID = re.compile(TASK_ID_PATTERN)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _PROBE_STATUS = {"unsupported_media": 415, "too_large": 413}
+_URL_FIELDS = {name: f"{name}_url" for name in FILE_FIELDS}  # audio_url, video_url
 
 
 def urls_for(request: Request, settings: Settings, job_id: str) -> PushResponse:
@@ -84,7 +86,7 @@ def _probe(path: Path, kind: str, settings: Settings) -> None:
 
 
 async def _probe_upload(upload: ParsedUpload, settings: Settings) -> None:
-    kinds = {"video": "video", "audio": "audio"}
+    kinds = {n: n for n in ("video", "audio") if n in upload.files}  # not the URL inputs
     results = await asyncio.gather(
         *(run_in_threadpool(_probe, upload.files[n].path, kinds[n], settings) for n in kinds),
         return_exceptions=True,
@@ -113,6 +115,9 @@ async def _probe_upload(upload: ParsedUpload, settings: Settings) -> None:
         "invalid_header",
         "corrupt_media",
         "audio_empty",
+        "conflicting_fields",
+        "invalid_url",
+        "fetch_refused",
         "queue_full",
         ok={202: json_example(EXAMPLE_PUSHED)},
     ),
@@ -125,15 +130,17 @@ async def push(
     owner: OwnerDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Any:
-    """Upload speech (``audio``) and a face video or image (``video``); queue a job."""
+    """Upload speech (``audio``) and a face video or image (``video``), or give either as an
+    http(s) URL (``audio_url``, ``video_url``: fetched by the worker); queue a job."""
     await _admit(request, settings, store, idempotency_key)
     job_id = uuid.uuid4().hex
     dest = settings.uploads_dir / job_id
     dest.mkdir(parents=True, exist_ok=False)
     keep = False
     try:
-        upload = await _receive(request, settings, dest)
-        options = _validate_options(upload.fields, settings)
+        upload, urls = await _receive(request, settings, dest)
+        fields = {k: v for k, v in upload.fields.items() if k not in _URL_FIELDS.values()}
+        options = _validate_options(fields, settings)
         await _probe_upload(upload, settings)
         if idempotency_key is not None:
             earlier = await _claim_key(store, owner, idempotency_key, job_id, upload.digest())
@@ -144,9 +151,11 @@ async def push(
             owner=owner,
             state="queued",
             created_at=time.time(),
-            audio=str(upload.files["audio"].path.relative_to(settings.data_dir)),
-            video=str(upload.files["video"].path.relative_to(settings.data_dir)),
+            audio=_saved(upload, "audio", settings),
+            video=_saved(upload, "video", settings),
             options=options,
+            audio_url=urls.get("audio", ""),
+            video_url=urls.get("video", ""),
         )
         await _enqueue(store, celery, job, idempotency_key)
         keep = True
@@ -173,8 +182,35 @@ async def _admit(
         raise problem(413, f"upload exceeds {settings.max_upload_bytes} bytes", "too_large")
 
 
-async def _receive(request: Request, settings: Settings, dest: Path) -> ParsedUpload:
-    """The multipart body streamed into ``dest``, with both files present and non-empty."""
+def _saved(upload: ParsedUpload, name: str, settings: Settings) -> str:
+    saved = upload.files.get(name)
+    return str(saved.path.relative_to(settings.data_dir)) if saved is not None else ""
+
+
+def _url_inputs(upload: ParsedUpload) -> dict[str, str]:
+    """The inputs given as URLs (``audio_url``/``video_url``; a blank one counts as absent),
+    checked for form only (scheme, length, host): the worker resolves and fetches them."""
+    urls: dict[str, str] = {}
+    for name, field in _URL_FIELDS.items():
+        url = upload.fields.get(field, "").strip()
+        if not url:
+            continue
+        if name in upload.files:
+            message = f"send the {name} file or {field}, not both"
+            raise problem(422, message, "conflicting_fields", field)
+        try:
+            check_url(url)
+        except LipsyncError as exc:  # fetch_refused (scheme) or invalid_url
+            raise problem(422, f"{field}: {exc.message}", exc.code, field) from exc
+        urls[name] = url
+    return urls
+
+
+async def _receive(
+    request: Request, settings: Settings, dest: Path
+) -> tuple[ParsedUpload, dict[str, str]]:
+    """The multipart body streamed into ``dest``, and the inputs given as URLs: each input
+    is either a non-empty file or a well-formed URL."""
     try:
         upload = await receive_multipart(
             request.stream(),
@@ -186,12 +222,16 @@ async def _receive(request: Request, settings: Settings, dest: Path) -> ParsedUp
         raise problem(413, str(exc), "too_large") from exc
     except UploadError as exc:
         raise problem(422, exc.message, "invalid_upload", exc.field) from exc
+    urls = _url_inputs(upload)
     for name in FILE_FIELDS:
+        if name in urls:
+            continue
         if name not in upload.files:
-            raise problem(422, f"the {name} file is missing", "missing_field", name)
+            message = f"the {name} file is missing (send it, or {_URL_FIELDS[name]})"
+            raise problem(422, message, "missing_field", name)
         if upload.files[name].size == 0:
             raise problem(422, f"the {name} file is empty", "empty_field", name)
-    return upload
+    return upload, urls
 
 
 async def _claim_key(store: JobStore, owner: str, key: str, job_id: str, digest: str) -> str | None:
