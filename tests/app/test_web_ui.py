@@ -2,7 +2,8 @@
 
 Real uvicorn, Celery worker and Redis (the ``stack`` fixture, which requires API keys, so the
 page's key field is exercised too). Steps: load → API key → choose a portrait and speech →
-submit (upload progress, throttled so it is seen moving) → job progress and stages → the
+submit (upload progress, throttled so it is seen moving) → job progress and stages (live
+from ``GET /events``; the second test blocks it and the page polls ``/status``) → the
 result <video> plays with the speech's duration → the download link gives the MP4 → a second
 job is canceled, a third fails → phone width. Screenshots of each step go to tests/_artifacts/web/.
 """
@@ -126,6 +127,15 @@ def test_web_page_push_progress_result_download_cancel(
     page = context.new_page()
     page.set_default_timeout(20_000)
     problems = watch(page, stack.base_url)
+    followed: list[str] = []  # the job's progress requests: live events, or status polls
+    page.on(
+        "request",
+        lambda r: (
+            followed.append(r.url.split("/api/v1/lipsync/")[1].split("?")[0])
+            if "/api/v1/lipsync/events" in r.url or "/api/v1/lipsync/status" in r.url
+            else None
+        ),
+    )
 
     # 1. the page, from the API's own origin
     resp = page.goto(stack.base_url + "/")
@@ -214,6 +224,9 @@ def test_web_page_push_progress_result_download_cancel(
     stages = set(seen["stage"])
     assert stages & {"Finding the face", "Animating the mouth", "Measuring the lip sync"}, stages
     assert page.inner_text("#job-stage") == "Done"
+    # progress came live from GET /events (fetch with the key in a header), not from polling
+    assert followed.count("events") == 1, followed
+    assert followed.count("status") <= 1, followed  # at most refreshJobs' look at load
 
     # 7. the download link gives the MP4 the API serves
     with stack.client() as c:
@@ -301,6 +314,10 @@ def test_web_page_without_keys_streams_the_result_and_links_the_download(
     page = context.new_page()
     page.set_default_timeout(20_000)
     problems = watch(page, open_api)
+    # a server (or proxy) without the event stream: the page falls back to polling /status
+    page.route("**/api/v1/lipsync/events?*", lambda route: route.fulfill(status=404, body="{}"))
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if "/lipsync/status?" in r.url else None)
     page.goto(open_api + "/")
     assert page.inner_text("#key-state") == "not set"
 
@@ -346,6 +363,7 @@ def test_web_page_without_keys_streams_the_result_and_links_the_download(
     page.click("#submit")
     page.wait_for_selector("#job-state[data-state='succeeded']", timeout=90_000)
     task_id = page.get_attribute("#job-id", "title")
+    assert sum(task_id in u for u in polls) >= 2, polls  # followed by polling
     url = f"/api/v1/lipsync/download?task_id={task_id}"
     assert page.get_attribute("#result-video", "src") == url
     assert page.get_attribute("#download", "href") == url
