@@ -14,10 +14,11 @@ import re
 import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import OwnerDep, SettingsDep, StoreDep
+from app.errors import problem
 from app.routers.jobs import load_own_job
 from app.schemas import (
     COMMON_RESPONSES,
@@ -40,6 +41,7 @@ router = APIRouter(prefix="/api/v1/lipsync", tags=["jobs"], responses=COMMON_RES
 #: of this form is a valid cursor (it names a point in the list, not a stored object).
 CURSOR_PATTERN = r"^[0-9]{1,16}(\.[0-9]{1,17})?-[0-9a-f]{32}$"
 _CURSOR = re.compile(CURSOR_PATTERN)
+_LIST_PARAMS = frozenset({"state", "limit", "cursor"})
 
 
 def encode_cursor(cursor: tuple[float, str] | None) -> str | None:
@@ -62,6 +64,7 @@ def decode_cursor(text: str | None) -> tuple[float, str] | None:
     responses=route_responses(ok={200: json_example(EXAMPLE_JOB_LIST)}),
 )
 async def list_jobs(
+    request: Request,
     store: StoreDep,
     owner: OwnerDep,
     state: Annotated[
@@ -81,7 +84,11 @@ async def list_jobs(
 ) -> JobList:
     """The caller's own jobs (those of its API key), newest first, ``limit`` per page; follow
     ``next_cursor`` for the next. A page may hold fewer than ``limit`` jobs and still have a
-    cursor (with a ``state`` filter, at most 1000 jobs are looked at per page)."""
+    cursor (with a ``state`` filter, at most 1000 jobs are looked at per page). An unknown
+    query parameter is 422, so a misspelt filter never lists everything."""
+    for name in request.query_params:
+        if name not in _LIST_PARAMS:
+            raise problem(422, f"{name}: unknown query parameter", "invalid_request", name)
     records, after = await run_in_threadpool(
         store.list_owned, owner, state, limit, decode_cursor(cursor)
     )

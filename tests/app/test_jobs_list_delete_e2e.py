@@ -146,7 +146,8 @@ def test_list_is_own_newest_first_paged_filtered(svc: Any, files: dict[str, Path
         assert r.zscore(index, mine[0]) is None
 
         # bad parameters: 422 with the standard body, naming the parameter
-        for params in ({"limit": 0}, {"limit": 101}, {"state": "lost"}, {"cursor": "abc"}):
+        bad = ({"limit": 0}, {"limit": 101}, {"state": "lost"}, {"cursor": "abc"}, {"sate": "x"})
+        for params in bad:
             resp = a.get(f"{P}/jobs", params=params)
             assert resp.status_code == 422, (params, resp.text)
             assert_error_envelope(422, resp.json())
