@@ -33,59 +33,16 @@ from lipsync.engines.musetalk import audio as mt_audio  # noqa: E402
 from lipsync.engines.musetalk import face as mt_face  # noqa: E402
 from lipsync.engines.musetalk.engine import MuseTalkRunner  # noqa: E402
 from lipsync.engines.musetalk.loaders import FILES, load_models  # noqa: E402
+from lipsync.engines.musetalk.published import (  # noqa: E402
+    PUBLISHED_UNET,
+    PUBLISHED_VAE,
+    WHISPER_TINY,
+)
 from lipsync.errors import ModelMismatch, ModelMissing  # noqa: E402
 from lipsync.models import MODELS_BY_FILENAME  # noqa: E402
 from lipsync.types import FaceObs  # noqa: E402
 from tests import media_factory as mf  # noqa: E402
 
-# musetalkV15/musetalk.json as published (an SD-1.5-sized UNet with 8 input channels and
-# whisper-tiny's 384-wide states as cross-attention).
-PUBLISHED_UNET = {
-    "_class_name": "UNet2DConditionModel",
-    "_diffusers_version": "0.6.0.dev0",
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 384,
-    "down_block_types": [
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 8,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 64,
-    "up_block_types": [
-        "UpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-    ],
-}
-# sd-vae-ft-mse's config.json (no scaling_factor: diffusers' default 0.18215 applies).
-PUBLISHED_VAE = {
-    "_class_name": "AutoencoderKL",
-    "_diffusers_version": "0.4.2",
-    "act_fn": "silu",
-    "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "in_channels": 3,
-    "latent_channels": 4,
-    "layers_per_block": 2,
-    "norm_num_groups": 32,
-    "out_channels": 3,
-    "sample_size": 256,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-}
 # The same schemas with reduced widths and depth, for runs on CI's two cores.
 SMALL_UNET = {
     **PUBLISHED_UNET,
@@ -93,20 +50,6 @@ SMALL_UNET = {
     "layers_per_block": 1,
 }
 SMALL_VAE = {**PUBLISHED_VAE, "block_out_channels": [32, 32, 64, 64], "layers_per_block": 1}
-# openai/whisper-tiny's architecture (the real size: 39 M parameters).
-WHISPER_TINY = {
-    "d_model": 384,
-    "encoder_layers": 4,
-    "decoder_layers": 4,
-    "encoder_attention_heads": 6,
-    "decoder_attention_heads": 6,
-    "encoder_ffn_dim": 1536,
-    "decoder_ffn_dim": 1536,
-    "num_mel_bins": 80,
-    "max_source_positions": 1500,
-    "max_target_positions": 448,
-    "vocab_size": 51865,
-}
 FPS = 25.0
 
 
