@@ -186,6 +186,22 @@ def _render(
     return payload, dict(result.timings)
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised while handling, the soft time limit: the limit is
+    an exception raised wherever the job is, and a library may turn it into its own (an
+    import interrupted by it ends as an ImportError)."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, SoftTimeLimitExceeded):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def _outcome(
     record: JobRecord, settings: Settings, store: JobStore, holder: str, worker: str = ""
 ) -> tuple[JobState, dict[str, Any], dict[str, float]]:
@@ -206,12 +222,17 @@ def _outcome(
         return "canceled", {"stage": "canceled"}, {}
     except Drained:
         return "queued", {}, {}
-    except LipsyncError as exc:
-        fields["error"] = {"code": exc.code, "message": public_message(exc.message, settings)}
     except SoftTimeLimitExceeded:
         message = f"the job ran past its time limit ({settings.soft_time_limit_s}s)"
         fields["error"] = {"code": "timeout", "message": message}
     except Exception as exc:
+        if _timed_out(exc):
+            message = f"the job ran past its time limit ({settings.soft_time_limit_s}s)"
+            fields["error"] = {"code": "timeout", "message": message}
+            return "failed", fields, {}
+        if isinstance(exc, LipsyncError):
+            fields["error"] = {"code": exc.code, "message": public_message(exc.message, settings)}
+            return "failed", fields, {}
         log.exception("job %s failed with an unexpected error", record.id)
         fields["error"] = {
             "code": "internal_error",
