@@ -83,4 +83,3 @@ def test_api_matches_its_schema_and_never_answers_5xx(case: Any, schema_api: str
     assert response.status_code < 500, response.text
     if response.status_code >= 400:  # one error shape everywhere, codes from one list
         assert_error_envelope(response.status_code, response.json())
-
