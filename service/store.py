@@ -4,88 +4,32 @@ Celery answers PENDING for any id it has never seen, so the service never asks C
 job: every job is a Redis hash ``{prefix}:job:{id}`` written by push and updated by the worker.
 State changes that race (terminate vs. start, finish vs. cancel) are Lua scripts, so each is
 atomic. Nothing here imports FastAPI or the pipeline.
+
+Why one module over 400 lines: :class:`JobStore` is the only code that knows the service's
+Redis key names; keeping every method that touches them (and the scripts' calls) in one
+place is what lets the key layout change in one place. The records are in
+:mod:`service.record`, the scripts in :mod:`service.store_lua`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import redis
 
 from service import store_lua as lua
+from service.record import JOB_STATES, TERMINAL_STATES, JobRecord, JobState
 
-JobState = Literal["queued", "running", "succeeded", "failed", "canceled"]
-JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed", "canceled")
-TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+__all__ = ["JOB_STATES", "TERMINAL_STATES", "JobRecord", "JobState", "JobStore"]
+
 _RedisValue = bytes | bytearray | memoryview | str | int | float
 
 
 def _now() -> float:
     return time.time()
-
-
-@dataclass
-class JobRecord:
-    """One job as stored in Redis (the API turns it into its response schema)."""
-
-    id: str
-    owner: str
-    state: JobState
-    created_at: float
-    audio: str = ""  # paths relative to the data dir
-    video: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
-    progress: float = 0.0
-    stage: str = "queued"
-    started_at: float | None = None
-    finished_at: float | None = None
-    error: dict[str, str] | None = None
-    result: dict[str, Any] | None = None
-    attempts: int = 0
-    cancel_requested: bool = False
-    worker: str = ""
-    # URL inputs: fetched by the worker into uploads/<id>/ (then audio/video stay empty)
-    audio_url: str = ""
-    video_url: str = ""
-
-    @property
-    def finished(self) -> bool:
-        return self.state in TERMINAL_STATES
-
-    @classmethod
-    def from_hash(cls, data: dict[str, str]) -> JobRecord:
-        def opt_float(key: str) -> float | None:
-            raw = data.get(key)
-            return float(raw) if raw not in (None, "") else None
-
-        def opt_json(key: str) -> Any:
-            raw = data.get(key)
-            return json.loads(raw) if raw else None
-
-        return cls(
-            id=data["id"],
-            owner=data.get("owner", ""),
-            state=cast(JobState, data["state"]),
-            created_at=float(data.get("created_at", "0")),
-            audio=data.get("audio", ""),
-            video=data.get("video", ""),
-            options=opt_json("options") or {},
-            progress=float(data.get("progress", "0") or 0),
-            stage=data.get("stage", ""),
-            started_at=opt_float("started_at"),
-            finished_at=opt_float("finished_at"),
-            error=opt_json("error"),
-            result=opt_json("result"),
-            attempts=int(data.get("attempts", "0") or 0),
-            cancel_requested=data.get("cancel") == "1",
-            worker=data.get("worker", ""),
-            audio_url=data.get("audio_url", ""),
-            video_url=data.get("video_url", ""),
-        )
 
 
 class JobStore:
