@@ -147,6 +147,8 @@ def test_ctrl_c_on_up_hands_the_job_back_and_leaves_no_process(
 
     took = up.ctrl_c()
     out = up.output(mark)
+    print(f"\nup: Ctrl-C to exit {took:.2f} s; its report:")
+    print("\n".join(line for line in out.splitlines()[-8:] if line.startswith("up: ")))
     assert took < STOP_BOUND_S, out[-3000:]
     assert up.left_behind() == [], out[-3000:]
     assert "up: 1 running job(s) handed back to the queue" in out, out[-3000:]
@@ -155,6 +157,7 @@ def test_ctrl_c_on_up_hands_the_job_back_and_leaves_no_process(
     mark = up.start()  # the job resumes first (head of the queue), then the demo job
     job = _wait_job(up, job_id, lambda j: j["state"] in ("succeeded", "failed", "canceled"))
     assert (job["state"], job["attempts"]) == ("succeeded", "1"), (job, up.output(mark))
+    print(f"up: after the next start: job {job['state']}, attempts {job['attempts']}")
     up.wait_output("Press Ctrl-C", mark)
     broker = up.redis()  # the broker is db 0 of the same Redis here
     assert broker.hlen("unacked") == 0 and broker.zcard("unacked_index") == 0

@@ -108,6 +108,7 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
 
         job = store.get(job_id)
         assert job is not None, sh.tail(w1.log)
+        print(f"\ndrain: SIGTERM to exit {took:.2f} s; job {job.state}, attempts {job.attempts}")
         assert (job.state, job.stage, job.attempts, job.progress) == ("queued", "queued", 0, 0)
         assert job.started_at is None and job.worker == ""
         assert store.active_ids() == {"queued": [job_id], "running": []}
@@ -126,6 +127,7 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
         _wait(store, job_id, lambda j: j.finished, 240)
         job = store.get(job_id)
         assert job is not None and job.state == "succeeded", (job, svc.logs())
+        print(f"drain: next worker: job {job.state}, attempts {job.attempts}")
         assert job.attempts == 1  # the stop did not count
         assert sh.job_executions(svc.worker_log(), job_id) == 1
         assert (settings.results_dir / f"{job_id}.mp4").is_file()
