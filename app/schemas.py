@@ -40,14 +40,21 @@ def _form_property(spec: OptionSpec) -> dict[str, Any]:
 
 
 def push_request_body() -> dict[str, Any]:
-    """The push's multipart body for the OpenAPI document: the two files, then one field
-    per public option declaration (:func:`lipsync.options.public_specs`)."""
+    """The push's multipart body for the OpenAPI document: the two inputs (files or URLs),
+    then one field per public option declaration (:func:`lipsync.options.public_specs`)."""
+    url = {"type": "string", "format": "uri", "maxLength": 1024}
     properties: dict[str, Any] = {
         "audio": {"type": "string", "format": "binary", "description": "speech"},
         "video": {"type": "string", "format": "binary", "description": "face video or still"},
+        "audio_url": {**url, "description": "http(s) URL of the speech, instead of audio"},
+        "video_url": {**url, "description": "http(s) URL of the face, instead of video"},
     }
     properties.update({spec.name: _form_property(spec) for spec in public_specs()})
-    schema = {"type": "object", "required": ["audio", "video"], "properties": properties}
+    schema = {
+        "type": "object",
+        "description": "each input is a file (audio, video) or a URL (audio_url, video_url)",
+        "properties": properties,
+    }
     return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
