@@ -200,3 +200,19 @@ if KEYS[6] ~= KEYS[1] then
 end
 return 1
 """
+
+# KEYS: the Celery queue's lists in the broker (one per priority); ARGV: job id. DELETE
+# /jobs/{id} of a queued job: its message (Celery task id = job id) leaves the queue, so no
+# broker key names the job either. Returns how many messages went.
+DROP_QUEUED_MESSAGE = """
+local dropped = 0
+for _, list in ipairs(KEYS) do
+  local items = redis.call('LRANGE', list, 0, -1)
+  for _, item in ipairs(items) do
+    if string.find(item, ARGV[1], 1, true) then
+      dropped = dropped + redis.call('LREM', list, 1, item)
+    end
+  end
+end
+return dropped
+"""

@@ -14,6 +14,7 @@ import re
 import time
 from typing import Annotated, Literal
 
+import redis
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
@@ -29,7 +30,9 @@ from app.schemas import (
     json_example,
     route_responses,
 )
+from service import store_lua
 from service.layout import remove_job_files
+from service.queue import QUEUE
 from service.settings import Settings
 from service.store import JobStore
 
@@ -110,6 +113,33 @@ async def _wait_stopped(store: JobStore, task_id: str, wait_s: float) -> bool:
         await asyncio.sleep(0.1)
 
 
+#: The broker's lists of the job queue: kombu's Redis transport keeps one per priority step
+#: (``lipsync``, then ``lipsync\x06\x163`` ...).
+QUEUE_LISTS = [QUEUE] + [f"{QUEUE}\x06\x16{p}" for p in (3, 6, 9)]
+
+
+def drop_queued_message(settings: Settings, task_id: str) -> int:
+    """Take a deleted job's message out of the broker's queue (its Celery task id is the job
+    id), so no broker key names it either; a worker would drop it anyway, but only when it
+    got to it. Only for a Redis broker; any trouble is logged, never raised: the job is
+    deleted already, and the worker still skips a message whose record is gone."""
+    url = settings.effective_broker_url
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return 0
+    try:
+        with redis.Redis.from_url(
+            url,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+        ) as r:
+            return int(
+                r.eval(store_lua.DROP_QUEUED_MESSAGE, len(QUEUE_LISTS), *QUEUE_LISTS, task_id)
+            )
+    except redis.RedisError as exc:
+        log.warning("job %s: its queued message stays in the broker (%s)", task_id, exc)
+        return 0
+
+
 async def delete_job(settings: Settings, store: JobStore, owner: str, task_id: str) -> None:
     """Cancel (if it runs), then remove every trace of one of ``owner``'s jobs."""
     job = await run_in_threadpool(load_own_job, store, owner, task_id)
@@ -125,6 +155,8 @@ async def delete_job(settings: Settings, store: JobStore, owner: str, task_id: s
                 settings.delete_wait_s,
             )
     await run_in_threadpool(store.purge, task_id, owner)
+    if job.state == "queued":
+        await run_in_threadpool(drop_queued_message, settings, task_id)
     await run_in_threadpool(remove_job_files, settings, task_id, result=True)
     log.info("job %s deleted by %s", task_id, owner)
 
