@@ -85,3 +85,11 @@ class Engine(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (GPU memory, sessions)."""
+
+
+def batch_length(frames: Sequence[object], faces: Sequence[object], indices: Sequence[int]) -> int:
+    """The length of one :meth:`Engine.generate` batch; ValueError when its three sequences
+    disagree."""
+    if not (len(frames) == len(faces) == len(indices)):
+        raise ValueError("frames, faces and indices must have the same length")
+    return len(frames)

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lipsync.audio.mel import MEL_STEP_SIZE, NUM_MELS, mel_chunks, melspectrogram
-from lipsync.engines.base import Engine, EngineContext
+from lipsync.engines.base import Engine, EngineContext, batch_length
 from lipsync.errors import ModelMissing
 from lipsync.types import EngineReport, FaceObs, Patch, RGBImage
 
@@ -139,9 +139,7 @@ class Wav2LipBase(Engine):
         faces: Sequence[FaceObs],
         indices: Sequence[int],
     ) -> list[Patch]:
-        if not (len(frames) == len(faces) == len(indices)):
-            raise ValueError("frames, faces and indices must have the same length")
-        if not frames:
+        if not batch_length(frames, faces, indices):
             return []
         mels = self.mel_batch(indices)
         crops, boxes = crop_faces(frames, faces)

@@ -25,7 +25,7 @@ import numpy.typing as npt
 import torch
 
 from lipsync.device import cpu_threads, resolve_device
-from lipsync.engines.base import Engine, EngineContext
+from lipsync.engines.base import Engine, EngineContext, batch_length
 from lipsync.engines.musetalk import audio as mt_audio
 from lipsync.engines.musetalk import face as mt_face
 from lipsync.engines.musetalk.loaders import UNET_WEIGHTS, MuseTalkModels, load_models
@@ -172,9 +172,7 @@ class MuseTalkEngine(Engine):
         faces: Sequence[FaceObs],
         indices: Sequence[int],
     ) -> list[Patch]:
-        if not (len(frames) == len(faces) == len(indices)):
-            raise ValueError("frames, faces and indices must have the same length")
-        if not frames:
+        if not batch_length(frames, faces, indices):
             return []
         chunks = self.audio_batch(indices)
         boxes = [
