@@ -276,4 +276,10 @@ def test_openapi_lists_every_endpoint(stack: Any) -> None:
     ):
         assert path in spec["paths"], path
     body = spec["paths"]["/api/v1/lipsync/push"]["post"]["requestBody"]["content"]
-    assert set(body["multipart/form-data"]["schema"]["required"]) == {"audio", "video"}
+    form = body["multipart/form-data"]["schema"]["properties"]
+    # each input is a file or a URL; then one field per option a push may set
+    from lipsync.options import public_specs
+
+    inputs = {"audio", "video", "audio_url", "video_url"}
+    assert set(form) == inputs | {s.name for s in public_specs()}
+    assert form["audio"]["format"] == form["video"]["format"] == "binary"
