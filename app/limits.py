@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from fastapi import HTTPException
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.settings import Settings
@@ -24,13 +25,6 @@ async def _send_error(send: Send, status: int, code: str, message: str) -> None:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 class BodyCap:
@@ -46,7 +40,7 @@ class BodyCap:
         upload = scope.get("path") == self.upload_path
         limit = self.settings.max_upload_bytes if upload else self.settings.max_request_bytes
         message = f"the request body is over {limit} bytes"
-        declared = _header(scope, b"content-length")
+        declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _send_error(send, 413, "too_large", message)
             return
@@ -74,7 +68,7 @@ class HostCheck:
         self.enabled = not settings.public_base_url and "*" not in self.allowed
 
     def _host_ok(self, scope: Scope) -> bool:
-        host = (_header(scope, b"host") or "").lower()
+        host = Headers(scope=scope).get("host", "").lower()
         if host.startswith("["):  # [v6]:port
             name = host[1 : host.find("]")] if "]" in host else host
         else:

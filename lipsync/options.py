@@ -303,7 +303,6 @@ def parse_public_fields(fields_: Mapping[str, str]) -> dict[str, Any]:
         spec = specs.get(name)
         if spec is None:
             raise InvalidOption(f"unknown field {name!r}", field=name)
-        value = spec.parse(text)
-        values[name] = spec.check(value, public=True)
+        values[name] = spec.parse(text, public=True)
     check_groups(values)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}

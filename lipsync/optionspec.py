@@ -73,8 +73,9 @@ class OptionSpec:
     def _fail(self, message: str) -> InvalidOption:
         return InvalidOption(f"{self.name} {message}", field=self.name)
 
-    def parse(self, text: str) -> Any:
-        """A value from text (a form field, a CLI argument), checked."""
+    def parse(self, text: str, *, public: bool = False) -> Any:
+        """A value from text (a form field, a CLI argument), checked (``public``: as a
+        push's value, see :meth:`check`)."""
         text = text.strip()
         if self.kind == "ints":
             parts = [p for p in _SPLIT.split(text) if p]
@@ -82,7 +83,7 @@ class OptionSpec:
             if len(parts) != self.count:
                 raise self._fail(what)
             try:
-                return self.check(tuple(int(p) for p in parts))
+                return self.check(tuple(int(p) for p in parts), public=public)
             except ValueError:
                 raise self._fail(what) from None
         if self.kind == "bool":
@@ -95,8 +96,8 @@ class OptionSpec:
             except ValueError:
                 what = "an integer" if self.kind == "int" else "a number"
                 raise self._fail(f"must be {what}") from None
-            return self.check(number)
-        return self.check(Path(text) if self.kind == "path" else text)
+            return self.check(number, public=public)
+        return self.check(Path(text) if self.kind == "path" else text, public=public)
 
     def check(self, value: Any, *, public: bool = False) -> Any:
         """``value`` normalised (lists to tuples, text to paths), or :class:`InvalidOption`.

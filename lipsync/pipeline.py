@@ -245,7 +245,7 @@ class Pipeline:
     ) -> BatchRenderer:
         """5. Render: stream frames in batches through engine, enhancer, compositor, encoder."""
         o = self.options
-        size = None if geometry.scale.identity else geometry.size
+        size = geometry.decode_size
         reader = FrameReader(job.video, faces.times, inputs.vinfo.is_image, size=size)
         width, height = geometry.size
         writer = VideoWriter(
@@ -320,7 +320,7 @@ def analyse_faces(
     fixed = (box[2], box[0], box[3], box[1]) if box else None
     choice = FaceChoice(options.face_index, geometry.face_point())
     tracker = FaceTracker(choice, fixed_box=fixed, detector=inputs.detector)
-    size = None if geometry.scale.identity else geometry.size
+    size = geometry.decode_size
     nan = np.full((68, 2), np.nan, np.float32)
     timer, vinfo = job.timer, inputs.vinfo
     if vinfo.is_image:

@@ -73,6 +73,11 @@ class Geometry:
     size: tuple[int, int]  # (width, height) the pipeline works at
     scale: Scale = field(default_factory=Scale)
 
+    @property
+    def decode_size(self) -> tuple[int, int] | None:
+        """The size frames are decoded at: None keeps the input's, else the working size."""
+        return None if self.scale.identity else self.size
+
     def box(self) -> Box | None:
         """The fixed ``box`` (y1, y2, x1, x2) in working pixels (scaled with max_size)."""
         box = self.options.box
