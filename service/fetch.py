@@ -23,42 +23,35 @@ connected to by the address resolved once). Errors are :class:`lipsync.errors.Li
 subclasses with stable codes: ``fetch_refused`` (refused before any byte is fetched from that
 address), ``fetch_failed`` (network or HTTP error), ``too_large``.
 
-Why one module over 400 lines: resolving, pinning the connection to the checked address,
-the watchdog, redirects and the byte cap are one security boundary and are audited
-together; the pure URL and address checks are in :mod:`service.urlcheck`.
+Resolving, checking and pinning the connection to the checked address and the watchdog are
+in :mod:`service.outbound` (webhook delivery uses them too); the pure URL and address checks
+in :mod:`service.urlcheck`. What is left here is what only a fetch does: redirects, and the
+byte cap on the body.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import ipaddress
-import socket
 import ssl
-import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, urljoin
+from urllib.parse import urljoin
 
 from lipsync.errors import Canceled, TooLarge
+from service.outbound import Watchdog, checked_addresses, failure, open_request
 from service.urlcheck import (
     CHUNK_BYTES,
     FETCH_ERROR_CODES,
     MAX_REDIRECTS,
     MAX_URL_LENGTH,
     REDIRECT_STATUSES,
-    SCHEMES,
     USER_AGENT,
     FetchFailed,
     FetchRefused,
     InvalidURL,
-    IPAddress,
-    ascii_host,
     check_url,
     normalize_host,
     refusal,
@@ -79,6 +72,9 @@ __all__ = [
     "normalize_host",
     "refusal",
 ]
+
+
+_GET_HEADERS = (("Accept-Encoding", "identity"), ("User-Agent", USER_AGENT), ("Accept", "*/*"))
 
 
 @dataclass(frozen=True)
@@ -115,159 +111,6 @@ class Fetched:
     redirects: int
 
 
-def resolve(host: str, port: int, timeout_s: float) -> list[IPAddress]:
-    """The addresses ``host`` resolves to (a literal resolves to itself), in the resolver's
-    order, without duplicates; :class:`FetchFailed` when it does not resolve in time."""
-    bare = normalize_host(host)
-    try:
-        return [ipaddress.ip_address(bare.split("%", 1)[0])]
-    except ValueError:
-        pass
-    name = ascii_host(bare)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lipsync-resolve")
-    try:
-        future = pool.submit(socket.getaddrinfo, name, port, 0, socket.SOCK_STREAM)
-        infos = future.result(timeout=timeout_s)
-    except FutureTimeout:
-        raise FetchFailed(f"{bare}: the name did not resolve within {timeout_s:g} s") from None
-    except (OSError, UnicodeError) as exc:
-        raise FetchFailed(f"{bare}: the name does not resolve ({_reason(exc)})") from None
-    finally:
-        pool.shutdown(wait=False)
-    found: list[IPAddress] = []
-    for family, _type, _proto, _canon, sockaddr in infos:
-        if family not in (socket.AF_INET, socket.AF_INET6):
-            continue
-        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
-        if address not in found:
-            found.append(address)
-    if not found:
-        raise FetchFailed(f"{bare}: the name has no IPv4 or IPv6 address")
-    return found
-
-
-def checked_addresses(parts: SplitResult, policy: FetchPolicy, timeout_s: float) -> list[IPAddress]:
-    """The addresses this hop may connect to: all of them checked (a host outside the
-    allow-list with any refused address is refused as a whole). Connects to nothing."""
-    host = normalize_host(parts.hostname or "")
-    port = parts.port or SCHEMES[parts.scheme.lower()]
-    addresses = resolve(host, port, timeout_s)
-    if policy.allows(host):
-        return addresses
-    for address in addresses:
-        reason = refusal(address)
-        if reason is not None:
-            literal = _is_literal(host)
-            where = f"{host} is" if literal else f"{host} resolves to"
-            raise FetchRefused(f"{where} a {reason} address; it is not fetched")
-    return addresses
-
-
-def _is_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
-class _Watchdog:
-    """Shuts the current socket when the whole-transfer deadline passes, whatever the
-    transfer is blocked in (connect, TLS, headers, a byte-by-byte body)."""
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.fired = False
-        self._sock: socket.socket | None = None
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def watch(self, sock: socket.socket | None) -> None:
-        with self._lock:
-            self._sock = sock
-            if self.fired and sock is not None:
-                _shut(sock)
-
-    def _fire(self) -> None:
-        with self._lock:
-            self.fired = True
-            if self._sock is not None:
-                _shut(self._sock)
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-
-def _shut(sock: socket.socket) -> None:
-    # the plain socket's shutdown, also under TLS: unblocks a read in another thread
-    with contextlib.suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """HTTP to ``address`` (already checked) while ``Host`` names the URL's host."""
-
-    def __init__(
-        self, host: str, port: int, address: IPAddress, timeout: float, watchdog: _Watchdog
-    ) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self.address = address
-        self.watchdog = watchdog
-
-    def _raw_socket(self) -> socket.socket:
-        sock = socket.create_connection((str(self.address), self.port), self.timeout)
-        self.watchdog.watch(sock)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-
-    def connect(self) -> None:
-        self.sock = self._raw_socket()
-
-
-class _PinnedHTTPSConnection(_PinnedHTTPConnection):
-    """HTTPS to ``address``; SNI and the certificate check use the URL's host name."""
-
-    default_port = http.client.HTTPS_PORT
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        address: IPAddress,
-        timeout: float,
-        watchdog: _Watchdog,
-        context: ssl.SSLContext,
-    ) -> None:
-        super().__init__(host, port, address, timeout, watchdog)
-        self.context = context
-
-    def connect(self) -> None:
-        raw = self._raw_socket()
-        try:
-            self.sock = self.context.wrap_socket(raw, server_hostname=self.host)
-        except BaseException:
-            raw.close()
-            raise
-        self.watchdog.watch(self.sock)  # the TLS socket now owns the descriptor
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate not valid: {exc.verify_message}"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timed out"
-    if isinstance(exc, socket.gaierror):
-        return exc.strerror or "name not known"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return type(exc).__name__
-
-
 def fetch(
     url: str,
     dest: Path,
@@ -280,7 +123,7 @@ def fetch(
     Raises :class:`FetchRefused`, :class:`FetchFailed`, :class:`lipsync.errors.TooLarge`,
     :class:`InvalidURL`, or :class:`lipsync.errors.Canceled` when ``should_cancel()`` turns
     true while the body streams."""
-    watchdog = _Watchdog(time.monotonic() + policy.deadline_s)
+    watchdog = Watchdog(time.monotonic() + policy.deadline_s)
     try:
         return _follow(url, dest, policy, watchdog, should_cancel, ssl_context)
     except BaseException:
@@ -294,7 +137,7 @@ def _follow(
     url: str,
     dest: Path,
     policy: FetchPolicy,
-    watchdog: _Watchdog,
+    watchdog: Watchdog,
     should_cancel: Callable[[], bool] | None,
     ssl_context: ssl.SSLContext | None,
 ) -> Fetched:
@@ -311,7 +154,7 @@ def _follow(
             raise FetchFailed(f"{host}: the transfer took longer than {policy.deadline_s:g} s")
         timeout = max(0.001, min(policy.connect_timeout_s, watchdog.remaining()))
         addresses = checked_addresses(parts, policy, timeout)
-        conn, resp = _open(parts, addresses, policy, watchdog, context)
+        conn, resp = open_request(parts, addresses, policy, watchdog, context, "GET", _GET_HEADERS)
         try:
             if resp.status in REDIRECT_STATUSES:
                 location = resp.getheader("Location")
@@ -331,66 +174,11 @@ def _follow(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _open(
-    parts: SplitResult,
-    addresses: Iterable[IPAddress],
-    policy: FetchPolicy,
-    watchdog: _Watchdog,
-    context: ssl.SSLContext,
-) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-    """Connect to the first checked address that answers and send the GET."""
-    scheme = parts.scheme.lower()
-    host = ascii_host(parts.hostname or "")
-    port = parts.port or SCHEMES[scheme]
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    last: BaseException | None = None
-    for address in addresses:
-        timeout = max(0.001, min(policy.connect_timeout_s, watchdog.remaining()))
-        conn: http.client.HTTPConnection
-        if scheme == "https":
-            conn = _PinnedHTTPSConnection(host, port, address, timeout, watchdog, context)
-        else:
-            conn = _PinnedHTTPConnection(host, port, address, timeout, watchdog)
-        try:
-            conn.connect()
-        except (OSError, ssl.SSLError) as exc:
-            conn.close()
-            if isinstance(exc, ssl.SSLError):  # the address answered: TLS is what failed
-                raise FetchFailed(f"{host}: {_reason(exc)}") from None
-            last = exc
-            if watchdog.fired:
-                break
-            continue
-        try:
-            conn.sock.settimeout(max(0.001, watchdog.remaining()))
-            conn.putrequest("GET", target, skip_accept_encoding=True)
-            conn.putheader("Accept-Encoding", "identity")
-            conn.putheader("User-Agent", USER_AGENT)
-            conn.putheader("Accept", "*/*")
-            conn.endheaders()
-            return conn, conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise _failure(host, exc, watchdog, policy) from None
-    if last is None:
-        raise FetchFailed(f"{host}: no address to connect to")
-    raise _failure(host, last, watchdog, policy, "cannot connect") from None
-
-
-def _failure(
-    host: str, exc: BaseException, watchdog: _Watchdog, policy: FetchPolicy, what: str = ""
-) -> FetchFailed:
-    if watchdog.fired or watchdog.remaining() <= 0:
-        return FetchFailed(f"{host}: the transfer took longer than {policy.deadline_s:g} s")
-    prefix = f"{what}: " if what else ""
-    return FetchFailed(f"{host}: {prefix}{_reason(exc)}")
-
-
 def _stream_body(
     resp: http.client.HTTPResponse,
     dest: Path,
     policy: FetchPolicy,
-    watchdog: _Watchdog,
+    watchdog: Watchdog,
     host: str,
     should_cancel: Callable[[], bool] | None,
 ) -> int:
@@ -405,7 +193,7 @@ def _stream_body(
             try:
                 chunk = resp.read1(CHUNK_BYTES)
             except (OSError, http.client.HTTPException) as exc:
-                raise _failure(host, exc, watchdog, policy) from None
+                raise failure(host, exc, watchdog, policy) from None
             if watchdog.fired:
                 raise FetchFailed(f"{host}: the transfer took longer than {policy.deadline_s:g} s")
             if not chunk:
