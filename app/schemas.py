@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from lipsync.options import OptionSpec, public_specs
 from service.errors import HTTP_ERROR_CODES
-from service.store import JobRecord, JobState
+
+# The status models live in service.status: the worker's webhooks send the same body.
+from service.status import ErrorInfo as ErrorInfo
+from service.status import JobResult as JobResult
+from service.status import JobStatus as JobStatus
+from service.status import WebhookInfo as WebhookInfo
 
 TASK_ID_PATTERN = r"^[0-9a-f]{32}$"
 
@@ -48,6 +52,14 @@ def push_request_body() -> dict[str, Any]:
         "video": {"type": "string", "format": "binary", "description": "face video or still"},
         "audio_url": {**url, "description": "http(s) URL of the speech, instead of audio"},
         "video_url": {**url, "description": "http(s) URL of the face, instead of video"},
+        "webhook_url": {
+            **url,
+            "description": "optional http(s) URL that gets the job's final status (the JSON "
+            "of GET /status) in a POST signed with X-Lipsync-Signature: t=<unix>,v1=<hex "
+            "HMAC-SHA256(secret, '<t>.<body>')>; tried until a 2xx, 6 times over about an "
+            "hour. Refused (webhooks_disabled) when the server has no LIPSYNC_WEBHOOK_SECRET",
+            "example": "https://hooks.example.com/lipsync",
+        },
     }
     properties.update({spec.name: _form_property(spec) for spec in public_specs()})
     schema = {
@@ -93,67 +105,6 @@ class PushResponse(BaseModel):
 
 class TerminateRequest(BaseModel):
     task_id: str = Field(description="the id push returned")
-
-
-class ErrorInfo(BaseModel):
-    code: str
-    message: str
-
-
-class JobResult(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    file: str = Field(description="result name, for /download?file_path=")
-    duration_s: float
-    frames: int
-    no_face_frames: int
-    timings: dict[str, float] = Field(default_factory=dict)
-    engine: str | None = None
-    engine_path: str | None = Field(
-        default=None,
-        description="which way the engine drew the mouths: its name, or for retrieval "
-        "'retrieval' (the person's own mouths) or the 'viseme' fallback",
-    )
-    engine_note: str | None = Field(default=None, description="why that path ran")
-    quality: dict[str, Any] | None = Field(
-        default=None,
-        description="lipsync evaluate's numbers for the result (sync offset and score, "
-        "closed-in-pauses, LSE-D/C when SyncNet is installed); null with quality_note when "
-        "not measured",
-    )
-    quality_note: str | None = None
-
-
-def _dt(ts: float | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, tz=UTC) if ts is not None else None
-
-
-class JobStatus(BaseModel):
-    task_id: str
-    state: JobState
-    progress: float = Field(ge=0.0, le=1.0)
-    stage: str
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    cancel_requested: bool = False
-    error: ErrorInfo | None = None
-    result: JobResult | None = None
-
-    @classmethod
-    def from_record(cls, job: JobRecord) -> JobStatus:
-        return cls(
-            task_id=job.id,
-            state=job.state,
-            progress=min(1.0, max(0.0, job.progress)),
-            stage=job.stage,
-            created_at=datetime.fromtimestamp(job.created_at, tz=UTC),
-            started_at=_dt(job.started_at),
-            finished_at=_dt(job.finished_at),
-            cancel_requested=job.cancel_requested,
-            error=ErrorInfo(**job.error) if job.state == "failed" and job.error else None,
-            result=JobResult(**job.result) if job.state == "succeeded" and job.result else None,
-        )
 
 
 class ErrorDetail(BaseModel):
@@ -239,6 +190,7 @@ EXAMPLE_RUNNING = {
     "cancel_requested": False,
     "error": None,
     "result": None,
+    "webhook": None,
 }
 EXAMPLE_SUCCEEDED = {
     **EXAMPLE_RUNNING,
@@ -257,6 +209,15 @@ EXAMPLE_SUCCEEDED = {
         "engine_note": "a still image",
         "quality": None,
         "quality_note": None,
+    },
+    "webhook": {
+        "url": "https://hooks.example.com/lipsync",
+        "state": "delivered",
+        "attempts": 2,
+        "last_code": 200,
+        "last_error": None,
+        "delivered_at": "2025-01-01T12:02:09Z",
+        "next_attempt_at": None,
     },
 }
 EXAMPLE_EVENTS = (

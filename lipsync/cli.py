@@ -180,6 +180,10 @@ def _add_remote(sub: Any) -> None:
     add_option_arguments(rr, public_specs())
     rr.add_argument("--idempotency-key", help="Idempotency-Key header: a retried push is one job")
     rr.add_argument(
+        "--webhook-url",
+        help="http(s) URL the service POSTs the final status to, signed (X-Lipsync-Signature)",
+    )
+    rr.add_argument(
         "--timeout", type=float, help="give up waiting after this many seconds (job goes on)"
     )
     rr.add_argument("--json", action="store_true", help="print the final status as JSON")
@@ -287,6 +291,7 @@ def _cmd_remote(args: argparse.Namespace) -> int:
             audio=args.audio,
             video_url=args.video_url,
             audio_url=args.audio_url,
+            webhook_url=args.webhook_url,
             idempotency_key=args.idempotency_key,
             **options,
         )

@@ -12,6 +12,9 @@
 # exits within seconds); SIGKILL of a whole process group only after LIPSYNC_STOP_GRACE_S
 # (default 30); then Redis, if this script started it. It says what happened.
 # Configuration: the LIPSYNC_* variables in docs/SERVICE.md; LIPSYNC_PORT (default 8000).
+# Webhooks: without LIPSYNC_WEBHOOK_SECRET a secret is made once and kept in
+# $LIPSYNC_DATA_DIR/webhook-secret (mode 600); with the API on loopback and no
+# LIPSYNC_WEBHOOK_ALLOW, receivers on this machine (localhost, 127.0.0.1, ::1) are allowed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +34,23 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 LOGS="$LIPSYNC_DATA_DIR/logs"
 mkdir -p "$LOGS"
 BASE="http://${HOST}:${PORT}"
+
+# Webhooks are signed: a secret of this machine's own unless one is given (the API and the
+# worker, both started below, read the same variable).
+if [[ -z "${LIPSYNC_WEBHOOK_SECRET:-}" ]]; then
+    SECRET_FILE="$LIPSYNC_DATA_DIR/webhook-secret"
+    if [[ ! -s "$SECRET_FILE" ]]; then
+        (umask 077 && "$PY" -c 'import secrets; print(secrets.token_hex(32))' >"$SECRET_FILE")
+        echo "up: made a webhook secret in $SECRET_FILE (set LIPSYNC_WEBHOOK_SECRET to choose one)"
+    fi
+    LIPSYNC_WEBHOOK_SECRET="$(cat "$SECRET_FILE")"
+    export LIPSYNC_WEBHOOK_SECRET
+    echo "up: webhooks are signed with the secret in $SECRET_FILE"
+fi
+if [[ -z "${LIPSYNC_WEBHOOK_ALLOW+set}" ]] && [[ "$HOST" == "127.0.0.1" || "$HOST" == "localhost" || "$HOST" == "::1" ]]; then
+    export LIPSYNC_WEBHOOK_ALLOW="localhost,127.0.0.1,::1"  # receivers on this machine
+    echo "up: webhooks may go to this machine (LIPSYNC_WEBHOOK_ALLOW=$LIPSYNC_WEBHOOK_ALLOW)"
+fi
 
 STOP_GRACE_S="${LIPSYNC_STOP_GRACE_S:-30}"
 CHILDREN=()  # pids (each leads its own process group), stopped in this order

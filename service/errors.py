@@ -34,8 +34,12 @@ HTTP_ERROR_CODES: dict[str, tuple[int, str]] = {
     "invalid_upload": (422, "a malformed multipart body"),
     "missing_field": (422, "the audio or video file (or its URL) is missing"),
     "conflicting_fields": (422, "both a file and a URL for the same input"),
-    "invalid_url": (422, "a video_url or audio_url that is not a well-formed http(s) URL"),
+    "invalid_url": (
+        422,
+        "a video_url, audio_url or webhook_url that is not a well-formed http(s) URL",
+    ),
     "fetch_refused": (422, "a video_url or audio_url whose scheme is not http or https"),
+    "webhooks_disabled": (422, "a webhook_url, but the server has no LIPSYNC_WEBHOOK_SECRET"),
     "empty_field": (422, "the audio or video file is empty"),
     "invalid_header": (422, "a malformed header (e.g. Idempotency-Key)"),
     "corrupt_media": (422, "a file that cannot be read as media"),

@@ -11,6 +11,45 @@ JobState = Literal["queued", "running", "succeeded", "failed", "canceled"]
 JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed", "canceled")
 TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
 
+# A webhook's delivery: ``waiting`` for the job to end, ``pending`` (an attempt is due at
+# ``next_at``), ``delivering`` (an attempt is under way), ``delivered`` (a 2xx), ``failed``
+# (every attempt failed, or the address was refused).
+WebhookState = Literal["waiting", "pending", "delivering", "delivered", "failed"]
+
+
+@dataclass
+class WebhookRecord:
+    """A job's webhook as stored in its hash (``webhook_url`` and the ``wh_*`` fields)."""
+
+    url: str
+    state: WebhookState = "waiting"
+    attempts: int = 0
+    last_code: int | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+    next_at: float | None = None
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> WebhookRecord | None:
+        url = data.get("webhook_url", "")
+        if not url:
+            return None
+        code = data.get("wh_code", "")
+        return cls(
+            url=url,
+            state=cast(WebhookState, data.get("wh_state") or "waiting"),
+            attempts=int(data.get("wh_attempts", "0") or 0),
+            last_code=int(code) if code.isdigit() else None,
+            last_error=data.get("wh_error") or None,
+            delivered_at=_opt_float(data, "wh_delivered_at"),
+            next_at=_opt_float(data, "wh_next_at"),
+        )
+
+
+def _opt_float(data: dict[str, str], key: str) -> float | None:
+    raw = data.get(key)
+    return float(raw) if raw not in (None, "") else None
+
 
 @dataclass
 class JobRecord:
@@ -35,6 +74,8 @@ class JobRecord:
     # URL inputs: fetched by the worker into uploads/<id>/ (then audio/video stay empty)
     audio_url: str = ""
     video_url: str = ""
+    # a push's webhook_url and the state of its delivery (None: no webhook was asked for)
+    webhook: WebhookRecord | None = None
 
     @property
     def finished(self) -> bool:
@@ -43,8 +84,7 @@ class JobRecord:
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> JobRecord:
         def opt_float(key: str) -> float | None:
-            raw = data.get(key)
-            return float(raw) if raw not in (None, "") else None
+            return _opt_float(data, key)
 
         def opt_json(key: str) -> Any:
             raw = data.get(key)
@@ -69,4 +109,5 @@ class JobRecord:
             worker=data.get("worker", ""),
             audio_url=data.get("audio_url", ""),
             video_url=data.get("video_url", ""),
+            webhook=WebhookRecord.from_hash(data),
         )

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from lipsync.errors import InvalidOption
@@ -182,7 +182,27 @@ class Settings(BaseSettings):
     fetch_connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
     fetch_timeout_s: float = Field(default=600.0, gt=0)
 
-    @field_validator("fetch_allow", mode="before")
+    # Webhooks: a push's webhook_url is POSTed the job's final status, signed with this
+    # secret (HMAC-SHA256; empty: webhooks are off and a push naming one is refused).
+    # Attempts until a 2xx: webhook_max_attempts, the n-th retry webhook_backoff_s * 2**(n-1)
+    # after the one before; each attempt has its own connect and total time limits. Hosts
+    # exempt from the SSRF guard, as LIPSYNC_FETCH_ALLOW is for URL inputs.
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_max_attempts: int = Field(default=6, ge=1, le=20)
+    webhook_backoff_s: float = Field(default=120.0, gt=0, le=86400)
+    webhook_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_poll_s: float = Field(default=1.0, gt=0, le=60)  # how often due ones are looked for
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (or empty: webhooks off)")
+        return value
+
+    @field_validator("fetch_allow", "webhook_allow", mode="before")
     @classmethod
     def _split_fetch_allow(cls, value: object) -> object:
         if isinstance(value, str):

@@ -21,9 +21,9 @@ from typing import Any, cast
 import redis
 
 from service import store_lua as lua
-from service.record import JOB_STATES, TERMINAL_STATES, JobRecord, JobState
+from service.record import JOB_STATES, TERMINAL_STATES, JobRecord, JobState, WebhookRecord
 
-__all__ = ["JOB_STATES", "TERMINAL_STATES", "JobRecord", "JobState", "JobStore"]
+__all__ = ["JOB_STATES", "TERMINAL_STATES", "JobRecord", "JobState", "JobStore", "WebhookRecord"]
 
 _RedisValue = bytes | bytearray | memoryview | str | int | float
 
@@ -98,6 +98,11 @@ class JobStore:
     def drain_key(self, worker: str) -> str:
         return f"{self.prefix}:draining:{worker}"
 
+    @property
+    def webhooks_key(self) -> str:
+        """Zset of the job ids whose webhook is still to be delivered, by when it is due."""
+        return f"{self.prefix}:webhooks"
+
     # API side ------------------------------------------------------------------------------
     def ping(self) -> bool:
         return bool(self.r.ping())
@@ -118,6 +123,7 @@ class JobStore:
             "video": job.video,
             **({"audio_url": job.audio_url} if job.audio_url else {}),
             **({"video_url": job.video_url} if job.video_url else {}),
+            **({"webhook_url": job.webhook.url, "wh_state": "waiting"} if job.webhook else {}),
             "options": json.dumps(job.options),
             "progress": "0",
             "stage": job.stage,
@@ -156,7 +162,13 @@ class JobStore:
     def request_cancel(self, job_id: str) -> str | None:
         """``canceled`` (was queued), ``canceling`` (running), a finished state, or None."""
         out = self._cancel(
-            keys=[self.job_key(job_id), self.queued_key, self.running_key, self.finished_key],
+            keys=[
+                self.job_key(job_id),
+                self.queued_key,
+                self.running_key,
+                self.finished_key,
+                self.webhooks_key,
+            ],
             args=[job_id, repr(_now()), self.ttl_s],
         )
         return str(out) if out else None
@@ -176,6 +188,7 @@ class JobStore:
                 self.running_key,
                 self.finished_key,
                 self.lease_key(job_id),
+                self.webhooks_key,
             ],
             args=[job_id, repr(_now()), self.ttl_s, max_attempts, worker, holder, lease_ms],
         )
@@ -204,6 +217,7 @@ class JobStore:
                 self.running_key,
                 self.finished_key,
                 self.lease_key(job_id),
+                self.webhooks_key,
             ],
             args=[job_id, repr(_now()), self.ttl_s],
         )
@@ -228,6 +242,7 @@ class JobStore:
                 self.running_key,
                 self.finished_key,
                 self.lease_key(job_id),
+                self.webhooks_key,
             ],
             args=args,
         )
@@ -307,6 +322,7 @@ class JobStore:
                 self.running_key,
                 self.finished_key,
                 self.lease_key(job_id),
+                self.webhooks_key,
             ],
             args=[job_id, repr(_now()), self.ttl_s, holder],
         )
@@ -400,9 +416,17 @@ class JobStore:
             self.r.zrem(key, *gone)
         return out, (last if more else None)
 
+    def drop_webhook(self, job_id: str) -> None:
+        """Forget the job's webhook: none will be made due, claimed or sent (a delete)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hdel(self.job_key(job_id), "webhook_url", "wh_state", "wh_next_at", "wh_lease")
+        pipe.zrem(self.webhooks_key, job_id)
+        pipe.execute()
+
     def purge(self, job_id: str, owner: str) -> None:
         """Remove every service key of ``owner``'s job: record, lease, queue entries, index
-        entry and Idempotency-Key binding (its files are the caller's to remove)."""
+        entry, Idempotency-Key binding and pending webhook delivery (its files are the
+        caller's to remove)."""
         idem = self.r.hget(self.job_key(job_id), "idem")
         idem_key = self.idem_key(owner, str(idem)) if idem else None
         self._purge(
@@ -413,6 +437,7 @@ class JobStore:
                 self.lease_key(job_id),
                 self.owner_key(owner),
                 idem_key or self.job_key(job_id),
+                self.webhooks_key,
             ],
             args=[job_id],
         )

@@ -2,9 +2,24 @@
 vs. cancel, a lease taken over) runs atomically inside Redis. Used by
 :class:`service.store.JobStore`; the KEYS and ARGV each script takes are above it."""
 
-# KEYS: job, queued zset, running zset, finished-stats hash
+# Every script that ends a job starts with this: a job whose push gave a webhook_url
+# (``wh_state`` 'waiting') has its delivery made due now, in the same atomic step, so no
+# final state can be recorded without its delivery being queued (``{prefix}:webhooks``, a
+# zset of job ids scored by when their next attempt is due; service/webhook_queue.py).
+_WEBHOOK_DUE = """
+local function webhook_due(job, due, id, now)
+  if redis.call('HGET', job, 'wh_state') == 'waiting' then
+    redis.call('HSET', job, 'wh_state', 'pending', 'wh_next_at', now)
+    redis.call('ZADD', due, now, id)
+  end
+end
+"""
+
+# KEYS: job, queued zset, running zset, finished-stats hash, webhooks due zset
 # ARGV: job id, now, ttl
-CANCEL = """
+CANCEL = (
+    _WEBHOOK_DUE
+    + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return false end
 if state == 'queued' then
@@ -13,6 +28,7 @@ if state == 'queued' then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('HINCRBY', KEYS[4], 'canceled', 1)
   redis.call('EXPIRE', KEYS[1], ARGV[3])
+  webhook_due(KEYS[1], KEYS[5], ARGV[1], ARGV[2])
   return 'canceled'
 end
 if state == 'running' then
@@ -21,12 +37,15 @@ if state == 'running' then
 end
 return state
 """
+)
 
-# KEYS: job, queued, running, finished-stats, lease
+# KEYS: job, queued, running, finished-stats, lease, webhooks due
 # ARGV: job id, now, ttl, max attempts, worker name, lease holder, lease ms
 # A running job whose lease is held is being run right now (a redelivered copy of its
 # message must not start it twice): 'busy'. Without a lease its runner is gone: run again.
-CLAIM = """
+CLAIM = (
+    _WEBHOOK_DUE
+    + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
 if state ~= 'queued' and state ~= 'running' then return state end
@@ -37,6 +56,7 @@ if redis.call('HGET', KEYS[1], 'cancel') == '1' then
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('HINCRBY', KEYS[4], 'canceled', 1)
   redis.call('EXPIRE', KEYS[1], ARGV[3])
+  webhook_due(KEYS[1], KEYS[6], ARGV[1], ARGV[2])
   return 'canceled'
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
@@ -49,6 +69,7 @@ if attempts > tonumber(ARGV[4]) then
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('HINCRBY', KEYS[4], 'failed', 1)
   redis.call('EXPIRE', KEYS[1], ARGV[3])
+  webhook_due(KEYS[1], KEYS[6], ARGV[1], ARGV[2])
   return 'exhausted'
 end
 redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[2], 'stage', 'starting',
@@ -58,10 +79,13 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 if ARGV[6] ~= '' then redis.call('SET', KEYS[5], ARGV[6], 'PX', ARGV[7]) end
 return 'run'
 """
+)
 
-# KEYS: job, running, finished-stats, lease
+# KEYS: job, running, finished-stats, lease, webhooks due
 # ARGV: job id, now, ttl, new state, then field/value pairs
-FINISH = """
+FINISH = (
+    _WEBHOOK_DUE
+    + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'running' then return false end
 redis.call('DEL', KEYS[4])
@@ -70,8 +94,10 @@ for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+webhook_due(KEYS[1], KEYS[5], ARGV[1], ARGV[2])
 return ARGV[4]
 """
+)
 
 # KEYS: lease, job; ARGV: holder, lease ms. Renew the lease of a running job: not when
 # another runner holds it, nor once the job has left the running state.
@@ -83,10 +109,12 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
-# KEYS: job, queued, running, finished-stats, lease; ARGV: job id, now, ttl.
+# KEYS: job, queued, running, finished-stats, lease, webhooks due; ARGV: job id, now, ttl.
 # A running job whose lease has lapsed lost its runner: back to queued (the caller sends
 # its message again), or canceled at once if a cancel was asked for meanwhile.
-REQUEUE = """
+REQUEUE = (
+    _WEBHOOK_DUE
+    + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return false end
 if redis.call('EXISTS', KEYS[5]) == 1 then return false end
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -94,12 +122,14 @@ if redis.call('HGET', KEYS[1], 'cancel') == '1' then
   redis.call('HSET', KEYS[1], 'state', 'canceled', 'finished_at', ARGV[2], 'stage', 'canceled')
   redis.call('HINCRBY', KEYS[4], 'canceled', 1)
   redis.call('EXPIRE', KEYS[1], ARGV[3])
+  webhook_due(KEYS[1], KEYS[6], ARGV[1], ARGV[2])
   return 'canceled'
 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'stage', 'queued', 'progress', '0')
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 'queued'
 """
+)
 
 # KEYS: lease; ARGV: holder. Drop a lease only if it is still the given (dead) holder's.
 BREAK = """
@@ -117,12 +147,15 @@ redis.call('HSET', KEYS[1], 'stage', ARGV[1], 'progress', tostring(new))
 return 1
 """
 
-# KEYS: job, queued, running, finished-stats, lease; ARGV: job id, now, ttl, lease holder.
+# KEYS: job, queued, running, finished-stats, lease, webhooks due; ARGV: job id, now, ttl,
+# lease holder.
 # An operator's stop (the worker drains): the running job goes back to 'queued' as if it had
 # never started, its attempt given back (a stop is not a failure). Only the runner holding
 # the lease may hand it back; canceled instead if a terminate came meanwhile. Idempotent: a
 # job no longer running is left as it is and its state is returned.
-HAND_BACK = """
+HAND_BACK = (
+    _WEBHOOK_DUE
+    + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return false end
 if state ~= 'running' then return state end
@@ -134,6 +167,7 @@ if redis.call('HGET', KEYS[1], 'cancel') == '1' then
   redis.call('HSET', KEYS[1], 'state', 'canceled', 'finished_at', ARGV[2], 'stage', 'canceled')
   redis.call('HINCRBY', KEYS[4], 'canceled', 1)
   redis.call('EXPIRE', KEYS[1], ARGV[3])
+  webhook_due(KEYS[1], KEYS[6], ARGV[1], ARGV[2])
   return 'canceled'
 end
 if redis.call('HINCRBY', KEYS[1], 'attempts', -1) < 0 then
@@ -145,6 +179,7 @@ local created = tonumber(redis.call('HGET', KEYS[1], 'created_at') or '') or ton
 redis.call('ZADD', KEYS[2], created, ARGV[1])
 return 'handed_back'
 """
+)
 
 # The broker's own keys (kombu's Redis transport keeps each delivered, not yet acknowledged
 # message in a hash ``unacked`` {delivery tag: [message, exchange, routing key]} and its
@@ -184,14 +219,15 @@ end
 return restored
 """
 
-# KEYS: job, queued, running, lease, owner index, idempotency key (the job key when none)
-# ARGV: job id. DELETE /jobs/{id}: every service key naming the job goes at once; the
+# KEYS: job, queued, running, lease, owner index, idempotency key (the job key when none),
+# webhooks due. ARGV: job id. DELETE /jobs/{id}: every service key naming the job goes at once; the
 # idempotency binding only while it still names this job (a later push may have taken it).
 PURGE = """
 redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
 if KEYS[6] ~= KEYS[1] then
   local bound = redis.call('GET', KEYS[6])
   if bound and string.sub(bound, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
@@ -215,4 +251,85 @@ for _, list in ipairs(KEYS) do
   end
 end
 return dropped
+"""
+
+# -- webhook deliveries (service/webhook_queue.py) --------------------------------------------
+# The due zset holds the job id of every delivery not yet done, scored by when its next
+# attempt may start. Claiming an attempt pushes that score to the end of a lease, so a
+# claimant that dies mid-attempt leaves it to be claimed again once the lease has passed.
+
+# KEYS: webhooks due, job; ARGV: job id, now, lease until, claim token, max attempts.
+# Claim the job's next attempt if it is due and no other claimant holds it: the attempt is
+# counted, the state becomes 'delivering', and the record is returned (the body is built from
+# it). False: not due, taken, or nothing to deliver (its entry is then dropped).
+WEBHOOK_CLAIM = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
+local state = redis.call('HGET', KEYS[2], 'wh_state')
+if state ~= 'pending' and state ~= 'delivering' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return false
+end
+if tonumber(redis.call('HGET', KEYS[2], 'wh_attempts') or '0') >= tonumber(ARGV[5]) then
+  redis.call('HSET', KEYS[2], 'wh_state', 'failed')
+  redis.call('HDEL', KEYS[2], 'wh_next_at', 'wh_lease')
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return false
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HINCRBY', KEYS[2], 'wh_attempts', 1)
+redis.call('HSET', KEYS[2], 'wh_state', 'delivering', 'wh_lease', ARGV[4])
+redis.call('HDEL', KEYS[2], 'wh_next_at')
+return redis.call('HGETALL', KEYS[2])
+"""
+
+# KEYS: webhooks due, job; ARGV: job id, claim token, now, '1' for a 2xx (else '0'), HTTP
+# status ('' for no answer), error text, when the next attempt is due ('' for none: give up).
+# A 2xx is recorded whoever claimed it, and ends the delivery for good; a failure only by the
+# claim's holder (a stale claimant's report is dropped). Returns the delivery's new state
+# ('delivered', 'pending', 'failed'), 'stale' or 'missing'.
+WEBHOOK_DONE = """
+local state = redis.call('HGET', KEYS[2], 'wh_state')
+if not state then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 'missing'
+end
+if state == 'delivered' then return 'delivered' end
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[2], 'wh_state', 'delivered', 'wh_delivered_at', ARGV[3],
+             'wh_code', ARGV[5])
+  redis.call('HDEL', KEYS[2], 'wh_error', 'wh_next_at', 'wh_lease')
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 'delivered'
+end
+if state ~= 'delivering' or redis.call('HGET', KEYS[2], 'wh_lease') ~= ARGV[2] then
+  return 'stale'
+end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], 'wh_code', ARGV[5])
+else redis.call('HDEL', KEYS[2], 'wh_code') end
+redis.call('HSET', KEYS[2], 'wh_error', ARGV[6])
+redis.call('HDEL', KEYS[2], 'wh_lease')
+if ARGV[7] == '' then
+  redis.call('HSET', KEYS[2], 'wh_state', 'failed')
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 'failed'
+end
+redis.call('HSET', KEYS[2], 'wh_state', 'pending', 'wh_next_at', ARGV[7])
+redis.call('ZADD', KEYS[1], ARGV[7], ARGV[1])
+return 'pending'
+"""
+
+# KEYS: webhooks due, job; ARGV: job id, claim token, now. The claimant is stopping before
+# its attempt got an answer: the attempt is given back (not counted) and is due at once, for
+# whichever dispatcher runs next. 1 if given back, 0 if the claim was no longer its own.
+WEBHOOK_RELEASE = """
+if redis.call('HGET', KEYS[2], 'wh_state') ~= 'delivering' then return 0 end
+if redis.call('HGET', KEYS[2], 'wh_lease') ~= ARGV[2] then return 0 end
+if redis.call('HINCRBY', KEYS[2], 'wh_attempts', -1) < 0 then
+  redis.call('HSET', KEYS[2], 'wh_attempts', '0')
+end
+redis.call('HSET', KEYS[2], 'wh_state', 'pending', 'wh_next_at', ARGV[3])
+redis.call('HDEL', KEYS[2], 'wh_lease')
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
 """

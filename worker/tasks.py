@@ -1,5 +1,6 @@
 """Celery tasks (thin) and worker signals: start-up checks, the liveness heartbeat, the
-drain at an operator's stop and the pool processes' lower CPU priority.
+webhook dispatcher, the drain at an operator's stop and the pool processes' lower CPU
+priority.
 
 A stop (SIGTERM, Ctrl-C, ``docker stop``) starts Celery's warm shutdown, which would wait
 for the running job to finish, or be cut short by a SIGKILL that costs the job an attempt.
@@ -7,6 +8,10 @@ Instead the main process sets this worker's drain mark in Redis as the shutdown 
 job's pool process sees it at the pipeline's next check (a fraction of a second), hands the
 job back to ``queued`` with its attempt given back, puts its message back at the head of the
 queue and returns, so the worker exits within seconds and the next worker resumes the job.
+
+The webhook dispatcher (:mod:`worker.webhooks`) is a thread of the main process, started
+with the heartbeat when the worker is ready; a stop halts it at once (attempts under way
+are aborted and given back) and waits for it a second at most.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from worker.broker import BrokerMessages
 from worker.celery_app import app
 from worker.cleanup import OrphanRequeuer, run_cleanup
 from worker.jobs import run_job
+from worker.webhooks import WebhookDispatcher
 
 log = logging.getLogger("lipsync.worker")
 
@@ -160,6 +166,7 @@ class _Heartbeat:
 
 
 _heartbeat = _Heartbeat()
+_dispatcher: list[WebhookDispatcher] = []  # the main process's, once the worker is ready
 
 
 @worker_init.connect
@@ -189,6 +196,9 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     except redis.RedisError:
         log.warning("could not clear the drain mark of %s", name, exc_info=True)
     _heartbeat.start(name)
+    dispatcher = WebhookDispatcher(_settings(), _store(), name)
+    dispatcher.start()
+    _dispatcher.append(dispatcher)
 
 
 @worker_shutting_down.connect
@@ -196,6 +206,8 @@ def _on_worker_shutting_down(sender: Any = None, **_: Any) -> None:
     """Runs in the main process's signal handler as a stop begins: set the drain mark, so
     the running job hands itself back instead of holding the stop up. A connection of its
     own (the handler may interrupt the main thread anywhere)."""
+    for dispatcher in _dispatcher:  # no new attempt; those under way are aborted
+        dispatcher.stop(wait_s=0)
     name = str(sender or "")
     if not name:
         return
@@ -215,6 +227,8 @@ def _on_worker_shutting_down(sender: Any = None, **_: Any) -> None:
 
 @worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
+    for dispatcher in _dispatcher:
+        dispatcher.stop()  # their attempts give themselves back: a second at most
     _heartbeat.stop()
     name = _heartbeat.name
     if name:

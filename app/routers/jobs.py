@@ -39,7 +39,7 @@ from service.layout import remove_job_files
 from service.options import build_run_options
 from service.queue import QUEUE, TASK_PROCESS
 from service.settings import Settings
-from service.store import JobRecord, JobStore
+from service.store import JobRecord, JobStore, WebhookRecord
 
 log = logging.getLogger("lipsync.api")
 
@@ -49,6 +49,8 @@ _TASK_ID = re.compile(TASK_ID_PATTERN)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _PROBE_STATUS = {"unsupported_media": 415, "too_large": 413}
 _URL_FIELDS = {name: f"{name}_url" for name in FILE_FIELDS}  # audio_url, video_url
+WEBHOOK_FIELD = "webhook_url"
+_NOT_OPTIONS = frozenset({*_URL_FIELDS.values(), WEBHOOK_FIELD})
 
 
 def urls_for(request: Request, settings: Settings, job_id: str) -> PushResponse:
@@ -118,6 +120,7 @@ async def _probe_upload(upload: ParsedUpload, settings: Settings) -> None:
         "conflicting_fields",
         "invalid_url",
         "fetch_refused",
+        "webhooks_disabled",
         "queue_full",
         ok={202: json_example(EXAMPLE_PUSHED)},
     ),
@@ -131,7 +134,8 @@ async def push(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Any:
     """Upload speech (``audio``) and a face video or image (``video``), or give either as an
-    http(s) URL (``audio_url``, ``video_url``: fetched by the worker); queue a job."""
+    http(s) URL (``audio_url``, ``video_url``: fetched by the worker); queue a job. With
+    ``webhook_url`` the job's final status is POSTed there, signed (``X-Lipsync-Signature``)."""
     await _admit(request, settings, store, idempotency_key)
     job_id = uuid.uuid4().hex
     dest = settings.uploads_dir / job_id
@@ -139,7 +143,8 @@ async def push(
     keep = False
     try:
         upload, urls = await _receive(request, settings, dest)
-        fields = {k: v for k, v in upload.fields.items() if k not in _URL_FIELDS.values()}
+        webhook = _webhook(upload, settings)
+        fields = {k: v for k, v in upload.fields.items() if k not in _NOT_OPTIONS}
         options = _validate_options(fields, settings)
         await _probe_upload(upload, settings)
         if idempotency_key is not None:
@@ -156,6 +161,7 @@ async def push(
             options=options,
             audio_url=urls.get("audio", ""),
             video_url=urls.get("video", ""),
+            webhook=WebhookRecord(url=webhook) if webhook else None,
         )
         await _enqueue(store, celery, job, idempotency_key)
         keep = True
@@ -204,6 +210,22 @@ def _url_inputs(upload: ParsedUpload) -> dict[str, str]:
             raise problem(422, f"{field}: {exc.message}", exc.code, field) from exc
         urls[name] = url
     return urls
+
+
+def _webhook(upload: ParsedUpload, settings: Settings) -> str:
+    """The push's ``webhook_url`` ('' for none), checked for form only: the worker resolves
+    and checks its address at each delivery. Refused while no secret is configured."""
+    url = upload.fields.get(WEBHOOK_FIELD, "").strip()
+    if not url:
+        return ""
+    if not settings.webhook_secret.get_secret_value():
+        message = "webhooks are off on this server (no LIPSYNC_WEBHOOK_SECRET); poll status"
+        raise problem(422, message, "webhooks_disabled", WEBHOOK_FIELD)
+    try:
+        check_url(url)
+    except LipsyncError as exc:  # another scheme, or malformed: neither is an http(s) URL
+        raise problem(422, f"{WEBHOOK_FIELD}: {exc.message}", "invalid_url", WEBHOOK_FIELD) from exc
+    return url
 
 
 async def _receive(

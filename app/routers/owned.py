@@ -143,6 +143,8 @@ def drop_queued_message(settings: Settings, task_id: str) -> int:
 async def delete_job(settings: Settings, store: JobStore, owner: str, task_id: str) -> None:
     """Cancel (if it runs), then remove every trace of one of ``owner``'s jobs."""
     job = await run_in_threadpool(load_own_job, store, owner, task_id)
+    if job.webhook is not None:  # a deleted job gets no webhook, not even of its cancel
+        await run_in_threadpool(store.drop_webhook, task_id)
     if not job.finished:
         outcome = await run_in_threadpool(store.request_cancel, task_id)
         if outcome == "canceling" and not await _wait_stopped(
@@ -155,7 +157,7 @@ async def delete_job(settings: Settings, store: JobStore, owner: str, task_id: s
                 settings.delete_wait_s,
             )
     await run_in_threadpool(store.purge, task_id, owner)
-    if job.state == "queued":
+    if job.started_at is None:  # queued, or canceled before it started: its message waits
         await run_in_threadpool(drop_queued_message, settings, task_id)
     await run_in_threadpool(remove_job_files, settings, task_id, result=True)
     log.info("job %s deleted by %s", task_id, owner)

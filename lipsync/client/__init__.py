@@ -18,16 +18,28 @@ a missing file, an unreachable server, a wait that timed out). Options are check
 exactly as the server checks them (:func:`lipsync.options.parse_public_fields`) before any
 byte is uploaded. A push refused with 429 or 503 is retried a bounded number of times,
 after the server's ``Retry-After``.
+
+``submit(..., webhook_url=URL)`` asks the service to POST the job's final status there;
+:func:`verify_webhook` is the receiver's check of its ``X-Lipsync-Signature``.
 """
 
 from __future__ import annotations
 
 from lipsync.client.aio import AsyncClient, AsyncJob
-from lipsync.client.common import PREFIX, JobFailed, JobStatus, LipsyncAPIError, WaitTimeout
+from lipsync.client.common import (
+    PREFIX,
+    JobFailed,
+    JobStatus,
+    LipsyncAPIError,
+    WaitTimeout,
+    WebhookStatus,
+)
 from lipsync.client.sync import Client, Job
+from lipsync.client.webhook import SIGNATURE_HEADER, WebhookSignatureError, verify_webhook
 
 __all__ = [
     "PREFIX",
+    "SIGNATURE_HEADER",
     "AsyncClient",
     "AsyncJob",
     "Client",
@@ -36,4 +48,7 @@ __all__ = [
     "JobStatus",
     "LipsyncAPIError",
     "WaitTimeout",
+    "WebhookSignatureError",
+    "WebhookStatus",
+    "verify_webhook",
 ]

@@ -83,11 +83,12 @@ class AsyncClient:
         *,
         video_url: str | None = None,
         audio_url: str | None = None,
+        webhook_url: str | None = None,
         idempotency_key: str | None = None,
         **options: Any,
     ) -> AsyncJob:
         """As :meth:`Client.submit`."""
-        sub = _prepare(video, audio, video_url, audio_url, idempotency_key, options)
+        sub = _prepare(video, audio, video_url, audio_url, idempotency_key, options, webhook_url)
         backoff = self._s.backoff()
         while True:
             with ExitStack() as stack:

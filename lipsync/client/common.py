@@ -79,8 +79,39 @@ class WaitTimeout(LipsyncAPIError):
 
 
 @dataclass(frozen=True)
+class WebhookStatus:
+    """The delivery of a job's webhook (``status.webhook``): ``state`` is ``waiting`` (the
+    job runs), ``pending`` (next try at ``next_attempt_at``), ``delivering``, ``delivered``
+    (a 2xx at ``delivered_at``) or ``failed``; times are ISO 8601 strings."""
+
+    url: str
+    state: str
+    attempts: int
+    last_code: int | None = None
+    last_error: str | None = None
+    delivered_at: str | None = None
+    next_attempt_at: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> WebhookStatus | None:
+        if not isinstance(data, Mapping):
+            return None
+        code = data.get("last_code")
+        return cls(
+            url=str(data.get("url") or ""),
+            state=str(data.get("state") or ""),
+            attempts=int(data.get("attempts") or 0),
+            last_code=int(code) if isinstance(code, int) else None,
+            last_error=data.get("last_error"),
+            delivered_at=data.get("delivered_at"),
+            next_attempt_at=data.get("next_attempt_at"),
+        )
+
+
+@dataclass(frozen=True)
 class JobStatus:
-    """What ``GET /status`` (or an ``event: status``) says about a job; ``raw`` is all of it."""
+    """What ``GET /status`` (or an ``event: status``) says about a job; ``raw`` is all of it.
+    ``webhook``: the delivery of its webhook, None when the push gave no ``webhook_url``."""
 
     task_id: str
     state: str
@@ -88,6 +119,7 @@ class JobStatus:
     stage: str
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
+    webhook: WebhookStatus | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -103,6 +135,7 @@ class JobStatus:
             stage=str(data.get("stage") or ""),
             error=data.get("error"),
             result=data.get("result"),
+            webhook=WebhookStatus.from_json(data.get("webhook")),
             raw=dict(data),
         )
 
@@ -160,6 +193,7 @@ def _prepare(
     audio_url: str | None,
     idempotency_key: str | None,
     options: Mapping[str, Any],
+    webhook_url: str | None = None,
 ) -> _Submission:
     files: dict[str, Path] = {}
     fields: list[tuple[str, str]] = []
@@ -174,6 +208,8 @@ def _prepare(
             files[name] = p
         else:
             fields.append((f"{name}_url", str(url)))
+    if webhook_url is not None:
+        fields.append(("webhook_url", str(webhook_url)))
     fields += _option_fields(options)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
     return _Submission(files, fields, headers)

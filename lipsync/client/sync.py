@@ -86,13 +86,16 @@ class Client:
         *,
         video_url: str | None = None,
         audio_url: str | None = None,
+        webhook_url: str | None = None,
         idempotency_key: str | None = None,
         **options: Any,
     ) -> Job:
         """Push a job: a face ``video`` (or image) file or ``video_url``, and a speech
         ``audio`` file or ``audio_url``; ``options`` are the push's option fields (e.g.
-        ``engine="retrieval"``, ``pads=(0, 10, 0, 0)``). Checked before anything is sent."""
-        sub = _prepare(video, audio, video_url, audio_url, idempotency_key, options)
+        ``engine="retrieval"``, ``pads=(0, 10, 0, 0)``). Checked before anything is sent.
+        ``webhook_url``: the job's final status is POSTed there, signed (check it with
+        :func:`lipsync.client.verify_webhook`); ``job.status().webhook`` tells how that went."""
+        sub = _prepare(video, audio, video_url, audio_url, idempotency_key, options, webhook_url)
         backoff = self._s.backoff()
         while True:
             with ExitStack() as stack:

@@ -277,9 +277,12 @@ def test_openapi_lists_every_endpoint(stack: Any) -> None:
         assert path in spec["paths"], path
     body = spec["paths"]["/api/v1/lipsync/push"]["post"]["requestBody"]["content"]
     form = body["multipart/form-data"]["schema"]["properties"]
-    # each input is a file or a URL; then one field per option a push may set
+    # each input is a file or a URL, the optional webhook; then one field per option
     from lipsync.options import public_specs
 
-    inputs = {"audio", "video", "audio_url", "video_url"}
+    inputs = {"audio", "video", "audio_url", "video_url", "webhook_url"}
     assert set(form) == inputs | {s.name for s in public_specs()}
+    assert "X-Lipsync-Signature" in form["webhook_url"]["description"]
+    status = spec["components"]["schemas"]["JobStatus"]["properties"]
+    assert "webhook" in status and "WebhookInfo" in spec["components"]["schemas"]
     assert form["audio"]["format"] == form["video"]["format"] == "binary"

@@ -37,6 +37,7 @@ def svc(redis_server: sh.RedisServer, tmp_path_factory: pytest.TempPathFactory) 
         LIPSYNC_EVENTS_POLL_S="0.1",
         LIPSYNC_EVENTS_KEEPALIVE_S="0.3",
         LIPSYNC_CORS_ORIGINS=f"{PAGE_ORIGIN}, http://localhost:9/",
+        LIPSYNC_WEBHOOK_SECRET="whsec-list-delete-0123456789",
     ) as service:
         service.start_api()
         yield service
@@ -56,8 +57,11 @@ def client(svc: Any, key: str | None = KEY_A) -> httpx.Client:
     return httpx.Client(base_url=svc.base_url, headers=headers, timeout=30)
 
 
-def new_job(c: httpx.Client, files: dict[str, Path], **headers: str) -> str:
-    resp = push(c, files["audio"], files["video"], headers=headers or None)
+def new_job(
+    c: httpx.Client, files: dict[str, Path], webhook: str | None = None, **headers: str
+) -> str:
+    fields = {"webhook_url": webhook} if webhook else {}
+    resp = push(c, files["audio"], files["video"], headers=headers or None, **fields)
     assert resp.status_code == 202, resp.text
     return str(resp.json()["task_id"])
 
@@ -191,6 +195,19 @@ def test_delete_queued_job_leaves_nothing(svc: Any, files: dict[str, Path]) -> N
         assert mentions(r, task) == []
         assert mentions(broker, task) == []
         assert mentions(broker, keep)  # the other job's message stays
+
+        # a job with a webhook: queued, or canceled (its delivery is then due, and no worker
+        # runs here to make it); a delete leaves no key naming either, the due set included
+        hook = "http://127.0.0.1:9/hook"
+        hooked = [new_job(a, files, webhook=hook) for _ in range(2)]
+        assert a.post(f"{P}/terminate", json={"task_id": hooked[1]}).status_code == 200
+        canceled = a.get(f"{P}/status", params={"task_id": hooked[1]}).json()
+        assert canceled["webhook"]["state"] == "pending" and canceled["webhook"]["url"] == hook
+        assert r.zscore(f"{svc.prefix}:webhooks", hooked[1]) is not None
+        for job in hooked:
+            assert mentions(r, job)
+            assert a.delete(f"{P}/jobs/{job}").status_code == 204
+            assert mentions(r, job) == [] and mentions(broker, job) == []
 
         # the Idempotency-Key is free again: a new push with it makes a new job
         again = new_job(a, files, **{"Idempotency-Key": "delete-me-1"})

@@ -39,6 +39,7 @@ def schema_api(
         LIPSYNC_API_KEYS=f"{KEY_A},{KEY_B}",
         LIPSYNC_MAX_UPLOAD_BYTES=str(1024 * 1024),
         LIPSYNC_PROBE_TIMEOUT_S="5",
+        LIPSYNC_WEBHOOK_SECRET="whsec-schema-0123456789",  # push's webhook_url checked too
     ) as svc:
         svc.start_worker()  # so that /readyz is ready (200), as in a deployment
         yield svc.start_api()
