@@ -288,6 +288,26 @@ def targets(
     return lines
 
 
+def _sections(doc: str) -> dict[str, str]:
+    """A markdown document's ``## `` sections by heading (each with its heading line)."""
+    out: dict[str, str] = {}
+    heading = ""
+    for line in doc.splitlines(keepends=True):
+        if line.startswith("## "):
+            heading = line.strip()
+        if heading:
+            out[heading] = out.get(heading, "") + line
+    return out
+
+
+def keep_other_sections(new: str, old: str) -> str:
+    """``new`` followed by the sections of the document it replaces that it does not write
+    itself (e.g. "MuseTalk 1.5 networks on CPU", written by ``benchmarks.musetalk_cpu``)."""
+    written = _sections(new)
+    kept = [text for heading, text in _sections(old).items() if heading not in written]
+    return new.rstrip("\n") + "\n" + "".join("\n" + text.rstrip("\n") + "\n" for text in kept)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -370,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "BENCHMARKS.md").write_text(doc)
     else:
         args.doc.parent.mkdir(parents=True, exist_ok=True)
+        if args.doc.is_file():
+            doc = keep_other_sections(doc, args.doc.read_text())
         args.doc.write_text(doc)
     print(doc)
     return 0

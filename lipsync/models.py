@@ -153,75 +153,112 @@ MODEL_FILES: tuple[ModelFile, ...] = (
     ),
 )
 
-MUSETALK_LICENCE = "MuseTalk: MIT code; weights available for any purpose, incl. commercial"
+MUSETALK_LICENCE = (
+    "MuseTalk: code MIT; weights CreativeML OpenRAIL-M (Hugging Face model card: commercial "
+    "use allowed within its use restrictions; the README: 'available for any purpose, even "
+    "commercially')"
+)
 MUSETALK_SOURCE = (
     "https://huggingface.co/TMElyralab/MuseTalk (MuseTalk README, download_weights.sh)"
 )
 SD_VAE_LICENCE = "MIT (stabilityai/sd-vae-ft-mse model card)"
 SD_VAE_SOURCE = "https://huggingface.co/stabilityai/sd-vae-ft-mse"
-WHISPER_LICENCE = "Apache-2.0 (openai/whisper-tiny model card)"
+WHISPER_LICENCE = "Apache-2.0 (openai/whisper-tiny model card; openai/whisper's code: MIT)"
 WHISPER_SOURCE = "https://huggingface.co/openai/whisper-tiny"
+PARSER_LICENCE = (
+    "MIT (zllrunning/face-parsing.PyTorch); trained on CelebAMask-HQ, whose images are for "
+    "non-commercial research: check before commercial use"
+)
+
+
+def _musetalk(
+    name: str,
+    filename: str,
+    used_by: str,
+    sha256: str,
+    licence: str,
+    source: str,
+    size: int | None = None,
+) -> ModelFile:
+    return ModelFile(name, filename, used_by, sha256, licence, source, size)
+
 
 # MuseTalk 1.5 keeps the published directory layout: the file names are paths under models/.
+# SHA-256 pins: the Hugging Face Git-LFS object ids of the published files (for the small
+# configs, the files' own SHA-256), as quoted alike by several independent public download
+# manifests at TMElyralab/MuseTalk@2bcb936e / 3ef28bc5, stabilityai/sd-vae-ft-mse@31f26fde and
+# openai/whisper-tiny@169d4a43 (sizes agree with the files' published sizes); 79999_iter.pth's
+# is also the one clibdev/face-parsing.PyTorch's README gives for the original model. Another
+# revision of a small config shows as "differs"; the loaders check the content strictly.
 MUSETALK_FILES: tuple[ModelFile, ...] = (
-    ModelFile(
-        name="MuseTalk 1.5 UNet config",
-        filename="musetalkV15/musetalk.json",
-        used_by="engine musetalk",
-        sha256=None,
-        licence=MUSETALK_LICENCE,
-        source=MUSETALK_SOURCE,
+    _musetalk(
+        "MuseTalk 1.5 UNet config",
+        "musetalkV15/musetalk.json",
+        "engine musetalk",
+        "5b6923aee04d71692e0e9846c471e0a4ea07a4f686d39545e472bd4ba17e1b47",
+        MUSETALK_LICENCE,
+        MUSETALK_SOURCE,
     ),
-    ModelFile(
-        name="MuseTalk 1.5 UNet",
-        filename="musetalkV15/unet.pth",
-        used_by="engine musetalk",
-        sha256=None,
-        licence=MUSETALK_LICENCE,
-        source=MUSETALK_SOURCE,
-        size_bytes=3_400_074_924,
+    _musetalk(
+        "MuseTalk 1.5 UNet",
+        "musetalkV15/unet.pth",
+        "engine musetalk",
+        "7ebf6c98c181e20838e4c0054e96e944ac60d5d692cc01db42839fe11b787007",
+        MUSETALK_LICENCE,
+        MUSETALK_SOURCE,
+        3_400_074_924,
     ),
-    ModelFile(
-        name="sd-vae-ft-mse config",
-        filename="sd-vae/config.json",
-        used_by="engine musetalk",
-        sha256=None,
-        licence=SD_VAE_LICENCE,
-        source=SD_VAE_SOURCE + " (config.json, into models/sd-vae/)",
+    _musetalk(
+        "sd-vae-ft-mse config",
+        "sd-vae/config.json",
+        "engine musetalk",
+        "92d3dfb746fca211a2c9e019e285f8597412211728dce3c5bcf4eda0f2d62e7e",
+        SD_VAE_LICENCE,
+        SD_VAE_SOURCE + " (config.json, into models/sd-vae/)",
     ),
-    ModelFile(
-        name="sd-vae-ft-mse",
-        filename="sd-vae/diffusion_pytorch_model.bin",
-        used_by="engine musetalk",
-        sha256=None,
-        licence=SD_VAE_LICENCE,
-        source=SD_VAE_SOURCE + " (diffusion_pytorch_model.bin, into models/sd-vae/)",
-        size_bytes=334_707_217,
+    _musetalk(
+        "sd-vae-ft-mse",
+        "sd-vae/diffusion_pytorch_model.bin",
+        "engine musetalk",
+        "1b4889b6b1d4ce7ae320a02dedaeff1780ad77d415ea0d744b476155c6377ddc",
+        SD_VAE_LICENCE,
+        SD_VAE_SOURCE + " (diffusion_pytorch_model.bin, into models/sd-vae/)",
+        334_707_217,
     ),
-    ModelFile(
-        name="whisper-tiny config",
-        filename="whisper/config.json",
-        used_by="engine musetalk",
-        sha256=None,
-        licence=WHISPER_LICENCE,
-        source=WHISPER_SOURCE + " (config.json, into models/whisper/)",
+    _musetalk(
+        "whisper-tiny config",
+        "whisper/config.json",
+        "engine musetalk",
+        "ffdccec4f3211f4c63310f2b7098f309fe70f3952cedc5e4d11e43f5b2379b98",
+        WHISPER_LICENCE,
+        WHISPER_SOURCE + " (config.json, into models/whisper/)",
     ),
-    ModelFile(
-        name="whisper-tiny",
-        filename="whisper/pytorch_model.bin",
-        used_by="engine musetalk (audio features)",
-        sha256=None,
-        licence=WHISPER_LICENCE,
-        source=WHISPER_SOURCE + " (pytorch_model.bin, into models/whisper/)",
-        size_bytes=151_095_027,
+    _musetalk(
+        "whisper-tiny",
+        "whisper/pytorch_model.bin",
+        "engine musetalk (audio features)",
+        "9607f98a2b22d9e229ae43c52ecea79dcede9e0c5cfae67e8da6eda86d8aac1d",
+        WHISPER_LICENCE,
+        WHISPER_SOURCE + " (pytorch_model.bin, into models/whisper/)",
+        151_095_027,
     ),
-    ModelFile(
-        name="whisper-tiny feature extractor",
-        filename="whisper/preprocessor_config.json",
-        used_by="engine musetalk",
-        sha256=None,
-        licence=WHISPER_LICENCE,
-        source=WHISPER_SOURCE + " (preprocessor_config.json, into models/whisper/)",
+    _musetalk(
+        "whisper-tiny feature extractor",
+        "whisper/preprocessor_config.json",
+        "engine musetalk",
+        "9b5cd03a36fbb8a627c64d98a5b5b126ead95a77720723944487311f0110b666",
+        WHISPER_LICENCE,
+        WHISPER_SOURCE + " (preprocessor_config.json, into models/whisper/)",
+    ),
+    _musetalk(
+        "face-parsing BiSeNet",
+        "face-parse-bisent/79999_iter.pth",
+        "engine musetalk, optional: the reference's face-parsing paste mask",
+        "468e13ca13a9b43cc0881a9f99083a430e9c0a38abd935431d1c28ee94b26567",
+        PARSER_LICENCE,
+        "https://github.com/zllrunning/face-parsing.PyTorch (README's Google Drive link, as "
+        "MuseTalk's download_weights.sh fetches it)",
+        53_289_463,
     ),
 )
 

@@ -30,6 +30,7 @@ __all__ = [
     "RunOptions",
     "option",
     "option_specs",
+    "engine_options",
     "parse_public_fields",
     "public_specs",
     "spec_of",
@@ -72,6 +73,12 @@ def _enhancers() -> dict[str, str]:
     return dict(ENHANCERS)
 
 
+MUSETALK_PARSING_MODES: dict[str, str] = {
+    "jaw": "MuseTalk 1.5: the lower face grown down to the jaw, cheeks kept, nose left out",
+    "raw": "the skin and lips as parsed",
+    "neck": "the skin, lips and neck",
+}
+
 X264_PRESETS: dict[str, str] = dict.fromkeys(
     ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"), ""
 )
@@ -108,7 +115,7 @@ class RunOptions:
     checkpoint: Path | None = option(
         None,
         help="weights file for engines that need one (default: the engine's file in models/)",
-        engines=("wav2lip", "wav2lip-onnx"),
+        engines=("wav2lip", "wav2lip-onnx", "musetalk"),
         metavar="PATH",
     )
     enhancer: str = option(
@@ -189,10 +196,69 @@ class RunOptions:
         help="frames per generator batch",
         minimum=1,
         maximum=512,
-        engines=("wav2lip", "wav2lip-onnx"),
+        engines=("wav2lip", "wav2lip-onnx", "musetalk"),
     )
     fp16: bool = option(
-        False, help="half precision on a CUDA GPU (faster, less memory)", engines=("wav2lip",)
+        False,
+        help="half precision on a CUDA GPU (faster, less memory)",
+        engines=("wav2lip", "musetalk"),
+    )
+    bbox_shift: int = option(
+        0,
+        help="MuseTalk: move the face crop's middle (the nose point) down by this many pixels, "
+        "up when negative; changes how much of the face is regenerated (MuseTalk's bbox_shift)",
+        label="Crop shift (MuseTalk)",
+        minimum=-64,
+        maximum=64,
+        example="0",
+        engines=("musetalk",),
+        public=True,
+        advanced=True,
+    )
+    extra_margin: int = option(
+        10,
+        help="MuseTalk 1.5: pixels added below the chin to the face crop: how far the jaw may "
+        "move (MuseTalk's extra_margin)",
+        label="Jaw margin (MuseTalk)",
+        minimum=0,
+        maximum=40,
+        example="10",
+        engines=("musetalk",),
+        public=True,
+        advanced=True,
+    )
+    parsing_mode: str = option(
+        "jaw",
+        help="MuseTalk: the region pasted back when the face-parsing weights "
+        "(face-parse-bisent/79999_iter.pth) are in models/ (MuseTalk's parsing_mode)",
+        label="Blend region (MuseTalk)",
+        choices=lambda: MUSETALK_PARSING_MODES,
+        engines=("musetalk",),
+        public=True,
+        advanced=True,
+    )
+    left_cheek_width: int = option(
+        90,
+        help="MuseTalk, parsing_mode jaw: pixels (of the 512-pixel parsing) left of the face's "
+        "middle where the jaw region may grow; beyond, the cheek is kept",
+        label="Left cheek width (MuseTalk)",
+        minimum=20,
+        maximum=160,
+        example="90",
+        engines=("musetalk",),
+        public=True,
+        advanced=True,
+    )
+    right_cheek_width: int = option(
+        90,
+        help="MuseTalk, parsing_mode jaw: the same on the right of the face's middle",
+        label="Right cheek width (MuseTalk)",
+        minimum=20,
+        maximum=160,
+        example="90",
+        engines=("musetalk",),
+        public=True,
+        advanced=True,
     )
     blend: float = option(1.0, help="strength of the new mouth, 0..1", minimum=0, maximum=1)
     crf: int = option(
@@ -277,6 +343,16 @@ def option_specs() -> tuple[OptionSpec, ...]:
         default = f.default if f.default is not MISSING else None
         specs.append(OptionSpec(f.name, kind, count, optional, default, meta))
     return tuple(specs)
+
+
+def engine_options(options: RunOptions) -> tuple[tuple[str, Any], ...]:
+    """``(name, value)`` of the options declared for the job's engine alone (e.g. musetalk's
+    ``extra_margin``), for :class:`~lipsync.engines.base.EngineContext`'s ``options``."""
+    return tuple(
+        (s.name, getattr(options, s.name))
+        for s in option_specs()
+        if s.meta.engines == (options.engine,)
+    )
 
 
 def public_specs() -> tuple[OptionSpec, ...]:

@@ -27,7 +27,7 @@ from lipsync.media.encode import VideoWriter
 from lipsync.media.probe import MediaInfo, probe
 from lipsync.media.reader import FrameReader
 from lipsync.media.timeline import Timeline, build_timeline, fit_audio
-from lipsync.options import RunOptions
+from lipsync.options import RunOptions, engine_options
 from lipsync.render import Batch, BatchRenderer, Geometry, Scale, StageTimer
 from lipsync.types import CancelCheck, ProgressCallback, Result
 
@@ -109,6 +109,7 @@ class Pipeline:
             batch_size=o.batch_size,
             pads=o.pads,
             fp16=o.fp16,
+            options=engine_options(o),
         )
         return self.engines.get(o.engine, ctx) if self.engines else create_engine(o.engine, ctx)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from lipsync.engines.base import Engine, EngineContext
 from lipsync.errors import InvalidOption
@@ -77,7 +78,7 @@ class EngineCache:
     """Engines kept per process and reused across jobs (models load once per worker)."""
 
     def __init__(self) -> None:
-        self._engines: dict[tuple[str, str, str, int, tuple[int, ...], bool], Engine] = {}
+        self._engines: dict[tuple[Any, ...], Engine] = {}
 
     def get(self, name: str, ctx: EngineContext) -> Engine:
         key = (
@@ -87,6 +88,7 @@ class EngineCache:
             ctx.batch_size,
             tuple(ctx.pads),
             ctx.fp16,
+            ctx.options,
         )
         engine = self._engines.get(key)
         if engine is None:

@@ -42,6 +42,9 @@ class EngineContext:
     batch_size: int = 16
     pads: tuple[int, int, int, int] = (0, 10, 0, 0)
     fp16: bool = False  # half precision on CUDA, for engines that offer it
+    # The job's options declared for this engine alone (``option(engines=(name,))``) that
+    # have no field above, as (name, value) pairs: e.g. musetalk's ``extra_margin``.
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 class Engine(ABC):

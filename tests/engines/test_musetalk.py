@@ -33,67 +33,23 @@ from lipsync.engines.musetalk import audio as mt_audio  # noqa: E402
 from lipsync.engines.musetalk import face as mt_face  # noqa: E402
 from lipsync.engines.musetalk.engine import MuseTalkRunner  # noqa: E402
 from lipsync.engines.musetalk.loaders import FILES, load_models  # noqa: E402
-from lipsync.engines.musetalk.published import (  # noqa: E402
-    PUBLISHED_UNET,
-    PUBLISHED_VAE,
-    WHISPER_TINY,
-)
+from lipsync.engines.musetalk.published import PUBLISHED_UNET  # noqa: E402
 from lipsync.errors import ModelMismatch, ModelMissing  # noqa: E402
 from lipsync.models import MODELS_BY_FILENAME  # noqa: E402
 from lipsync.types import FaceObs  # noqa: E402
 from tests import media_factory as mf  # noqa: E402
-
-# The same schemas with reduced widths and depth, for runs on CI's two cores.
-SMALL_UNET = {
-    **PUBLISHED_UNET,
-    "block_out_channels": [32, 64, 64, 64],
-    "layers_per_block": 1,
-}
-SMALL_VAE = {**PUBLISHED_VAE, "block_out_channels": [32, 32, 64, 64], "layers_per_block": 1}
-FPS = 25.0
-
-
-def _old_attention_names(state: dict[str, Any]) -> dict[str, Any]:
-    """A VAE state dict in the names sd-vae-ft-mse's .bin was saved with (diffusers 0.4)."""
-    new_to_old = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
-    out = {}
-    for key, value in state.items():
-        for new, old in new_to_old.items():
-            marker = f".attentions.0.{new}."
-            if marker in key:
-                key = key.replace(marker, f".attentions.0.{old}.")
-        out[key] = value
-    return out
-
-
-def write_published(
-    directory: Path, unet_config: dict[str, Any], vae_config: dict[str, Any], seed: int = 0
-) -> Path:
-    """Random networks saved as MuseTalk's README lays them out under ``models/``."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import (
-        WhisperConfig,
-        WhisperFeatureExtractor,
-        WhisperForConditionalGeneration,
-    )
-
-    torch.manual_seed(seed)
-    for sub in ("musetalkV15", "sd-vae", "whisper"):
-        (directory / sub).mkdir(parents=True, exist_ok=True)
-    (directory / "musetalkV15" / "musetalk.json").write_text(json.dumps(unet_config, indent=2))
-    unet = UNet2DConditionModel(**unet_config)
-    torch.save(unet.state_dict(), directory / "musetalkV15" / "unet.pth")
-    (directory / "sd-vae" / "config.json").write_text(json.dumps(vae_config, indent=2))
-    vae = AutoencoderKL(**vae_config)
-    state = _old_attention_names(vae.state_dict())
-    torch.save(state, directory / "sd-vae" / "diffusion_pytorch_model.bin")
-    config = WhisperConfig(**WHISPER_TINY)
-    whisper = WhisperForConditionalGeneration(config)
-    config.save_pretrained(directory / "whisper")
-    # openai/whisper-tiny's pytorch_model.bin: WhisperForConditionalGeneration's state.
-    torch.save(whisper.state_dict(), directory / "whisper" / "pytorch_model.bin")
-    WhisperFeatureExtractor().save_pretrained(directory / "whisper")
-    return directory
+from tests.engines._musetalk_helpers import (  # noqa: E402
+    FPS,
+    SMALL_UNET,
+    SMALL_VAE,
+    face_landmarks,
+    psnr,
+    reference_chunks,
+    reference_faces,
+    reference_windows,
+    speech,
+    write_published,
+)
 
 
 @pytest.fixture(scope="module")
@@ -103,111 +59,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def runner(models_dir: Path) -> MuseTalkRunner:
-    return MuseTalkRunner(load_models(models_dir))
-
-
-def speech(seconds: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(16_000 * seconds)) / 16_000
-    voiced = np.sin(2 * np.pi * 150 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    return (0.3 * voiced + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
-
-
-# --- the reference, as read (reference code is restated, not imported) ----------------
-
-
-def reference_chunks(whisper_dir: Path, audio: np.ndarray, fps: int) -> np.ndarray:
-    """``AudioProcessor.get_audio_feature`` + ``get_whisper_chunk`` with the libraries'
-    own loaders (``AutoFeatureExtractor`` / ``WhisperModel.from_pretrained``)."""
-    from transformers import AutoFeatureExtractor, WhisperModel
-
-    extractor = AutoFeatureExtractor.from_pretrained(str(whisper_dir))
-    whisper = WhisperModel.from_pretrained(str(whisper_dir)).eval()
-    sr = 16000
-    seg = 30 * sr
-    features = [
-        extractor(audio[i : i + seg], return_tensors="pt", sampling_rate=sr).input_features
-        for i in range(0, len(audio), seg)
-    ]
-    with torch.no_grad():
-        feats = [
-            torch.stack(whisper.encoder(f, output_hidden_states=True).hidden_states, dim=2)
-            for f in features
-        ]
-    return reference_windows(torch.cat(feats, dim=1), len(audio), fps).numpy()
-
-
-def reference_windows(whisper_feature: Any, librosa_length: int, fps: int) -> Any:
-    """``get_whisper_chunk``'s trimming, zero padding and windows, on ``(1, T, L, D)``."""
-    left = right = 2
-    per_frame = 2 * (left + right + 1)
-    multiplier = 50 / fps
-    num_frames = math.floor((librosa_length / 16000) * fps)
-    actual = math.floor((librosa_length / 16000) * 50)
-    whisper_feature = whisper_feature[:, :actual, ...]
-    pad = math.ceil(multiplier)
-    whisper_feature = torch.cat(
-        [
-            torch.zeros_like(whisper_feature[:, : pad * left]),
-            whisper_feature,
-            torch.zeros_like(whisper_feature[:, : pad * 3 * right]),
-        ],
-        1,
-    )
-    prompts = []
-    for i in range(num_frames):
-        start = math.floor(i * multiplier)
-        clip = whisper_feature[:, start : start + per_frame]
-        assert clip.shape[1] == per_frame
-        prompts.append(clip)
-    out = torch.cat(prompts, dim=0)  # T, 10, L, D
-    return out.reshape(out.shape[0], out.shape[1] * out.shape[2], out.shape[3])
-
-
-def reference_faces(models_dir: Path, crops_bgr: np.ndarray, chunks: np.ndarray) -> np.ndarray:
-    """``VAE.get_latents_for_unet`` (posterior mean), the UNet at t=0 with the positional
-    encoding, ``VAE.decode_latents``: BGR uint8 faces, with ``from_pretrained``'s VAE."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    vae = AutoencoderKL.from_pretrained(str(models_dir / "sd-vae")).eval()
-    config = json.loads((models_dir / "musetalkV15" / "musetalk.json").read_text())
-    unet = UNet2DConditionModel(**config)
-    unet.load_state_dict(torch.load(models_dir / "musetalkV15" / "unet.pth"))
-    unet.eval()
-    mask = torch.zeros((256, 256))
-    mask[:128, :] = 1
-
-    def prep(img: np.ndarray, half: bool) -> Any:
-        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        x = torch.squeeze(torch.FloatTensor(np.transpose(np.asarray([rgb]) / 255.0, (3, 0, 1, 2))))
-        if half:
-            x = x * (mask > 0.5)
-        return ((x - 0.5) / 0.5).unsqueeze(0)
-
-    d_model = 384
-    pe = torch.zeros(5000, d_model)
-    position = torch.arange(0, 5000, dtype=torch.float).unsqueeze(1)
-    div = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
-    pe[:, 0::2] = torch.sin(position * div)
-    pe[:, 1::2] = torch.cos(position * div)
-    out = []
-    with torch.no_grad():
-        for crop, chunk in zip(crops_bgr, chunks, strict=True):
-            sf = vae.config.scaling_factor
-            masked = sf * vae.encode(prep(crop, True)).latent_dist.mode()
-            ref = sf * vae.encode(prep(crop, False)).latent_dist.mode()
-            latents = torch.cat([masked, ref], dim=1)
-            audio = torch.from_numpy(chunk)[None] + pe[None, : chunk.shape[0]]
-            pred = unet(latents, torch.tensor([0]), encoder_hidden_states=audio).sample
-            image = vae.decode((1 / sf) * pred).sample
-            image = (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().numpy()
-            out.append((image * 255).round().astype("uint8")[0, ..., ::-1])
-    return np.stack(out)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    return MuseTalkRunner(load_models(models_dir), latents="mean")
 
 
 # --- tests -------------------------------------------------------------------------------
@@ -218,10 +70,13 @@ def test_registry_and_models_list_name_every_file() -> None:
     for name in FILES:
         entry = MODELS_BY_FILENAME[name]
         assert "musetalk" in entry.used_by and entry.licence and entry.source
-        assert entry.sha256 is None  # no published hash could be read; none is invented
+        assert entry.sha256 is not None and len(entry.sha256) == 64
+    parser = MODELS_BY_FILENAME["face-parse-bisent/79999_iter.pth"]
+    assert parser.sha256 and "musetalk" in parser.used_by and "CelebAMask-HQ" in parser.licence
+    assert "OpenRAIL-M" in MODELS_BY_FILENAME["musetalkV15/unet.pth"].licence
     readme = (Path(__file__).resolve().parents[2] / "models" / "README.md").read_text()
-    for name in FILES:
-        assert f"`{name}`" in readme
+    for name in (*FILES, parser.filename):
+        assert f"`{name}`" in readme and f"`{MODELS_BY_FILENAME[name].sha256}`" in readme
 
 
 def test_full_published_unet_config_has_the_sd15_layout() -> None:
@@ -297,6 +152,22 @@ def test_generated_faces_equal_the_reference(models_dir: Path, runner: MuseTalkR
     assert not np.array_equal(other[0], ours[0])
 
 
+def test_sampled_latents_draw_as_the_reference(models_dir: Path, runner: MuseTalkRunner) -> None:
+    """The default (``latents="sample"``): the reference's inference draws the posterior
+    crop by crop, masked crop first; with the same seed the faces are the reference's."""
+    face = mf.astronaut()[20:300, 120:380]
+    crops = np.stack([cv2.resize(np.roll(face, 5 * k, axis=0), (256, 256)) for k in range(2)])
+    chunks = runner.whisper_chunks(speech(1.0), FPS, 25)[[3, 20]]
+    sampler = MuseTalkRunner(load_models(models_dir), latents="sample", seed=7)
+    ours = sampler.generate_faces(crops, chunks)
+    ref = reference_faces(models_dir, crops[..., ::-1].copy(), chunks, seed=7)[..., ::-1]
+    assert min(psnr(a, b) for a, b in zip(ours, ref, strict=True)) >= 40
+    # a job restarts the draws from the seed; the mean is another latent (random VAE)
+    sampler.reset()
+    np.testing.assert_array_equal(sampler.generate_faces(crops, chunks), ours)
+    assert psnr(runner.generate_faces(crops, chunks)[0], ours[0]) < 40
+
+
 def test_crop_box_follows_the_reference() -> None:
     lm = np.zeros((68, 2), np.float32)
     lm[:, 0] = np.linspace(100.7, 220.2, 68)
@@ -308,6 +179,9 @@ def test_crop_box_follows_the_reference() -> None:
     assert mt_face.crop_box(face, 640, 480) == (100, 120, 220, 310)
     assert mt_face.crop_box(face, 640, 480, bbox_shift=5) == (100, 130, 220, 310)
     assert mt_face.crop_box(face, 640, 305)[3] == 305  # clipped to the frame
+    # A shift past the chin moves the bottom too (the reference shifts landmark 29 itself):
+    # the box comes out empty and falls back to the detector's box.
+    assert mt_face.crop_box(face, 640, 480, bbox_shift=95) == (90, 100, 230, 320)
     nan = FaceObs((90, 100, 230, 310), np.full((68, 2), np.nan, np.float32))
     assert mt_face.crop_box(nan, 640, 480) == (90, 100, 230, 320)
 
@@ -336,11 +210,7 @@ def test_paste_mask_is_feathered_inside_the_box() -> None:
 
 
 def _face_landmarks() -> np.ndarray:
-    from lipsync.face.tracker import FaceTracker
-
-    lm = FaceTracker().update(mf.astronaut())
-    assert lm is not None
-    return np.asarray(lm, np.float32)
+    return face_landmarks(mf.astronaut())
 
 
 def test_engine_generates_masked_patches(models_dir: Path) -> None:
@@ -360,6 +230,7 @@ def test_engine_generates_masked_patches(models_dir: Path) -> None:
         assert p.mask is not None and p.mask.shape == p.image.shape[:2]
     info = engine.info()
     assert info["frames"] == 3 and info["device"] == "cpu" and info["fp16"] is False
+    assert info["latents"] == "sample" and info["blend_mask"] == "landmarks"
     # Batching does not change the result.
     single = create_engine(
         "musetalk", EngineContext(device="cpu", models_dir=models_dir, batch_size=1)

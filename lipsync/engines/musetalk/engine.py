@@ -5,17 +5,23 @@ Per batch, as the reference's ``scripts/inference.py`` does per frame: the face 
 latents, scaled by the VAE's ``scaling_factor``, are stacked into 8 channels; the UNet runs
 once at timestep 0 with the frame's audio window (plus the positional encoding) as
 cross-attention; its output latent is decoded by the VAE, resized back to the crop box and
-pasted by the project's compositor with a feathered mouth-and-jaw mask.
+pasted by the project's compositor. The paste mask is the reference's face-parsing mask
+(:mod:`.blendmask`, ``parsing_mode`` jaw) when ``face-parse-bisent/79999_iter.pth`` is in
+``models/``, else a feathered landmark mask of the mouth and jaw (:func:`.face.paste_mask`).
 
-Latents: the reference draws a sample of the VAE's posterior; this engine takes its mean
-(``latents="mean"``, deterministic, the reference's training-time choice) unless built
-with ``latents="sample"``, which draws from a per-job seeded generator. For the published
-ft-MSE VAE the posterior's spread is tiny, so both give the same faces to the eye.
+Latents: like the reference's inference (``VAE.encode_latents``), each crop's posterior is
+*sampled* (``latents="sample"``), the noise drawn crop by crop, masked crop first, in the
+reference's shapes and order. The draws come from a generator seeded with ``seed`` at each
+job's start, so a job renders the same twice; ``torch.Generator().manual_seed(s)`` gives the
+same numbers as a reference run after ``torch.manual_seed(s)`` (on CPU), and ``seed=None``
+draws from torch's global generator exactly as the reference's ``sample()`` does.
+``latents="mean"`` takes the posterior's mean instead (what MuseTalk's training code uses).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +34,13 @@ from lipsync.device import cpu_threads, resolve_device
 from lipsync.engines.base import Engine, EngineContext, batch_length
 from lipsync.engines.musetalk import audio as mt_audio
 from lipsync.engines.musetalk import face as mt_face
+from lipsync.engines.musetalk.blendmask import FaceParser
 from lipsync.engines.musetalk.loaders import UNET_WEIGHTS, MuseTalkModels, load_models
+from lipsync.engines.musetalk.parsing import CHEEK_WIDTH, MODES, load_parser
 from lipsync.errors import InvalidOption, ModelMissing
 from lipsync.types import EngineReport, FaceObs, Patch, RGBImage
+
+LATENTS = ("sample", "mean")
 
 
 class MuseTalkRunner:
@@ -42,11 +52,11 @@ class MuseTalkRunner:
         models: MuseTalkModels,
         device: str = "cpu",
         fp16: bool = False,
-        latents: str = "mean",
-        seed: int = 0,
+        latents: str = "sample",
+        seed: int | None = 0,
     ) -> None:
-        if latents not in ("mean", "sample"):
-            raise InvalidOption(f"latents must be 'mean' or 'sample', got {latents!r}")
+        if latents not in LATENTS:
+            raise InvalidOption(f"latents must be one of {', '.join(LATENTS)}, got {latents!r}")
         self.device = device
         self.dtype = torch.float16 if fp16 else torch.float32
         self.latents = latents
@@ -68,7 +78,7 @@ class MuseTalkRunner:
         self._pe: dict[int, torch.Tensor] = {}
 
     def reset(self) -> None:
-        """Start a job: the latent sampler (``latents="sample"``) restarts from its seed."""
+        """Start a job: the latent sampler restarts from its seed."""
         self._generator = None
 
     def whisper_chunks(
@@ -87,25 +97,41 @@ class MuseTalkRunner:
             self._pe[length] = pe
         return pe
 
-    def _encode(self, images: npt.NDArray[np.float32]) -> torch.Tensor:
-        x = torch.from_numpy(images).to(device=self.device, dtype=self.dtype)
-        dist = self.vae.encode(x).latent_dist
-        if self.latents == "sample":
-            if self._generator is None:
-                self._generator = torch.Generator(device=self.device).manual_seed(self.seed)
-            latent = dist.sample(generator=self._generator)
-        else:
-            latent = dist.mode()
-        return self.scaling * latent
+    def _noise(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """One draw of the posterior's noise, as ``DiagonalGaussianDistribution.sample``
+        makes it (``randn`` in the latents' shape, device and dtype)."""
+        if self.seed is not None and self._generator is None:
+            self._generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        return torch.randn(shape, generator=self._generator, device=self.device, dtype=self.dtype)
+
+    def latent_input(
+        self, masked: npt.NDArray[np.float32], whole: npt.NDArray[np.float32]
+    ) -> torch.Tensor:
+        """The UNet's 8-channel input ``(N, 8, h, w)``: the scaled latents of the masked and
+        the whole crops (``VAE.get_latents_for_unet`` for each crop)."""
+        with torch.inference_mode():
+            dists = [
+                self.vae.encode(torch.from_numpy(x).to(self.device, self.dtype)).latent_dist
+                for x in (masked, whole)
+            ]
+            if self.latents == "mean":
+                parts = [d.mode() for d in dists]
+            else:  # per crop: the masked crop's draw, then the whole crop's
+                one = (1, *dists[0].mean.shape[1:])
+                noise = [[self._noise(one) for _ in dists] for _ in range(masked.shape[0])]
+                parts = [
+                    d.mean + d.std * torch.cat([n[k] for n in noise], dim=0)
+                    for k, d in enumerate(dists)
+                ]
+            return torch.cat([self.scaling * p for p in parts], dim=1)
 
     def generate_faces(
         self, crops: npt.NDArray[np.uint8], chunks: npt.NDArray[np.float32]
     ) -> npt.NDArray[np.uint8]:
         """Generated faces ``(N, 256, 256, 3)`` RGB uint8 for RGB crops ``(N, 256, 256, 3)``
         and whisper chunks ``(N, 50, 384)`` (one batch through the networks)."""
-        masked, whole = mt_face.vae_images(crops)
+        latents = self.latent_input(*mt_face.vae_images(crops))
         with torch.inference_mode():
-            latents = torch.cat([self._encode(masked), self._encode(whole)], dim=1)
             audio = torch.from_numpy(np.ascontiguousarray(chunks)).to(self.device, self.dtype)
             audio = audio + self._positional(audio.shape[1])
             timesteps = torch.tensor([0], device=self.device)
@@ -116,25 +142,43 @@ class MuseTalkRunner:
         return mt_face.decoded_to_uint8(out)
 
 
+@dataclass(frozen=True)
+class MuseTalkSettings:
+    """The engine's own options (``RunOptions`` fields declared for ``musetalk``), with the
+    v1.5 scripts' defaults."""
+
+    bbox_shift: int = mt_face.BBOX_SHIFT
+    extra_margin: int = mt_face.EXTRA_MARGIN
+    parsing_mode: str = "jaw"
+    left_cheek_width: int = CHEEK_WIDTH
+    right_cheek_width: int = CHEEK_WIDTH
+    latents: str = "sample"
+    seed: int | None = 0
+
+    @classmethod
+    def from_context(cls, ctx: EngineContext, **overrides: Any) -> MuseTalkSettings:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in dict(ctx.options).items() if k in known}
+        settings = cls(**{**values, **overrides})
+        if settings.parsing_mode not in MODES:
+            raise InvalidOption(
+                f"parsing_mode must be one of {', '.join(MODES)}, got {settings.parsing_mode!r}"
+            )
+        return settings
+
+
 class MuseTalkEngine(Engine):
-    """MuseTalk 1.5 (UNet + sd-vae + whisper-tiny) on CPU, or CUDA with optional fp16."""
+    """MuseTalk 1.5 (UNet + sd-vae + whisper-tiny) on CPU, or CUDA with optional fp16; the
+    face-parsing BiSeNet for the paste mask when its weights are present."""
 
     name = "musetalk"
 
-    def __init__(
-        self,
-        ctx: EngineContext,
-        *,
-        bbox_shift: int = mt_face.BBOX_SHIFT,
-        extra_margin: int = mt_face.EXTRA_MARGIN,
-        latents: str = "mean",
-    ) -> None:
+    def __init__(self, ctx: EngineContext, **overrides: Any) -> None:
         self.ctx = ctx
+        self.settings = MuseTalkSettings.from_context(ctx, **overrides)
         self.device = resolve_device(ctx.device)
         self.fp16 = self.device == "cuda" and ctx.fp16
         self.batch_size = max(1, int(ctx.batch_size))
-        self.bbox_shift = int(bbox_shift)
-        self.extra_margin = int(extra_margin)
         self.models_dir = Path(ctx.models_dir)
         unet_weights: Path | None = None
         if ctx.checkpoint is not None:
@@ -150,7 +194,20 @@ class MuseTalkEngine(Engine):
                 torch.set_num_threads(threads)
         self.unet_weights = unet_weights or self.models_dir / UNET_WEIGHTS
         models = load_models(self.models_dir, unet_weights)
-        self.runner = MuseTalkRunner(models, self.device, self.fp16, latents)
+        st = self.settings
+        self.runner = MuseTalkRunner(models, self.device, self.fp16, st.latents, st.seed)
+        net = load_parser(self.models_dir)
+        self.parser = (
+            None
+            if net is None
+            else FaceParser(
+                net.to(self.device),
+                self.device,
+                st.parsing_mode,
+                st.left_cheek_width,
+                st.right_cheek_width,
+            )
+        )
         self._chunks: npt.NDArray[np.float32] | None = None
         self._frames_done = 0
 
@@ -175,10 +232,9 @@ class MuseTalkEngine(Engine):
         if not batch_length(frames, faces, indices):
             return []
         chunks = self.audio_batch(indices)
+        st = self.settings
         boxes = [
-            mt_face.crop_box(
-                face, frame.shape[1], frame.shape[0], self.bbox_shift, self.extra_margin
-            )
+            mt_face.crop_box(face, frame.shape[1], frame.shape[0], st.bbox_shift, st.extra_margin)
             for frame, face in zip(frames, faces, strict=True)
         ]
         crops = mt_face.crop_faces(frames, boxes)
@@ -190,17 +246,26 @@ class MuseTalkEngine(Engine):
         ]
         generated = np.concatenate(outputs, axis=0)
         self._frames_done += len(frames)
-        patches = []
-        for image, face, box in zip(generated, faces, boxes, strict=True):
-            x1, y1, x2, y2 = box
-            resized = cv2.resize(image, (x2 - x1, y2 - y1))
-            if resized.ndim == 2:
-                resized = resized.reshape(y2 - y1, x2 - x1, 3)
-            upscale = max(x2 - x1, y2 - y1) / mt_face.CROP
-            patches.append(
-                Patch(x1, y1, resized, mask=mt_face.paste_mask(face, box), upscale=upscale)
-            )
-        return patches
+        return [
+            self._patch(image, frame, face, box)
+            for image, frame, face, box in zip(generated, frames, faces, boxes, strict=True)
+        ]
+
+    def _patch(
+        self, image: npt.NDArray[np.uint8], frame: RGBImage, face: FaceObs, box: mt_face.Box
+    ) -> Patch:
+        """The generated face resized to its box (``cv2.resize``'s default, bilinear, as
+        the reference) with the paste mask: the parsing mask, or the landmark mask."""
+        x1, y1, x2, y2 = box
+        resized = np.asarray(cv2.resize(image, (x2 - x1, y2 - y1)), np.uint8)
+        if resized.ndim == 2:
+            resized = resized.reshape(y2 - y1, x2 - x1, 3)
+        if self.parser is not None:
+            mask = self.parser.blend_mask(np.asarray(frame, np.uint8), box)
+        else:
+            mask = mt_face.paste_mask(face, box)
+        upscale = max(x2 - x1, y2 - y1) / mt_face.CROP
+        return Patch(x1, y1, resized, mask=mask, upscale=upscale)
 
     def report(self) -> EngineReport:
         return EngineReport(self.name, details=self._details())
@@ -211,6 +276,12 @@ class MuseTalkEngine(Engine):
             "checkpoint": str(self.unet_weights.name),
             "device": self.device,
             "fp16": self.fp16,
+            "latents": self.settings.latents,
+            "blend_mask": (
+                f"face parsing ({self.settings.parsing_mode})"
+                if self.parser is not None
+                else "landmarks"
+            ),
         }
 
     def close(self) -> None:

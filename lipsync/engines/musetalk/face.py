@@ -6,7 +6,10 @@ reference's DWPose points are), the box spans the landmarks left to right and do
 chin; its top is as far above landmark 29 (the nose, moved down by ``bbox_shift`` pixels)
 as the chin is below it; v1.5 then adds ``extra_margin`` (10) pixels below the chin. A box
 that comes out empty falls back to the detector's face box, as the reference does. The
-crop is resized to 256x256 with Lanczos (``cv2.INTER_LANCZOS4``).
+crop is resized to 256x256 with Lanczos (``cv2.INTER_LANCZOS4``). One deliberate
+difference: a box reaching past the frame's right edge is clipped here, for the crop and
+the paste alike; the reference crops the clipped region but pastes the face back resized to
+the unclipped box (a stretched face at the frame's edge).
 
 The VAE sees the crop in [-1, 1], RGB, once whole (the reference) and once with its lower
 half (rows 128..255) set to black (-1) (the masked target).
@@ -50,8 +53,11 @@ def crop_box(
     lm = np.asarray(face.landmarks, dtype=np.float32)
     box: Box | None = None
     if lm.shape == (68, 2) and np.isfinite(lm).all():
-        pts = lm.astype(np.int32)
-        half_y = int(pts[NOSE, 1]) + int(bbox_shift)
+        pts = lm.astype(np.int32)  # truncated, as the reference's DWPose points are
+        # The reference shifts landmark 29 itself, so the shifted point counts for the
+        # bottom too (it only matters when the shift reaches below the chin).
+        pts[NOSE, 1] += int(bbox_shift)
+        half_y = int(pts[NOSE, 1])
         bottom = int(pts[:, 1].max())
         upper = max(0, half_y - (bottom - half_y))
         x1, x2 = int(pts[:, 0].min()), int(pts[:, 0].max())
