@@ -20,12 +20,17 @@ other sources only:
   face's scale and divided by the face height (``1.95 d``, the nose-bridge-to-chin height
   in 5-point units), is the aperture. Skin and lip colour references are taken over the
   whole clip. On a grey-scale video (no colour difference between lips and skin) only dark
-  rows count.
+  rows count. A pale lip (often the upper one) can miss the redness threshold and leave
+  the gap outside the lip band; then a dark run (the oral cavity) next to the band,
+  bounded on its other side by a row that is at least faintly lip-red, spans the gap
+  (:func:`_pale_lip_gap`). Before that rule the pale-lipped MEAD speaker read 0 on a third
+  of his frames, open mouths included.
 
 On the real clips in ``../shared/media`` this measure follows the 68-point inner-lip gap
-with r = 0.82-0.92 (tested), its slope is 0.7-1.0 and a closed mouth reads about
-0.02-0.07 (the lip junction line), so :data:`CLOSED_APERTURE` (0.08) marks a closed
-mouth.
+with r = 0.90 (face2, KatieHill, LatentSync), 0.84 (MEAD) and 0.69 (face4, whose lips
+barely part) (tests/evaluate/test_shared_clips.py), its slope is 0.7-1.0 and a closed
+mouth reads about 0.02-0.07 (the lip junction line), so :data:`CLOSED_APERTURE` (0.08)
+marks a closed mouth.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ CLOSED_APERTURE = 0.08  # below this share of the face height the mouth counts a
 SHAPE_SIZE = 24  # the mouth patch is also kept as SHAPE_SIZE x SHAPE_SIZE grey levels (sync)
 _DARK = 0.6  # a row darker than this share of the skin lightness is mouth interior
 _LIP_SPLIT = 0.5  # lip threshold between the skin and the lip redness
+_PALE_SPLIT = 0.2  # a pale lip's threshold (only next to a dark run outside the lip band)
+_TEETH_ROWS = 12  # rows: most teeth shown between the oral cavity and a lip
 
 
 @dataclass
@@ -150,24 +157,67 @@ def _apertures(profiles: list[_Profiles | None]) -> tuple[FloatArray, bool]:
     lip_a = float(np.median([p.lip_a for p in got]))
     colour = lip_a - skin_a >= 4.0  # CIELAB a* units (OpenCV's 8-bit scale)
     thr_a = skin_a + _LIP_SPLIT * (lip_a - skin_a)
+    pale_a = skin_a + _PALE_SPLIT * (lip_a - skin_a)
     rows_to_face = (2 * ROI_HALF_H_D / ROI_SIZE) / FACE_HEIGHT_D
     for i, p in enumerate(profiles):
         if p is None:
             continue
         dark = p.lum < _DARK * skin_l
-        if colour:
-            lip = p.a > thr_a
-            idx = np.flatnonzero(lip)
-            if idx.size == 0:
-                inner = dark
-            else:
-                inner = np.zeros(ROI_SIZE, bool)
-                top, bottom = idx[0], idx[-1]
-                inner[top : bottom + 1] = (~lip[top : bottom + 1]) | dark[top : bottom + 1]
-        else:
-            inner = dark
-        out[i] = _longest_run(inner) * rows_to_face
+        rows = _gap_rows(p.a, dark, thr_a, pale_a) if colour else _longest_run(dark)
+        out[i] = rows * rows_to_face
     return out, colour
+
+
+def _gap_rows(a: FloatArray, dark: npt.NDArray[np.bool_], thr_a: float, pale_a: float) -> int:
+    """Rows of the inner-lip gap down the centre columns: between the first and the last
+    lip-red row, the rows that are not lip-red or are dark; or, where one lip is too pale
+    to pass ``thr_a``, :func:`_pale_lip_gap`."""
+    lip = a > thr_a
+    idx = np.flatnonzero(lip)
+    if idx.size == 0:
+        return _longest_run(dark)
+    top, bottom = int(idx[0]), int(idx[-1])
+    inner = np.zeros(ROI_SIZE, bool)
+    inner[top : bottom + 1] = (~lip[top : bottom + 1]) | dark[top : bottom + 1]
+    return max(_longest_run(inner), _pale_lip_gap(dark, a > pale_a, top, bottom))
+
+
+def _dark_runs(dark: npt.NDArray[np.bool_]) -> Iterator[tuple[int, int]]:
+    """(first, last) row of each run of dark rows that touches neither edge of the patch
+    (runs at an edge are nostrils, a beard or the chin's shadow, not a mouth)."""
+    n = dark.size
+    r = 0
+    while r < n:
+        if not dark[r]:
+            r += 1
+            continue
+        lo = r
+        while r < n and dark[r]:
+            r += 1
+        if lo > 0 and r < n:
+            yield lo, r - 1
+
+
+def _pale_lip_gap(
+    dark: npt.NDArray[np.bool_], pale: npt.NDArray[np.bool_], top: int, bottom: int
+) -> int:
+    """The gap when only one lip passed the redness threshold (a pale lip, most often the
+    upper one, left the gap outside the lip band ``top..bottom``): a dark run (the oral
+    cavity) above the band, with a row at least faintly lip-red (``pale``) above it, makes
+    a gap from that pale lip's lower edge to the band's top (teeth may show between the
+    dark run and either lip). The same mirrored below the band."""
+    best = 0
+    reach = _TEETH_ROWS
+    for lo, hi in _dark_runs(dark):
+        if hi < top and top - hi <= reach:
+            above = np.flatnonzero(pale[max(0, lo - reach) : lo])
+            if above.size:
+                best = max(best, top - (max(0, lo - reach) + int(above[-1]) + 1))
+        elif lo > bottom and lo - bottom <= reach:
+            below = np.flatnonzero(pale[hi + 1 : hi + 1 + reach])
+            if below.size:
+                best = max(best, hi + int(below[0]) + 1 - bottom - 1)
+    return best
 
 
 def measure_mouth(
