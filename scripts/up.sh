@@ -262,6 +262,8 @@ print("up: push your own:")
 print(f"    curl -s{key} -F audio=@speech.wav -F video=@face.mp4 {base}/api/v1/lipsync/push")
 PYEOF
 
+echo "up: with a webhook (the final status POSTed, signed; docs/SERVICE.md#webhooks):"
+echo "    curl -s -F audio=@speech.wav -F video=@face.mp4 -F webhook_url=http://127.0.0.1:9000/hook $BASE/api/v1/lipsync/push"
 echo "up: API docs at $BASE/docs; logs in $LOGS. Press Ctrl-C to stop."
 while true; do
     for i in "${!CHILDREN[@]}"; do

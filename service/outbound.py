@@ -82,9 +82,12 @@ def resolve(host: str, port: int, timeout_s: float) -> list[IPAddress]:
     return found
 
 
-def checked_addresses(parts: SplitResult, policy: Policy, timeout_s: float) -> list[IPAddress]:
+def checked_addresses(
+    parts: SplitResult, policy: Policy, timeout_s: float, verb: str = "fetched"
+) -> list[IPAddress]:
     """The addresses this request may connect to: all of them checked (a host outside the
-    allow-list with any refused address is refused as a whole). Connects to nothing."""
+    allow-list with any refused address is refused as a whole: "it is not ``verb``").
+    Connects to nothing."""
     host = normalize_host(parts.hostname or "")
     port = parts.port or SCHEMES[parts.scheme.lower()]
     addresses = resolve(host, port, timeout_s)
@@ -94,7 +97,7 @@ def checked_addresses(parts: SplitResult, policy: Policy, timeout_s: float) -> l
         why = refusal(address)
         if why is not None:
             where = f"{host} is" if _is_literal(host) else f"{host} resolves to"
-            raise FetchRefused(f"{where} a {why} address; it is not fetched")
+            raise FetchRefused(f"{where} a {why} address; it is not {verb}")
     return addresses
 
 

@@ -120,7 +120,7 @@ def _post(
         parts = check_url(url)
         host = normalize_host(parts.hostname or "")
         timeout = max(0.001, min(policy.connect_timeout_s, watchdog.remaining()))
-        addresses = checked_addresses(parts, policy, timeout)
+        addresses = checked_addresses(parts, policy, timeout, verb="sent to")
         headers = (
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(body))),

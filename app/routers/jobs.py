@@ -34,7 +34,7 @@ from app.uploads import FILE_FIELDS, ParsedUpload, UploadError, UploadTooLarge, 
 from lipsync.errors import InvalidOption, LipsyncError
 from lipsync.options import parse_public_fields
 from service.errors import public_message
-from service.fetch import check_url
+from service.fetch import FetchRefused, check_url
 from service.layout import remove_job_files
 from service.options import build_run_options
 from service.queue import QUEUE, TASK_PROCESS
@@ -223,7 +223,10 @@ def _webhook(upload: ParsedUpload, settings: Settings) -> str:
         raise problem(422, message, "webhooks_disabled", WEBHOOK_FIELD)
     try:
         check_url(url)
-    except LipsyncError as exc:  # another scheme, or malformed: neither is an http(s) URL
+    except FetchRefused as exc:  # another scheme: not an http(s) URL either
+        message = f"{WEBHOOK_FIELD}: only http and https URLs are accepted"
+        raise problem(422, message, "invalid_url", WEBHOOK_FIELD) from exc
+    except LipsyncError as exc:
         raise problem(422, f"{WEBHOOK_FIELD}: {exc.message}", "invalid_url", WEBHOOK_FIELD) from exc
     return url
 

@@ -202,7 +202,7 @@ def test_push_refuses_bad_webhook_urls_and_the_client_sends_one(
 def test_restart_delivers_what_was_due_and_nothing_twice(
     redis_server: sh.RedisServer, tmp_path: Path, media: dict[str, Path]
 ) -> None:
-    env = {**ENV, "LIPSYNC_WEBHOOK_BACKOFF_S": "2", "LIPSYNC_WEBHOOK_TIMEOUT_S": "5"}
+    env = {**ENV, "LIPSYNC_WEBHOOK_BACKOFF_S": "2", "LIPSYNC_WEBHOOK_TIMEOUT_S": "8"}
     up, down, slow = Receiver().start(), Receiver(), Receiver().start()
     slow.default = 200
     slow.script.append(("sleep", 30.0))
@@ -229,7 +229,8 @@ def test_restart_delivers_what_was_due_and_nothing_twice(
                 assert len(up.received()) == 1  # the delivered one was not sent again
 
                 # a stop while an attempt waits on a slow receiver: the worker does not wait
-                # for it (its limit is 5 s); the attempt is given back, uncounted
+                # for it (its limit is 8 s; an idle worker's stop takes ~2.7 s on 2 busy
+                # cores); the attempt is given back, uncounted
                 stuck = new_job(c, media, slow.url)
                 deadline = time.monotonic() + 120
                 while not slow.received():
@@ -241,7 +242,7 @@ def test_restart_delivers_what_was_due_and_nothing_twice(
                 w2.proc.wait(timeout=30)
                 took = time.monotonic() - t0
                 print(f"\nFIGURE worker_stop_with_webhook_in_flight_s = {took:.2f}")
-                assert took < 4.0, (took, sh.tail(w2.log))
+                assert took < 6.0, (took, sh.tail(w2.log))
                 hook = status(c, stuck)["webhook"]
                 assert hook["state"] == "pending" and hook["attempts"] == 0, hook
         finally:
