@@ -31,6 +31,7 @@ from service.status import status_payload
 from service.store import JobRecord, JobStore
 from service.webhook import WebhookPolicy, deliver, next_due
 from service.webhook_queue import WebhookQueue
+from worker.lease import retrying
 
 log = logging.getLogger("lipsync.webhooks")
 
@@ -66,14 +67,23 @@ class WebhookDispatcher:
         self._thread.start()
 
     def _loop(self) -> None:
+        down = False  # Redis unreachable: said once, then again when it is back
         while not self._stop.is_set():
+            started = 0
             try:
-                self.poll()
+                started = self.poll()
+                if down:
+                    log.info("webhooks: Redis is back; deliveries go on")
+                down = False
             except redis.RedisError as exc:
-                log.warning("webhooks: Redis unavailable (%s); trying again", exc)
+                if not down:
+                    log.warning("webhooks: Redis unavailable (%s); trying again", exc)
+                down = True
             except Exception:
                 log.exception("webhooks: the dispatcher's poll failed")
-            self._stop.wait(self.settings.webhook_poll_s)
+            # more may be due already (a backlog after a restart): look again soon
+            pause = self.settings.webhook_poll_s
+            self._stop.wait(min(pause, 0.05) if started else pause)
 
     def poll(self) -> int:
         """Claim what is due (up to the free attempt slots) and start it; how many started."""
@@ -115,7 +125,11 @@ class WebhookDispatcher:
                          hook.attempts)  # fmt: skip
                 return
             after = None if outcome.final else self._next(hook.attempts)
-            state = self.queue.done(record.id, token, outcome, after)
+            state = retrying(  # Redis restarting: keep trying, within the claim's lease
+                lambda: self.queue.done(record.id, token, outcome, after),
+                f"webhook outcome of job {record.id}",
+                budget_s=LEASE_MARGIN_S / 2,
+            )
             log.info("webhook of job %s: attempt %d: %s -> %s", record.id, hook.attempts,
                      outcome.code or outcome.error, state)  # fmt: skip
         except redis.RedisError as exc:  # its lease will pass: another attempt then

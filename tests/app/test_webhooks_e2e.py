@@ -109,6 +109,8 @@ def test_down_500_slow_then_200(svc: Any, media: dict[str, Path]) -> None:
                               svc.logs)  # fmt: skip
             time.sleep(3 * BACKOFF_S)  # nothing more comes after the 2xx
             assert status(c, task) == final
+            listed = c.get(f"{P}/jobs", params={"limit": 100}).json()["jobs"]
+            assert [j for j in listed if j["task_id"] == task] == [final]  # webhook included
     finally:
         hook.close()
     one = first["webhook"]
