@@ -40,9 +40,11 @@ def test_pose_gate_keeps_other_poses_out_and_eases(katie_run) -> None:  # type: 
     _, _, result, shares, mismatch = katie_run
     assert result.engine_info["path"] == "retrieval"
     gate = result.engine_info["pose_gate"]
-    # Her head turns further than any usable source frame for a few frames: the frame's own
-    # mouth is used there, and the switch is eased.
-    assert gate["own_mouth_frames"] >= 1 and gate["eased_frames"] >= 2
+    # Her head turns further than the chosen source mouths' poses on some frames: the
+    # frame's own mouth takes over part of the way (all of it beyond the gate's far end),
+    # and the switch is eased.
+    assert gate["eased_frames"] >= 2
+    assert min(shares.values()) < 0.5
     assert gate["source_mouth_frames"] > gate["eased_frames"]  # mostly her real mouths
     order = sorted(shares)
     for i in order:
