@@ -185,17 +185,11 @@ def _gap_rows(a: FloatArray, dark: npt.NDArray[np.bool_], thr_a: float, pale_a: 
 def _dark_runs(dark: npt.NDArray[np.bool_]) -> Iterator[tuple[int, int]]:
     """(first, last) row of each run of dark rows that touches neither edge of the patch
     (runs at an edge are nostrils, a beard or the chin's shadow, not a mouth)."""
-    n = dark.size
-    r = 0
-    while r < n:
-        if not dark[r]:
-            r += 1
-            continue
-        lo = r
-        while r < n and dark[r]:
-            r += 1
-        if lo > 0 and r < n:
-            yield lo, r - 1
+    edges = np.diff(np.concatenate(([0], dark.astype(np.int8), [0])))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    for lo, stop in zip(starts, stops, strict=True):
+        if lo > 0 and stop < dark.size:
+            yield int(lo), int(stop) - 1
 
 
 def _pale_lip_gap(
