@@ -18,8 +18,8 @@ from service.settings import Settings
 from service.store import JobRecord, JobStore, WebhookRecord
 from service.webhook import Attempt, WebhookPolicy, deliver, next_due, schedule, sign
 from service.webhook_queue import WebhookQueue
-from tests.app.service_harness import RedisServer
-from tests.service.webhook_receiver import Receiver, free_port
+from tests.app.service_harness import RedisServer, free_port
+from tests.service.webhook_receiver import Receiver
 
 SECRET = "whsec-test-0123456789abcdef"
 ALLOW = WebhookPolicy(connect_timeout_s=1.0, deadline_s=1.0, allow=frozenset({"127.0.0.1"}))
