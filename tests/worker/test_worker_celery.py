@@ -82,6 +82,12 @@ def test_killed_pool_process_reruns_the_job_once(
         assert job is not None and job.state == "succeeded", (job, sh.tail(proc.log))
         assert job.attempts == 2
         assert [p.name for p in settings.results_dir.iterdir()] == [f"{job_id}.mp4"]
+        # The final state is published first, then the job's files are removed (so a failed
+        # publish keeps the uploads for the rerun): give the removal a moment.
+        leftovers = (settings.work_dir / job_id, settings.uploads_dir / job_id)
+        gone_by = time.monotonic() + 10
+        while any(p.exists() for p in leftovers) and time.monotonic() < gone_by:
+            time.sleep(0.05)
         assert not (settings.work_dir / job_id).exists()
         assert not (settings.uploads_dir / job_id).exists()
 
