@@ -24,6 +24,7 @@ from lipsync.face.tracker import BoxDetector, FaceChoice, FaceTracker, smooth_la
 from lipsync.media.audio import check_not_silent, load_audio, mux_rate, to_mono
 from lipsync.media.decode import fit_size, iter_frames, read_image
 from lipsync.media.encode import VideoWriter
+from lipsync.media.prefetch import Prefetch
 from lipsync.media.probe import MediaInfo, probe
 from lipsync.media.reader import FrameReader
 from lipsync.media.timeline import Timeline, build_timeline, fit_audio
@@ -91,6 +92,16 @@ class _Faces:
     landmarks: npt.NDArray[np.float32]  # smoothed; NaN rows where no face
     valid: npt.NDArray[np.bool_]
     tracker: FaceTracker
+
+
+# Decoded frames the render's decoder may hold ahead: a batch's worth (it decodes the next
+# batch while the engine works on this one), up to this many bytes of I420 frames.
+PREFETCH_BYTES = 64 * 2**20
+
+
+def render_prefetch(batch_size: int, pixels: int) -> int:
+    """How many frames the render's decoder runs ahead (at least 2)."""
+    return max(2, min(batch_size, PREFETCH_BYTES // max(1, pixels * 3 // 2)))
 
 
 class Pipeline:
@@ -261,8 +272,10 @@ class Pipeline:
             writer,
             job.timer,
         )
-        with writer:
-            frames = reader.frames(timeline.source_index)
+        # The decoder runs ahead on a thread of its own: "decode" is the time spent waiting.
+        ahead_n = render_prefetch(o.batch_size, width * height)
+        with writer, Prefetch(reader.frames(timeline.source_index), ahead_n) as ahead:
+            frames = iter(ahead)
             while batch := self._next_batch(job, frames):
                 job.check_cancel()
                 renderer.render(batch)
@@ -338,19 +351,21 @@ def analyse_faces(
     )
     times: list[float] = []
     lms: list[npt.NDArray[np.float32]] = []
-    frames = iter_frames(job.video, pixel_format="luma", size=size)
-    while True:
-        with timer.stage("decode"):
-            frame = next(frames, None)
-        if frame is None:
-            break
-        with timer.stage("detect"):
-            lm = tracker.update(frame.image)
-        times.append(frame.time_s)
-        lms.append(lm if lm is not None else nan)
-        if len(times) % 25 == 0:
-            job.check_cancel()
-            job.report("analyse", len(times) / expected)
+    # The decoder runs ahead on a thread of its own: "decode" is the time spent waiting.
+    with Prefetch(iter_frames(job.video, pixel_format="luma", size=size)) as ahead:
+        frames = iter(ahead)
+        while True:
+            with timer.stage("decode"):
+                frame = next(frames, None)
+            if frame is None:
+                break
+            with timer.stage("detect"):
+                lm = tracker.update(frame.image)
+            times.append(frame.time_s)
+            lms.append(lm if lm is not None else nan)
+            if len(times) % 25 == 0:
+                job.check_cancel()
+                job.report("analyse", len(times) / expected)
     if not times:
         raise CorruptMedia(f"{job.video.name}: no decodable video frames")
     return np.asarray(times, np.float64), np.stack(lms), tracker

@@ -38,6 +38,7 @@ from lipsync.engines.retrieval.geometry import (
 from lipsync.engines.retrieval.look import Look, appearance
 from lipsync.engines.retrieval.tuning import DEFAULT_TUNING, RetrievalTuning
 from lipsync.media.decode import i420_crop_rgb, iter_frames
+from lipsync.media.prefetch import Prefetch
 from lipsync.types import RGBImage
 
 F32 = npt.NDArray[np.float32]
@@ -235,16 +236,17 @@ def _crop_pass(
     last = int(cand[-1]) if len(cand) else -1
     if last < 0:
         return crops, looks
-    for frame in iter_frames(source.path, pixel_format="i420"):
-        k = want.get(frame.index)
-        if k is not None:
-            lm = lms[frame.index]
-            data, look, shape = _crop(frame.image, lm, boxes[k], template, use_jpeg, tuning)
-            looks.append(look)
-            bx1, by1, _, _, scale = boxes[k]
-            crops.append(Crop(int(frame.index), bx1, by1, scale, lm.copy(), data, shape))
-        if frame.index >= last:
-            break
+    with Prefetch(iter_frames(source.path, pixel_format="i420")) as frames:
+        for frame in frames:
+            k = want.get(frame.index)
+            if k is not None:
+                lm = lms[frame.index]
+                data, look, shape = _crop(frame.image, lm, boxes[k], template, use_jpeg, tuning)
+                looks.append(look)
+                bx1, by1, _, _, scale = boxes[k]
+                crops.append(Crop(int(frame.index), bx1, by1, scale, lm.copy(), data, shape))
+            if frame.index >= last:
+                break
     return crops, looks
 
 
