@@ -159,6 +159,29 @@ def start_worker(
     return Proc(proc, log)
 
 
+def threads_report(pid: int) -> str:
+    """What each thread of ``pid`` and of its children is doing, read from /proc (state,
+    kernel wait channel, system call): for a test's failure message when a worker stalls."""
+
+    def read(path: Path) -> str:
+        try:
+            return path.read_text(errors="replace").strip()
+        except OSError:
+            return "?"
+
+    lines = []
+    for p in [pid, *pool_children(pid)]:
+        for task in sorted(Path(f"/proc/{p}/task").glob("*"), key=lambda t: int(t.name)):
+            stat = read(task / "stat")
+            state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
+            syscall = read(task / "syscall").split(" ")[0]
+            lines.append(
+                f"pid {p} tid {task.name} {read(task / 'comm')!r} state {state} "
+                f"wchan {read(task / 'wchan')} syscall {syscall}"
+            )
+    return "\n".join(lines)
+
+
 def pool_children(pid: int) -> list[int]:
     """Pids of the pool processes of the worker whose main process is ``pid``."""
     try:

@@ -101,7 +101,8 @@ def test_killed_pool_process_reruns_the_job_once(
         while not done.search(proc.log.read_text()) and time.monotonic() < deadline:
             time.sleep(0.1)
         match = done.search(proc.log.read_text())  # "received" is logged before the outcome
-        assert match is not None and match.group(1) == "succeeded", sh.tail(proc.log)
+        report = sh.threads_report(proc.proc.pid)
+        assert match is not None and match.group(1) == "succeeded", (sh.tail(proc.log), report)
         producer.close()
 
 
