@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from lipsync.errors import Canceled, TooLarge
-from service.outbound import Watchdog, checked_addresses, failure, open_request
+from service.outbound import Policy, Watchdog, checked_addresses, failure, open_request
 from service.urlcheck import (
     CHUNK_BYTES,
     FETCH_ERROR_CODES,
@@ -77,14 +77,13 @@ __all__ = [
 _GET_HEADERS = (("Accept-Encoding", "identity"), ("User-Agent", USER_AGENT), ("Accept", "*/*"))
 
 
-@dataclass(frozen=True)
-class FetchPolicy:
+@dataclass(frozen=True, kw_only=True)
+class FetchPolicy(Policy):
     """What :func:`fetch` may do (built from the settings by :meth:`from_settings`)."""
 
     max_bytes: int
     connect_timeout_s: float = 10.0
     deadline_s: float = 600.0
-    allow: frozenset[str] = frozenset()
     max_redirects: int = MAX_REDIRECTS
 
     @classmethod
@@ -95,9 +94,6 @@ class FetchPolicy:
             deadline_s=float(settings.fetch_timeout_s),
             allow=frozenset(normalize_host(h) for h in settings.fetch_allow),
         )
-
-    def allows(self, host: str) -> bool:
-        return normalize_host(host) in self.allow
 
 
 @dataclass(frozen=True)

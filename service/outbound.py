@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Protocol
+from dataclasses import dataclass
 from urllib.parse import SplitResult
 
 from service.urlcheck import (
@@ -39,16 +39,17 @@ from service.urlcheck import (
 )
 
 
-class Policy(Protocol):
-    """What a guarded request may do: its time limits and the hosts exempt from the check."""
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """What a guarded request may do: its time limits and the hosts exempt from the check
+    (the URL fetcher's and the webhook sender's policies add their own fields)."""
 
-    @property
-    def connect_timeout_s(self) -> float: ...
+    connect_timeout_s: float
+    deadline_s: float
+    allow: frozenset[str] = frozenset()  # normalized host names (:func:`normalize_host`)
 
-    @property
-    def deadline_s(self) -> float: ...
-
-    def allows(self, host: str) -> bool: ...
+    def allows(self, host: str) -> bool:
+        return normalize_host(host) in self.allow
 
 
 def resolve(host: str, port: int, timeout_s: float) -> list[IPAddress]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lipsync.errors import LipsyncError
-from service.outbound import Watchdog, checked_addresses, open_request
+from service.outbound import Policy, Watchdog, checked_addresses, open_request
 from service.urlcheck import FetchRefused, check_url, normalize_host
 
 SIGNATURE_HEADER = "X-Lipsync-Signature"
@@ -59,13 +59,12 @@ def schedule(max_attempts: int, backoff_s: float) -> list[float]:
     return offsets
 
 
-@dataclass(frozen=True)
-class WebhookPolicy:
+@dataclass(frozen=True, kw_only=True)
+class WebhookPolicy(Policy):
     """Time limits of one attempt and the hosts exempt from the address check."""
 
     connect_timeout_s: float = 5.0
     deadline_s: float = 10.0
-    allow: frozenset[str] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Any) -> WebhookPolicy:
@@ -74,9 +73,6 @@ class WebhookPolicy:
             deadline_s=float(settings.webhook_timeout_s),
             allow=frozenset(normalize_host(h) for h in settings.webhook_allow),
         )
-
-    def allows(self, host: str) -> bool:
-        return normalize_host(host) in self.allow
 
 
 @dataclass(frozen=True)
