@@ -14,12 +14,12 @@ test-fast: setup
 	.venv/bin/python -m pytest -q -p no:cacheprovider -m "not slow" -x
 
 lint: setup
-	.venv/bin/ruff check lipsync app worker tests benchmarks scripts
-	.venv/bin/mypy lipsync app worker
+	.venv/bin/ruff check lipsync app worker service tests benchmarks scripts
+	.venv/bin/mypy lipsync app worker service
 
 format: setup
-	.venv/bin/ruff format lipsync app worker tests benchmarks scripts
-	.venv/bin/ruff check --fix lipsync app worker tests benchmarks scripts
+	.venv/bin/ruff format lipsync app worker service tests benchmarks scripts
+	.venv/bin/ruff check --fix lipsync app worker service tests benchmarks scripts
 
 bench: setup
 	.venv/bin/python -m benchmarks.speed
