@@ -49,6 +49,19 @@ def lease_holder() -> str:
     return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
 
 
+def started_after_me(holder: str) -> bool:
+    """True when ``holder`` is a process on this host that started after this one (e.g. a
+    pool process this worker forked); False when that cannot be told."""
+    parts = holder.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[2].isdigit():
+        return False
+    try:
+        mine = _process_start(os.getpid())
+    except OSError:
+        return False
+    return mine is not None and mine.isdigit() and int(parts[2]) > int(mine)
+
+
 def holder_is_dead(holder: str) -> bool:
     """True when ``holder`` is a process on this host that no longer runs (or a zombie)."""
     parts = holder.rsplit(":", 2)

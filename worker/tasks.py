@@ -145,7 +145,7 @@ class _Heartbeat:
         self._thread.start()
 
     def _loop(self) -> None:
-        self._orphans = OrphanRequeuer(_settings(), _store(), _requeue)
+        self._orphans = OrphanRequeuer(_settings(), _store(), _requeue, node=self.name)
         while not self._stop.is_set():
             try:
                 _store().heartbeat(self.name)

@@ -14,7 +14,13 @@ from service.store import JobStore
 from tests.worker.jobkit import make_job
 from worker.cleanup import OrphanRequeuer
 from worker.jobs import run_job
-from worker.lease import LEASE_S, holder_is_dead, lease_holder
+from worker.lease import (
+    LEASE_S,
+    _process_start,
+    holder_is_dead,
+    lease_holder,
+    started_after_me,
+)
 
 
 def _dead_holder() -> str:
@@ -115,3 +121,48 @@ def test_orphan_requeuer_ends_canceled_and_overdue_jobs(
     for job_id in (canceled, overdue):
         assert not (settings.uploads_dir / job_id).exists()
     assert store.active_ids() == {"queued": [], "running": []}
+
+
+def _dead_child_holder() -> str:
+    """The holder name of a process started after this one (as a pool process this worker
+    forked would be), which has exited and been reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        holder = f"{socket.gethostname()}:{proc.pid}:{_process_start(proc.pid)}"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert holder_is_dead(holder) and started_after_me(holder)
+    return holder
+
+
+def test_a_dead_pool_process_of_this_worker_is_left_to_celery_for_a_while(
+    settings: Settings, store: JobStore, media: dict[str, Path]
+) -> None:
+    """Celery requeues the message of a killed pool process itself; the worker's own
+    requeuer steps in only if nothing has claimed the job after ``own_pool_grace_s``. A job
+    of another worker node (or a runner older than this process) is requeued at once."""
+    own = make_job(settings, store, media["astronaut"], media["speech"])
+    other_node = make_job(settings, store, media["astronaut"], media["speech"])
+    older = make_job(settings, store, media["astronaut"], media["speech"])
+    assert store.claim(own, 3, "w1@host", _dead_child_holder(), LEASE_S) == "run"
+    assert store.claim(other_node, 3, "w2@host", _dead_child_holder(), LEASE_S) == "run"
+    older_holder = _dead_holder().rsplit(":", 1)[0] + ":1"  # started just after boot
+    assert store.claim(older, 3, "w1@host", older_holder, LEASE_S) == "run"
+    sent: list[str] = []
+    requeuer = OrphanRequeuer(
+        settings, store, sent.append, grace_s=0.3, node="w1@host", own_pool_grace_s=0.5
+    )
+    assert requeuer.scan() == {other_node: "queued", older: "queued"}
+    assert store.get(own).state == "running"  # type: ignore[union-attr]
+    # the next pool process claims it (as the redelivered message would): nothing to do
+    assert store.break_lease(own, store.lease_holder(own) or "")
+    assert store.claim(own, 3, "w1@host", lease_holder(), LEASE_S) == "run"
+    time.sleep(0.6)
+    assert requeuer.scan() == {}
+    # that runner dies too and nothing claims the job: requeued once the grace has passed
+    store.r.set(store.lease_key(own), _dead_child_holder())
+    assert requeuer.scan() == {}
+    time.sleep(0.6)
+    assert requeuer.scan() == {own: "queued"}
+    assert sent == [other_node, older, own]
