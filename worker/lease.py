@@ -49,26 +49,34 @@ def lease_holder() -> str:
     return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
 
 
+def _local(holder: str) -> tuple[str, str] | None:
+    """``(pid, start)`` of a holder on this host, or None (another host, or malformed)."""
+    parts = holder.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return None
+    return parts[1], parts[2]
+
+
 def started_after_me(holder: str) -> bool:
     """True when ``holder`` is a process on this host that started after this one (e.g. a
     pool process this worker forked); False when that cannot be told."""
-    parts = holder.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[2].isdigit():
+    local = _local(holder)
+    if local is None or not local[1].isdigit():
         return False
     try:
         mine = _process_start(os.getpid())
     except OSError:
         return False
-    return mine is not None and mine.isdigit() and int(parts[2]) > int(mine)
+    return mine is not None and mine.isdigit() and int(local[1]) > int(mine)
 
 
 def holder_is_dead(holder: str) -> bool:
     """True when ``holder`` is a process on this host that no longer runs (or a zombie)."""
-    parts = holder.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+    local = _local(holder)
+    if local is None:
         return False
     try:
-        return _process_start(parts[1]) != parts[2]
+        return _process_start(local[0]) != local[1]
     except OSError:  # no /proc: cannot tell, so the lease must lapse
         return False
 
