@@ -21,14 +21,6 @@ from tests.worker.jobkit import make_job
 pytestmark = pytest.mark.slow
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(x) for x in text.split()]
-
-
 def _wait(store: JobStore, job_id: str, pred: object, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -83,7 +75,7 @@ def test_killed_pool_process_reruns_the_job_once(
         job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
         producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
         _wait(store, job_id, lambda j: j.state == "running" and j.progress >= 0.3)
-        children = _children(proc.proc.pid)
+        children = sh.pool_children(proc.proc.pid)
         assert len(children) == 1, children  # one pool process: one job per worker
         os.kill(children[0], signal.SIGKILL)  # the job's process dies mid-render
         # reject_on_worker_lost re-queues the message; a fresh pool process runs it again
@@ -128,6 +120,6 @@ def test_soft_time_limit_fails_the_job_and_cleans_up(
         _assert_files_go(settings, job_id)
         assert not (settings.results_dir / f"{job_id}.mp4").exists()
         # the same pool process lives on (soft, not hard, limit) and left no child behind
-        (pool,) = _children(proc.proc.pid)
-        assert _children(pool) == []
+        (pool,) = sh.pool_children(proc.proc.pid)
+        assert sh.pool_children(pool) == []
         producer.close()
