@@ -49,6 +49,14 @@ def _engines() -> dict[str, str]:
     return {name: spec.summary for name, spec in ENGINES.items()}
 
 
+def _face_modes() -> dict[str, str]:
+    return {
+        "auto": "in each shot, the face whose mouth moves with the video's own speech when "
+        "it shows several and has a sound track, else the largest",
+        "largest": "the largest face of each shot",
+    }
+
+
 def _sync_modes() -> dict[str, str]:
     from lipsync.media.timeline import SYNC_MODES
 
@@ -161,6 +169,15 @@ class RunOptions:
         help="fixed face box for every frame, no detection: Y1,Y2,X1,X2 pixels (Wav2Lip's --box)",
         minimum=0,
         metavar="Y1,Y2,X1,X2",
+    )
+    face: str | None = option(
+        None,
+        help="which face in each shot (default auto)",
+        label="Which face (automatic)",
+        choices=_face_modes,
+        group="face",
+        public=True,
+        advanced=True,
     )
     face_index: int | None = option(
         None,

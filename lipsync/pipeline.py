@@ -20,17 +20,18 @@ from lipsync.engines.base import Engine, EngineContext, SourceVideo
 from lipsync.enhance import create_enhancer
 from lipsync.enhance.base import Enhancer
 from lipsync.errors import Canceled, CorruptMedia, InvalidOption, NoFace, OutputError
-from lipsync.face.tracker import BoxDetector, FaceChoice, FaceTracker, smooth_landmarks
+from lipsync.face.analysis import FaceAnalyser, FaceAnalysis, FaceSetup
+from lipsync.face.tracker import BoxDetector, smooth_landmarks
 from lipsync.media.audio import check_not_silent, load_audio, mux_rate, to_mono
-from lipsync.media.decode import fit_size, iter_frames, read_image
+from lipsync.media.decode import DecodedFrame, fit_size, iter_frames, read_image
 from lipsync.media.encode import VideoWriter
 from lipsync.media.prefetch import Prefetch
 from lipsync.media.probe import MediaInfo, probe
 from lipsync.media.reader import FrameReader
 from lipsync.media.timeline import Timeline, build_timeline, fit_audio
 from lipsync.options import RunOptions, engine_options
-from lipsync.render import Batch, BatchRenderer, Geometry, Scale, StageTimer
-from lipsync.types import CancelCheck, ProgressCallback, Result
+from lipsync.render import Batch, BatchRenderer, Geometry, Scale, StageTimer, trust_shares
+from lipsync.types import CancelCheck, EngineReport, ProgressCallback, Result
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class _Inputs:
     enhancer: Enhancer | None
     detector: BoxDetector | None
     fps: Fraction
+    own_audio: npt.NDArray[np.float32] | None = None  # the video's own track, once loaded
 
 
 @dataclass
@@ -91,7 +93,7 @@ class _Faces:
     times: npt.NDArray[np.float64]
     landmarks: npt.NDArray[np.float32]  # smoothed; NaN rows where no face
     valid: npt.NDArray[np.bool_]
-    tracker: FaceTracker
+    analysis: FaceAnalysis
 
 
 # Decoded frames the render's decoder may hold ahead: a batch's worth (it decodes the next
@@ -158,7 +160,7 @@ class Pipeline:
         renderer = self._render(job, inputs, geometry, faces, timeline, mux)
         if inputs.enhancer is not None:
             inputs.enhancer.close()
-        result = self._result(job, inputs, geometry, faces, timeline.n_out, renderer)
+        result = self._result(job, inputs, geometry, faces, timeline, renderer)
         if self.engines is None:
             inputs.engine.close()
         return result
@@ -206,13 +208,32 @@ class Pipeline:
 
     def _analyse(self, job: _Job, inputs: _Inputs, geometry: Geometry) -> _Faces:
         """3. Faces: one streaming pass over the source, landmarks kept (tiny), frames not."""
-        times, landmarks, tracker = analyse_faces(job, inputs, geometry, self.options)
-        valid = ~np.isnan(landmarks[:, 0, 0])
+        own = self._own_audio(job, inputs)
+        analysis = analyse_faces(job, inputs, geometry, self.options, own)
+        valid = ~np.isnan(analysis.landmarks[:, 0, 0])
         if not valid.any():
-            raise NoFace(f"{job.video.name}: no face found in any frame")
-        landmarks = smooth_landmarks(landmarks)
+            raise NoFace(self._no_face_message(job, analysis))
+        landmarks = smooth_landmarks(analysis.landmarks, float(inputs.fps), analysis.shot_of)
         job.report("analyse", 1.0)
-        return _Faces(times, landmarks, valid, tracker)
+        return _Faces(analysis.times, landmarks, valid, analysis)
+
+    def _no_face_message(self, job: _Job, analysis: FaceAnalysis) -> str:
+        o = self.options
+        seen = analysis.max_faces_seen
+        if o.face_index is not None and seen > 0:
+            plural = "face is" if seen == 1 else "faces are"
+            return (
+                f"{job.video.name}: face index {o.face_index} was asked for, but only "
+                f"{seen} {plural} seen (indices count from 0, from the left)"
+            )
+        return f"{job.video.name}: no face found in any frame"
+
+    def _own_audio(self, job: _Job, inputs: _Inputs) -> npt.NDArray[np.float32] | None:
+        """The video's own sound track, mono 16 kHz (None for none), loaded once."""
+        if inputs.own_audio is None and inputs.vinfo.audio is not None:
+            with job.timer.stage("audio_decode"):
+                inputs.own_audio = to_mono(load_audio(job.video, sample_rate=16000, channels=1)[0])
+        return inputs.own_audio
 
     def _prepare_engine(
         self, job: _Job, inputs: _Inputs, geometry: Geometry, faces: _Faces, speech: _Speech
@@ -225,15 +246,20 @@ class Pipeline:
         )
         if engine.wants_source:
             with job.timer.stage("source_analysis"):
-                own_audio = None
-                if inputs.vinfo.audio is not None:
-                    own_audio = to_mono(load_audio(job.video, sample_rate=16000, channels=1)[0])
+                own_audio = self._own_audio(job, inputs)
                 # The source as stored: engines that decode it themselves read its own
                 # pixels, so its landmarks are in its own coordinates (the frames they get
                 # later may be scaled; their landmarks say where the face is in them).
                 landmarks = geometry.scale.to_input(faces.landmarks)
                 source = SourceVideo(
-                    job.video, fps, faces.times, landmarks, inputs.vinfo.is_image, own_audio
+                    job.video,
+                    fps,
+                    faces.times,
+                    landmarks,
+                    inputs.vinfo.is_image,
+                    own_audio,
+                    shots=faces.analysis.shot_of,
+                    people=faces.analysis.person_of,
                 )
                 engine.prepare_source(source)
             job.check_cancel()
@@ -263,6 +289,7 @@ class Pipeline:
         writer = VideoWriter(
             job.output, width, height, inputs.fps, mux.track, mux.rate, crf=o.crf, preset=o.preset
         )
+        analysis = faces.analysis
         renderer = BatchRenderer(
             geometry,
             faces.landmarks,
@@ -271,6 +298,9 @@ class Pipeline:
             inputs.enhancer,
             writer,
             job.timer,
+            people=analysis.person_of,
+            shots=analysis.shot_of,
+            shares=trust_shares(timeline.source_index, analysis.untrusted),
         )
         # The decoder runs ahead on a thread of its own: "decode" is the time spent waiting.
         ahead_n = render_prefetch(o.batch_size, width * height)
@@ -294,10 +324,11 @@ class Pipeline:
         inputs: _Inputs,
         geometry: Geometry,
         faces: _Faces,
-        n_out: int,
+        timeline: Timeline,
         renderer: BatchRenderer,
     ) -> Result:
         o, fps = self.options, float(inputs.fps)
+        n_out = timeline.n_out
         no_face = renderer.no_face
         return Result(
             output=job.output,
@@ -315,57 +346,116 @@ class Pipeline:
             wall_s=time.perf_counter() - job.started,
             timings={k: round(v, 4) for k, v in job.timer.totals.items()},
             engine_report=(report := inputs.engine.report()),
+            shots=[s.to_dict() for s in faces.analysis.shots],
+            shot_faces=[sf.to_dict() for sf in faces.analysis.shot_faces],
+            people=people_summary(faces.analysis, report),
+            frames_kept_original=kept_summary(renderer, faces.analysis, timeline.source_index),
             engine_info={
                 **report.as_dict(),
-                "face_detections": faces.tracker.detections,
-                "max_faces_seen": faces.tracker.max_faces_seen,
+                "face_detections": faces.analysis.detections,
+                "max_faces_seen": faces.analysis.max_faces_seen,
                 # Output frames whose face was rendered at the working scale (workscale).
                 "work_scale_frames": renderer.work_frames,
             },
         )
 
 
-def analyse_faces(
-    job: _Job, inputs: _Inputs, geometry: Geometry, options: RunOptions
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], FaceTracker]:
-    """Every source frame's 68 landmarks (NaN where no face) and their times, decoding the
-    video once at the working size (luma only)."""
+def people_summary(analysis: FaceAnalysis, report: EngineReport) -> list[dict[str, Any]]:
+    """Each person: id, source frames and shots showing them, and how their mouth was drawn
+    (the engine's path for them: e.g. retrieval, or viseme when too few of their frames
+    could be re-used, with the reason)."""
+    per_person = report.details.get("people", {})
+    out = []
+    for pid in sorted({int(p) for p in analysis.person_of if p >= 0}):
+        info = per_person.get(str(pid)) or per_person.get(pid) or {}
+        out.append(
+            {
+                "id": pid,
+                "frames": int(np.sum(analysis.person_of == pid)),
+                "shots": [sf.shot for sf in analysis.shot_faces if sf.person == pid],
+                "rendered": info.get("path", report.path),
+                "reason": info.get("reason", report.reason),
+            }
+        )
+    return out
+
+
+def kept_summary(
+    renderer: BatchRenderer, analysis: FaceAnalysis, source_index: npt.NDArray[np.int64]
+) -> dict[str, Any]:
+    """The output frames left as the input has them (a face not to be trusted): how many,
+    why, and which (the first 200)."""
+    kept = renderer.kept_original
+    reasons: dict[str, int] = {}
+    for i in kept:
+        why = analysis.untrusted.get(int(source_index[i]), "eased")
+        reasons[why] = reasons.get(why, 0) + 1
+    return {"count": len(kept), "reasons": reasons, "frames": kept[:200]}
+
+
+def face_setup(options: RunOptions, geometry: Geometry) -> FaceSetup:
+    """How the analysis chooses the face of each shot, from the options (in working pixels)."""
     box = geometry.box()
     fixed = (box[2], box[0], box[3], box[1]) if box else None
-    choice = FaceChoice(options.face_index, geometry.face_point())
-    tracker = FaceTracker(choice, fixed_box=fixed, detector=inputs.detector)
+    point = geometry.face_point()
+    if fixed is not None:
+        mode = "box"
+    elif options.face_index is not None:
+        mode = "index"
+    elif point is not None:
+        mode = "point"
+    else:
+        mode = options.face or "auto"
+    return FaceSetup(mode, options.face_index, point, fixed)
+
+
+def analyse_faces(
+    job: _Job,
+    inputs: _Inputs,
+    geometry: Geometry,
+    options: RunOptions,
+    own_audio: npt.NDArray[np.float32] | None = None,
+) -> FaceAnalysis:
+    """The shots, and every source frame's 68 landmarks of the chosen face (NaN where no
+    face), its person and its time, decoding the video once at the working size."""
+    setup = face_setup(options, geometry)
+    vinfo = inputs.vinfo
+    analyser = FaceAnalyser(
+        setup,
+        float(inputs.fps),
+        detector=inputs.detector,
+        own_audio16k=own_audio if setup.mode == "auto" else None,
+        identities=not vinfo.is_image,
+    )
     size = geometry.decode_size
-    nan = np.full((68, 2), np.nan, np.float32)
-    timer, vinfo = job.timer, inputs.vinfo
     if vinfo.is_image:
-        with timer.stage("decode"):
-            image = read_image(job.video, "luma", size)
-        with timer.stage("detect"):
-            lm = tracker.update(image)
-        return np.zeros(1), (lm if lm is not None else nan)[None].copy(), tracker
+        with job.timer.stage("decode"):
+            image = read_image(job.video, "i420", size)
+        with job.timer.stage("detect"):
+            analyser.feed(DecodedFrame(0, 0.0, image))
+            return analyser.finish()
     expected = max(
         1,
         vinfo.video.frames
         if vinfo.video and vinfo.video.frames
         else int(vinfo.duration_s * (vinfo.video.fps if vinfo.video else 25)),
     )
-    times: list[float] = []
-    lms: list[npt.NDArray[np.float32]] = []
+    n = 0
     # The decoder runs ahead on a thread of its own: "decode" is the time spent waiting.
-    with Prefetch(iter_frames(job.video, pixel_format="luma", size=size)) as ahead:
+    with Prefetch(iter_frames(job.video, pixel_format="i420", size=size)) as ahead:
         frames = iter(ahead)
         while True:
-            with timer.stage("decode"):
+            with job.timer.stage("decode"):
                 frame = next(frames, None)
             if frame is None:
                 break
-            with timer.stage("detect"):
-                lm = tracker.update(frame.image)
-            times.append(frame.time_s)
-            lms.append(lm if lm is not None else nan)
-            if len(times) % 25 == 0:
+            with job.timer.stage("detect"):
+                analyser.feed(frame)
+            n += 1
+            if n % 25 == 0:
                 job.check_cancel()
-                job.report("analyse", len(times) / expected)
-    if not times:
+                job.report("analyse", n / expected)
+    if n == 0:
         raise CorruptMedia(f"{job.video.name}: no decodable video frames")
-    return np.asarray(times, np.float64), np.stack(lms), tracker
+    with job.timer.stage("detect"):
+        return analyser.finish()

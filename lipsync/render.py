@@ -148,7 +148,14 @@ class BatchRenderer:
     enhancer: Enhancer | None
     writer: VideoWriter
     timer: StageTimer
+    # (N,) whose face / which shot per source frame (None: one person, one shot)
+    people: npt.NDArray[np.int32] | None = None
+    shots: npt.NDArray[np.int32] | None = None
+    # Per output frame, the share of the generated mouth (1 everywhere when None): 0 where
+    # the frame's face could not be trusted (the frame is left as it is), eased in between.
+    shares: npt.NDArray[np.float32] | None = None
     no_face: list[int] = field(default_factory=list)
+    kept_original: list[int] = field(default_factory=list)
     work_frames: int = 0  # output frames whose face was rendered at the working scale
     face_px: float = field(default_factory=work_face_px)
     # The last frame prepared for the engine (stills and held frames repeat it).
@@ -162,7 +169,9 @@ class BatchRenderer:
         if last is not None and last[0] is yuv and last[1] == d:
             return last[2]
         lm = self.landmarks[d]
-        face = FaceObs(self.geometry.face_box(lm), lm)
+        person = int(self.people[d]) if self.people is not None else 0
+        shot = int(self.shots[d]) if self.shots is not None else 0
+        face = FaceObs(self.geometry.face_box(lm), lm, person, shot)
         # The region is cut from the I420 frame, whose size is padded to even.
         region = work_region(lm, face.box, yuv.shape[1], yuv.shape[0] * 2 // 3, self.face_px)
         with self.timer.stage("convert"):
@@ -180,7 +189,7 @@ class BatchRenderer:
 
     def render(self, batch: Batch) -> None:
         """Generate, enhance, composite and encode one batch, in output order."""
-        with_face = [(i, d, yuv) for i, d, yuv in batch if self.valid[d]]
+        with_face = [(i, d, yuv) for i, d, yuv in batch if self.valid[d] and self.share(i) > 0]
         frames = [self.prepare(d, yuv) for _, d, yuv in with_face]
         patches: list[Patch] = []
         if with_face:
@@ -191,22 +200,26 @@ class BatchRenderer:
                     [i for i, _, _ in with_face],
                 )
         results = {
-            i: self._composite(yuv, frame, patch)
+            i: self._composite(yuv, frame, patch, self.share(i))
             for (i, _, yuv), frame, patch in zip(with_face, frames, patches, strict=True)
         }
-        for i, _, yuv in batch:
+        for i, d, yuv in batch:
             frame_out = results.get(i)
             if frame_out is None:
-                self.no_face.append(i)
+                (self.no_face if not self.valid[d] else self.kept_original).append(i)
                 frame_out = yuv
             with self.timer.stage("encode"):
                 self.writer.write(frame_out)
 
+    def share(self, i: int) -> float:
+        """The generated mouth's share at output frame ``i``."""
+        return 1.0 if self.shares is None else float(self.shares[i])
+
     def _composite(
-        self, yuv: npt.NDArray[np.uint8], frame: PreparedFrame, patch: Patch
+        self, yuv: npt.NDArray[np.uint8], frame: PreparedFrame, patch: Patch, share: float = 1.0
     ) -> npt.NDArray[np.uint8]:
         """The output frame (I420): ``patch`` enhanced and blended into ``yuv``."""
-        blend = self.geometry.options.blend
+        blend = self.geometry.options.blend * share
         if self.enhancer is not None:
             with self.timer.stage("enhance"):
                 patch = self.enhancer.enhance(frame.image, patch, frame.face)
@@ -225,3 +238,27 @@ class BatchRenderer:
             blend_into(canvas, (x1, y1), (w, h), patch, frame.face, blend)
         with self.timer.stage("convert"):
             return paste_box(yuv, canvas, x1, y1)
+
+
+def trust_shares(
+    source_index: npt.NDArray[np.int64], untrusted: dict[int, str], ease: int = 3
+) -> npt.NDArray[np.float32] | None:
+    """Per output frame, the generated mouth's share: 0 on frames showing a source frame
+    whose face is not trusted, rising by 1/``ease`` a frame away from them (no pop between
+    the frame's own mouth and the new one); None when every frame is trusted."""
+    if not untrusted:
+        return None
+    bad = np.isin(source_index, np.fromiter(untrusted, np.int64, len(untrusted)))
+    if not bad.any():
+        return None
+    n = len(source_index)
+    dist = np.full(n, float(ease), np.float32)
+    pos = np.flatnonzero(bad)
+    idx = np.arange(n)
+    # Distance (in output frames) to the nearest untrusted frame, capped at ``ease``.
+    nxt = np.searchsorted(pos, idx)
+    before = np.where(nxt > 0, idx - pos[np.maximum(nxt - 1, 0)], n)
+    after = np.where(nxt < len(pos), pos[np.minimum(nxt, len(pos) - 1)] - idx, n)
+    dist = np.minimum(dist, np.minimum(before, after).astype(np.float32))
+    out: npt.NDArray[np.float32] = (dist / float(ease)).astype(np.float32)
+    return out

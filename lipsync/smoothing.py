@@ -83,3 +83,43 @@ class ThinPlateSpline:
     def __call__(self, x: F64) -> F64:
         x = np.asarray(x, np.float64)
         return self._kernel(x, self._points) @ self._w + self._poly(x) @ self._c
+
+
+def one_euro(
+    x: npt.NDArray[np.floating],
+    rate: float,
+    min_cutoff: float = 2.0,
+    beta: float = 6.0,
+    d_cutoff: float = 1.0,
+) -> F64:
+    """Zero-phase One Euro filter (Casiez et al., CHI 2012) along axis 0 of ``x`` (N, ...):
+    a low-pass whose cut-off rises with the speed of the signal, ``min_cutoff + beta *
+    speed`` Hz, speed being the (low-passed) norm of the whole sample's velocity in units per
+    second, so every coordinate of a sample (all points of a face) gets the same cut-off and
+    the shape stays rigid. Run forward and backward and averaged: each direction's lag
+    cancels the other's."""
+    data = np.asarray(x, np.float64)
+    n = data.shape[0]
+    if n < 2:
+        return data.copy()
+    flat = data.reshape(n, -1)
+
+    def alpha(cutoff: float) -> float:
+        tau = 1.0 / (2.0 * np.pi * cutoff)
+        return 1.0 / (1.0 + tau * rate)
+
+    def one_way(seq: F64) -> F64:
+        out = np.empty_like(seq)
+        out[0] = seq[0]
+        speed = 0.0
+        a_d = alpha(d_cutoff)
+        for i in range(1, len(seq)):
+            v = float(np.linalg.norm(seq[i] - out[i - 1])) * rate / np.sqrt(seq.shape[1] / 2)
+            speed = speed + a_d * (v - speed)
+            a = alpha(min_cutoff + beta * speed)
+            out[i] = out[i - 1] + a * (seq[i] - out[i - 1])
+        return out
+
+    fwd = one_way(flat)
+    bwd = one_way(flat[::-1])[::-1]
+    return ((fwd + bwd) / 2).reshape(data.shape)

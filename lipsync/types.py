@@ -26,6 +26,8 @@ class FaceObs:
 
     box: tuple[int, int, int, int]  # x1, y1, x2, y2: padded crop box (Wav2Lip convention)
     landmarks: FloatArray  # (68, 2) iBUG 68-point layout, smoothed over time
+    person: int = 0  # whose face it is (the analysis groups the shots' faces into people)
+    shot: int = 0  # the shot of the source frame it is in
 
 
 @dataclass
@@ -79,6 +81,14 @@ class Result:
     wall_s: float
     timings: dict[str, float] = field(default_factory=dict)
     engine_info: dict[str, Any] = field(default_factory=dict)  # the report as JSON + counts
+    # The source's shots ({"start", "end"}: decode-order frames, end exclusive), the face
+    # chosen in each (how, among how many, whose), the people (id, frames, shots, how their
+    # mouths were drawn), and the output frames left as the input has them because their
+    # face could not be trusted ({"count", "reasons": {reason: count}, "frames": [...]}).
+    shots: list[dict[str, int]] = field(default_factory=list)
+    shot_faces: list[dict[str, Any]] = field(default_factory=list)
+    people: list[dict[str, Any]] = field(default_factory=list)
+    frames_kept_original: dict[str, Any] = field(default_factory=dict)
     engine_report: EngineReport | None = None
 
     @property

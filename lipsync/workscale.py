@@ -137,7 +137,9 @@ def cut(yuv: npt.NDArray[np.uint8], region: WorkRegion, face: FaceObs) -> WorkFr
     small = np.asarray(
         cv2.resize(full, (region.width, region.height), interpolation=cv2.INTER_AREA), np.uint8
     )
-    work_face = FaceObs(region.box_to_work(face.box), region.to_work(face.landmarks))
+    work_face = FaceObs(
+        region.box_to_work(face.box), region.to_work(face.landmarks), face.person, face.shot
+    )
     return WorkFrame(region, full, small, work_face)
 
 

@@ -30,6 +30,18 @@ class SourceVideo:
     landmarks: npt.NDArray[np.float32]  # (N, 68, 2) smoothed; NaN rows where no face
     is_image: bool
     audio16k: npt.NDArray[np.float32] | None  # the video's own speech, mono 16 kHz, if any
+    shots: npt.NDArray[np.int32] | None = None  # (N,) the shot of each frame (None: one)
+    people: npt.NDArray[np.int32] | None = None  # (N,) whose face (-1: none; None: one person)
+
+    def shot_of(self) -> npt.NDArray[np.int32]:
+        n = len(self.frame_times)
+        return self.shots if self.shots is not None else np.zeros(n, np.int32)
+
+    def person_of(self) -> npt.NDArray[np.int32]:
+        if self.people is not None:
+            return self.people
+        valid = np.isfinite(self.landmarks.reshape(len(self.landmarks), -1)).all(axis=1)
+        return np.where(valid, 0, -1).astype(np.int32)
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,24 @@ class FaceTracker:
         self.detect_every = max(1, detect_every)
         self.detect_pixels = detect_pixels
         self._box: BoxF | None = None  # detector-like box of the tracked face
+        self._velocity = (0.0, 0.0)  # the box's move over the last frame, pixels
+        self._seen: BoxF | None = None  # the last frame's box, as its landmarks put it
         self._since_detect = 0
         self.detections = 0
         self.max_faces_seen = 0
+        self.faces_in_last_detection = 0
+        # How far a second landmark fit, started from the first fit's own box, moved the
+        # mouth (share of the mouth's width): dlib gives no confidence, but a fit that has
+        # not settled on a face (motion blur, a box that lags a fast move) moves again.
+        self.last_fit_error = 0.0
+
+    def reset(self) -> None:
+        """Forget the followed face (a cut: the next frame starts a new shot)."""
+        self._box = None
+        self._seen = None
+        self._velocity = (0.0, 0.0)
+        self._since_detect = 0
+        self.last_fit_error = 0.0
 
     def _detect(self, gray: npt.NDArray[np.uint8]) -> list[BoxF]:
         """Whole-frame detection on a downscaled copy (upsampling once if nothing is found)."""
@@ -155,6 +170,7 @@ class FaceTracker:
             if chosen is None:
                 boxes = self._detect(gray)
                 self.max_faces_seen = max(self.max_faces_seen, len(boxes))
+                self.faces_in_last_detection = len(boxes)
                 if boxes and self._box is not None:
                     best = max(boxes, key=lambda b: iou(b, self._box))  # type: ignore[arg-type]
                     if iou(best, self._box) > 0.3:
@@ -167,6 +183,8 @@ class FaceTracker:
             if chosen is None:
                 self._box = None
                 return None
+            self._velocity = (0.0, 0.0)
+            self._seen = None
             self._box = chosen
         assert self._box is not None
         self._since_detect += 1
@@ -174,9 +192,36 @@ class FaceTracker:
         if not self._plausible(lm, self._box):
             self._box = None
             return None
+        lm = self._settle(gray, lm)
         if not due:
-            self._box = detector_like_box(lm)
+            self._follow(detector_like_box(lm))
         return lm
+
+    def _follow(self, box: BoxF) -> None:
+        """The next frame's box: this frame's, moved on by the last frame's motion (a box
+        that stays where the face was lags a fast move, and the fit then slides)."""
+        last = self._seen
+        if last is not None:
+            self._velocity = (
+                0.5 * (box[0] + box[2] - last[0] - last[2]),
+                0.5 * (box[1] + box[3] - last[1] - last[3]),
+            )
+        self._seen = box
+        vx, vy = self._velocity
+        self._box = (box[0] + vx, box[1] + vy, box[2] + vx, box[3] + vy)
+
+    def _settle(
+        self, gray: npt.NDArray[np.uint8], lm: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
+        """Fit again from the first fit's own box; keep the second fit when the mouth moved
+        (the first had not settled), and re-detect soon when it moved a lot."""
+        again = self.faces.landmarks(gray, detector_like_box(lm))
+        width = float(np.linalg.norm(lm[54] - lm[48])) or 1.0
+        err = float(np.mean(np.linalg.norm(again[48:68] - lm[48:68], axis=1))) / width
+        self.last_fit_error = err
+        if err > 0.08:
+            self._since_detect = max(self._since_detect, self.detect_every - 1)
+        return again if err > 0.02 else lm
 
     @staticmethod
     def _plausible(lm: npt.NDArray[np.float32], box: BoxF) -> bool:
@@ -188,27 +233,38 @@ class FaceTracker:
         return 0.6 < ratio < 1.8
 
 
-def smooth_landmarks(track: npt.NDArray[np.float32], window: int = 7) -> npt.NDArray[np.float32]:
-    """Zero-phase temporal smoothing of a (N, 68, 2) track with NaN gaps, per segment.
+def smooth_landmarks(
+    track: npt.NDArray[np.float32],
+    fps: float = 25.0,
+    shots: npt.NDArray[np.int32] | None = None,
+) -> npt.NDArray[np.float32]:
+    """Temporal smoothing of a (N, 68, 2) track with NaN gaps, per run of face frames and
+    never across a cut (``shots``: the shot of each frame).
 
-    A Savitzky-Golay filter (quadratic) keeps real motion and removes detector jitter.
+    A zero-phase One Euro filter (:func:`lipsync.smoothing.one_euro`): still faces are
+    smoothed hard (detector jitter goes), fast ones hardly at all, so the landmarks follow
+    a quick head move instead of lagging it.
     """
-    from lipsync.smoothing import savgol
+    from lipsync.smoothing import one_euro
 
     out = track.copy()
     valid = ~np.isnan(track[:, 0, 0])
+    if shots is not None and len(shots) == len(track):
+        breaks = np.concatenate([[False], shots[1:] != shots[:-1]])
+    else:
+        breaks = np.zeros(len(track), bool)
     n = len(track)
     i = 0
     while i < n:
         if not valid[i]:
             i += 1
             continue
-        j = i
-        while j < n and valid[j]:
+        j = i + 1
+        while j < n and valid[j] and not breaks[j]:
             j += 1
-        seg = track[i:j]
-        w = min(window, (j - i) if (j - i) % 2 == 1 else (j - i) - 1)
-        if w >= 5:
-            out[i:j] = savgol(seg, w, 2)
+        if j - i >= 3:
+            seg = track[i:j].astype(np.float64)
+            size = float(np.nanmedian(np.linalg.norm(seg[:, 16] - seg[:, 0], axis=1))) or 1.0
+            out[i:j] = (one_euro(seg / size, fps) * size).astype(np.float32)
         i = j
     return out

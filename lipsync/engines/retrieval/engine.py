@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -66,10 +67,21 @@ class RetrievalEngine(Engine):
         self._crop_pose: CropPoses | None = None
         self._shares: dict[int, float] = {}
         self._mismatch: dict[int, float] = {}
+        self._shot: int | None = None  # the shot of the last frame drawn
+        self._starts: set[int] = set()  # output indices where a new shot began
+        # One engine per person when the video shows several (a mouth is only ever taken
+        # from the same person's frames).
+        self._people: dict[int, RetrievalEngine] = {}
 
     # -- per job -----------------------------------------------------------------------------
     def prepare_source(self, source: SourceVideo) -> None:
+        for child in self._people.values():
+            child.close()
         self._reset()
+        ids = sorted({int(p) for p in source.person_of() if p >= 0})
+        if len(ids) > 1 and not source.is_image:
+            self._prepare_people(source, ids)
+            return
         t0 = time.perf_counter()
         if source.is_image:
             self.reason = "still image: there are no other mouths to re-use"
@@ -101,6 +113,21 @@ class RetrievalEngine(Engine):
         self.path = "retrieval"
         self.reason = f"{len(index.candidates)} usable mouths, gap range {lo:.2f}..{hi:.2f}"
 
+    def _prepare_people(self, source: SourceVideo, ids: list[int]) -> None:
+        """One engine per person, each learning from that person's frames alone."""
+        people = source.person_of()
+        for pid in ids:
+            mine = people == pid
+            lms = np.where(mine[:, None, None], source.landmarks, np.nan).astype(np.float32)
+            child = RetrievalEngine(self.ctx, self.tuning)
+            child.prepare_source(replace(source, landmarks=lms, people=np.where(mine, 0, -1)))
+            self._people[pid] = child
+        drawn = [c.path for c in self._people.values()]
+        self.path = "retrieval" if "retrieval" in drawn else "viseme"
+        self.reason = f"{len(ids)} people, each from their own frames: " + ", ".join(
+            f"person {pid} {c.path}" for pid, c in self._people.items()
+        )
+
     def _no_variety(self, index: MouthIndex) -> str | None:
         """Why the video's mouths can't be re-used (too few, never closed, too little
         variety), or None when they can."""
@@ -116,8 +143,14 @@ class RetrievalEngine(Engine):
         return None
 
     def prepare(self, audio16k: F32, fps: float, n_frames: int) -> None:
+        for child in self._people.values():
+            child.prepare(audio16k, fps, n_frames)
         self.viseme.prepare(audio16k, fps, n_frames)
+        if self._people:
+            return
         self._last = None
+        self._shot = None
+        self._starts = set()
         if self.renderer is not None:
             self.renderer.colour = None
         self._chosen = {}
@@ -138,6 +171,11 @@ class RetrievalEngine(Engine):
         """The path that ran (the person's own mouths, or the viseme warp) and why, with
         the index, calibration, choice and pose-gate figures."""
         out: dict[str, Any] = {}
+        if self._people:
+            out["people"] = {
+                str(pid): child.report().as_dict() for pid, child in self._people.items()
+            }
+            return EngineReport(self.path, self.reason, out)
         if self.path == "viseme":
             out.update({f"viseme_{k}": v for k, v in self.viseme.report().details.items()})
         if self.index is not None:
@@ -177,6 +215,49 @@ class RetrievalEngine(Engine):
     def generate(
         self, frames: Sequence[RGBImage], faces: Sequence[FaceObs], indices: Sequence[int]
     ) -> list[Patch]:
+        if self._people:
+            return self._generate_people(frames, faces, indices)
+        out: list[Patch] = []
+        lo = 0
+        for hi in range(1, len(faces) + 1):
+            if hi < len(faces) and faces[hi].shot == faces[lo].shot:
+                continue
+            if faces[lo].shot != self._shot:
+                self._new_shot(faces[lo].shot, int(indices[lo]))
+            out.extend(self._generate_shot(frames[lo:hi], faces[lo:hi], indices[lo:hi]))
+            lo = hi
+        return out
+
+    def _new_shot(self, shot: int, index: int) -> None:
+        """Nothing carries across a cut: the choice's continuity, the colour fit and the
+        pose gate's easing start again."""
+        if self._shot is not None:
+            self._starts.add(index)
+            self._last = None
+            if self.renderer is not None:
+                self.renderer.colour = None
+        self._shot = shot
+
+    def _generate_people(
+        self, frames: Sequence[RGBImage], faces: Sequence[FaceObs], indices: Sequence[int]
+    ) -> list[Patch]:
+        """Each face drawn by its own person's engine (the viseme warp for a face the
+        analysis could not name)."""
+        out: list[Patch | None] = [None] * len(faces)
+        groups: dict[int, list[int]] = {}
+        for k, face in enumerate(faces):
+            groups.setdefault(face.person, []).append(k)
+        for pid, ks in groups.items():
+            child = self._people.get(pid)
+            sub = ([frames[k] for k in ks], [faces[k] for k in ks], [indices[k] for k in ks])
+            patches = child.generate(*sub) if child is not None else self.viseme.generate(*sub)
+            for k, patch in zip(ks, patches, strict=True):
+                out[k] = patch
+        return [p for p in out if p is not None]
+
+    def _generate_shot(
+        self, frames: Sequence[RGBImage], faces: Sequence[FaceObs], indices: Sequence[int]
+    ) -> list[Patch]:
         if self.path != "retrieval" or self.plan is None:
             return self.viseme.generate(frames, faces, indices)
         renderer = self.renderer
@@ -195,6 +276,8 @@ class RetrievalEngine(Engine):
         return [renderer.finish(d) for d in drafts]
 
     def close(self) -> None:
+        for child in self._people.values():
+            child.close()
         self.viseme.close()
 
     def poses(self, faces: Sequence[FaceObs]) -> list[Pose]:
@@ -215,7 +298,7 @@ class RetrievalEngine(Engine):
             float(self.mismatch(np.array([choice[i]], np.int64), pose)[0])
             for i, pose in zip(idx, poses, strict=True)
         ]
-        out = ease_shares(idx, mism, self._shares, self.tuning)
+        out = ease_shares(idx, mism, self._shares, self.tuning, self._starts)
         for i, d in zip(idx, mism, strict=True):
             self._mismatch[i] = d
         return out

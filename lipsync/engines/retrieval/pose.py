@@ -106,6 +106,7 @@ def ease_shares(
     mism: list[float],
     shares: dict[int, float],
     tuning: RetrievalTuning,
+    starts: frozenset[int] | set[int] = frozenset(),
 ) -> list[float]:
     """The share of the source mouth per frame of a batch (output indices ``idx``, pose
     mismatches ``mism``): 1 where the pose matches, 0 where only the frame's own mouth can
@@ -118,12 +119,12 @@ def ease_shares(
     # Falling ahead: no frame may be more than k steps above a frame k ahead of it.
     ahead = list(raw)
     for k in range(len(raw) - 2, -1, -1):
-        if idx[k + 1] == idx[k] + 1:
+        if idx[k + 1] == idx[k] + 1 and idx[k + 1] not in starts:
             ahead[k] = min(ahead[k], ahead[k + 1] + step)
     out: list[float] = []
     for i, w in zip(idx, ahead, strict=True):
         prev = shares.get(i - 1)
-        if prev is not None:
+        if prev is not None and i not in starts:
             w = min(w, prev + step)
         w = round(w, 4)
         out.append(w)

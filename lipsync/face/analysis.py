@@ -1,0 +1,366 @@
+"""The face analysis pass: one streaming decode of the source that finds the shots, follows
+the chosen face of each shot (never across a cut), tells people apart, and marks the frames
+whose landmarks can't be trusted.
+
+Per shot, the face is chosen by the options: a fixed box, the n-th face from the left, the
+face at a point, or ``auto``: when the video has its own speech and the shot shows several
+faces, the face whose mouth moves with that speech (active speaker); else the largest.
+Each shot's face is embedded on a few frames (:mod:`lipsync.face.identity`) and the shots'
+faces are grouped into people, so a mouth is only ever taken from the same person.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from lipsync.face.identity import EMBED_AT, embed, group_people
+from lipsync.face.shots import Shot, ShotDetector, shot_ids, shots_from_cuts
+from lipsync.face.tracker import BoxDetector, FaceChoice, FaceTracker
+from lipsync.media.decode import DecodedFrame, i420_crop_rgb
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+NAN68 = np.full((68, 2), np.nan, np.float32)
+MAX_CANDIDATES = 4  # faces followed at once in a shot when choosing the speaker
+FIT_ERROR_MAX = 0.12  # a landmark fit that moves more than this on a second try: not trusted
+JUMP_MAX = 0.45  # the face moving more than this many face widths in one frame: not trusted
+
+
+@dataclass(frozen=True)
+class FaceSetup:
+    """How faces are chosen: ``mode`` "auto" (speaker, else largest), "largest", "index"
+    or "point" (see :class:`~lipsync.face.tracker.FaceChoice`), or "box" (fixed)."""
+
+    mode: str = "auto"
+    index: int | None = None
+    point: tuple[int, int] | None = None
+    fixed_box: tuple[int, int, int, int] | None = None  # x1, y1, x2, y2
+
+    def choice(self) -> FaceChoice:
+        return FaceChoice(self.index, self.point)
+
+
+@dataclass
+class ShotFace:
+    """The face chosen in one shot, how, and whose it is."""
+
+    shot: int
+    chosen_by: str  # speaker | largest | index | point | box | none
+    faces_seen: int = 0
+    speaker_scores: list[float] = field(default_factory=list)
+    person: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "shot": self.shot,
+            "chosen_by": self.chosen_by,
+            "faces_seen": self.faces_seen,
+            "person": self.person,
+        }
+        if self.speaker_scores:
+            out["speaker_scores"] = [round(s, 3) for s in self.speaker_scores]
+        return out
+
+
+@dataclass
+class FaceAnalysis:
+    """Per source frame: time, landmarks of the chosen face (NaN rows: none), shot, person
+    (-1: no face) and whether its landmarks can be trusted (with the reason where not)."""
+
+    times: F64
+    landmarks: F32
+    shots: list[Shot]
+    shot_of: npt.NDArray[np.int32]
+    person_of: npt.NDArray[np.int32]
+    shot_faces: list[ShotFace]
+    untrusted: dict[int, str]
+    detections: int = 0
+    max_faces_seen: int = 0
+
+
+@dataclass
+class _Candidate:
+    """One face followed through a shot: its landmarks (NaN where lost), mouth features for
+    the speaker choice, and embeddings on a few frames."""
+
+    tracker: FaceTracker
+    landmarks: list[F32] = field(default_factory=list)
+    fit_error: list[float] = field(default_factory=list)
+    patches: list[F32] = field(default_factory=list)
+    faces: list[tuple[npt.NDArray[np.uint8], F32]] = field(default_factory=list)
+    found: int = 0
+
+
+class _ShotState:
+    """The faces followed in the current shot."""
+
+    def __init__(self, index: int, start: int) -> None:
+        self.index = index
+        self.start = start
+        self.candidates: list[_Candidate] = []
+        self.faces_seen = 0
+
+
+def _mouth_patch(gray: npt.NDArray[np.uint8], lm: F32) -> F32:
+    """A small grey patch of the mouth (16x8), for the speaker choice's mouth features."""
+    x1, y1 = lm[48:68].min(axis=0)
+    x2, y2 = lm[48:68].max(axis=0)
+    w = max(4.0, float(x2 - x1))
+    cx, cy = float(x1 + x2) / 2, float(y1 + y2) / 2
+    h, wd = gray.shape
+    a, b = int(max(0, cx - 0.6 * w)), int(min(wd, cx + 0.6 * w))
+    c, d = int(max(0, cy - 0.35 * w)), int(min(h, cy + 0.35 * w))
+    if b - a < 4 or d - c < 2:
+        return np.full(128, np.nan, np.float32)
+    patch = cv2.resize(gray[c:d, a:b], (16, 8), interpolation=cv2.INTER_AREA)
+    return np.asarray(patch, np.float32).reshape(-1)
+
+
+class FaceAnalyser:
+    """Feed the source's frames in order (:meth:`feed`, I420), then :meth:`finish`."""
+
+    def __init__(
+        self,
+        setup: FaceSetup,
+        fps: float,
+        detector: BoxDetector | None = None,
+        own_audio16k: npt.NDArray[np.float32] | None = None,
+        identities: bool = True,
+    ) -> None:
+        self.setup = setup
+        self.fps = fps
+        self.detector = detector
+        self.own_audio = own_audio16k
+        self.identities = identities
+        self.shot_detector = ShotDetector(fps)
+        self._held: deque[DecodedFrame] = deque()
+        self._cuts: set[int] = set()
+        self._times: list[float] = []
+        self._lms: list[F32] = []
+        self._fit_error: list[float] = []
+        self._shot: _ShotState | None = None
+        self._shot_faces: list[ShotFace] = []
+        self._faces: dict[int, list[tuple[npt.NDArray[np.uint8], F32]]] = {}
+        self.detections = 0
+        self.max_faces_seen = 0
+
+    # -- streaming ---------------------------------------------------------------------
+    def feed(self, frame: DecodedFrame) -> None:
+        """One decoded I420 frame (decode order). Frames are held until the cut detector
+        has seen far enough past them."""
+        self._cuts.update(self.shot_detector.feed(frame.index, frame.image))
+        self._held.append(frame)
+        while len(self._held) > self.shot_detector.lag:
+            self._process(self._held.popleft())
+
+    def finish(self) -> FaceAnalysis:
+        while self._held:
+            self._process(self._held.popleft())
+        self._close_shot()
+        n = len(self._times)
+        shots = shots_from_cuts(sorted(self._cuts), n)
+        shot_of = shot_ids(shots, n)
+        landmarks = np.stack(self._lms) if self._lms else np.zeros((0, 68, 2), np.float32)
+        people = self._people()
+        person_of = np.full(n, -1, np.int32)
+        unnamed = max(people.values(), default=-1) + 1
+        for sf in self._shot_faces:
+            sf.person = people.get(sf.shot)
+            if sf.person is None and sf.chosen_by != "none":
+                # A face seen on too few frames to be embedded: a person of its own.
+                sf.person = unnamed if self.identities else 0
+                unnamed += int(self.identities)
+        for k, s in enumerate(shots):
+            sf = self._shot_faces[k] if k < len(self._shot_faces) else None
+            if sf is not None and sf.person is not None:
+                person_of[s.start : s.end] = sf.person
+        valid = np.isfinite(landmarks[:, 0, 0]) if n else np.zeros(0, bool)
+        person_of[~valid] = -1
+        untrusted = self._untrusted(landmarks, shot_of, valid)
+        return FaceAnalysis(
+            np.asarray(self._times, np.float64),
+            landmarks,
+            shots,
+            shot_of,
+            person_of,
+            self._shot_faces,
+            untrusted,
+            self.detections,
+            self.max_faces_seen,
+        )
+
+    def _people(self) -> dict[int, int]:
+        """Person id per shot with a face: one person when only one shot has a face, else
+        the shots' faces embedded and grouped."""
+        if not self.identities:
+            return {}
+        shots = sorted(self._faces)
+        if len(shots) <= 1:
+            return dict.fromkeys(shots, 0)
+        embeddings = {k: [embed(rgb, lm) for rgb, lm in self._faces[k]] for k in shots}
+        return group_people(embeddings)
+
+    def _process(self, frame: DecodedFrame) -> None:
+        if self._shot is None or frame.index in self._cuts:
+            self._close_shot()
+            self._shot = _ShotState(len(self._shot_faces), frame.index)
+        shot = self._shot
+        assert shot is not None
+        h = frame.image.shape[0] * 2 // 3
+        gray = frame.image[:h]
+        if not shot.candidates:
+            self._start_candidates(shot, gray)
+        for cand in shot.candidates:
+            self._follow(shot, cand, frame, gray)
+        self._times.append(frame.time_s)
+
+    def _new_tracker(self, choice: FaceChoice) -> FaceTracker:
+        fixed = self.setup.fixed_box
+        return FaceTracker(choice, fixed_box=fixed, detector=self.detector)
+
+    def _start_candidates(self, shot: _ShotState, gray: npt.NDArray[np.uint8]) -> None:
+        """The shot's first frame: one tracker for the chosen face, or one per face when
+        the speaker is to be chosen among several."""
+        setup = self.setup
+        first = self._new_tracker(setup.choice())
+        shot.candidates = [_Candidate(first)]
+        if setup.mode != "auto" or setup.fixed_box is not None or self.own_audio is None:
+            return
+        boxes = first._detect(gray)
+        first.detections -= 1
+        self.detections += 1
+        if len(boxes) < 2:
+            return
+        boxes = sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))[:MAX_CANDIDATES]
+        shot.candidates = [
+            _Candidate(
+                self._new_tracker(
+                    FaceChoice(point=(int((b[0] + b[2]) / 2), int((b[1] + b[3]) / 2)))
+                )
+            )
+            for b in boxes
+        ]
+
+    def _follow(
+        self, shot: _ShotState, cand: _Candidate, frame: DecodedFrame, gray: npt.NDArray[np.uint8]
+    ) -> None:
+        lm = cand.tracker.update(gray)
+        if lm is None:
+            cand.landmarks.append(NAN68)
+            cand.fit_error.append(0.0)
+            if len(shot.candidates) > 1:
+                cand.patches.append(np.full(128, np.nan, np.float32))
+            return
+        cand.landmarks.append(lm)
+        cand.fit_error.append(cand.tracker.last_fit_error)
+        if len(shot.candidates) > 1:
+            cand.patches.append(_mouth_patch(gray, lm))
+        cand.found += 1
+        if self.identities and cand.found in EMBED_AT:
+            cand.faces.append(self._face_crop(frame, lm))
+
+    @staticmethod
+    def _face_crop(frame: DecodedFrame, lm: F32) -> tuple[npt.NDArray[np.uint8], F32]:
+        """The RGB of the face's box and its landmarks in it, to be embedded later (only
+        when the video has more than one shot)."""
+        h = frame.image.shape[0] * 2 // 3
+        w = frame.image.shape[1]
+        x1, y1 = lm.min(axis=0)
+        x2, y2 = lm.max(axis=0)
+        m = 0.35 * float(x2 - x1)
+        bx1, by1 = max(0, int(x1 - m)) // 2 * 2, max(0, int(y1 - m)) // 2 * 2
+        bx2 = min(w, int(x2 + m) + 2) // 2 * 2
+        by2 = min(h, int(y2 + m) + 2) // 2 * 2
+        rgb = i420_crop_rgb(frame.image, bx1, by1, bx2, by2)
+        return rgb, (lm - np.array([bx1, by1], np.float32)).astype(np.float32)
+
+    def _close_shot(self) -> None:
+        """Choose the shot's face and append its frames to the whole video's."""
+        shot = self._shot
+        if shot is None:
+            return
+        self._shot = None
+        for c in shot.candidates:
+            self.detections += c.tracker.detections
+            self.max_faces_seen = max(self.max_faces_seen, c.tracker.max_faces_seen)
+        k, sf = self._choose(shot)
+        cand = shot.candidates[k]
+        self._lms.extend(cand.landmarks)
+        self._fit_error.extend(cand.fit_error)
+        if cand.faces:
+            self._faces[sf.shot] = cand.faces
+        self._shot_faces.append(sf)
+
+    def _choose(self, shot: _ShotState) -> tuple[int, ShotFace]:
+        index = len(self._shot_faces)
+        setup = self.setup
+        seen = max((c.tracker.max_faces_seen for c in shot.candidates), default=0)
+        seen = max(seen, len(shot.candidates))
+        if not any(c.found for c in shot.candidates):
+            return 0, ShotFace(index, "none", seen)
+        if setup.fixed_box is not None:
+            return 0, ShotFace(index, "box", seen)
+        if len(shot.candidates) == 1:
+            how = {"index": "index", "point": "point"}.get(setup.mode, "largest")
+            return 0, ShotFace(index, how, seen)
+        scores = [self._speaker_score(shot, c) for c in shot.candidates]
+        best = int(np.argmax(scores))
+        return best, ShotFace(index, "speaker", seen, scores)
+
+    def _speaker_score(self, shot: _ShotState, cand: _Candidate) -> float:
+        """How well the video's own speech predicts this face's mouth over the shot
+        (held-out calibrated correlation where the shot is long enough, else the best
+        aperture/speech-envelope correlation at lags -2..2); -1 for a face barely seen."""
+        from lipsync.evaluate.sync import (
+            MIN_CAL_FRAMES,
+            calibrated_sync,
+            frame_log_mel,
+            lag_correlation,
+            mouth_features,
+            speech_envelope,
+        )
+
+        assert self.own_audio is not None
+        n = len(cand.landmarks)
+        if cand.found < max(8, n // 3):
+            return -1.0
+        lms = np.stack(cand.landmarks)
+        width = np.linalg.norm(lms[:, 54] - lms[:, 48], axis=1)
+        aperture = np.linalg.norm(lms[:, 66] - lms[:, 62], axis=1) / np.maximum(width, 1e-6)
+        start = int(round(self._times[shot.start] * 16000))
+        audio = self.own_audio[start : start + int((n + 1) / self.fps * 16000)]
+        ap = aperture.astype(np.float64)
+        if cand.found >= MIN_CAL_FRAMES + 10:
+            px = np.stack(cand.patches)
+            cal = calibrated_sync(
+                mouth_features(ap, px), frame_log_mel(audio, self.fps, len(ap)), self.fps, 2
+            )
+            if cal is not None:
+                return float(cal.peak_score)
+        plain = lag_correlation(ap, speech_envelope(audio, self.fps, len(ap)), 2)
+        return float(plain.best_r) if plain.best_r is not None else -1.0
+
+    def _untrusted(
+        self, lms: F32, shot_of: npt.NDArray[np.int32], valid: npt.NDArray[np.bool_]
+    ) -> dict[int, str]:
+        """Frames whose landmarks are not to be painted on: a fit that did not settle, or
+        a face that jumped further in one frame than a head moves (not at a cut)."""
+        out: dict[int, str] = {}
+        for i in np.flatnonzero(valid):
+            if self._fit_error[i] > FIT_ERROR_MAX:
+                out[int(i)] = "landmarks_unsettled"
+        if len(lms) < 2:
+            return out
+        centre = lms[:, 27:48].mean(axis=1)
+        size = np.linalg.norm(lms[:, 16] - lms[:, 0], axis=1)
+        both = valid[1:] & valid[:-1] & (shot_of[1:] == shot_of[:-1])
+        move = np.linalg.norm(centre[1:] - centre[:-1], axis=1) / np.maximum(size[1:], 1.0)
+        for i in np.flatnonzero(both & (move > JUMP_MAX)):
+            out.setdefault(int(i) + 1, "face_jumped")
+        return out
