@@ -241,11 +241,12 @@ class BatchRenderer:
 
 
 def trust_shares(
-    source_index: npt.NDArray[np.int64], untrusted: dict[int, str], ease: int = 3
+    source_index: npt.NDArray[np.int64], untrusted: dict[int, str], ease: int = 1
 ) -> npt.NDArray[np.float32] | None:
     """Per output frame, the generated mouth's share: 0 on frames showing a source frame
-    whose face is not trusted, rising by 1/``ease`` a frame away from them (no pop between
-    the frame's own mouth and the new one); None when every frame is trusted."""
+    whose face is not trusted, rising by 1/``ease`` a frame away from them; None when every
+    frame is trusted. The default switches at once: a new mouth faded over the frame's own
+    shows both (doubled lips), and these frames move fast enough to hide a switch."""
     if not untrusted:
         return None
     bad = np.isin(source_index, np.fromiter(untrusted, np.int64, len(untrusted)))

@@ -32,6 +32,25 @@ class JobResult(BaseModel):
         "'retrieval' (the person's own mouths) or the 'viseme' fallback",
     )
     engine_note: str | None = Field(default=None, description="why that path ran")
+    shots: list[dict[str, int]] = Field(
+        default_factory=list,
+        description="the input's shots: {start, end} decode-order frames, end exclusive",
+    )
+    shot_faces: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="per shot, the face chosen: {shot, chosen_by: speaker|largest|index|"
+        "point|box|none, faces_seen, person, speaker_scores?}",
+    )
+    people: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="the people of the video: {id, frames, shots, rendered (the engine's "
+        "way for them, e.g. retrieval or viseme), reason}",
+    )
+    frames_kept_original: dict[str, Any] = Field(
+        default_factory=dict,
+        description="output frames left as the input has them because their face could not "
+        "be trusted: {count, reasons: {landmarks_unsettled|face_jumped: n}, frames}",
+    )
     quality: dict[str, Any] | None = Field(
         default=None,
         description="lipsync evaluate's numbers for the result (sync offset and score, "

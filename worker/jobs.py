@@ -83,6 +83,12 @@ def _result_payload(job_id: str, result: Result) -> dict[str, Any]:
         "engine_path": report.path if report else None,
         "engine_note": report.reason if report else None,
         "timings": {k: round(float(v), 3) for k, v in result.timings.items()},
+        # Edited footage: the shots, the face chosen in each, the people and how each was
+        # drawn, and the frames left as they were (their face could not be trusted).
+        "shots": result.shots,
+        "shot_faces": result.shot_faces,
+        "people": result.people,
+        "frames_kept_original": result.frames_kept_original,
     }
 
 

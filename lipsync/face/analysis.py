@@ -176,10 +176,9 @@ class FaceAnalyser:
                 # A face seen on too few frames to be embedded: a person of its own.
                 sf.person = unnamed if self.identities else 0
                 unnamed += int(self.identities)
-        for k, s in enumerate(shots):
-            sf = self._shot_faces[k] if k < len(self._shot_faces) else None
-            if sf is not None and sf.person is not None:
-                person_of[s.start : s.end] = sf.person
+        for shot, face in zip(shots, self._shot_faces, strict=False):
+            if face.person is not None:
+                person_of[shot.start : shot.end] = face.person
         valid = np.isfinite(landmarks[:, 0, 0]) if n else np.zeros(0, bool)
         person_of[~valid] = -1
         untrusted = self._untrusted(landmarks, shot_of, valid)

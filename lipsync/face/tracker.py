@@ -233,19 +233,26 @@ class FaceTracker:
         return 0.6 < ratio < 1.8
 
 
+# Face speed (face widths per second) from which the smoothing gives way to the raw
+# landmarks, and at which it is gone: a head at rest or talking moves well below the first.
+FAST_FROM, FAST_AT = 1.2, 3.0
+
+
 def smooth_landmarks(
     track: npt.NDArray[np.float32],
     fps: float = 25.0,
     shots: npt.NDArray[np.int32] | None = None,
+    window: int = 7,
 ) -> npt.NDArray[np.float32]:
     """Temporal smoothing of a (N, 68, 2) track with NaN gaps, per run of face frames and
     never across a cut (``shots``: the shot of each frame).
 
-    A zero-phase One Euro filter (:func:`lipsync.smoothing.one_euro`): still faces are
-    smoothed hard (detector jitter goes), fast ones hardly at all, so the landmarks follow
-    a quick head move instead of lagging it.
+    A Savitzky-Golay filter (quadratic, zero-phase) removes detector jitter; like a One
+    Euro filter its smoothing adapts to speed: where the face moves fast (from
+    :data:`FAST_FROM` face widths a second) the raw landmarks take over, all of them from
+    :data:`FAST_AT`, so the landmarks follow a quick head move instead of averaging it.
     """
-    from lipsync.smoothing import one_euro
+    from lipsync.smoothing import savgol
 
     out = track.copy()
     valid = ~np.isnan(track[:, 0, 0])
@@ -262,9 +269,21 @@ def smooth_landmarks(
         j = i + 1
         while j < n and valid[j] and not breaks[j]:
             j += 1
-        if j - i >= 3:
-            seg = track[i:j].astype(np.float64)
-            size = float(np.nanmedian(np.linalg.norm(seg[:, 16] - seg[:, 0], axis=1))) or 1.0
-            out[i:j] = (one_euro(seg / size, fps) * size).astype(np.float32)
+        w = min(window, (j - i) if (j - i) % 2 == 1 else (j - i) - 1)
+        if w >= 5:
+            seg = track[i:j]
+            smooth = savgol(seg, w, 2)
+            raw = _speed_weight(smooth, fps)[:, None, None]
+            out[i:j] = (smooth * (1.0 - raw) + seg * raw).astype(np.float32)
         i = j
+    return out
+
+
+def _speed_weight(seg: npt.NDArray[np.float64], fps: float) -> npt.NDArray[np.float64]:
+    """Per frame, how far the raw landmarks take over (0..1), from the face's speed."""
+    centre = seg[:, 27:48].mean(axis=1)
+    size = np.maximum(np.linalg.norm(seg[:, 16] - seg[:, 0], axis=1), 1.0)
+    step = np.linalg.norm(np.diff(centre, axis=0), axis=1) / size[1:] * fps
+    speed = np.concatenate([step[:1], np.maximum(step[1:], step[:-1]), step[-1:]])
+    out: npt.NDArray[np.float64] = np.clip((speed - FAST_FROM) / (FAST_AT - FAST_FROM), 0, 1)
     return out
