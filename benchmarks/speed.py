@@ -31,7 +31,9 @@ from benchmarks.common import (
 
 STAGES = (
     "decode",
+    "shots",
     "detect",
+    "identity",
     "audio_features",
     "engine",
     "enhance",

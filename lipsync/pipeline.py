@@ -426,14 +426,14 @@ def analyse_faces(
         detector=inputs.detector,
         own_audio16k=own_audio if setup.mode == "auto" else None,
         identities=not vinfo.is_image,
+        stage=job.timer.stage,
     )
     size = geometry.decode_size
     if vinfo.is_image:
         with job.timer.stage("decode"):
             image = read_image(job.video, "i420", size)
-        with job.timer.stage("detect"):
-            analyser.feed(DecodedFrame(0, 0.0, image))
-            return analyser.finish()
+        analyser.feed(DecodedFrame(0, 0.0, image))
+        return analyser.finish()
     expected = max(
         1,
         vinfo.video.frames
@@ -449,13 +449,11 @@ def analyse_faces(
                 frame = next(frames, None)
             if frame is None:
                 break
-            with job.timer.stage("detect"):
-                analyser.feed(frame)
+            analyser.feed(frame)
             n += 1
             if n % 25 == 0:
                 job.check_cancel()
                 job.report("analyse", n / expected)
     if n == 0:
         raise CorruptMedia(f"{job.video.name}: no decodable video frames")
-    with job.timer.stage("detect"):
-        return analyser.finish()
+    return analyser.finish()

@@ -12,6 +12,8 @@ faces are grouped into people, so a mouth is only ever taken from the same perso
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,12 +134,16 @@ class FaceAnalyser:
         detector: BoxDetector | None = None,
         own_audio16k: npt.NDArray[np.float32] | None = None,
         identities: bool = True,
+        stage: Callable[[str], AbstractContextManager[Any]] | None = None,
     ) -> None:
+        """``stage(name)``: a context that times its block under ``name`` ("shots" for the
+        cut detector, "detect" for the faces, "identity" for the embeddings)."""
         self.setup = setup
         self.fps = fps
         self.detector = detector
         self.own_audio = own_audio16k
         self.identities = identities
+        self.stage = stage or (lambda _name: nullcontext())
         self.shot_detector = ShotDetector(fps)
         self._held: deque[DecodedFrame] = deque()
         self._cuts: set[int] = set()
@@ -154,20 +160,24 @@ class FaceAnalyser:
     def feed(self, frame: DecodedFrame) -> None:
         """One decoded I420 frame (decode order). Frames are held until the cut detector
         has seen far enough past them."""
-        self._cuts.update(self.shot_detector.feed(frame.index, frame.image))
+        with self.stage("shots"):
+            self._cuts.update(self.shot_detector.feed(frame.index, frame.image))
         self._held.append(frame)
-        while len(self._held) > self.shot_detector.lag:
-            self._process(self._held.popleft())
+        with self.stage("detect"):
+            while len(self._held) > self.shot_detector.lag:
+                self._process(self._held.popleft())
 
     def finish(self) -> FaceAnalysis:
-        while self._held:
-            self._process(self._held.popleft())
-        self._close_shot()
+        with self.stage("detect"):
+            while self._held:
+                self._process(self._held.popleft())
+            self._close_shot()
         n = len(self._times)
         shots = shots_from_cuts(sorted(self._cuts), n)
         shot_of = shot_ids(shots, n)
         landmarks = np.stack(self._lms) if self._lms else np.zeros((0, 68, 2), np.float32)
-        people = self._people()
+        with self.stage("identity"):
+            people = self._people()
         person_of = np.full(n, -1, np.int32)
         unnamed = max(people.values(), default=-1) + 1
         for sf in self._shot_faces:
