@@ -231,6 +231,41 @@ def fast_pan(out: Path, name: str = KATIE) -> Edited:
     return Edited(path, [0], [name], n)
 
 
+def widescreen(frame: RGB, height: int) -> RGB:
+    """A frame in a 16:9 ``height``p picture: scaled to the height, centred, the sides
+    filled with a blurred copy (as benchmarks.common.talking_video lays its input out)."""
+    width = int(round(height * 16 / 9 / 2)) * 2
+    side = cv2.resize(_fit(frame, (height, height)), (height, height))
+    canvas = cv2.resize(cv2.GaussianBlur(side, (0, 0), 25), (width, height))
+    x0 = (width - height) // 2
+    canvas[:, x0 : x0 + height] = side
+    return np.asarray(canvas, np.uint8)
+
+
+def widescreen_cuts(out: Path, height: int, seconds: float, cuts: int) -> Edited:
+    """A ``seconds`` long 16:9 video with ``cuts`` cuts between three people (the shared
+    clips in turn, each shot played forward and backward as long as it lasts), for the
+    speed benchmark's edited-footage case."""
+    names = [FACE2, KATIE, FACE4]
+    clips = {n: [_fit(f, (512, 512)) for f in clip_frames(n)] for n in names}
+    n_frames = int(round(seconds * FPS))
+    edges = np.linspace(0, n_frames, cuts + 2).round().astype(int)
+    starts = [int(e) for e in edges[:-1]]
+    people = [names[k % len(names)] for k in range(cuts + 1)]
+
+    def frames() -> Iterator[RGB]:
+        for k, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+            base = clips[people[k]]
+            seq = base + base[-2:0:-1]
+            for i in range(int(b - a)):
+                yield widescreen(seq[i % len(seq)], height)
+
+    path = out / f"cuts{cuts}_{height}p_{seconds:g}s.mp4"
+    if not path.exists():
+        write(path, frames())
+    return Edited(path, starts, people, n_frames)
+
+
 BUILDERS: dict[str, Callable[[Path], Edited]] = {
     "two_women": two_women,
     "man_woman": man_woman,

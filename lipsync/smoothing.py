@@ -83,4 +83,3 @@ class ThinPlateSpline:
     def __call__(self, x: F64) -> F64:
         x = np.asarray(x, np.float64)
         return self._kernel(x, self._points) @ self._w + self._poly(x) @ self._c
-

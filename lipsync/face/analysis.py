@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lipsync.face.identity import EMBED_AT, embed, group_people
+from lipsync.face.identity import EMBED_AT, SAME_PERSON, embed, group_people
 from lipsync.face.shots import Shot, ShotDetector, shot_ids, shots_from_cuts
 from lipsync.face.tracker import BoxDetector, FaceChoice, FaceTracker
 from lipsync.media.decode import DecodedFrame, i420_crop_rgb
@@ -31,6 +31,7 @@ F64 = npt.NDArray[np.float64]
 NAN68 = np.full((68, 2), np.nan, np.float32)
 MAX_CANDIDATES = 4  # faces followed at once in a shot when choosing the speaker
 FIT_ERROR_MAX = 0.12  # a landmark fit that moves more than this on a second try: not trusted
+UNSURE = 0.12  # embedding distances this close to the threshold get a second look
 JUMP_MAX = 0.45  # the face moving more than this many face widths in one frame: not trusted
 
 
@@ -206,14 +207,23 @@ class FaceAnalyser:
 
     def _people(self) -> dict[int, int]:
         """Person id per shot with a face: one person when only one shot has a face, else
-        the shots' faces embedded and grouped."""
+        the shots' faces embedded and grouped. Each shot's face is embedded once; a second
+        frame of it only where two shots' distance is close to the threshold."""
         if not self.identities:
             return {}
         shots = sorted(self._faces)
         if len(shots) <= 1:
             return dict.fromkeys(shots, 0)
-        embeddings = {k: [embed(rgb, lm) for rgb, lm in self._faces[k]] for k in shots}
-        return group_people(embeddings)
+        emb = {k: [embed(*self._faces[k][0])] for k in shots}
+        unsure: set[int] = set()
+        for a in shots:
+            for b in shots:
+                d = float(np.linalg.norm(emb[a][0] - emb[b][0]))
+                if a < b and abs(d - SAME_PERSON) < UNSURE:
+                    unsure.update((a, b))
+        for k in sorted(unsure):
+            emb[k].extend(embed(*face) for face in self._faces[k][1:])
+        return group_people(emb)
 
     def _process(self, frame: DecodedFrame) -> None:
         if self._shot is None or frame.index in self._cuts:

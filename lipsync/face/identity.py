@@ -21,8 +21,9 @@ import numpy.typing as npt
 from lipsync.errors import ModelMissing
 
 SAME_PERSON = 0.55  # embedding distance below which two shots' faces are one person
-# Face frames of a shot (counted from its first) whose face is embedded: two per shot
-# (an embedding costs ~0.15 s on one CPU core), never every frame.
+# Face frames of a shot (counted from its first) whose face is kept for embedding: the
+# first is embedded for every shot, the second only where the first leaves it unsure (an
+# embedding costs ~0.15 s on one CPU core); never every frame.
 EMBED_AT = (3, 40)
 
 F32 = npt.NDArray[np.float32]

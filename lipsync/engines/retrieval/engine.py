@@ -16,7 +16,7 @@ from scipy.ndimage import gaussian_filter1d
 from lipsync.audio.visemes import MouthTrack, analyse
 from lipsync.engines.base import Engine, EngineContext, SourceVideo
 from lipsync.engines.retrieval.calibrate import ShapeModel, fit_shape_model, speech_features
-from lipsync.engines.retrieval.index import MouthIndex, build_index, frame_size
+from lipsync.engines.retrieval.index import MouthIndex, build_index, build_indices, frame_size
 from lipsync.engines.retrieval.plan import Plan, make_plan
 from lipsync.engines.retrieval.pose import (
     CropPoses,
@@ -83,16 +83,26 @@ class RetrievalEngine(Engine):
             self._prepare_people(source, ids)
             return
         t0 = time.perf_counter()
+        if not self._can_index(source):
+            return
+        index = build_index(source, frame_size(source), tuning=self.tuning)
+        self._timings["index_s"] = round(time.perf_counter() - t0, 3)
+        self._learn(source, index)
+
+    def _can_index(self, source: SourceVideo) -> bool:
+        """Whether the source can have an index (else the reason is set)."""
         if source.is_image:
             self.reason = "still image: there are no other mouths to re-use"
-            return
+            return False
         lms = source.landmarks
         valid = np.isfinite(lms.reshape(len(lms), -1)).all(axis=1)
         if valid.sum() < self.tuning.min_candidates:
             self.reason = f"only {int(valid.sum())} frames show the face"
-            return
-        index = build_index(source, frame_size(source), tuning=self.tuning)
-        self._timings["index_s"] = round(time.perf_counter() - t0, 3)
+            return False
+        return True
+
+    def _learn(self, source: SourceVideo, index: MouthIndex) -> None:
+        """The index, the renderer and the calibration of the source's mouths."""
         self.index = index
         self.renderer = MouthRenderer(index, self.viseme, self.tuning)
         self._crop_pose = crop_poses(index)
@@ -114,14 +124,24 @@ class RetrievalEngine(Engine):
         self.reason = f"{len(index.candidates)} usable mouths, gap range {lo:.2f}..{hi:.2f}"
 
     def _prepare_people(self, source: SourceVideo, ids: list[int]) -> None:
-        """One engine per person, each learning from that person's frames alone."""
+        """One engine per person, each learning from that person's frames alone; their
+        indices are cropped in one decode of the video."""
+        t0 = time.perf_counter()
         people = source.person_of()
+        views: dict[int, SourceVideo] = {}
         for pid in ids:
             mine = people == pid
             lms = np.where(mine[:, None, None], source.landmarks, np.nan).astype(np.float32)
             child = RetrievalEngine(self.ctx, self.tuning)
-            child.prepare_source(replace(source, landmarks=lms, people=np.where(mine, 0, -1)))
+            view = replace(source, landmarks=lms, people=np.where(mine, 0, -1).astype(np.int32))
+            if child._can_index(view):
+                views[pid] = view
             self._people[pid] = child
+        if views:
+            indices = build_indices(list(views.values()), frame_size(source), tuning=self.tuning)
+            for (pid, view), index in zip(views.items(), indices, strict=True):
+                self._people[pid]._learn(view, index)
+        self._timings["index_s"] = round(time.perf_counter() - t0, 3)
         drawn = [c.path for c in self._people.values()]
         self.path = "retrieval" if "retrieval" in drawn else "viseme"
         self.reason = f"{len(ids)} people, each from their own frames: " + ", ".join(
@@ -175,6 +195,7 @@ class RetrievalEngine(Engine):
             out["people"] = {
                 str(pid): child.report().as_dict() for pid, child in self._people.items()
             }
+            out.update(self._timings)
             return EngineReport(self.path, self.reason, out)
         if self.path == "viseme":
             out.update({f"viseme_{k}": v for k, v in self.viseme.report().details.items()})

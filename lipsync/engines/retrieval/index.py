@@ -220,34 +220,71 @@ def _crop(
     return data, look, (rgb.shape[0], rgb.shape[1])
 
 
-def _crop_pass(
+@dataclass
+class _IndexPlan:
+    """What one index needs before the decode: every frame measured, the candidates, their
+    crop boxes and the storage form."""
+
+    lms: F32
+    valid: npt.NDArray[np.bool_]
+    template: F64
+    shape: MouthShape
+    ok: npt.NDArray[np.bool_]
+    cand: npt.NDArray[np.int64]
+    boxes: list[Box]
+    use_jpeg: bool
+    plan_s: float
+
+
+def _plan(
     source: SourceVideo,
-    lms: F32,
-    cand: npt.NDArray[np.int64],
-    boxes: list[Box],
-    template: F64,
-    use_jpeg: bool,
+    size: tuple[int, int],
+    cap: int | None,
+    budget_bytes: int | None,
     tuning: RetrievalTuning,
-) -> tuple[list[Crop], list[Look]]:
-    """Crops and looks of the candidates, in one streaming decode of the video."""
-    crops: list[Crop] = []
-    looks: list[Look] = []
-    want = {int(f): k for k, f in enumerate(cand)}
-    last = int(cand[-1]) if len(cand) else -1
+) -> _IndexPlan:
+    t0 = time.perf_counter()
+    lms = source.landmarks.astype(np.float32)
+    valid: npt.NDArray[np.bool_] = np.asarray(np.isfinite(lms.reshape(len(lms), -1)).all(axis=1))
+    template = rigid_template(lms, valid)
+    shape = measure(lms, template)
+    ok = usable_frames(source, shape, size, tuning)
+    cap = tuning.candidate_cap if cap is None else cap
+    cand = choose_candidates(shape, ok, cap, tuning.candidate_run)
+    # Crop boxes, scales and the storage form (raw if the total fits the budget).
+    boxes, total = _crop_boxes(lms, cand, size, tuning)
+    use_jpeg = total > (tuning.raw_budget_bytes if budget_bytes is None else budget_bytes)
+    return _IndexPlan(
+        lms, valid, template, shape, ok, cand, boxes, use_jpeg, time.perf_counter() - t0
+    )
+
+
+def _crop_pass(
+    path: Any, plans: list[_IndexPlan], tuning: RetrievalTuning
+) -> list[tuple[list[Crop], list[Look]]]:
+    """Crops and looks of every plan's candidates, in one streaming decode of the video."""
+    out: list[tuple[list[Crop], list[Look]]] = [([], []) for _ in plans]
+    want: dict[int, list[tuple[int, int]]] = {}
+    for p, plan in enumerate(plans):
+        for k, f in enumerate(plan.cand):
+            want.setdefault(int(f), []).append((p, k))
+    last = max(want, default=-1)
     if last < 0:
-        return crops, looks
-    with Prefetch(iter_frames(source.path, pixel_format="i420")) as frames:
+        return out
+    with Prefetch(iter_frames(path, pixel_format="i420")) as frames:
         for frame in frames:
-            k = want.get(frame.index)
-            if k is not None:
-                lm = lms[frame.index]
-                data, look, shape = _crop(frame.image, lm, boxes[k], template, use_jpeg, tuning)
-                looks.append(look)
-                bx1, by1, _, _, scale = boxes[k]
-                crops.append(Crop(int(frame.index), bx1, by1, scale, lm.copy(), data, shape))
+            for p, k in want.get(frame.index, ()):
+                plan = plans[p]
+                lm = plan.lms[frame.index]
+                data, look, shape = _crop(
+                    frame.image, lm, plan.boxes[k], plan.template, plan.use_jpeg, tuning
+                )
+                out[p][1].append(look)
+                bx1, by1, _, _, scale = plan.boxes[k]
+                out[p][0].append(Crop(int(frame.index), bx1, by1, scale, lm.copy(), data, shape))
             if frame.index >= last:
                 break
-    return crops, looks
+    return out
 
 
 def build_index(
@@ -262,38 +299,46 @@ def build_index(
     ``size`` is the frame size (width, height) after rotation; ``cap`` and
     ``budget_bytes`` default to the tuning's candidate cap and raw-crop budget.
     """
-    t0 = time.perf_counter()
-    lms = source.landmarks.astype(np.float32)
-    valid: npt.NDArray[np.bool_] = np.asarray(np.isfinite(lms.reshape(len(lms), -1)).all(axis=1))
-    template = rigid_template(lms, valid)
-    shape = measure(lms, template)
-    ok = usable_frames(source, shape, size, tuning)
-    cap = tuning.candidate_cap if cap is None else cap
-    cand = choose_candidates(shape, ok, cap, tuning.candidate_run)
-    # Crop boxes, scales and the storage form (raw if the total fits the budget).
-    boxes, total = _crop_boxes(lms, cand, size, tuning)
-    use_jpeg = total > (tuning.raw_budget_bytes if budget_bytes is None else budget_bytes)
-    t_plan = time.perf_counter() - t0
+    return build_indices([source], size, cap, budget_bytes, tuning)[0]
+
+
+def build_indices(
+    sources: list[SourceVideo],
+    size: tuple[int, int],
+    cap: int | None = None,
+    budget_bytes: int | None = None,
+    tuning: RetrievalTuning = DEFAULT_TUNING,
+) -> list[MouthIndex]:
+    """:func:`build_index` for several views of one video (e.g. each person's frames, the
+    others' landmarks NaN), all cropped in the same single decode."""
+    plans = [_plan(src, size, cap, budget_bytes, tuning) for src in sources]
     t1 = time.perf_counter()
-    crops, looks = _crop_pass(source, lms, cand, boxes, template, use_jpeg, tuning)
+    cropped = _crop_pass(sources[0].path, plans, tuning)
+    crop_s = round(time.perf_counter() - t1, 3)
+    return [
+        _assemble(p, crops, looks, crop_s) for p, (crops, looks) in zip(plans, cropped, strict=True)
+    ]
+
+
+def _assemble(plan: _IndexPlan, crops: list[Crop], looks: list[Look], crop_s: float) -> MouthIndex:
     got = np.array([c.frame for c in crops], np.int64)
     sharp_a = np.asarray([lk.sharpness for lk in looks], np.float32)
     med = float(np.median(sharp_a)) if len(sharp_a) else 1.0
     stats = {
-        "frames": int(len(lms)),
-        "face_frames": int(valid.sum()),
-        "usable_frames": int(ok.sum()),
+        "frames": int(len(plan.lms)),
+        "face_frames": int(plan.valid.sum()),
+        "usable_frames": int(plan.ok.sum()),
         "candidates": int(len(got)),
         "teeth_visible": int(sum(lk.teeth > 0.15 for lk in looks)),
         "crop_mb": round(sum(c.nbytes for c in crops) / 2**20, 1),
-        "jpeg": bool(use_jpeg),
-        "plan_s": round(t_plan, 3),
-        "crop_pass_s": round(time.perf_counter() - t1, 3),
+        "jpeg": bool(plan.use_jpeg),
+        "plan_s": round(plan.plan_s, 3),
+        "crop_pass_s": crop_s,
     }
     return MouthIndex(
-        template=template,
-        shape=shape,
-        valid=valid,
+        template=plan.template,
+        shape=plan.shape,
+        valid=plan.valid,
         candidates=got,
         crops=crops,
         thumbs=np.asarray([lk.thumb for lk in looks], np.float32).reshape(len(crops), -1),
