@@ -266,6 +266,84 @@ def widescreen_cuts(out: Path, height: int, seconds: float, cuts: int) -> Edited
     return Edited(path, starts, people, n_frames)
 
 
+OCCLUDERS = ("dark", "textured", "skin", "half", "full")
+
+
+def occluder_mask(
+    kind: str, lm: npt.NDArray[np.float32], shape: tuple[int, int], t: float
+) -> npt.NDArray[np.bool_]:
+    """Where the object of ``kind`` lies on a face with landmarks ``lm`` at time ``t`` (s
+    into its span): a rounded bar over the lower lip and chin ("dark", "textured",
+    "skin"), over one half of the mouth ("half") or the whole mouth ("full"), sliding a
+    little sideways as a hand or a microphone does."""
+    h, w = shape
+    mouth_w = float(np.linalg.norm(lm[54] - lm[48]))
+    sway = 0.1 if kind == "half" else 0.25
+    cx = float(lm[48:68, 0].mean()) + sway * mouth_w * np.sin(2 * np.pi * t / 1.5)
+    cy = float(lm[48:68, 1].mean())
+    chin = float(lm[8, 1])
+    mask = np.zeros((h, w), np.uint8)
+    if kind == "half":
+        box = (cx, cy - 0.5 * mouth_w, cx + 0.9 * mouth_w, chin + 0.1 * mouth_w)
+    elif kind == "full":
+        box = (cx - 0.9 * mouth_w, cy - 0.45 * mouth_w, cx + 0.9 * mouth_w, chin + 0.1 * mouth_w)
+    else:
+        box = (cx - 0.75 * mouth_w, cy + 0.12 * mouth_w, cx + 0.75 * mouth_w, chin + 0.3 * mouth_w)
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    r = max(2, int(0.15 * mouth_w))
+    cv2.rectangle(mask, (x1 + r, y1), (x2 - r, y2), 1, -1)
+    cv2.rectangle(mask, (x1, y1 + r), (x2, y2 - r), 1, -1)
+    for px, py in ((x1 + r, y1 + r), (x2 - r, y1 + r), (x1 + r, y2 - r), (x2 - r, y2 - r)):
+        cv2.circle(mask, (px, py), r, 1, -1)
+    return mask.astype(bool)
+
+
+def occluder_pixels(kind: str, shape: tuple[int, int], skin: npt.NDArray[np.float64]) -> RGB:
+    """The object's look: flat near-black, a texture cut from another photo (scikit-image's
+    astronaut: her suit and the flag), or flat-shaded skin of the face's own colour."""
+    h, w = shape
+    if kind == "textured":
+        from skimage import data
+
+        photo = np.ascontiguousarray(data.astronaut()[250:512, 150:450])
+        return np.asarray(cv2.resize(photo, (w, h)), np.uint8)
+    if kind == "skin":
+        shade = np.linspace(1.08, 0.92, h)[:, None, None]
+        return np.clip(np.broadcast_to(skin * 0.95, (h, w, 3)) * shade, 0, 255).astype(np.uint8)
+    return np.full((h, w, 3), (24, 22, 26), np.uint8)
+
+
+def occluded(
+    out: Path, kind: str, name: str = KATIE, span: tuple[float, float] = (1.5, 3.0)
+) -> tuple[Path, Path]:
+    """The clip with an object of ``kind`` over the mouth during ``span`` seconds, and a
+    video of the object's mask (white where the object is), both 25 fps, the clip's own
+    sound on the first."""
+    from lipsync.face.tracker import FaceTracker
+
+    frames = list(clip_frames(name, 0.0, 5.0))
+    tracker = FaceTracker()
+    shown, masks = [], []
+    for k, f in enumerate(frames):
+        lm = tracker.update(f)
+        t = k / FPS
+        m = np.zeros(f.shape[:2], bool)
+        img = f
+        if lm is not None and span[0] <= t < span[1]:
+            m = occluder_mask(kind, lm, f.shape[:2], t - span[0])
+            skin = f[
+                int(lm[29, 1]) - 3 : int(lm[29, 1]) + 3, int(lm[2, 0]) + 5 : int(lm[2, 0]) + 15
+            ]
+            look = occluder_pixels(kind, f.shape[:2], skin.reshape(-1, 3).mean(axis=0))
+            img = np.where(m[..., None], look, f).astype(np.uint8)
+        shown.append(img)
+        masks.append(np.repeat((m * 255).astype(np.uint8)[..., None], 3, axis=2))
+    video, mask = out / f"occluded_{kind}.mp4", out / f"occluded_{kind}_mask.mp4"
+    write(video, iter(shown), clip_audio(name))
+    write(mask, iter(masks))
+    return video, mask
+
+
 BUILDERS: dict[str, Callable[[Path], Edited]] = {
     "two_women": two_women,
     "man_woman": man_woman,

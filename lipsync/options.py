@@ -57,6 +57,15 @@ def _face_modes() -> dict[str, str]:
     }
 
 
+def _occlusion_modes() -> dict[str, str]:
+    return {
+        "auto": "the new mouth is drawn only where the person's own skin, lips or mouth "
+        "show (learnt from their own face in each shot); a frame whose lips are mostly "
+        "hidden keeps its own pixels",
+        "off": "the new mouth is drawn over whatever is there",
+    }
+
+
 def _sync_modes() -> dict[str, str]:
     from lipsync.media.timeline import SYNC_MODES
 
@@ -274,6 +283,14 @@ class RunOptions:
         maximum=160,
         example="90",
         engines=("musetalk",),
+        public=True,
+        advanced=True,
+    )
+    occlusion: str = option(
+        "auto",
+        help="things in front of the mouth (a hand, a microphone) stay in front",
+        label="Occlusions",
+        choices=_occlusion_modes,
         public=True,
         advanced=True,
     )

@@ -29,6 +29,7 @@ from lipsync.media.prefetch import Prefetch
 from lipsync.media.probe import MediaInfo, probe
 from lipsync.media.reader import FrameReader
 from lipsync.media.timeline import Timeline, build_timeline, fit_audio
+from lipsync.occlusion import OcclusionMasker
 from lipsync.options import RunOptions, engine_options
 from lipsync.render import Batch, BatchRenderer, Geometry, Scale, StageTimer, trust_shares
 from lipsync.types import CancelCheck, EngineReport, ProgressCallback, Result
@@ -251,6 +252,11 @@ class Pipeline:
                 # pixels, so its landmarks are in its own coordinates (the frames they get
                 # later may be scaled; their landmarks say where the face is in them).
                 landmarks = geometry.scale.to_input(faces.landmarks)
+                if faces.analysis.covered:
+                    # A mouth something covers is never re-used (it would carry the
+                    # object onto other frames).
+                    landmarks = landmarks.copy()
+                    landmarks[sorted(faces.analysis.covered)] = np.nan
                 source = SourceVideo(
                     job.video,
                     fps,
@@ -301,6 +307,7 @@ class Pipeline:
             people=analysis.person_of,
             shots=analysis.shot_of,
             shares=trust_shares(timeline.source_index, analysis.untrusted),
+            occlusion=OcclusionMasker(analysis.occlusion) if analysis.occlusion else None,
         )
         # The decoder runs ahead on a thread of its own: "decode" is the time spent waiting.
         ahead_n = render_prefetch(o.batch_size, width * height)
@@ -350,6 +357,7 @@ class Pipeline:
             shot_faces=[sf.to_dict() for sf in faces.analysis.shot_faces],
             people=people_summary(faces.analysis, report),
             frames_kept_original=kept_summary(renderer, faces.analysis, timeline.source_index),
+            occluded_frames=len(renderer.occluded),
             engine_info={
                 **report.as_dict(),
                 "face_detections": faces.analysis.detections,
@@ -388,7 +396,7 @@ def kept_summary(
     kept = renderer.kept_original
     reasons: dict[str, int] = {}
     for i in kept:
-        why = analysis.untrusted.get(int(source_index[i]), "eased")
+        why = renderer.kept_reasons.get(i) or analysis.untrusted.get(int(source_index[i]), "eased")
         reasons[why] = reasons.get(why, 0) + 1
     return {"count": len(kept), "reasons": reasons, "frames": kept[:200]}
 
@@ -427,6 +435,7 @@ def analyse_faces(
         own_audio16k=own_audio if setup.mode == "auto" else None,
         identities=not vinfo.is_image,
         stage=job.timer.stage,
+        occlusion=options.occlusion == "auto",
     )
     size = geometry.decode_size
     if vinfo.is_image:

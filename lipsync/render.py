@@ -10,17 +10,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
-from lipsync.composite import blend_into
+from lipsync.composite import blend_into, lower_face_mask
 from lipsync.engines.base import Engine
 from lipsync.enhance.base import Enhancer
 from lipsync.face.geometry import crop_box
 from lipsync.media.decode import even_box, i420_to_rgb, paste_box
 from lipsync.media.encode import VideoWriter
+from lipsync.occlusion import OCCLUDED_KEEP, OcclusionMasker
 from lipsync.options import RunOptions
 from lipsync.types import FaceObs, Patch, RGBImage
 from lipsync.workscale import WorkFrame, cut, paste_back, work_face_px, work_region
@@ -154,8 +155,12 @@ class BatchRenderer:
     # Per output frame, the share of the generated mouth (1 everywhere when None): 0 where
     # the frame's face could not be trusted (the frame is left as it is), eased in between.
     shares: npt.NDArray[np.float32] | None = None
+    # Things in front of the mouth (a hand, a microphone) stay in front: None = off.
+    occlusion: OcclusionMasker | None = None
     no_face: list[int] = field(default_factory=list)
     kept_original: list[int] = field(default_factory=list)
+    kept_reasons: dict[int, str] = field(default_factory=dict)  # output index -> why
+    occluded: list[int] = field(default_factory=list)  # output frames with a mask applied
     work_frames: int = 0  # output frames whose face was rendered at the working scale
     face_px: float = field(default_factory=work_face_px)
     # The last frame prepared for the engine (stills and held frames repeat it).
@@ -200,7 +205,7 @@ class BatchRenderer:
                     [i for i, _, _ in with_face],
                 )
         results = {
-            i: self._composite(yuv, frame, patch, self.share(i))
+            i: self._composite(yuv, frame, self._occlude(i, frame, patch), self.share(i))
             for (i, _, yuv), frame, patch in zip(with_face, frames, patches, strict=True)
         }
         for i, d, yuv in batch:
@@ -211,14 +216,42 @@ class BatchRenderer:
             with self.timer.stage("encode"):
                 self.writer.write(frame_out)
 
+    def _occlude(self, i: int, frame: PreparedFrame, patch: Patch) -> Patch | None:
+        """``patch`` with its mask cut where something is in front of the face; None when
+        most of the lips are hidden (the frame keeps its own pixels)."""
+        if self.occlusion is None:
+            return patch
+        h, w = patch.image.shape[:2]
+        face = frame.face
+        with self.timer.stage("occlusion"):
+            occ = self.occlusion.occlusion(
+                frame.image, face.landmarks, face.shot, patch.x1, patch.y1, h, w
+            )
+            if occ is None or float(occ.max()) <= 0.0:
+                return patch
+            if self.occlusion.lips_hidden() > 0.05:
+                self.occluded.append(i)
+            if self.occlusion.lips_hidden() > OCCLUDED_KEEP:
+                self.kept_reasons[i] = "occluded"
+                return None
+            mask = patch.mask if patch.mask is not None else lower_face_mask(face, patch)
+        return replace(patch, mask=(mask * (1.0 - occ)).astype(np.float32))
+
     def share(self, i: int) -> float:
         """The generated mouth's share at output frame ``i``."""
         return 1.0 if self.shares is None else float(self.shares[i])
 
     def _composite(
-        self, yuv: npt.NDArray[np.uint8], frame: PreparedFrame, patch: Patch, share: float = 1.0
-    ) -> npt.NDArray[np.uint8]:
-        """The output frame (I420): ``patch`` enhanced and blended into ``yuv``."""
+        self,
+        yuv: npt.NDArray[np.uint8],
+        frame: PreparedFrame,
+        patch: Patch | None,
+        share: float = 1.0,
+    ) -> npt.NDArray[np.uint8] | None:
+        """The output frame (I420): ``patch`` enhanced and blended into ``yuv``; None when
+        there is no patch to blend (the frame is kept as it is)."""
+        if patch is None:
+            return None
         blend = self.geometry.options.blend * share
         if self.enhancer is not None:
             with self.timer.stage("enhance"):

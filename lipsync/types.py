@@ -89,6 +89,7 @@ class Result:
     shot_faces: list[dict[str, Any]] = field(default_factory=list)
     people: list[dict[str, Any]] = field(default_factory=list)
     frames_kept_original: dict[str, Any] = field(default_factory=dict)
+    occluded_frames: int = 0  # output frames whose new mouth was cut around an occluder
     engine_report: EngineReport | None = None
 
     @property

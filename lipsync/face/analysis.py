@@ -25,6 +25,12 @@ from lipsync.face.identity import EMBED_AT, SAME_PERSON, embed, group_people
 from lipsync.face.shots import Shot, ShotDetector, shot_ids, shots_from_cuts
 from lipsync.face.tracker import BoxDetector, FaceChoice, FaceTracker
 from lipsync.media.decode import DecodedFrame, i420_crop_rgb
+from lipsync.occlusion import (
+    OcclusionModel,
+    OcclusionSampler,
+    lips_hidden_in_thumb,
+    mouth_thumb,
+)
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -33,6 +39,7 @@ MAX_CANDIDATES = 4  # faces followed at once in a shot when choosing the speaker
 FIT_ERROR_MAX = 0.12  # a landmark fit that moves more than this on a second try: not trusted
 UNSURE = 0.12  # embedding distances this close to the threshold get a second look
 JUMP_MAX = 0.45  # the face moving more than this many face widths in one frame: not trusted
+SOURCE_HIDDEN = 0.15  # a frame whose lip band is hidden more than this lends no mouth
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,10 @@ class FaceAnalysis:
     untrusted: dict[int, str]
     detections: int = 0
     max_faces_seen: int = 0
+    # Per shot, the colours of its face's own skin and lips (occlusion masks), and the
+    # frames whose lips something covers (their mouths are not to be re-used).
+    occlusion: dict[int, OcclusionModel] = field(default_factory=dict)
+    covered: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -97,6 +108,8 @@ class _Candidate:
     fit_error: list[float] = field(default_factory=list)
     patches: list[F32] = field(default_factory=list)
     faces: list[tuple[npt.NDArray[np.uint8], F32]] = field(default_factory=list)
+    colours: OcclusionSampler = field(default_factory=OcclusionSampler)
+    thumbs: dict[int, tuple[F32, F32]] = field(default_factory=dict)  # shot frame -> thumb
     found: int = 0
 
 
@@ -136,6 +149,7 @@ class FaceAnalyser:
         own_audio16k: npt.NDArray[np.float32] | None = None,
         identities: bool = True,
         stage: Callable[[str], AbstractContextManager[Any]] | None = None,
+        occlusion: bool = True,
     ) -> None:
         """``stage(name)``: a context that times its block under ``name`` ("shots" for the
         cut detector, "detect" for the faces, "identity" for the embeddings)."""
@@ -145,6 +159,10 @@ class FaceAnalyser:
         self.own_audio = own_audio16k
         self.identities = identities
         self.stage = stage or (lambda _name: nullcontext())
+        self.occlusion = occlusion
+        self._occlusion: dict[int, OcclusionModel] = {}
+        self._covered: set[int] = set()
+        self._rng = np.random.default_rng(0)
         self.shot_detector = ShotDetector(fps)
         self._held: deque[DecodedFrame] = deque()
         self._cuts: set[int] = set()
@@ -203,6 +221,8 @@ class FaceAnalyser:
             untrusted,
             self.detections,
             self.max_faces_seen,
+            self._occlusion,
+            self._covered,
         )
 
     def _people(self) -> dict[int, int]:
@@ -283,6 +303,11 @@ class FaceAnalyser:
         cand.found += 1
         if self.identities and cand.found in EMBED_AT:
             cand.faces.append(self._face_crop(frame, lm))
+        if self.occlusion:
+            crop, local = self._face_crop(frame, lm)
+            if (cand.found - 1) % cand.colours.every == 0:
+                cand.colours.add(crop, local, self._rng)
+            cand.thumbs[len(cand.landmarks) - 1] = mouth_thumb(crop, local)
 
     @staticmethod
     def _face_crop(frame: DecodedFrame, lm: F32) -> tuple[npt.NDArray[np.uint8], F32]:
@@ -314,6 +339,11 @@ class FaceAnalyser:
         self._fit_error.extend(cand.fit_error)
         if cand.faces:
             self._faces[sf.shot] = cand.faces
+        if self.occlusion and (model := cand.colours.model()) is not None:
+            self._occlusion[sf.shot] = model
+            for k, (thumb, outer) in cand.thumbs.items():
+                if lips_hidden_in_thumb(model, thumb, outer) > SOURCE_HIDDEN:
+                    self._covered.add(shot.start + k)
         self._shot_faces.append(sf)
 
     def _choose(self, shot: _ShotState) -> tuple[int, ShotFace]:

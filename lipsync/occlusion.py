@@ -1,0 +1,263 @@
+"""Occlusions stay in front: a hand, a microphone or a cup over the mouth is never painted
+over. Weight-free: the analysis pass samples this person's own lower face in each shot
+(skin around the mouth, and the lips), and a robust colour model of both (median and spread
+of the chroma, the range of the brightness) tells, per pixel of a frame, what is not this
+person's skin or lips. Generated mouth pixels are composited only where the person's own
+face is visible; inside the inner lips (teeth, tongue, the dark of the mouth) anything goes.
+
+The mask is cleaned (small specks dropped, holes closed), grown a little, feathered, and
+averaged with the last frame's (moved with the face) so it does not flicker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from lipsync.face.geometry import lower_face_polygon
+
+F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
+
+CHROMA_K = 4.0  # robust standard deviations of chroma beyond which a pixel is not this face
+LUMA_K = 3.5  # robust standard deviations of brightness beyond which: not this face
+OCCLUDED_KEEP = 0.6  # more of the lips hidden than this: the frame keeps its own pixels
+MIN_SAMPLES = 200
+
+
+@dataclass
+class ColourStats:
+    """Robust statistics of one part of the face in YCrCb."""
+
+    centre: F32  # (2,) median Cr, Cb
+    spread: F32  # (2,) robust standard deviation of Cr, Cb (MAD x 1.4826, floored)
+    y_lo: float  # darkest usual luma: median - LUMA_K robust standard deviations
+    y_hi: float  # brightest usual luma
+
+    @classmethod
+    def fit(cls, ycc: F32) -> ColourStats:
+        chroma = ycc[:, 1:]
+        centre = np.median(chroma, axis=0)
+        mad = np.median(np.abs(chroma - centre), axis=0) * 1.4826
+        y = ycc[:, 0]
+        y_med = float(np.median(y))
+        y_sd = max(4.0, float(np.median(np.abs(y - y_med))) * 1.4826)
+        return cls(
+            centre.astype(np.float32),
+            np.maximum(mad, 2.0).astype(np.float32),
+            y_med - LUMA_K * y_sd,
+            y_med + LUMA_K * y_sd,
+        )
+
+    def foreign(self, ycc: F32) -> npt.NDArray[np.bool_]:
+        """Pixels (..., 3) that are not of this part: chroma too far, or far too dark or
+        too bright."""
+        d = (ycc[..., 1:] - self.centre) / self.spread
+        far = np.sqrt((d * d).sum(axis=-1)) > CHROMA_K
+        y = ycc[..., 0]
+        out: npt.NDArray[np.bool_] = far | (y < self.y_lo) | (y > self.y_hi)
+        return out
+
+
+@dataclass
+class OcclusionModel:
+    """A person's skin and lips in one shot."""
+
+    skin: ColourStats
+    lips: ColourStats
+
+
+@dataclass
+class OcclusionSampler:
+    """Collects a shot's skin and lip pixels (YCrCb) from some of its frames."""
+
+    every: int = 4
+    per_frame: int = 300
+    skin: list[F32] = field(default_factory=list)
+    lips: list[F32] = field(default_factory=list)
+
+    def add(self, rgb: U8, lm: F32, rng: np.random.Generator) -> None:
+        """Frame ``rgb`` (the face's box) with its landmarks in that box (the caller takes
+        one frame in ``every``)."""
+        regions = face_regions(lm, rgb.shape[:2])
+        ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+        for mask, into in ((regions.skin, self.skin), (regions.lips, self.lips)):
+            pts = ycc[mask]
+            if len(pts) > self.per_frame:
+                pts = pts[rng.choice(len(pts), self.per_frame, replace=False)]
+            into.append(pts)
+
+    def model(self) -> OcclusionModel | None:
+        if not self.skin or not self.lips:
+            return None
+        skin, lips = np.concatenate(self.skin), np.concatenate(self.lips)
+        if len(skin) < MIN_SAMPLES or len(lips) < MIN_SAMPLES // 4:
+            return None
+        return OcclusionModel(ColourStats.fit(skin), ColourStats.fit(lips))
+
+
+THUMB = (32, 20)  # (w, h) of the mouth thumbnails kept per frame to find occluded frames
+
+
+def mouth_thumb(rgb: U8, lm: F32) -> tuple[F32, F32]:
+    """A small YCrCb copy of the mouth's box (the outer lips grown by half a mouth width
+    around) of an RGB face crop, and the outer-lip landmarks in its pixels."""
+    mouth_w = float(np.linalg.norm(lm[54] - lm[48])) or 1.0
+    x1, y1 = lm[48:60].min(axis=0) - 0.25 * mouth_w
+    x2, y2 = lm[48:60].max(axis=0) + 0.25 * mouth_w
+    h, w = rgb.shape[:2]
+    a, b = int(max(0, x1)), int(min(w, x2))
+    c, d = int(max(0, y1)), int(min(h, y2))
+    if b - a < 4 or d - c < 4:
+        return np.zeros((THUMB[1], THUMB[0], 3), np.float32), np.zeros((12, 2), np.float32)
+    small = cv2.resize(np.ascontiguousarray(rgb[c:d, a:b]), THUMB, interpolation=cv2.INTER_AREA)
+    ycc = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    scale = np.array([THUMB[0] / (b - a), THUMB[1] / (d - c)], np.float32)
+    return ycc, ((lm[48:60] - [a, c]) * scale).astype(np.float32)
+
+
+def lips_hidden_in_thumb(model: OcclusionModel, thumb: F32, outer: F32) -> float:
+    """The share of the lips (outer contour, mouth opening included) that is neither this
+    person's skin nor lips, in a :func:`mouth_thumb`."""
+    mask = np.zeros(thumb.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(outer).astype(np.int32)], 1)
+    if not mask.any():
+        return 0.0
+    strange = model.skin.foreign(thumb) & model.lips.foreign(thumb)
+    # The mouth's own opening is dark or white: only the lip band counts (its outer half).
+    band = cv2.erode(mask, np.ones((3, 3), np.uint8)) == 0
+    ring = (mask > 0) & band
+    return float(strange[ring].mean()) if ring.any() else 0.0
+
+
+@dataclass
+class Regions:
+    """Boolean masks of one face: its skin around the mouth, the lips (between the outer
+    and inner contours) and the inside of the mouth."""
+
+    skin: npt.NDArray[np.bool_]
+    lips: npt.NDArray[np.bool_]
+    inner: npt.NDArray[np.bool_]
+    mouth: npt.NDArray[np.bool_]  # the lips and their opening, grown a little
+
+
+def face_regions(lm: F32, shape: tuple[int, int]) -> Regions:
+    h, w = shape
+    lower = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(lower, [np.round(lower_face_polygon(lm, extend=0.0)).astype(np.int32)], 1)
+    outer = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(outer, [np.round(lm[48:60]).astype(np.int32)], 1)
+    inner = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(inner, [np.round(lm[60:68]).astype(np.int32)], 1)
+    mouth_w = float(np.linalg.norm(lm[54] - lm[48]))
+    grow = max(1, int(0.08 * mouth_w))
+    ring = np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)
+    near_lips = cv2.dilate(outer, ring)
+    # The mouth's opening as the landmarks put it, grown: teeth and the dark of the mouth
+    # show a little past the inner contour.
+    opening = np.asarray(cv2.dilate(inner, ring), np.uint8) & outer
+    # The lips' own edge pixels are mixed with skin: neither model learns them.
+    core = cv2.erode(outer, np.ones((3, 3), np.uint8))
+    return Regions(
+        skin=(lower > 0) & (near_lips == 0),
+        lips=(core > 0) & (opening == 0),
+        inner=opening > 0,
+        mouth=near_lips > 0,
+    )
+
+
+def _reach_into_mouth(
+    outside: npt.NDArray[np.bool_], inside: npt.NDArray[np.bool_], reach: int
+) -> npt.NDArray[np.bool_]:
+    """``outside`` plus the pixels of ``inside`` connected to it and within ``reach``
+    pixels of it (the mouth's own dark beyond that stays the mouth's)."""
+    if not outside.any() or not inside.any():
+        return outside
+    _, labels = cv2.connectedComponents((outside | inside).astype(np.uint8), connectivity=8)
+    touched = np.unique(labels[outside])
+    near = cv2.dilate(outside.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
+    joined = inside & np.isin(labels, touched[touched > 0]) & (near > 0)
+    grown: npt.NDArray[np.bool_] = outside | joined
+    return grown
+
+
+@dataclass
+class OcclusionMasker:
+    """Per frame, the share of generated pixels allowed at each pixel of a patch (1 = the
+    person's own face, 0 = something in front of it), smoothed over time."""
+
+    models: dict[int, OcclusionModel]  # per shot
+    _last: tuple[int, F32, int, int, F32] | None = None  # (shot, nose, x1, y1, occlusion)
+    hidden: float = 0.0  # the share of the lips found hidden in the last frame (ungrown)
+
+    def occlusion(
+        self, rgb: U8, lm: F32, shot: int, x1: int, y1: int, h: int, w: int
+    ) -> F32 | None:
+        """Occluded share (0..1) of the box (x1, y1, w, h) of ``rgb`` whose face has
+        landmarks ``lm`` (``rgb``'s coordinates); None when the shot has no model."""
+        model = self.models.get(shot)
+        if model is None:
+            return None
+        fh, fw = rgb.shape[:2]
+        bx1, by1 = max(0, x1), max(0, y1)
+        bx2, by2 = min(fw, x1 + w), min(fh, y1 + h)
+        out = np.zeros((h, w), np.float32)
+        if bx2 <= bx1 or by2 <= by1:
+            return out
+        crop = np.ascontiguousarray(rgb[by1:by2, bx1:bx2])
+        local = (lm - np.array([bx1, by1], np.float32)).astype(np.float32)
+        regions = face_regions(local, crop.shape[:2])
+        ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+        # Neither this person's skin nor their lips. In and around the mouth such colours
+        # are its own (teeth, tongue, the dark of the mouth), unless they join an object
+        # found outside it: then the object reaches over the mouth.
+        strange = model.skin.foreign(ycc) & model.lips.foreign(ycc)
+        occ = strange & ~regions.mouth
+        reach = max(2, int(0.5 * float(np.linalg.norm(lm[54] - lm[48]))))
+        occ = _reach_into_mouth(occ, strange & regions.mouth, reach)
+        outer = np.zeros(occ.shape, np.uint8)
+        cv2.fillPoly(outer, [np.round(local[48:60]).astype(np.int32)], 1)
+        self.hidden = float(occ[outer > 0].mean()) if outer.any() else 0.0
+        occ_u8 = self._clean(occ.astype(np.uint8), lm)
+        soft = occ_u8.astype(np.float32)
+        out[by1 - y1 : by2 - y1, bx1 - x1 : bx2 - x1] = soft
+        out = self._steady(out, lm, shot, x1, y1)
+        sigma = max(1.0, 0.015 * float(np.linalg.norm(lm[16] - lm[0])))
+        out = np.maximum(out, cv2.GaussianBlur(out, (0, 0), sigma))
+        return np.clip(out, 0.0, 1.0)
+
+    @staticmethod
+    def _clean(occ: U8, lm: F32) -> U8:
+        """Specks dropped, holes closed, grown by a few pixels (an object's edge)."""
+        mouth_w = float(np.linalg.norm(lm[54] - lm[48]))
+        k = max(3, int(0.06 * mouth_w) | 1)
+        kernel = np.ones((k, k), np.uint8)
+        occ = np.asarray(cv2.morphologyEx(occ, cv2.MORPH_OPEN, kernel), np.uint8)
+        occ = np.asarray(cv2.morphologyEx(occ, cv2.MORPH_CLOSE, kernel), np.uint8)
+        grow = max(3, int(0.04 * mouth_w) | 1)
+        return np.asarray(cv2.dilate(occ, np.ones((grow, grow), np.uint8)), np.uint8)
+
+    def _steady(self, occ: F32, lm: F32, shot: int, x1: int, y1: int) -> F32:
+        """Half of the last frame's mask, moved with the nose, kept in (same shot)."""
+        nose = lm[30].astype(np.float32)
+        last = self._last
+        self._last = (shot, nose, x1, y1, occ)
+        if last is None or last[0] != shot:
+            return occ
+        _, p_nose, px1, py1, p_occ = last
+        dx = float(nose[0] - p_nose[0]) + (px1 - x1)
+        dy = float(nose[1] - p_nose[1]) + (py1 - y1)
+        h, w = occ.shape
+        shift = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]], np.float32)
+        moved = np.asarray(cv2.warpAffine(p_occ, shift, (w, h), flags=cv2.INTER_LINEAR))
+        if moved.shape != occ.shape:
+            return occ
+        return np.maximum(occ, 0.5 * (occ + moved)).astype(np.float32)
+
+    def lips_hidden(self) -> float:
+        """The share of the lips (outer contour) hidden in the last frame measured, as
+        found (before the mask is grown and feathered)."""
+        return self.hidden

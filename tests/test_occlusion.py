@@ -1,0 +1,76 @@
+"""Occlusions stay in front: a real clip with an object moving over the mouth (flat dark,
+half the mouth, all of it), rendered by the default engine: the object's pixels are the
+input's on every frame; with the mask off they are not (the check can fail). Skipped
+without the shared clips; everything stays in pytest's temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lipsync
+from benchmarks import edited
+from lipsync.media.decode import iter_frames
+from lipsync.occlusion import ColourStats
+from tests.media_factory import SHARED_MEDIA
+
+SPEECH = "audio_SadTalker_deyu_german.wav"
+
+
+@pytest.fixture(scope="module")
+def media() -> Path:
+    for name in (edited.KATIE, SPEECH):
+        if not (SHARED_MEDIA / name).is_file():
+            pytest.skip(f"{name} is not in ../shared/media")
+    return SHARED_MEDIA
+
+
+def object_change(video: Path, mask: Path, output: Path) -> list[float]:
+    """Per frame with the object, the mean absolute difference inside it (0-255)."""
+    out = []
+    for a, b, m in zip(iter_frames(video), iter_frames(output), iter_frames(mask), strict=True):
+        sel = m.image[..., 0] > 128
+        if sel.any():
+            out.append(float(np.abs(a.image[sel].astype(np.int16) - b.image[sel]).mean()))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["dark", "half", "full"])
+def test_the_object_stays_in_front(media: Path, tmp_path: Path, kind: str) -> None:
+    video, mask = edited.occluded(tmp_path, kind)
+    result = lipsync.run(video, media / SPEECH, tmp_path / "out.mp4", sync_mode="silence")
+    change = object_change(video, mask, result.output)
+    assert len(change) > 30
+    assert max(change) <= 3.0, (kind, np.argmax(change), max(change))
+    assert result.occluded_frames > 0
+    if kind == "full":
+        assert result.frames_kept_original["reasons"].get("occluded", 0) >= 5
+    if kind == "half":
+        # Half the mouth still shows: most of those frames get the new mouth around it.
+        kept = result.frames_kept_original["reasons"].get("occluded", 0)
+        assert kept < len(change) // 2
+
+
+def test_with_the_mask_off_the_mouth_is_painted_over_the_object(
+    media: Path, tmp_path: Path
+) -> None:
+    video, mask = edited.occluded(tmp_path, "dark")
+    result = lipsync.run(
+        video, media / SPEECH, tmp_path / "out.mp4", sync_mode="silence", occlusion="off"
+    )
+    assert max(object_change(video, mask, result.output)) > 10.0
+    assert result.occluded_frames == 0
+
+
+def test_colour_stats_tell_skin_from_an_object() -> None:
+    rng = np.random.default_rng(1)
+    skin = np.stack(
+        [rng.normal(150, 15, 2000), rng.normal(146, 3, 2000), rng.normal(112, 4, 2000)], axis=1
+    ).astype(np.float32)
+    stats = ColourStats.fit(skin)
+    assert stats.foreign(skin).mean() < 0.02
+    dark = np.array([[24, 128, 129]], np.float32)  # a black microphone
+    blue = np.array([[120, 110, 160]], np.float32)  # a blue cup
+    assert stats.foreign(dark).all() and stats.foreign(blue).all()
