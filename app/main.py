@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
@@ -23,8 +22,8 @@ from app.deps import Services
 from app.errors import install_error_handlers
 from app.limits import BodyCap, HostCheck
 from app.metrics import build_registry
+from app.openapi import install_openapi, operation_id
 from app.routers import events, health, jobs, metrics, options, owned, results, web
-from app.schemas import push_request_body
 from service.queue import create_celery
 from service.settings import Settings, load_settings
 from service.store import JobStore
@@ -67,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=lipsync.__version__,
         summary="Lip-sync a face video or image to new speech: push, status, download.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,  # operationIds: app/openapi.py
     )
 
     @app.exception_handler(redis.RedisError)
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(web.router)
-    _describe_push_form(app)
+    install_openapi(app, settings)
     return app
 
 
@@ -117,20 +117,3 @@ def _allow_cors(app: FastAPI, settings: Settings) -> None:
         expose_headers=CORS_EXPOSE_HEADERS,
         max_age=settings.cors_max_age_s,
     )
-
-
-def _describe_push_form(app: FastAPI) -> None:
-    """Put the push's form (one field per declared option) into the OpenAPI document: push
-    reads its multipart body itself, so FastAPI cannot see the fields."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()  # cached by FastAPI as app.openapi_schema
-            schema["paths"][f"{jobs.router.prefix}/push"]["post"]["requestBody"] = (
-                push_request_body()
-            )
-            return schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

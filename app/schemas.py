@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import JsonDict
 
 from lipsync.options import OptionSpec, public_specs
 from service.errors import HTTP_ERROR_CODES
@@ -39,14 +40,27 @@ def _form_property(spec: OptionSpec) -> dict[str, Any]:
         if getattr(spec.meta, key) is not None and spec.kind in ("int", "float"):
             prop[key] = getattr(spec.meta, key)
     if spec.meta.example is not None:
-        prop["example"] = {"int": int, "float": float}.get(spec.kind, str)(spec.meta.example)
+        prop["examples"] = [{"int": int, "float": float}.get(spec.kind, str)(spec.meta.example)]
     return prop
 
 
-def push_request_body() -> dict[str, Any]:
-    """The push's multipart body for the OpenAPI document: the two inputs (files or URLs),
-    then one field per public option declaration (:func:`lipsync.options.public_specs`)."""
-    url = {"type": "string", "format": "uri", "maxLength": 1024}
+#: The push form's component name in the OpenAPI document (generated clients' class name).
+PUSH_FORM = "PushForm"
+
+#: What each file part should say it is (encoding.contentType); the server reads the bytes,
+#: whatever the part claims, and refuses what is not media (415).
+PART_MEDIA_TYPES = {
+    "video": "video/*, image/*, application/octet-stream",
+    "audio": "audio/*, video/*, application/octet-stream",
+}
+
+
+def push_form_schema() -> dict[str, Any]:
+    """The push's multipart form as a JSON schema: the two inputs (each a file or a URL,
+    exactly one of the two), the optional webhook, then one field per public option
+    declaration (:func:`lipsync.options.public_specs`); nothing else (an unknown field is
+    refused: ``invalid_option``)."""
+    url = {"type": "string", "format": "uri", "minLength": 1, "maxLength": 1024}
     properties: dict[str, Any] = {
         "audio": {"type": "string", "format": "binary", "description": "speech"},
         "video": {"type": "string", "format": "binary", "description": "face video or still"},
@@ -57,17 +71,31 @@ def push_request_body() -> dict[str, Any]:
             "description": "optional http(s) URL that gets the job's final status (the JSON "
             "of GET /status) in a POST signed with X-Lipsync-Signature: t=<unix>,v1=<hex "
             "HMAC-SHA256(secret, '<t>.<body>')>; tried until a 2xx, 6 times over about an "
-            "hour. Refused (webhooks_disabled) when the server has no LIPSYNC_WEBHOOK_SECRET",
-            "example": "https://hooks.example.com/lipsync",
+            "hour (the document's webhooks: jobFinished). Refused (webhooks_disabled) when "
+            "the server has no LIPSYNC_WEBHOOK_SECRET",
+            "examples": ["https://hooks.example.com/lipsync"],
         },
     }
     properties.update({spec.name: _form_property(spec) for spec in public_specs()})
-    schema = {
+    return {
         "type": "object",
-        "description": "each input is a file (audio, video) or a URL (audio_url, video_url)",
+        "description": "each input is a file (audio, video) or a URL (audio_url, video_url), "
+        "exactly one of the two",
         "properties": properties,
+        "allOf": [
+            {"oneOf": [{"required": [name]}, {"required": [f"{name}_url"]}]}
+            for name in ("video", "audio")
+        ],
+        "additionalProperties": False,
     }
-    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
+def push_request_body() -> dict[str, Any]:
+    """The push's request body for the OpenAPI document (its schema is :func:`push_form_schema`,
+    under ``components/schemas/PushForm``)."""
+    encoding = {name: {"contentType": types} for name, types in PART_MEDIA_TYPES.items()}
+    content = {"schema": {"$ref": f"#/components/schemas/{PUSH_FORM}"}, "encoding": encoding}
+    return {"required": True, "content": {"multipart/form-data": content}}
 
 
 class OptionChoice(BaseModel):
@@ -83,7 +111,9 @@ class OptionInfo(BaseModel):
     count: int | None = Field(default=None, description="how many integers (type ints)")
     label: str
     help: str
-    default: Any = Field(description="this server's default")
+    default: str | int | float | bool | list[int] | None = Field(
+        description="this server's default (null: none, the option is unset)"
+    )
     choices: list[OptionChoice] | None = None
     minimum: float | None = None
     maximum: float | None = None
@@ -97,10 +127,13 @@ class OptionsResponse(BaseModel):
     options: list[OptionInfo]
 
 
+_URI: JsonDict = {"format": "uri"}
+
+
 class PushResponse(BaseModel):
-    task_id: str
-    status_url: str
-    download_url: str
+    task_id: str = Field(pattern=TASK_ID_PATTERN)
+    status_url: str = Field(description="GET it for the job's status", json_schema_extra=_URI)
+    download_url: str = Field(description="GET it for the result", json_schema_extra=_URI)
 
 
 class TerminateRequest(BaseModel):
@@ -108,7 +141,10 @@ class TerminateRequest(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    code: str = Field(description="stable; one of the documented codes (README: Errors)")
+    code: str = Field(
+        description="stable; one of the documented codes (README: Errors)",
+        json_schema_extra={"enum": list(HTTP_ERROR_CODES)},
+    )
     message: str = Field(description="one line for people")
     field: str | None = Field(default=None, description="the form field or parameter at fault")
 
@@ -151,19 +187,49 @@ def error_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
             "description": "; ".join(f"`{n}`: {HTTP_ERROR_CODES[n][1]}" for n in names),
             "content": {"application/json": {"examples": examples}},
         }
+        if status_code in ERROR_HEADERS:
+            out[status_code]["headers"] = ERROR_HEADERS[status_code]
     return out
+
+
+def header(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A response header for the OpenAPI document (sent with every such answer)."""
+    return {"description": description, "required": True, "schema": schema or {"type": "string"}}
+
+
+RETRY_AFTER = header("seconds to wait before trying again", {"type": "integer", "minimum": 0})
+
+#: Headers that error answers of a status always carry.
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": header("the scheme to use: `ApiKey` (header X-API-Key)")},
+    429: {"Retry-After": RETRY_AFTER},
+    503: {"Retry-After": RETRY_AFTER},
+}
 
 
 def route_responses(
     *codes: str, ok: dict[int | str, dict[str, Any]] | None = None
 ) -> dict[int | str, dict[str, Any]]:
-    """A route's documented answers: ``ok`` (its successes) and its error codes plus the
-    common ones."""
-    return {**(ok or {}), **error_responses(*COMMON_CODES, *codes)}
+    """A route's documented answers: ``ok`` (its own answers) and its error codes plus the
+    common ones; a status in both (the file server's 400 beside the API's) lists the
+    content types of both."""
+    out = dict(ok or {})
+    for status_code, answer in error_responses(*COMMON_CODES, *codes).items():
+        own = out.get(status_code)
+        if own is None:
+            out[status_code] = answer
+            continue
+        out[status_code] = {
+            **answer,
+            "description": f"{answer['description']}; {own['description']}",
+            "content": {**answer.get("content", {}), **own.get("content", {})},
+        }
+    return out
 
 
 def json_example(value: Any, description: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"content": {"application/json": {"example": value}}}
+    """An answer's JSON example (``examples``, as OpenAPI 3.1 prefers to ``example``)."""
+    out: dict[str, Any] = {"content": {"application/json": {"examples": {"ok": {"value": value}}}}}
     if description:
         out["description"] = description
     return out
@@ -203,6 +269,9 @@ EXAMPLE_SUCCEEDED = {
         "duration_s": 2.4,
         "frames": 60,
         "no_face_frames": 0,
+        "width": 512,
+        "height": 512,
+        "fps": 25.0,
         "timings": {"analyse": 1.2, "render": 3.1},
         "engine": "retrieval",
         "engine_path": "viseme",
@@ -250,3 +319,141 @@ class Health(BaseModel):
     redis: bool | None = None
     workers: list[str] | None = None
     message: str | None = None
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _sse_event(name: str, model: type[BaseModel], description: str) -> dict[str, Any]:
+    data = {"type": "string", "contentMediaType": "application/json", "contentSchema": _ref(model)}
+    return {
+        "description": description,
+        "properties": {"event": {"const": name}, "data": data},
+        "required": ["event", "data"],
+    }
+
+
+def sse_response(example: str) -> dict[str, Any]:
+    """The event stream's 200 answer. Each event's ``data`` is JSON: a :class:`JobStatus`
+    (``event: status``) or a :class:`Problem` (``event: error``, then the stream ends).
+
+    OpenAPI 3.1 has no keyword for one event of a stream (3.2's ``itemSchema``, which
+    openapi-spec-validator refuses in a 3.1 document), and generators read ``schema``
+    differently: @hey-api/openapi-ts types each event's parsed data with it, while
+    openapi-python-client reads the whole body as text. So ``schema`` is one of JobStatus,
+    Problem or a string: the events' data for the former, the whole stream (a string, the
+    only branch a text body matches) for the latter. ``x-itemSchema`` is the exact event,
+    as OpenAPI 3.2 would say it (and FastAPI writes for its own SSE routes)."""
+    item = {
+        "type": "object",
+        "properties": {
+            "event": {"type": "string", "enum": ["status", "error"]},
+            "data": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer", "minimum": 0},
+        },
+        "oneOf": [
+            _sse_event("status", JobStatus, "a change of state, stage, progress or cancel"),
+            _sse_event("error", Problem, "the job is gone (not_found) or Redis is down"),
+        ],
+    }
+    schema = {
+        "oneOf": [
+            _ref(JobStatus),
+            _ref(Problem),
+            {"type": "string", "description": "the raw stream, for clients that do not parse"},
+        ]
+    }
+    return {
+        "description": "a stream of `event: status` (data: the status JSON) until the final "
+        "state, or an `event: error` (data: the error body); `: keep-alive` comments between",
+        "content": {
+            "text/event-stream": {
+                "schema": schema,
+                "x-itemSchema": item,
+                "examples": {"stream": {"value": example}},
+            }
+        },
+    }
+
+
+# -- download -----------------------------------------------------------------------------
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_FILE_HEADERS = {
+    "Content-Disposition": header('`attachment; filename="<task_id>.mp4"`'),
+    "ETag": header("the file's version: send it as If-Range to resume"),
+    "Last-Modified": header("when the result was written"),
+    "Accept-Ranges": header("`bytes`: Range requests are served", {"const": "bytes"}),
+    "Content-Length": header("bytes in this answer", {"type": "integer", "minimum": 0}),
+}
+_CONTENT_RANGE = r"^bytes [0-9]+-[0-9]+/[0-9]+$"
+
+
+def download_media_type(accept: str | None) -> str:
+    """``video/mp4``, or ``application/octet-stream`` for a client whose Accept names that
+    and no video type (generic binary clients); the bytes are the same."""
+    ranges = {part.split(";")[0].strip().lower() for part in (accept or "").split(",")}
+    if "application/octet-stream" in ranges and not ranges & {"video/mp4", "video/*", "*/*"}:
+        return "application/octet-stream"
+    return "video/mp4"
+
+
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the MP4; `application/octet-stream` instead when Accept asks for only that",
+        "content": {"video/mp4": _BINARY, "application/octet-stream": _BINARY},
+        "headers": _FILE_HEADERS,
+    },
+    206: {
+        "description": "one byte range of the MP4 (Range: bytes=a-b), or several as "
+        "multipart/byteranges",
+        "content": {
+            "video/mp4": _BINARY,
+            "application/octet-stream": _BINARY,
+            "multipart/byteranges": _BINARY,
+        },
+        "headers": {
+            **_FILE_HEADERS,
+            "Content-Range": {
+                **header("the range sent: `bytes <first>-<last>/<size>` (single range)"),
+                "required": False,
+                "schema": {"type": "string", "pattern": _CONTENT_RANGE},
+            },
+        },
+    },
+    400: {
+        "description": "a malformed Range header (answered by the file server, in text)",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    },
+    416: {
+        "description": "the Range starts past the end of the file; Content-Range gives its size",
+        "content": {"text/plain": {"schema": {"type": "string", "maxLength": 0}}},
+        "headers": {
+            "Content-Range": header(
+                "`bytes */<size>`", {"type": "string", "pattern": r"^bytes \*/[0-9]+$"}
+            )
+        },
+    },
+}
+
+#: The download's request headers (Starlette's FileResponse reads them).
+DOWNLOAD_HEADERS: list[dict[str, Any]] = [
+    {
+        "name": "Range",
+        "in": "header",
+        "required": False,
+        "description": "bytes=<first>-[<last>] (or several, comma-separated): only those bytes "
+        "(206); a start past the end is 416",
+        "schema": {"type": "string", "pattern": r"^bytes=[0-9]*-[0-9]*(, *[0-9]*-[0-9]*)*$"},
+        "examples": {"first KiB": {"value": "bytes=0-1023"}},
+    },
+    {
+        "name": "If-Range",
+        "in": "header",
+        "required": False,
+        "description": "an ETag or Last-Modified from an earlier answer: the Range is served "
+        "only while the file is unchanged (else the whole file, 200)",
+        "schema": {"type": "string"},
+    },
+]

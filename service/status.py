@@ -5,16 +5,104 @@ worker send exactly the same fields. Pydantic only (no FastAPI): the worker impo
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.record import JobRecord, JobState, WebhookRecord, WebhookState
 
+#: Where a job is: ``queued``; in the worker ``starting``, ``fetching`` (URL inputs), the
+#: pipeline's phases (``probe``, ``analyse``, ``audio``, ``render``: lipsync.pipeline.PHASES),
+#: ``evaluate`` (the quality measurement); at the end ``done``, ``failed`` or ``canceled``.
+JobStage = Literal[
+    "queued",
+    "starting",
+    "fetching",
+    "probe",
+    "analyse",
+    "audio",
+    "render",
+    "evaluate",
+    "done",
+    "failed",
+    "canceled",
+]
+
 
 class ErrorInfo(BaseModel):
     code: str
     message: str
+
+
+class Quality(BaseModel):
+    """``lipsync evaluate``'s numbers for a result (worker/quality.py); null where a measure
+    does not apply (no pause, no SyncNet, a still input)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    face_found_rate: float = Field(description="share of frames with a face found")
+    sync_offset_frames: int | None = Field(description="audio-video offset; 0: in sync")
+    sync_offset_ms: float | None
+    sync_score: float | None
+    sync_confidence: float | None
+    envelope_r_at_zero: float | None = Field(
+        description="correlation of mouth opening and speech loudness at offset 0"
+    )
+    pause_frames: int = Field(description="frames in speech pauses that show a face")
+    pause_closed_share: float | None = Field(description="share of those with the mouth closed")
+    lse_d: float | None = Field(description="SyncNet LSE-D (lower is better)")
+    lse_c: float | None = Field(description="SyncNet LSE-C (higher is better)")
+    lse_note: str | None = Field(description="why LSE-D/C are null")
+    articulation_ratio: float | None = Field(
+        description="mouth opening while speaking over the input video's own (null: a still)"
+    )
+    sharpness_ratio: float | None = Field(
+        description="lip-box sharpness over the input video's (null: a still)"
+    )
+    seconds: float = Field(description="how long the measurement took")
+
+
+class Shot(BaseModel):
+    start: int = Field(ge=0, description="first frame (decode order)")
+    end: int = Field(ge=0, description="the frame after the last")
+
+
+class ShotFace(BaseModel):
+    """The face chosen in one shot (lipsync.face.analysis.ShotFace)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    shot: int = Field(ge=0)
+    chosen_by: Literal["speaker", "largest", "index", "point", "box", "none"] = Field(
+        description="speaker (the one whose mouth follows the speech), largest (the only "
+        "face), index, point or box (the push's face options), none (no face in the shot)"
+    )
+    faces_seen: int = Field(ge=0)
+    person: int | None = Field(description="whose face (people[].id); null: none")
+    speaker_scores: list[float] | None = Field(
+        default=None, description="per face seen, how well its mouth follows the speech"
+    )
+
+
+class Person(BaseModel):
+    """One person of the video (faces grouped across shots)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int = Field(ge=0)
+    frames: int = Field(ge=0, description="source frames showing them")
+    shots: list[int] = Field(description="the shots showing them")
+    rendered: str | None = Field(description="the engine's way for them: retrieval, viseme ...")
+    reason: str | None = Field(description="why that way")
+
+
+class FramesKeptOriginal(BaseModel):
+    count: int = Field(default=0, ge=0)
+    reasons: dict[str, int] = Field(
+        default_factory=dict,
+        description="how many for each reason (landmarks_unsettled, face_jumped, eased)",
+    )
+    frames: list[int] = Field(default_factory=list, description="which (the first 200)")
 
 
 class JobResult(BaseModel):
@@ -24,6 +112,9 @@ class JobResult(BaseModel):
     duration_s: float
     frames: int
     no_face_frames: int
+    width: int = Field(description="of the output video, in pixels")
+    height: int = Field(description="of the output video, in pixels")
+    fps: float = Field(description="frames per second of the output video")
     timings: dict[str, float] = Field(default_factory=dict)
     engine: str | None = None
     engine_path: str | None = Field(
@@ -32,26 +123,23 @@ class JobResult(BaseModel):
         "'retrieval' (the person's own mouths) or the 'viseme' fallback",
     )
     engine_note: str | None = Field(default=None, description="why that path ran")
-    shots: list[dict[str, int]] = Field(
+    shots: list[Shot] = Field(
         default_factory=list,
         description="the input's shots: {start, end} decode-order frames, end exclusive",
     )
-    shot_faces: list[dict[str, Any]] = Field(
-        default_factory=list,
-        description="per shot, the face chosen: {shot, chosen_by: speaker|largest|index|"
-        "point|box|none, faces_seen, person, speaker_scores?}",
+    shot_faces: list[ShotFace] = Field(
+        default_factory=list, description="per shot, the face chosen, how and whose"
     )
-    people: list[dict[str, Any]] = Field(
+    people: list[Person] = Field(
         default_factory=list,
-        description="the people of the video: {id, frames, shots, rendered (the engine's "
-        "way for them, e.g. retrieval or viseme), reason}",
+        description="the people of the video and how each one's mouth was drawn",
     )
-    frames_kept_original: dict[str, Any] = Field(
-        default_factory=dict,
+    frames_kept_original: FramesKeptOriginal = Field(
+        default_factory=FramesKeptOriginal,
         description="output frames left as the input has them because their face could not "
-        "be trusted: {count, reasons: {landmarks_unsettled|face_jumped: n}, frames}",
+        "be trusted",
     )
-    quality: dict[str, Any] | None = Field(
+    quality: Quality | None = Field(
         default=None,
         description="lipsync evaluate's numbers for the result (sync offset and score, "
         "closed-in-pauses, LSE-D/C when SyncNet is installed); null with quality_note when "
@@ -63,7 +151,7 @@ class JobResult(BaseModel):
 class WebhookInfo(BaseModel):
     """The delivery of the job's final status to the push's ``webhook_url``."""
 
-    url: str = Field(description="the push's webhook_url")
+    url: str = Field(description="the push's webhook_url", json_schema_extra={"format": "uri"})
     state: WebhookState = Field(
         description="waiting (the job has not ended), pending (an attempt is due at "
         "next_attempt_at), delivering (an attempt is under way), delivered (answered 2xx), "
@@ -100,7 +188,7 @@ class JobStatus(BaseModel):
     task_id: str
     state: JobState
     progress: float = Field(ge=0.0, le=1.0)
-    stage: str
+    stage: JobStage
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -117,7 +205,7 @@ class JobStatus(BaseModel):
             task_id=job.id,
             state=job.state,
             progress=min(1.0, max(0.0, job.progress)),
-            stage=job.stage,
+            stage=cast(JobStage, job.stage),  # checked by the model
             created_at=datetime.fromtimestamp(job.created_at, tz=UTC),
             started_at=_dt(job.started_at),
             finished_at=_dt(job.finished_at),

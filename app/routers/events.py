@@ -31,6 +31,7 @@ from app.schemas import (
     EXAMPLE_TASK_ID,
     JobStatus,
     route_responses,
+    sse_response,
 )
 from service.settings import Settings
 from service.store import JobRecord, JobStore
@@ -88,18 +89,7 @@ async def status_events(
 @router.get(
     "/events",
     response_class=StreamingResponse,
-    responses=route_responses(
-        "not_found",
-        ok={
-            200: {
-                "description": "a stream of `event: status` (data: the status JSON) until "
-                "the final state; `: keep-alive` comments in between",
-                "content": {
-                    "text/event-stream": {"schema": {"type": "string"}, "example": EXAMPLE_EVENTS}
-                },
-            }
-        },
-    ),
+    responses=route_responses("not_found", ok={200: sse_response(EXAMPLE_EVENTS)}),
 )
 async def events(
     request: Request,

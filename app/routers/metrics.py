@@ -20,7 +20,17 @@ _EXAMPLE = (
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {"example": _EXAMPLE}}}},
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {
+                CONTENT_TYPE_LATEST: {
+                    "schema": {"type": "string"},
+                    "examples": {"metrics": {"value": _EXAMPLE}},
+                }
+            },
+        }
+    },
 )
 def metrics(request: Request) -> Response:
     """Jobs by state, queue depth, live workers, seconds per stage, process metrics."""

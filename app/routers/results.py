@@ -14,12 +14,19 @@ import stat
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
 from app.deps import OwnerDep, SettingsDep, StoreDep
 from app.errors import problem
-from app.schemas import COMMON_RESPONSES, EXAMPLE_TASK_ID, route_responses
+from app.schemas import (
+    COMMON_RESPONSES,
+    DOWNLOAD_HEADERS,
+    DOWNLOAD_RESPONSES,
+    EXAMPLE_TASK_ID,
+    download_media_type,
+    route_responses,
+)
 from service.layout import result_name
 from service.settings import Settings
 from service.store import JobStore
@@ -69,18 +76,11 @@ def resolve_result(
 @router.get(
     "/download",
     response_class=FileResponse,
-    responses=route_responses(
-        "not_found",
-        ok={
-            200: {
-                "content": {"video/mp4": {}},
-                "description": "the MP4 (Range requests supported)",
-            },
-            206: {"content": {"video/mp4": {}}, "description": "a byte range of the MP4"},
-        },
-    ),
+    responses=route_responses("not_found", ok=DOWNLOAD_RESPONSES),
+    openapi_extra={"parameters": DOWNLOAD_HEADERS},
 )
 def download(
+    request: Request,
     settings: SettingsDep,
     store: StoreDep,
     owner: OwnerDep,
@@ -99,7 +99,7 @@ def download(
     path = resolve_result(settings, store, owner, file_path, task_id)
     return FileResponse(
         path,
-        media_type="video/mp4",
+        media_type=download_media_type(request.headers.get("accept")),
         filename=path.name,
         content_disposition_type="attachment",
         headers={"Cache-Control": "private, max-age=3600"},
