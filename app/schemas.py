@@ -238,6 +238,11 @@ def json_example(value: Any, description: str | None = None) -> dict[str, Any]:
 # Answers every /api/v1/lipsync route can give (documented so the schema and clients agree).
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = error_responses(*COMMON_CODES)
 
+#: Codes of the guards in front of every route (app/limits.py: a wrong Host, a declared body
+#: over the cap) and of a bug: the answers of the routes without a key (options, health).
+GUARD_CODES: tuple[str, ...] = ("bad_host", "too_large", "internal_error")
+GUARD_RESPONSES: dict[int | str, dict[str, Any]] = error_responses(*GUARD_CODES)
+
 # -- examples (OpenAPI) -----------------------------------------------------------------------
 EXAMPLE_TASK_ID = "3f2b8c1e9a7d4b6c8e0f1a2b3c4d5e6f"
 EXAMPLE_PUSHED = {

@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.deps import StoreDep
-from app.schemas import Health, json_example
+from app.schemas import GUARD_RESPONSES, Health, json_example
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=GUARD_RESPONSES)
 
 
 @router.get(

@@ -6,7 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-router = APIRouter(tags=["metrics"])
+from app.schemas import GUARD_RESPONSES
+
+router = APIRouter(tags=["metrics"], responses=GUARD_RESPONSES)
 
 
 _EXAMPLE = (

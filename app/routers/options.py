@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.deps import SettingsDep
-from app.schemas import OptionInfo, OptionsResponse, json_example
+from app.schemas import GUARD_RESPONSES, OptionInfo, OptionsResponse, json_example
 from lipsync.options import public_specs
 from service.settings import Settings
 
-router = APIRouter(prefix="/api/v1/lipsync", tags=["options"])
+router = APIRouter(prefix="/api/v1/lipsync", tags=["options"], responses=GUARD_RESPONSES)
 
 
 def server_defaults(settings: Settings) -> dict[str, Any]:

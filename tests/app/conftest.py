@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.app import service_harness as sh
+from tests.app.openapi_check import api_client
 from tests.app.service_harness import KEY_A, KEY_B, PREFIX, push
 
 
@@ -25,8 +26,9 @@ class Stack:
     worker: sh.Proc
 
     def client(self, key: str | None = KEY_A) -> httpx.Client:
+        """A client whose every answer is checked against the API's OpenAPI document."""
         headers = {"X-API-Key": key} if key else {}
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
+        return api_client(self.base_url, headers=headers, timeout=60)
 
     def logs(self) -> str:
         return f"--- worker ---\n{sh.tail(self.worker.log)}\n--- api ---\n{sh.tail(self.api.log)}"
@@ -92,3 +94,17 @@ def finished(stack: Stack, media: dict[str, Path]) -> dict[str, Any]:
             time.sleep(0.05)
     assert body["state"] == "succeeded", f"{body}\n{stack.logs()}"
     return {"pushed": pushed, "status": body, "seen": seen}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many answers the OpenAPI response checker saw (tests/app/openapi_check.py)."""
+    from tests.app.openapi_check import CHECKED
+
+    if CHECKED:
+        kinds = len(CHECKED)
+        terminalreporter.write_line(
+            f"FIGURE openapi_checked_answers = {sum(CHECKED.values())} "
+            f"({kinds} kinds of operation, status and content type)"
+        )
+        for (method, path, status, ctype), n in sorted(CHECKED.items()):
+            terminalreporter.write_line(f"  {n:5d} {method} {path} {status} {ctype}")

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import redis
 
+from tests.app.openapi_check import api_client
+
 if TYPE_CHECKING:
     from service.store import JobStore
 
@@ -344,7 +346,8 @@ class Service:
         return self.base_url
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=60)
+        """A client whose every answer is checked against the API's OpenAPI document."""
+        return api_client(self.base_url, timeout=60)
 
     def worker_log(self) -> str:
         return "\n".join(p.log.read_text(errors="replace") for p in self.workers.values())

@@ -276,7 +276,8 @@ def test_openapi_lists_every_endpoint(stack: Any) -> None:
     ):
         assert path in spec["paths"], path
     body = spec["paths"]["/api/v1/lipsync/push"]["post"]["requestBody"]["content"]
-    form = body["multipart/form-data"]["schema"]["properties"]
+    ref = body["multipart/form-data"]["schema"]["$ref"]  # components/schemas/PushForm
+    form = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
     # each input is a file or a URL, the optional webhook; then one field per option
     from lipsync.options import public_specs
 

@@ -20,6 +20,7 @@ import redis
 
 from tests.app import service_harness as sh
 from tests.app.envelope import assert_error_envelope
+from tests.app.openapi_check import api_client
 from tests.app.service_harness import KEY_A, KEY_B, push
 
 P = "/api/v1/lipsync"
@@ -54,7 +55,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def client(svc: Any, key: str | None = KEY_A) -> httpx.Client:
     headers = {"X-API-Key": key} if key else {}
-    return httpx.Client(base_url=svc.base_url, headers=headers, timeout=30)
+    return api_client(svc.base_url, headers=headers, timeout=30)
 
 
 def new_job(

@@ -26,6 +26,7 @@ import redis
 
 from lipsync.client import Client, verify_webhook
 from tests.app import service_harness as sh
+from tests.app.openapi_check import api_client, document_of
 from tests.app.service_harness import push
 from tests.app.test_jobs_list_delete_e2e import mentions
 from tests.service.webhook_receiver import Receiver
@@ -123,6 +124,10 @@ def test_down_500_slow_then_200(svc: Any, media: dict[str, Path]) -> None:
 
     got = hook.received()
     assert [r.answer for r in got] == [500, None, 200], got  # exactly one 2xx delivery
+    document = document_of(svc.base_url)  # the payload is the document's webhooks.jobFinished
+    for request in got:
+        payload = document.check_webhook("jobFinished", request.headers, request.body)
+        assert payload["task_id"] == task
     for request in got:  # every attempt is signed, as a receiver checks it
         signature = request.headers["X-Lipsync-Signature"]
         assert docs_recipe()(SECRET, signature, request.body)["task_id"] == final["task_id"]
@@ -193,7 +198,7 @@ def test_push_refuses_bad_webhook_urls_and_the_client_sends_one(
     # a server without a secret refuses a push that asks for a webhook, with a stable code
     with (
         sh.service(redis_server, tmp_path, 13) as plain,
-        httpx.Client(base_url=plain.start_api(), timeout=30) as c,
+        api_client(plain.start_api(), timeout=30) as c,
     ):
         resp = push(c, media["speech"], media["astronaut"], webhook_url="https://example.com/")
         assert resp.status_code == 422
