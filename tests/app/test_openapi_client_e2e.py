@@ -178,6 +178,8 @@ def check_download(pkg: ModuleType, client: Any, job: Any, tmp: Path) -> None:
     part = download.sync_detailed(client=client, task_id=job.task_id, range_="bytes=100-299")
     assert part.status_code == 206
     assert isinstance(part.parsed, types.File) and part.parsed.payload.read() == data[100:300]
+    past = download.sync_detailed(client=client, task_id=job.task_id, range_=f"bytes={len(data)}-")
+    assert past.status_code == 416 and past.parsed == ""  # Content-Range checked by the checker
     by_name = download.sync(client=client, file_path=job.result.file)
     assert isinstance(by_name, types.File) and by_name.payload.read() == data
     # a generic binary client gets the same bytes labelled as it asked (both are declared)

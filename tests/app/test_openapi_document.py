@@ -160,6 +160,20 @@ def test_every_stage_the_code_writes_is_in_the_enum() -> None:
     assert written <= set(JobStage.__args__), written - set(JobStage.__args__)
 
 
+def test_every_way_a_shot_face_is_chosen_is_in_the_enum() -> None:
+    """ShotFace.chosen_by against the analysis that sets it (lipsync/face/analysis.py)."""
+    from service.status import ShotFace
+
+    text = (REPO / "lipsync" / "face" / "analysis.py").read_text()
+    body = text[text.index("def _choose(") :]
+    body = body[: body.index("\n    def ", 1)]
+    written = set(re.findall(r"ShotFace\(index, \"([a-z]+)\"", body))
+    written |= set(re.findall(r"\"([a-z]+)\"", body[body.index("how = ") :].splitlines()[0]))
+    assert {"none", "box", "speaker", "largest"} <= written  # the scan works
+    allowed = set(ShotFace.model_fields["chosen_by"].annotation.__args__)  # type: ignore[union-attr]
+    assert written <= allowed, written - allowed
+
+
 def test_push_form_rules(doc: dict[str, Any]) -> None:
     body = doc["paths"]["/api/v1/lipsync/push"]["post"]["requestBody"]
     media = body["content"]["multipart/form-data"]
