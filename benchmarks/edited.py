@@ -275,7 +275,8 @@ def occluder_mask(
     """Where the object of ``kind`` lies on a face with landmarks ``lm`` at time ``t`` (s
     into its span): a rounded bar over the lower lip and chin ("dark", "textured",
     "skin"), over one half of the mouth ("half") or the whole mouth ("full"), sliding a
-    little sideways as a hand or a microphone does."""
+    little sideways as a hand or a microphone does. "half" hides a little less than the
+    right half of the lips."""
     h, w = shape
     mouth_w = float(np.linalg.norm(lm[54] - lm[48]))
     sway = 0.1 if kind == "half" else 0.25
@@ -284,7 +285,7 @@ def occluder_mask(
     chin = float(lm[8, 1])
     mask = np.zeros((h, w), np.uint8)
     if kind == "half":
-        box = (cx, cy - 0.5 * mouth_w, cx + 0.9 * mouth_w, chin + 0.1 * mouth_w)
+        box = (cx + 0.12 * mouth_w, cy - 0.5 * mouth_w, cx + 0.9 * mouth_w, chin + 0.1 * mouth_w)
     elif kind == "full":
         box = (cx - 0.9 * mouth_w, cy - 0.45 * mouth_w, cx + 0.9 * mouth_w, chin + 0.1 * mouth_w)
     else:

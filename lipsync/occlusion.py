@@ -26,6 +26,7 @@ CHROMA_K = 4.0  # robust standard deviations of chroma beyond which a pixel is n
 LUMA_K = 3.5  # robust standard deviations of brightness beyond which: not this face
 OCCLUDED_KEEP = 0.6  # more of the lips hidden than this: the frame keeps its own pixels
 MIN_SAMPLES = 200
+WORK_MOUTH_PX = 40.0  # the mask is worked out where the mouth is about this wide
 
 
 @dataclass
@@ -209,20 +210,34 @@ class OcclusionMasker:
             return out
         crop = np.ascontiguousarray(rgb[by1:by2, bx1:bx2])
         local = (lm - np.array([bx1, by1], np.float32)).astype(np.float32)
-        regions = face_regions(local, crop.shape[:2])
-        ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+        # Worked out at a scale where the mouth is about WORK_MOUTH_PX wide, then scaled up.
+        mouth_w = float(np.linalg.norm(lm[54] - lm[48])) or 1.0
+        scale = min(1.0, WORK_MOUTH_PX / mouth_w)
+        small = crop
+        if scale < 1.0:
+            size = (max(4, round(crop.shape[1] * scale)), max(4, round(crop.shape[0] * scale)))
+            small = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA), np.uint8)
+        sx, sy = small.shape[1] / crop.shape[1], small.shape[0] / crop.shape[0]
+        lm_s = (local * np.array([sx, sy], np.float32)).astype(np.float32)
+        regions = face_regions(lm_s, small.shape[:2])
+        ycc = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb).astype(np.float32)
         # Neither this person's skin nor their lips. In and around the mouth such colours
         # are its own (teeth, tongue, the dark of the mouth), unless they join an object
         # found outside it: then the object reaches over the mouth.
         strange = model.skin.foreign(ycc) & model.lips.foreign(ycc)
         occ = strange & ~regions.mouth
-        reach = max(2, int(0.5 * float(np.linalg.norm(lm[54] - lm[48]))))
+        reach = max(2, int(0.5 * float(np.linalg.norm(lm_s[54] - lm_s[48]))))
         occ = _reach_into_mouth(occ, strange & regions.mouth, reach)
         outer = np.zeros(occ.shape, np.uint8)
-        cv2.fillPoly(outer, [np.round(local[48:60]).astype(np.int32)], 1)
+        cv2.fillPoly(outer, [np.round(lm_s[48:60]).astype(np.int32)], 1)
         self.hidden = float(occ[outer > 0].mean()) if outer.any() else 0.0
-        occ_u8 = self._clean(occ.astype(np.uint8), lm)
+        occ_u8 = self._clean(occ.astype(np.uint8), lm_s)
         soft = occ_u8.astype(np.float32)
+        if scale < 1.0:
+            soft = np.asarray(
+                cv2.resize(soft, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR),
+                np.float32,
+            )
         out[by1 - y1 : by2 - y1, bx1 - x1 : bx2 - x1] = soft
         out = self._steady(out, lm, shot, x1, y1)
         sigma = max(1.0, 0.015 * float(np.linalg.norm(lm[16] - lm[0])))
