@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a Debian/Ubuntu machine with Python 3.11+:
 # system packages (redis-server, espeak-ng, chromium; installed with apt when run as root), the
-# virtual environment .venv with every Python dependency, and the bundled demo samples.
+# virtual environment .venv with every Python dependency, MediaPipe's face-mesh model (the
+# commercially clean landmarks, from the mediapipe wheel on PyPI) and the bundled demo samples.
 # Safe to re-run: it only does what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   .venv/bin/python -m pip install -q --no-deps -e .
   touch "$stamp"
 fi
+
+# The face tracker's landmark model (Apache-2.0): models/mediapipe/face_landmark.tflite (or
+# under $LIPSYNC_MODELS_DIR), taken out of the pinned mediapipe wheel; git-ignored.
+bash scripts/mediapipe_models.sh
 
 if [ ! -f data/samples/astronaut.png ] || [ ! -f data/samples/speech_en.wav ]; then
   .venv/bin/python scripts/make_samples.py --out data/samples >/dev/null
