@@ -134,9 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    models = sub.add_parser("models", help="list supported weights files and what is present")
+    models = sub.add_parser(
+        "models",
+        help="list the bundled models and the supported weights files: licences, what is present",
+    )
     models.add_argument("--models-dir", type=Path)
-    models.add_argument("--json", action="store_true")
+    models.add_argument(
+        "--json",
+        action="store_true",
+        help="print {commercial_only, bundled, files} as JSON (files: state, hash, licence)",
+    )
 
     probe = sub.add_parser("probe", help="inspect a media file the way a job would")
     probe.add_argument("path", type=Path)
@@ -250,16 +257,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from lipsync.licences import commercial_only_from_env, format_bundled, report
     from lipsync.models import format_models_table, list_models
     from lipsync.options import default_models_dir
 
-    statuses = list_models(args.models_dir or default_models_dir())
+    models_dir = args.models_dir or default_models_dir()
+    statuses = list_models(models_dir)
+    mode = commercial_only_from_env()
     if args.json:
         from dataclasses import asdict
 
-        print(json.dumps([asdict(s) for s in statuses], indent=2, default=str))
-    else:
-        print(format_models_table(statuses))
+        licences = report(models_dir, mode)
+        files = [
+            {**asdict(s), "state": s.state, "commercial_use": lic["commercial_use"]}
+            for s, lic in zip(statuses, licences["optional"], strict=True)
+        ]
+        data = {"commercial_only": mode, "bundled": licences["bundled"], "files": files}
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    print("Bundled models (installed with the packages or by scripts/bootstrap.sh):")
+    print(format_bundled(models_dir))
+    print()
+    print(f"Optional weights in {models_dir}/:")
+    print(format_models_table(statuses))
+    print()
+    print(
+        f"commercial-only mode: {'on' if mode else 'off'} "
+        "(LIPSYNC_COMMERCIAL_ONLY=1 or --commercial-only refuses components marked NO)"
+    )
     return 0
 
 

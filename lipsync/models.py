@@ -36,6 +36,10 @@ class ModelFile:
     source: str  # where users get it
     size_bytes: int | None = None  # approximate, a hint for users and progress bars
     optional: bool = True
+    # Commercial use: True allowed, False excluded (refused in commercial-only mode, see
+    # lipsync.licences), None not settled (the model's or its training data's terms need
+    # checking upstream).
+    commercial: bool | None = None
 
 
 MODEL_FILES: tuple[ModelFile, ...] = (
@@ -45,6 +49,7 @@ MODEL_FILES: tuple[ModelFile, ...] = (
         used_by="engine wav2lip (preferred checkpoint)",
         sha256=None,
         licence=WAV2LIP_LICENCE,
+        commercial=False,
         source="https://github.com/Rudrabha/Wav2Lip#getting-the-weights",
         size_bytes=435_800_000,
     ),
@@ -56,6 +61,7 @@ MODEL_FILES: tuple[ModelFile, ...] = (
         # a copy of the Wav2Lip release.
         sha256="b78b681b68ad9fe6c6fb1debc6ff43ad05834a8af8a62ffc4167b7b34ef63c37",
         licence=WAV2LIP_LICENCE,
+        commercial=False,
         source="https://github.com/Rudrabha/Wav2Lip#getting-the-weights "
         "(also huggingface.co/vinthony/SadTalker)",
         size_bytes=435_800_000,
@@ -66,6 +72,7 @@ MODEL_FILES: tuple[ModelFile, ...] = (
         used_by="engine wav2lip-onnx",
         sha256=None,
         licence=WAV2LIP_LICENCE,
+        commercial=False,
         source="https://github.com/facefusion/facefusion-assets/releases/download/"
         "models-3.0.0/wav2lip_96.onnx",
         size_bytes=145_000_000,
@@ -76,6 +83,7 @@ MODEL_FILES: tuple[ModelFile, ...] = (
         used_by="engine wav2lip-onnx (preferred)",
         sha256=None,
         licence=WAV2LIP_LICENCE,
+        commercial=False,
         source="https://github.com/facefusion/facefusion-assets/releases/download/"
         "models-3.0.0/wav2lip_gan_96.onnx",
         size_bytes=145_000_000,
@@ -97,6 +105,7 @@ MODEL_FILES: tuple[ModelFile, ...] = (
         used_by="enhancer onnx:models/codeformer.onnx",
         sha256=None,
         licence="S-Lab License 1.0: non-commercial use only",
+        commercial=False,
         source="https://github.com/facefusion/facefusion-assets/releases/download/"
         "models-3.0.0/codeformer.onnx",
         size_bytes=377_000_000,
@@ -180,7 +189,10 @@ def _musetalk(
     source: str,
     size: int | None = None,
 ) -> ModelFile:
-    return ModelFile(name, filename, used_by, sha256, licence, source, size)
+    # MuseTalk's weights, the VAE and whisper allow commercial use; the face parser's
+    # training images (CelebAMask-HQ) are for non-commercial research: not settled.
+    commercial = None if licence == PARSER_LICENCE else True
+    return ModelFile(name, filename, used_by, sha256, licence, source, size, commercial=commercial)
 
 
 # MuseTalk 1.5 keeps the published directory layout: the file names are paths under models/.
@@ -262,7 +274,25 @@ MUSETALK_FILES: tuple[ModelFile, ...] = (
     ),
 )
 
-MODEL_FILES = MODEL_FILES + MUSETALK_FILES
+# The clean landmark model (lipsync.face.landmarks): taken out of the mediapipe wheel by
+# scripts/bootstrap.sh, so it is normally present; listed here to be verified like the rest.
+MEDIAPIPE_FILES: tuple[ModelFile, ...] = (
+    ModelFile(
+        name="MediaPipe face mesh",
+        filename="mediapipe/face_landmark.tflite",
+        used_by="landmarks mediapipe (the face tracker's 68 points)",
+        # SHA-256 of mediapipe/modules/face_landmark/face_landmark.tflite in
+        # mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl (PyPI).
+        sha256="1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
+        licence="Apache-2.0 (google/mediapipe)",
+        source="scripts/bootstrap.sh: from the mediapipe 0.10.21 wheel on PyPI "
+        "(mediapipe/modules/face_landmark/face_landmark.tflite)",
+        size_bytes=1_242_398,
+        commercial=True,
+    ),
+)
+
+MODEL_FILES = MODEL_FILES + MUSETALK_FILES + MEDIAPIPE_FILES
 
 MODELS_BY_FILENAME: dict[str, ModelFile] = {m.filename: m for m in MODEL_FILES}
 
@@ -289,6 +319,9 @@ class ModelStatus:
         if self.model.sha256 is None:
             return "present (not pinned)"
         return "present"
+
+
+COMMERCIAL_TEXT: dict[bool | None, str] = {True: "yes", False: "NO", None: "check"}
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -330,9 +363,10 @@ def _hash_cell(status: ModelStatus) -> str:
 
 
 def format_models_table(statuses: Iterable[ModelStatus]) -> str:
-    """A plain-text table: file, state, size, sha256 (short), used by, licence."""
+    """A plain-text table: file, state, size, sha256 (short), used by, commercial use
+    (yes / NO / check), licence."""
     statuses = list(statuses)
-    header = ("file", "state", "size", "sha256", "used by", "licence")
+    header = ("file", "state", "size", "sha256", "used by", "commercial", "licence")
     rows = [
         (
             s.model.filename,
@@ -340,6 +374,7 @@ def format_models_table(statuses: Iterable[ModelStatus]) -> str:
             _size(s.size_bytes) if s.present else f"~{_size(s.model.size_bytes)}",
             _hash_cell(s),
             s.model.used_by,
+            COMMERCIAL_TEXT[s.model.commercial],
             s.model.licence,
         )
         for s in statuses

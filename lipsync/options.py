@@ -78,6 +78,18 @@ def _detectors() -> dict[str, str]:
     return dict(DETECTORS)
 
 
+def _landmarkers() -> dict[str, str]:
+    from lipsync.face.landmarks import LANDMARKERS
+
+    return dict(LANDMARKERS)
+
+
+def _commercial_only() -> bool:
+    from lipsync.licences import commercial_only_from_env
+
+    return commercial_only_from_env()
+
+
 def _devices() -> dict[str, str]:
     from lipsync.device import DEVICES
 
@@ -216,6 +228,21 @@ class RunOptions:
         public=True,
         advanced=True,
     )
+    landmarks: str = option(
+        "mediapipe",
+        help="face landmark model (mediapipe: Apache-2.0, commercially clean; dlib68: trained "
+        "on iBUG 300-W, not for commercial use)",
+        label="Landmark model",
+        choices=_landmarkers,
+        public=True,
+        advanced=True,
+    )
+    commercial_only: bool = option(
+        default_factory=_commercial_only,
+        help="refuse every component whose licence excludes commercial use (the 68-point "
+        "landmarks, Wav2Lip, CodeFormer, ...) with error licence_restricted (default: "
+        "$LIPSYNC_COMMERCIAL_ONLY)",
+    )
     device: str = option("auto", help="where model engines run", choices=_devices)
     batch_size: int = option(
         16,
@@ -325,6 +352,10 @@ class RunOptions:
             if checked is not value:
                 object.__setattr__(self, spec.name, checked)
         check_groups({s.name: getattr(self, s.name) for s in option_specs()})
+        if self.commercial_only:
+            from lipsync.licences import check_options
+
+            check_options(self)
         if self.box is not None and (self.box[0] >= self.box[1] or self.box[2] >= self.box[3]):
             raise InvalidOption(
                 "box is Y1 Y2 X1 X2 in pixels with Y1 < Y2 and X1 < X2", field="box"
