@@ -38,6 +38,11 @@ overlay on a real frame (docs/QUALITY.md, "Landmark models"):
 * nose 27-35, eyes 36-47: the matching mesh points (27 and 29: midpoints of two);
 * lips 48-67: the mesh's lip contours at the corners, centres and the points between,
   the inner-lip centres 62/66 being mesh 13/14 (the gap the engines read).
+
+The mesh's inner lips do not quite meet on a closed mouth (its gap reads 0.03-0.06 eye
+distances there, dlib68's 0-0.04): lowering every gap by 0.03 agreed better with dlib68's
+closed frames but left fewer closed mouths in pauses end to end (docs/QUALITY.md), so the
+gap is the mesh's own.
 """
 
 from __future__ import annotations
@@ -74,11 +79,6 @@ MESH_INPUT = 192
 BOX_TO_ROI = {"side": 1.75, "dx": 0.0, "dy": 0.0}
 ROI_SCALE = 1.5  # MediaPipe's face-landmark ROI: 1.5 x the mesh's extent, square
 REUSE_IOU = 0.9  # a box this close to the previous one reuses the previous ROI
-# The mesh's inner lips never quite meet: on the shared clips its inner-lip gap reads about
-# 0.03-0.06 interocular distances on a closed mouth (the 5th percentile per clip) and the
-# intercept of its gap against dlib68's is 0.03 (median over the clips). The gaps are
-# lowered by this much (not below 0), so a closed mouth reads closed.
-GAP_BIAS = 0.03
 
 # -- the 468 -> 68 mapping -----------------------------------------------------------------
 # Face oval halves (image left, i.e. the subject's right, first), from the tragus level to
@@ -169,34 +169,14 @@ def _resample(points: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.float64
 # MESH_TO_IBUG as two index columns (a point given once is averaged with itself).
 _TARGETS = np.array(sorted(MESH_TO_IBUG), np.intp)
 _SOURCES = np.array([(*MESH_TO_IBUG[i], *MESH_TO_IBUG[i])[:2] for i in _TARGETS], np.intp)
-_INNER_UPPER = np.array([61, 62, 63], np.intp)
-_INNER_LOWER = np.array([67, 66, 65], np.intp)
-
-
-def seal_inner_lips(lm: FloatArray, bias: float = GAP_BIAS) -> FloatArray:
-    """Close the mesh's inner-lip gaps (61/67, 62/66, 63/65) by ``bias`` interocular
-    distances along the face's down axis, not below 0 (each lip moves half way)."""
-    from lipsync.face.geometry import face_axes
-
-    _, down, iod = face_axes(lm)
-    gaps = (lm[_INNER_LOWER] - lm[_INNER_UPPER]) @ down
-    shut = np.minimum(np.maximum(gaps, 0.0), bias * iod)
-    out = lm.copy()
-    out[_INNER_UPPER] += (shut / 2)[:, None] * down
-    out[_INNER_LOWER] -= (shut / 2)[:, None] * down
-    return out
-
-
-def mesh_to_ibug(mesh: npt.NDArray[np.floating[Any]], seal: bool = True) -> FloatArray:
-    """(468, 2+) face-mesh points -> (68, 2) points in the iBUG 68-point layout
-    (``seal``: with :func:`seal_inner_lips`)."""
+def mesh_to_ibug(mesh: npt.NDArray[np.floating[Any]]) -> FloatArray:
+    """(468, 2+) face-mesh points -> (68, 2) points in the iBUG 68-point layout."""
     pts = np.asarray(mesh, np.float64)[:, :2]
     out = np.empty((68, 2), np.float64)
     out[0:9] = _resample(pts[list(_OVAL_RIGHT)], 9)
     out[8:17] = _resample(pts[list(_OVAL_LEFT)], 9)
     out[_TARGETS] = (pts[_SOURCES[:, 0]] + pts[_SOURCES[:, 1]]) / 2
-    lm = out.astype(np.float32)
-    return seal_inner_lips(lm) if seal else lm
+    return out.astype(np.float32)
 
 
 # -- regions of interest -------------------------------------------------------------------
