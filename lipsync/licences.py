@@ -299,6 +299,18 @@ def check_options(options: RunOptions) -> None:
 _CHECKED = ("landmarks", "engine", "enhancer", "checkpoint")
 
 
+def notices(options: RunOptions) -> list[str]:
+    """One line per chosen component whose licence excludes commercial use, for a job to
+    print or log when it uses one (e.g. ``--landmarks dlib68``); empty on the clean path."""
+    lines = []
+    for option, refused in RESTRICTED_CHOICES.items():
+        value = getattr(options, option, None)
+        if isinstance(value, str) and value in refused:
+            name, licence = _describe(refused[value])
+            lines.append(f"{option} {value}: {name} is not for commercial use ({licence})")
+    return lines
+
+
 def report(models_dir: Path | None = None, commercial_only: bool | None = None) -> dict[str, Any]:
     """What ``lipsync models --json`` and ``GET /api/v1/lipsync/licences`` show: the mode,
     the bundled models and the optional weights' licences (no hashing)."""

@@ -116,6 +116,14 @@ def test_commercial_only_allows_the_default_path_and_reads_the_environment(
     check_commercial_use({"engine": "retrieval", "enhancer": "classical"})
 
 
+def test_notices_name_the_restricted_choice() -> None:
+    from lipsync.licences import notices
+
+    assert notices(RunOptions()) == []
+    (line,) = notices(RunOptions(landmarks="dlib68"))
+    assert line.startswith("landmarks dlib68: ") and "iBUG 300-W" in line
+
+
 def test_every_non_commercial_registry_file_is_refused_by_name() -> None:
     flagged = [m for m in MODELS_BY_FILENAME.values() if m.commercial is False]
     assert {m.filename for m in flagged} >= {"codeformer.onnx", "wav2lip.pth"}
