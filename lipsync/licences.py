@@ -175,7 +175,7 @@ BUNDLED: tuple[Component, ...] = (
         name="dlib face recognition ResNet v1",
         file="dlib_face_recognition_resnet_model_v1.dat",
         package=_FRM,
-        used_for="face descriptors: grouping faces by identity in the face tracker",
+        used_for="face descriptors: grouping faces by identity (lipsync/face/identity.py)",
         licence="public domain (Davis King)",
         commercial=True,
         source=f"{DLIB_MODELS_README}, dlib_face_recognition_resnet_model_v1.dat.bz2",
@@ -312,7 +312,7 @@ def notices(options: RunOptions) -> list[str]:
 
 
 def report(models_dir: Path | None = None, commercial_only: bool | None = None) -> dict[str, Any]:
-    """What ``lipsync models --json`` and ``GET /api/v1/lipsync/licences`` show: the mode,
+    """What ``lipsync models --json`` and ``GET /api/v1/lipsync/options`` show: the mode,
     the bundled models and the optional weights' licences (no hashing)."""
     from lipsync.models import MODEL_FILES
 

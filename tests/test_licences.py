@@ -151,7 +151,7 @@ def test_cli_refuses_before_reading_any_input(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_service_routes_report_the_mode_and_the_licences(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_options_route_reports_the_mode_and_the_licences(monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
@@ -177,13 +177,13 @@ def test_service_routes_report_the_mode_and_the_licences(monkeypatch: pytest.Mon
     assert choices("landmarks") == {"mediapipe"}
     assert "wav2lip" not in choices("engine") and "retrieval" in choices("engine")
 
-    body = client.get("/api/v1/lipsync/licences").json()
-    assert body["commercial_only"] is True
+    body = client.get("/api/v1/lipsync/options").json()["licences"]
     expected = report(commercial_only=True)
     assert [b["key"] for b in body["bundled"]] == [b["key"] for b in expected["bundled"]]
     assert [o["file"] for o in body["optional"]] == [o["file"] for o in expected["optional"]]
     bundled = {b["key"]: b for b in body["bundled"]}
     assert bundled["dlib-shape-predictor-68"]["commercial"] is False
+    assert "Stefanos Zafeiriou" in bundled["dlib-shape-predictor-68"]["note"]
     assert bundled["mediapipe-face-mesh"]["licence"] == "Apache-2.0"
 
 

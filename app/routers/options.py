@@ -1,6 +1,6 @@
 """The options a push may set (``GET /api/v1/lipsync/options``), as declared once in
 :mod:`lipsync.options`, with this server's defaults: what the web page builds its form from;
-and the licences of the models this server loads (``GET /api/v1/lipsync/licences``)."""
+with the licences of the models this server loads and whether it is in commercial-only mode."""
 
 from __future__ import annotations
 
@@ -42,34 +42,6 @@ _EXAMPLE = {
 }
 
 
-class ServerOptions(OptionsResponse):
-    commercial_only: bool = Field(
-        default=False,
-        description="LIPSYNC_COMMERCIAL_ONLY: choices that load a component whose licence "
-        "excludes commercial use are left out here and refused at the push (422, "
-        "licence_restricted)",
-    )
-
-
-@router.get("/options", response_model=ServerOptions, responses={200: json_example(_EXAMPLE)})
-async def list_options(settings: SettingsDep) -> ServerOptions:
-    """Every option a push may send as a form field: type, choices or range, default, help,
-    and the engines that read it; whether the server is in commercial-only mode. No key
-    needed: it describes the server, not a job."""
-    defaults = server_defaults(settings)
-    commercial_only = commercial_only_from_env()
-    infos = []
-    for spec in public_specs():
-        info = spec.describe()
-        if spec.name in defaults:
-            info["default"] = defaults[spec.name]
-        refused = restricted_values(spec.name) if commercial_only else set()
-        if refused and info["choices"]:
-            info["choices"] = [c for c in info["choices"] if c["value"] not in refused]
-        infos.append(OptionInfo.model_validate(info))
-    return ServerOptions(options=infos, commercial_only=commercial_only)
-
-
 class BundledModel(BaseModel):
     key: str
     name: str
@@ -92,15 +64,46 @@ class OptionalModel(BaseModel):
     commercial_use: str
 
 
-class LicencesResponse(BaseModel):
-    commercial_only: bool
+class Licences(BaseModel):
     bundled: list[BundledModel] = Field(description="the models the default path loads")
     optional: list[OptionalModel] = Field(description="weights a server may add in models/")
 
 
-@router.get("/licences", response_model=LicencesResponse)
-async def list_licences() -> LicencesResponse:
-    """Every model file this service may load, with its licence, whether commercial use is
-    allowed and the source of that statement; and whether commercial-only mode is on. No key
-    needed."""
-    return LicencesResponse.model_validate(report(commercial_only=commercial_only_from_env()))
+class ServerOptions(OptionsResponse):
+    commercial_only: bool = Field(
+        default=False,
+        description="LIPSYNC_COMMERCIAL_ONLY: choices that load a component whose licence "
+        "excludes commercial use are left out here and refused at the push (422, "
+        "licence_restricted)",
+    )
+    licences: Licences | None = Field(
+        default=None,
+        description="every model file this server may load: licence, whether commercial use "
+        "is allowed and the source of that statement",
+    )
+
+
+@router.get("/options", response_model=ServerOptions, responses={200: json_example(_EXAMPLE)})
+async def list_options(settings: SettingsDep) -> ServerOptions:
+    """Every option a push may send as a form field: type, choices or range, default, help,
+    and the engines that read it; whether the server is in commercial-only mode and the
+    licences of the models it loads. No key needed: it describes the server, not a job."""
+    defaults = server_defaults(settings)
+    commercial_only = commercial_only_from_env()
+    infos = []
+    for spec in public_specs():
+        info = spec.describe()
+        if spec.name in defaults:
+            info["default"] = defaults[spec.name]
+        refused = restricted_values(spec.name) if commercial_only else set()
+        if refused and info["choices"]:
+            info["choices"] = [c for c in info["choices"] if c["value"] not in refused]
+        infos.append(OptionInfo.model_validate(info))
+    licences = report(commercial_only=commercial_only)
+    return ServerOptions(
+        options=infos,
+        commercial_only=commercial_only,
+        licences=Licences.model_validate(
+            {"bundled": licences["bundled"], "optional": licences["optional"]}
+        ),
+    )
