@@ -293,7 +293,9 @@ def check_commercial_use(values: Mapping[str, Any]) -> None:
 def check_options(options: RunOptions) -> None:
     """:func:`check_commercial_use` on a job's options, when they ask for commercial-only."""
     if options.commercial_only:
-        check_commercial_use({k: getattr(options, k, None) for k in _CHECKED})
+        values = {k: getattr(options, k, None) for k in _CHECKED}
+        values["landmarks"] = options.landmark_model
+        check_commercial_use(values)
 
 
 _CHECKED = ("landmarks", "engine", "enhancer", "checkpoint")
@@ -304,7 +306,7 @@ def notices(options: RunOptions) -> list[str]:
     print or log when it uses one (e.g. ``--landmarks dlib68``); empty on the clean path."""
     lines = []
     for option, refused in RESTRICTED_CHOICES.items():
-        value = getattr(options, option, None)
+        value = options.landmark_model if option == "landmarks" else getattr(options, option, None)
         if isinstance(value, str) and value in refused:
             name, licence = _describe(refused[value])
             lines.append(f"{option} {value}: {name} is not for commercial use ({licence})")

@@ -228,10 +228,11 @@ class RunOptions:
         public=True,
         advanced=True,
     )
-    landmarks: str = option(
-        "mediapipe",
-        help="face landmark model (mediapipe: Apache-2.0, commercially clean; dlib68: trained "
-        "on iBUG 300-W, not for commercial use)",
+    landmarks: str | None = option(
+        None,
+        help="face landmark model (default: dlib68, or mediapipe in commercial-only mode; "
+        "mediapipe: Apache-2.0, commercially clean; dlib68: trained on iBUG 300-W, not for "
+        "commercial use)",
         label="Landmark model",
         choices=_landmarkers,
         public=True,
@@ -344,6 +345,14 @@ class RunOptions:
         metavar="DIR",
     )
     limits: MediaLimits = field(default_factory=MediaLimits)
+
+    @property
+    def landmark_model(self) -> str:
+        """The landmark model a job uses: the one asked for, else dlib68 (the measured
+        default), or mediapipe in commercial-only mode."""
+        if self.landmarks is not None:
+            return self.landmarks
+        return "mediapipe" if self.commercial_only else "dlib68"
 
     def __post_init__(self) -> None:
         for spec in option_specs():

@@ -21,6 +21,7 @@ from lipsync.enhance import create_enhancer
 from lipsync.enhance.base import Enhancer
 from lipsync.errors import Canceled, CorruptMedia, InvalidOption, NoFace, OutputError
 from lipsync.face.analysis import FaceAnalyser, FaceAnalysis, FaceSetup
+from lipsync.face.landmarks import Landmarker
 from lipsync.face.tracker import BoxDetector, smooth_landmarks
 from lipsync.media.audio import check_not_silent, load_audio, mux_rate, to_mono
 from lipsync.media.decode import DecodedFrame, fit_size, iter_frames, read_image
@@ -78,6 +79,7 @@ class _Inputs:
     detector: BoxDetector | None
     fps: Fraction
     own_audio: npt.NDArray[np.float32] | None = None  # the video's own track, once loaded
+    landmarker: Landmarker | None = None  # None: dlib's 68-point predictor
 
 
 @dataclass
@@ -136,6 +138,20 @@ class Pipeline:
 
         return create_detector(o.detector, o.models_dir, o.device)
 
+    def _landmarker(self) -> Landmarker | None:
+        """The 68-point landmark model; None: dlib's (the tracker's own, with its detector).
+        A job that uses a component not for commercial use logs which (licences.notices)."""
+        from lipsync.licences import notices
+
+        for line in notices(self.options):
+            log.warning("licence: %s", line)
+        name = self.options.landmark_model
+        if name == "dlib68":
+            return None
+        from lipsync.face.landmarks import create_landmarker
+
+        return create_landmarker(name, self.options.models_dir)
+
     def run(
         self,
         video: Path,
@@ -178,13 +194,14 @@ class Pipeline:
             enhancer = create_enhancer(o.enhancer, device=o.device)
             engine = self._engine()
             detector = self._detector()
+            landmarker = self._landmarker()
         job.check_cancel()
         fps = (
             Fraction(o.fps).limit_denominator(1001)
             if vinfo.is_image
             else Fraction(vinfo.video.fps_num, vinfo.video.fps_den)
         )
-        return _Inputs(vinfo, ainfo, engine, enhancer, detector, fps)
+        return _Inputs(vinfo, ainfo, engine, enhancer, detector, fps, landmarker=landmarker)
 
     def _load_speech(self, job: _Job, inputs: _Inputs) -> _Speech:
         """2. Audio: 16 kHz mono for the engine, the source rate for the output track."""
@@ -436,6 +453,7 @@ def analyse_faces(
         identities=not vinfo.is_image,
         stage=job.timer.stage,
         occlusion=options.occlusion == "auto",
+        landmarker=inputs.landmarker,
     )
     size = geometry.decode_size
     if vinfo.is_image:

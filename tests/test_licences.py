@@ -109,7 +109,7 @@ def test_commercial_only_allows_the_default_path_and_reads_the_environment(
     assert RunOptions().commercial_only is False
     monkeypatch.setenv(COMMERCIAL_ONLY_ENV, "1")
     options = RunOptions()
-    assert options.commercial_only is True and options.landmarks == "mediapipe"
+    assert options.commercial_only is True and options.landmark_model == "mediapipe"
     RunOptions(enhancer="onnx:models/GFPGANv1.4.onnx")  # not settled: allowed, marked "check"
     with pytest.raises(LicenceRestricted):
         RunOptions(landmarks="dlib68")
@@ -119,9 +119,11 @@ def test_commercial_only_allows_the_default_path_and_reads_the_environment(
 def test_notices_name_the_restricted_choice() -> None:
     from lipsync.licences import notices
 
-    assert notices(RunOptions()) == []
-    (line,) = notices(RunOptions(landmarks="dlib68"))
+    # The default path (dlib68 unless commercial-only) says so; the clean path says nothing.
+    (line,) = notices(RunOptions())
     assert line.startswith("landmarks dlib68: ") and "iBUG 300-W" in line
+    assert notices(RunOptions(landmarks="mediapipe")) == []
+    assert RunOptions(landmarks="dlib68").landmark_model == "dlib68"
 
 
 def test_every_non_commercial_registry_file_is_refused_by_name() -> None:
@@ -201,13 +203,6 @@ def test_push_options_are_refused_with_the_licence_code(monkeypatch: pytest.Monk
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
-@pytest.mark.xfail(
-    strict=True,
-    reason="the face tracker still builds DlibFaces (the 68-point model) whatever "
-    "options.landmarks says; remove this mark when it takes its landmarks from "
-    "lipsync.face.landmarks.create_landmarker(options.landmarks, ...) and its boxes from "
-    "lipsync.face.hog.HogDetector",
-)
 def test_commercial_only_run_never_opens_a_restricted_file(
     tmp_path: Path, portrait_video: Path, speech_wav: Path
 ) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lipsync.face.identity import EMBED_AT, SAME_PERSON, embed, group_people
+from lipsync.face.landmarks import Landmarker
 from lipsync.face.shots import Shot, ShotDetector, shot_ids, shots_from_cuts
 from lipsync.face.tracker import BoxDetector, FaceChoice, FaceTracker
 from lipsync.media.decode import DecodedFrame, i420_crop_rgb
@@ -150,6 +151,7 @@ class FaceAnalyser:
         identities: bool = True,
         stage: Callable[[str], AbstractContextManager[Any]] | None = None,
         occlusion: bool = True,
+        landmarker: Landmarker | None = None,
     ) -> None:
         """``stage(name)``: a context that times its block under ``name`` ("shots" for the
         cut detector, "detect" for the faces, "identity" for the embeddings)."""
@@ -160,6 +162,7 @@ class FaceAnalyser:
         self.identities = identities
         self.stage = stage or (lambda _name: nullcontext())
         self.occlusion = occlusion
+        self.landmarker = landmarker
         self._occlusion: dict[int, OcclusionModel] = {}
         self._covered: set[int] = set()
         self._rng = np.random.default_rng(0)
@@ -261,7 +264,9 @@ class FaceAnalyser:
 
     def _new_tracker(self, choice: FaceChoice) -> FaceTracker:
         fixed = self.setup.fixed_box
-        return FaceTracker(choice, fixed_box=fixed, detector=self.detector)
+        return FaceTracker(
+            choice, fixed_box=fixed, detector=self.detector, landmarker=self.landmarker
+        )
 
     def _start_candidates(self, shot: _ShotState, gray: npt.NDArray[np.uint8]) -> None:
         """The shot's first frame: one tracker for the chosen face, or one per face when

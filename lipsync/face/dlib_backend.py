@@ -41,6 +41,7 @@ def _models() -> tuple[Any, Any]:
 class DlibFaces:
     """Detection boxes and landmarks on grayscale uint8 images."""
 
+    name = "dlib68"
     max_upsample = 1  # one upsampled retry finds faces down to ~40 px
 
     def __init__(self) -> None:

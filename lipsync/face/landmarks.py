@@ -169,6 +169,8 @@ def _resample(points: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.float64
 # MESH_TO_IBUG as two index columns (a point given once is averaged with itself).
 _TARGETS = np.array(sorted(MESH_TO_IBUG), np.intp)
 _SOURCES = np.array([(*MESH_TO_IBUG[i], *MESH_TO_IBUG[i])[:2] for i in _TARGETS], np.intp)
+
+
 def mesh_to_ibug(mesh: npt.NDArray[np.floating[Any]]) -> FloatArray:
     """(468, 2+) face-mesh points -> (68, 2) points in the iBUG 68-point layout."""
     pts = np.asarray(mesh, np.float64)[:, :2]

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from lipsync.face.dlib_backend import DlibFaces
 from lipsync.face.geometry import detector_like_box, landmark_box
+from lipsync.face.landmarks import Landmarker
 from lipsync.types import RGBImage
 
 BoxF = tuple[float, float, float, float]
@@ -72,12 +73,21 @@ class FaceTracker:
         detect_pixels: int = 640 * 480,
         fixed_box: tuple[int, int, int, int] | None = None,
         detector: BoxDetector | None = None,
+        landmarker: Landmarker | None = None,
     ) -> None:
         """``fixed_box`` (x1, y1, x2, y2): the face is there in every frame; no detection,
         landmarks are read inside it (Wav2Lip's ``--box``). ``detector``: where face boxes
-        come from (default dlib's HOG detector); landmarks always come from dlib."""
-        self.faces = DlibFaces()
-        self.detector: BoxDetector = detector or self.faces
+        come from (default dlib's HOG detector); ``landmarker``: the 68-point model
+        (default dlib's shape predictor; see :mod:`lipsync.face.landmarks`)."""
+        if landmarker is None:
+            dlib_faces = DlibFaces()
+            self.faces: Landmarker = dlib_faces
+            self.detector: BoxDetector = detector or dlib_faces
+        else:
+            from lipsync.face.hog import HogDetector
+
+            self.faces = landmarker
+            self.detector = detector or HogDetector()
         self.fixed_box: BoxF | None = (
             tuple(float(v) for v in fixed_box) if fixed_box else None  # type: ignore[assignment]
         )
