@@ -31,6 +31,11 @@ HTTP_ERROR_CODES: dict[str, tuple[int, str]] = {
     "unsupported_media": (415, "not an allowed audio/video/image file"),
     "invalid_request": (422, "a parameter or body field is missing or of the wrong type"),
     "invalid_option": (422, "a push option with a bad value or an unknown option"),
+    "licence_restricted": (
+        422,
+        "commercial-only mode, and a push option chooses a component whose licence excludes "
+        "commercial use",
+    ),
     "invalid_upload": (422, "a malformed multipart body"),
     "missing_field": (422, "the audio or video file (or its URL) is missing"),
     "conflicting_fields": (422, "both a file and a URL for the same input"),

@@ -232,7 +232,7 @@ def _asked(extras: tuple[str, ...]) -> list[Requirement]:
 def _pip_installs(path: str) -> list[str]:
     """The arguments of every `pip install` a Dockerfile's RUN steps or a script make, in order."""
     if path.startswith("Dockerfile"):
-        text = " ".join(rest for instr, rest in _dockerfile(path) if instr == "RUN")
+        text = " ; ".join(rest for instr, rest in _dockerfile(path) if instr == "RUN")
     else:
         lines = (REPO / path).read_text().splitlines()
         text = " ; ".join(ln for ln in lines if not ln.lstrip().startswith("#"))
