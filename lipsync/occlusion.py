@@ -143,6 +143,7 @@ class Regions:
     lips: npt.NDArray[np.bool_]
     inner: npt.NDArray[np.bool_]
     mouth: npt.NDArray[np.bool_]  # the lips and their opening, grown a little
+    scope: npt.NDArray[np.bool_]  # the lower face as the compositor's mask reaches it
 
 
 def face_regions(lm: F32, shape: tuple[int, int]) -> Regions:
@@ -162,11 +163,14 @@ def face_regions(lm: F32, shape: tuple[int, int]) -> Regions:
     opening = np.asarray(cv2.dilate(inner, ring), np.uint8) & outer
     # The lips' own edge pixels are mixed with skin: neither model learns them.
     core = cv2.erode(outer, np.ones((3, 3), np.uint8))
+    scope = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(scope, [np.round(lower_face_polygon(lm)).astype(np.int32)], 1)
     return Regions(
         skin=(lower > 0) & (near_lips == 0),
         lips=(core > 0) & (opening == 0),
         inner=opening > 0,
         mouth=near_lips > 0,
+        scope=scope > 0,
     )
 
 
@@ -224,7 +228,8 @@ class OcclusionMasker:
         # Neither this person's skin nor their lips. In and around the mouth such colours
         # are its own (teeth, tongue, the dark of the mouth), unless they join an object
         # found outside it: then the object reaches over the mouth.
-        strange = model.skin.foreign(ycc) & model.lips.foreign(ycc)
+        # Only the mouth region is judged (a patch may reach further: Wav2Lip's --box).
+        strange = model.skin.foreign(ycc) & model.lips.foreign(ycc) & regions.scope
         occ = strange & ~regions.mouth
         reach = max(2, int(0.5 * float(np.linalg.norm(lm_s[54] - lm_s[48]))))
         occ = _reach_into_mouth(occ, strange & regions.mouth, reach)
