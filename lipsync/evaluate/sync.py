@@ -34,6 +34,7 @@ speech than for every copy shifted by 3 or more frames (tests/evaluate/test_shar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -41,6 +42,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import butter, sosfiltfilt
+
+from lipsync.evaluate.cancel import CancelPoll
 
 SR = 16000
 ENV_BAND = (800.0, 3000.0)
@@ -239,9 +242,13 @@ def calibrated_sync(
     mel: npt.NDArray[np.float64],
     fps: float,
     max_lag: int = CAL_MAX_LAG,
+    *,
+    should_cancel: Callable[[], bool] | None = None,
 ) -> CalibratedSync | None:
     """Score each lag by how well this video's own speech predicts its mouth (held out);
-    ``mouth`` from :func:`mouth_features`, ``mel`` from :func:`frame_log_mel`."""
+    ``mouth`` from :func:`mouth_features`, ``mel`` from :func:`frame_log_mel`;
+    ``should_cancel`` is polled at each lag (:class:`lipsync.errors.Canceled`)."""
+    poll = CancelPoll(should_cancel)
     n = min(mouth.shape[0], mel.shape[0])
     mouth, audio = mouth[:n], _with_context(mel[:n], CAL_CONTEXT)
     audio[np.isnan(mel[:n]).any(axis=1)] = np.nan  # no speech there: no pair
@@ -249,6 +256,7 @@ def calibrated_sync(
     scores: dict[int, float] = {}
     used = 0
     for lag in range(-max_lag, max_lag + 1):
+        poll()
         src = frames - lag  # video frame i is paired with speech frame i - lag
         inside = (src >= 0) & (src < n)
         vi, ai = frames[inside], src[inside]
@@ -280,9 +288,14 @@ def measure_sync(
     pixels: npt.NDArray[np.floating[Any]],
     audio16k: npt.NDArray[np.floating[Any]],
     fps: float,
+    *,
+    should_cancel: Callable[[], bool] | None = None,
 ) -> SyncResult:
-    """Both measures: aperture/envelope r at lags -5..+5 and the calibrated offset estimate."""
+    """Both measures: aperture/envelope r at lags -5..+5 and the calibrated offset estimate;
+    ``should_cancel`` is polled as it goes (:class:`lipsync.errors.Canceled`)."""
     n = int(np.asarray(aperture).shape[0])
     plain = lag_correlation(aperture, speech_envelope(np.asarray(audio16k, np.float32), fps, n))
-    cal = calibrated_sync(mouth_features(aperture, pixels), frame_log_mel(audio16k, fps, n), fps)
+    CancelPoll(should_cancel)(force=True)
+    mel = frame_log_mel(audio16k, fps, n)
+    cal = calibrated_sync(mouth_features(aperture, pixels), mel, fps, should_cancel=should_cancel)
     return replace(plain, calibrated=cal)
