@@ -6,7 +6,7 @@ model *believes* is open would score as open whatever the pixels show. This modu
 other sources only:
 
 * **Face box**: dlib's CNN face detector (``mmod_human_face_detector.dat``, shipped in the
-  ``face-recognition-models`` wheel), run on sampled frames (every 4 s, after a cut, when
+  ``face-recognition-models`` wheel), run on sampled frames (every 2 s, after a cut, when
   the face is lost) on a small copy of the frame; in between, the box follows the points
   below (:mod:`.faces`).
 * **Face frame**: dlib's *5-point* shape model (``shape_predictor_5_face_landmarks.dat``,

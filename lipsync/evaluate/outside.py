@@ -85,13 +85,16 @@ def outside_blocks(
     x0, y0 = (int(max(0, np.floor(v))) for v in poly.min(axis=0))
     x1 = int(min(width, np.ceil(poly[:, 0].max()) + 1))
     y1 = int(min(height, np.ceil(poly[:, 1].max()) + 1))
-    mask = np.zeros((height, width), np.uint8)
-    if x1 > x0 and y1 > y0:  # drawn in its bounding box only
-        sub = mask[y0:y1, x0:x1]
+    touched = np.zeros_like(keep)
+    if x1 > x0 and y1 > y0:  # drawn in its bounding box only, then summed per block
+        sub = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillPoly(sub, [np.round(poly - np.array([x0, y0], np.float32)).astype(np.int32)], 1)
-    sums = cv2.integral(mask, sdepth=cv2.CV_32S)
-    s = sums[np.ix_(ys, xs)]
-    touched = (s[1:, 1:] - s[:-1, 1:] - s[1:, :-1] + s[:-1, :-1]) > 0
+        r0, r1 = np.searchsorted(ys, [y0, y1 - 1], side="right") - 1
+        c0, c1 = np.searchsorted(xs, [x0, x1 - 1], side="right") - 1
+        row_starts = np.maximum(ys[r0 : r1 + 1], y0) - y0
+        col_starts = np.maximum(xs[c0 : c1 + 1], x0) - x0
+        per_block = np.maximum.reduceat(np.maximum.reduceat(sub, row_starts, 0), col_starts, 1)
+        touched[r0 : r1 + 1, c0 : c1 + 1] = per_block > 0
     return keep & ~touched
 
 

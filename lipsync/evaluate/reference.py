@@ -65,7 +65,7 @@ MIN_FRAMES = 10  # fewer speech (or matched) frames than this: no ratio
 SHARPNESS_BINS = 5
 SHARPNESS_MIN_BIN = 3
 SAME_FACE_DIFF = 20.0  # grey levels: the output's upper face is the reference's
-SSIM_FRAMES = 30  # SSIM (the costliest per pair) is read on about this many frame pairs
+SSIM_FRAMES = 20  # SSIM (the costliest per pair) is read on about this many frame pairs
 SSIM_EVERY = 10  # or on every 10th when the frame count is unknown
 
 

@@ -43,6 +43,7 @@ import numpy.typing as npt
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import butter, sosfiltfilt
 
+from lipsync.evaluate.blas import single_threaded_blas
 from lipsync.evaluate.cancel import CancelPoll
 
 SR = 16000
@@ -296,6 +297,8 @@ def measure_sync(
     n = int(np.asarray(aperture).shape[0])
     plain = lag_correlation(aperture, speech_envelope(np.asarray(audio16k, np.float32), fps, n))
     CancelPoll(should_cancel)(force=True)
-    mel = frame_log_mel(audio16k, fps, n)
-    cal = calibrated_sync(mouth_features(aperture, pixels), mel, fps, should_cancel=should_cancel)
+    with single_threaded_blas():  # small matrices: see .blas
+        mouth = mouth_features(aperture, pixels)
+        mel = frame_log_mel(audio16k, fps, n)
+        cal = calibrated_sync(mouth, mel, fps, should_cancel=should_cancel)
     return replace(plain, calibrated=cal)

@@ -85,13 +85,13 @@ def test_the_mouth_pass_polls_every_few_frames(shared_media: Path) -> None:
 
     t = time.monotonic()
     track = measure_mouth(clip, fps=25.0, should_cancel=never)
-    elapsed = time.monotonic() - t
+    stamps.append(time.monotonic())  # the end, as if polled once more
     assert len(track) == 125 and track.face_rate == 1.0
-    # At least every 0.5 s on average (every 0.1 s at most: a poll may cost a service a
-    # read). The one longer gap is the CNN detection on the whole first frame, a single
-    # call (0.85 s on an idle 2-core CPU).
+    # Asked every 0.1-0.5 s (at most every 0.1 s: a poll may cost a service a read). The
+    # one longer gap is the CNN detection on the whole first frame, a single call (0.85 s
+    # on an idle 2-core CPU).
     gaps = np.sort(np.diff([t, *stamps]))
-    assert len(stamps) >= elapsed / 0.5, (len(stamps), elapsed)
+    assert len(stamps) >= 4
     assert float(gaps[-2]) < 0.5, gaps
 
 

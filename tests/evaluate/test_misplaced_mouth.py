@@ -6,6 +6,7 @@ from another frame, a re-encode), which must stay quiet."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -278,3 +279,34 @@ def test_the_output_face_is_its_own_not_the_references(face2: list[RGB], tmp_pat
     assert joint.ref.found.all()
     res = joint.result()
     assert res.outside_change is not None and res.outside_change.flagged == 10
+
+
+def test_the_cli_reports_the_misplaced_mouth(
+    face2: list[RGB], tmp_path: Path, shared_media: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``lipsync evaluate --reference`` end to end: frames 10-14 of the output have the mouth
+    pasted on the forehead; the table and the JSON name them."""
+    from lipsync.cli import main
+
+    frames = face2[:40]
+    reference = _write(tmp_path / "in.mp4", frames)
+    edited = []
+    for i, rgb in enumerate(frames):
+        face = _face(rgb)
+        if 10 <= i < 15:
+            rgb = _paste(rgb, _mouth(rgb, face), face.nose - face.down * 1.7 * face.d)
+        edited.append(rgb)
+    output = _write(tmp_path / "out.mp4", edited)
+    speech = mf.shared_file(shared_media, "audio_Real3DPortrait_Obama_5s.wav")
+    args = ["evaluate", "--video", str(output), "--audio", str(speech)]
+    args += ["--reference", str(reference), "--models-dir", str(tmp_path)]
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    outside = data["reference_metrics"]["outside_change"]
+    assert outside["flagged"] == 5 and outside["share"] == pytest.approx(5 / 40)
+    assert {w["frame"] for w in outside["worst"]} == set(range(10, 15))
+    assert data["reference_metrics"]["lip_colour"]["flagged"] == 0
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    row = next(line for line in text.splitlines() if line.startswith("changed outside lower face"))
+    assert "12.5% of 40 frames, 5 over 15" in row
