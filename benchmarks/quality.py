@@ -94,6 +94,9 @@ def measures(report: dict[str, Any]) -> dict[str, float | None]:
         "ref_flicker": ref.get("reference_mouth_flicker"),
         "articulation": ref.get("articulation_ratio"),
         "sharpness": ref.get("sharpness_ratio"),
+        "lip_moved": (ref.get("lip_colour") or {}).get("share"),
+        "outside": (ref.get("outside_change") or {}).get("share"),
+        "occluder": (ref.get("occlusion") or {}).get("share"),
         "lse_d": (report.get("lse") or {}).get("lse_d"),
         "lse_c": (report.get("lse") or {}).get("lse_c"),
     }
@@ -114,6 +117,9 @@ COLUMNS = (
     "ref_flicker",
     "articulation",
     "sharpness",
+    "lip_moved",
+    "outside",
+    "occluder",
     "lse_d",
     "lse_c",
 )
@@ -132,6 +138,9 @@ HEADERS = (
     "input's flicker",
     "articulation",
     "sharpness",
+    "lip colour moved",
+    "changed outside",
+    "changed non-skin",
     "LSE-D",
     "LSE-C",
 )
@@ -144,6 +153,8 @@ def _fmt(v: float | None, key: str) -> str:
         return f"{v:+.0f}"
     if key in ("face", "closed"):
         return f"{v:.0%}"
+    if key in ("lip_moved", "outside", "occluder"):
+        return f"{v:.1%}"
     if key in ("psnr", "flicker", "ref_flicker"):
         return f"{v:.1f}"
     if key in ("articulation", "sharpness"):
@@ -458,8 +469,9 @@ def run(engines: list[str], out: Path, doc: Path | None, smoke: bool) -> str:
         "Produced by `python -m benchmarks.quality` (`make bench`) on the clips in "
         "`../shared/media` (not redistributed; see its SOURCES.md), measured with "
         "`lipsync evaluate`, which reads the mouth with its own face model (dlib's CNN "
-        "detector + 5-point frame + an image-based inner-lip gap), not the engines' 68 "
-        "landmarks. Machine: "
+        "detector on sampled frames: every 2 s, after a cut, when the face is lost; dlib's "
+        "5-point frame on every frame, which the box follows in between; an image-based "
+        "inner-lip gap), not the engines' 68 landmarks. Machine: "
         f"{info['cores']} cores, {info['cpu']}, GPU: {info['gpu']}.",
         "",
         "Columns: share of frames with a face; Pearson r between mouth aperture and the speech "
@@ -468,7 +480,8 @@ def run(engines: list[str], out: Path, doc: Path | None, smoke: bool) -> str:
         "per-video audio-to-mouth regression at offset 0; see lipsync/evaluate/sync.py); share of "
         "frames inside pauses (>= 200 ms of silence) with the mouth closed; viseme contrast "
         "(aperture on open vowels minus on p/b/m, English speech only, PocketSphinx phones); "
-        "PSNR and SSIM outside the lower face against the input; mouth-region flicker (mean "
+        "PSNR (every frame) and SSIM (about 20 evenly spread frames) outside the lower face "
+        "against the input; mouth-region flicker (mean "
         "frame-to-frame change) beside the input's own; the articulation ratio (the output's "
         "90th-percentile aperture over its speech frames, by silero voice activity of the "
         "speech it was made with, divided by the input's own over the input's speech frames: "
@@ -477,7 +490,12 @@ def run(engines: list[str], out: Path, doc: Path | None, smoke: bool) -> str:
         "(variance of the Laplacian of the grey image in a lip box 1.2 eye distances wide, "
         "from 0.1 to 1.0 eye distances below the nose base, placed with the input's 5 points, "
         "frames with a face in both, output / input compared between frames of equal mouth "
-        "opening (5 aperture classes); below 1 = a blurrier mouth); "
+        "opening (5 aperture classes); below 1 = a blurrier mouth); the share of frames whose "
+        "lip colour moved (CIELAB a*b* distance between the lip pixels of output and input "
+        "over 12: foreign or recoloured lips), that changed outside the input's own padded "
+        "lower face (a 16 px block, scaled to the frame, changed by more than 15 levels: a "
+        "mouth pasted elsewhere) and that changed non-skin pixels of the lower face (over 2% "
+        "of it: a mouth painted over an occluder); "
         "LSE-D/LSE-C when syncnet_v2.model is present (it is not on the machine that produced "
         "this file).",
         "",
