@@ -192,6 +192,7 @@ def _lse(
     models_dir: str | Path | None,
     requested: bool,
     clock: _Stopwatch,
+    should_cancel: Callable[[], bool] | None = None,
 ) -> tuple[LseResult | None, str | None]:
     """LSE-D / LSE-C when requested and the SyncNet weights are there, else None and why."""
     from lipsync.options import default_models_dir
@@ -209,7 +210,9 @@ def _lse(
     from lipsync.evaluate.syncnet import load_syncnet, score_lse
 
     with clock.lap("lse"):
-        result = score_lse(load_syncnet(weights), inp.video, inp.mono, track)
+        result = score_lse(
+            load_syncnet(weights), inp.video, inp.mono, track, should_cancel=should_cancel
+        )
     if result is None:
         return None, "the video is too short for SyncNet's 5-frame windows"
     return result, None
@@ -290,7 +293,7 @@ def evaluate(
         with clock.lap("reference"):
             ref_metrics = _reference_metrics(inp, joint, side)
     poll(force=True)
-    lse_result, lse_note = _lse(inp, track, models_dir, lse, clock)
+    lse_result, lse_note = _lse(inp, track, models_dir, lse, clock, should_cancel)
     mean, p10, p90 = _aperture_stats(track)
     return EvalReport(
         video=str(inp.video),

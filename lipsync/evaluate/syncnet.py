@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from scipy.signal import medfilt
 from torch import nn
 
 from lipsync.errors import ModelMismatch
+from lipsync.evaluate.cancel import CancelPoll
 from lipsync.evaluate.mouth import MouthTrack
 from lipsync.media.decode import iter_frames
 
@@ -297,8 +299,13 @@ def score_lse(
     audio16k: npt.NDArray[np.float32],
     track: MouthTrack,
     vshift: int = VSHIFT,
+    *,
+    should_cancel: Callable[[], bool] | None = None,
 ) -> LseResult | None:
-    """LSE-D / LSE-C of ``video`` against ``audio16k``; None when too short to score."""
+    """LSE-D / LSE-C of ``video`` against ``audio16k``; None when too short to score.
+    ``should_cancel`` is polled per decoded frame and between steps (a batch of SyncNet
+    windows is one call) (:class:`lipsync.errors.Canceled`)."""
+    poll = CancelPoll(should_cancel)
     n_video = int(math.floor(len(track) / track.fps * SYNCNET_FPS))
     n = min(n_video, int(audio16k.size // (SR // int(SYNCNET_FPS))))
     last = n - WINDOW
@@ -306,11 +313,12 @@ def score_lse(
         return None
     torch.set_grad_enabled(False)
     src, boxes = crop_boxes(track, n)
-    lip_feats = _lip_embeddings(net, video, _Crops(src, boxes), last)
+    lip_feats = _lip_embeddings(net, video, _Crops(src, boxes), last, poll)
     if not lip_feats:
         return None
     im = torch.cat(lip_feats)[:last]
     last = im.shape[0]
+    poll(force=True)
     au = _audio_embeddings(net, audio16k, last)
     return _score(im, au, vshift)
 
@@ -330,7 +338,9 @@ def _embed_lips(net: SyncNet, batch: list[npt.NDArray[np.uint8]]) -> torch.Tenso
     return net.forward_lip(x.permute(0, 4, 1, 2, 3).contiguous())
 
 
-def _lip_embeddings(net: SyncNet, video: Path, crops: _Crops, last: int) -> list[torch.Tensor]:
+def _lip_embeddings(
+    net: SyncNet, video: Path, crops: _Crops, last: int, poll: CancelPoll
+) -> list[torch.Tensor]:
     """Lip-tower embeddings of the first ``last`` 5-frame windows of face crops, decoding
     ``video`` once, in batches of :data:`BATCH` windows."""
     wanted: dict[int, list[int]] = {}
@@ -341,6 +351,7 @@ def _lip_embeddings(net: SyncNet, video: Path, crops: _Crops, last: int) -> list
     batch: list[npt.NDArray[np.uint8]] = []
     made = 0
     for frame in iter_frames(video):
+        poll()
         for j in wanted.get(frame.index, []):
             cx, cy, bs = crops.boxes[j]
             buf.append(face_crop(frame.image, cx, cy, bs))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lipsync.errors import ModelMismatch
+from lipsync.errors import Canceled, ModelMismatch
 from lipsync.evaluate import evaluate
 from lipsync.evaluate.mouth import measure_mouth
 from lipsync.evaluate.syncnet import SyncNet, load_syncnet, mfcc, score_lse
@@ -93,6 +93,16 @@ def test_scoring_on_random_weights(
     assert res.lse_c == pytest.approx(float(np.median(res.dists_by_offset)) - res.lse_d, abs=1e-3)
     assert -15 <= res.av_offset <= 15
     assert res.dists_by_offset.index(min(res.dists_by_offset)) == 15 - res.av_offset
+    # A cancel stops the scoring (polled per decoded frame).
+    asked: list[int] = []
+
+    def cancel() -> bool:
+        asked.append(1)
+        return True
+
+    with pytest.raises(Canceled):
+        score_lse(net, synced_still, mono, track, should_cancel=cancel)
+    assert len(asked) == 1
 
 
 def test_evaluate_reports_lse_when_the_checkpoint_is_there(
