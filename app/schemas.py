@@ -7,8 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonDict
 
-from lipsync.options import OptionSpec, public_specs
+from lipsync.options import OptionSpec
 from service.errors import HTTP_ERROR_CODES
+from service.options import push_specs
 
 # The status models live in service.status: the worker's webhooks send the same body.
 from service.status import ErrorInfo as ErrorInfo
@@ -76,7 +77,7 @@ def push_form_schema() -> dict[str, Any]:
             "examples": ["https://hooks.example.com/lipsync"],
         },
     }
-    properties.update({spec.name: _form_property(spec) for spec in public_specs()})
+    properties.update({spec.name: _form_property(spec) for spec in push_specs()})
     return {
         "type": "object",
         "description": "each input is a file (audio, video) or a URL (audio_url, video_url), "

@@ -3,18 +3,49 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import TYPE_CHECKING
 
 from service.settings import Settings
 
+if TYPE_CHECKING:
+    from service.record import JobRecord
 
-def public_message(message: str, settings: Settings) -> str:
+
+def public_message(message: str, settings: Settings, names: Mapping[str, str] | None = None) -> str:
     """An error message fit for clients: paths inside the data dir (FFmpeg quotes the file
-    it failed on) are cut down to the file's name, so server paths never leak."""
+    it failed on) are cut down to the file's name, so server paths never leak; then the
+    server's copies of the caller's files (``video.mp4``) are called by the names the caller
+    gave them (``names``: server file name -> the caller's, see :func:`user_names`)."""
     roots = {str(settings.data_dir), str(settings.data_dir.resolve())}
     for root in sorted(roots, key=len, reverse=True):
         tail = r"/(?:[^\s'\"/]+/)*([^\s'\"/]+)"
         message = re.sub(r"(?<![\w.-])" + re.escape(root) + tail, r"\1", message)
+    for server, user in (names or {}).items():
+        if server and user and server != user:
+            pattern = r"(?<![\w.-])" + re.escape(server) + r"(?![\w-])"
+            message = re.sub(pattern, user.replace("\\", "\\\\"), message)
     return message
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def client_file_name(filename: str) -> str:
+    """The name a caller's upload had, fit to quote in a message: its last path part,
+    control characters removed, at most 100 characters ('' when nothing is left)."""
+    name = _UNSAFE.sub("", filename.replace("\\", "/")).rsplit("/", 1)[-1].strip()
+    return name if len(name) <= 100 else name[:97] + "..."
+
+
+def user_names(job: JobRecord) -> dict[str, str]:
+    """Server file name -> the caller's, for a job's uploads (:func:`public_message`)."""
+    names: dict[str, str] = {}
+    for stored, given in ((job.video, job.video_name), (job.audio, job.audio_name)):
+        if stored and given:
+            names[PurePath(stored).name] = given
+    return names
 
 
 #: Every ``code`` an HTTP error answer can carry in ``{"detail": {"code", "message",

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import http.client
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,26 +108,70 @@ class Fetched:
     redirects: int
 
 
+#: How often a fetch reads ``should_cancel()`` while it waits on the network.
+CANCEL_POLL_S = 0.1
+
+#: ``on_bytes(received, expected)``: the body's progress (``expected``: its Content-Length,
+#: None when the server did not say).
+BytesCallback = Callable[[int, int | None], object]
+
+
+class _CancelWatch:
+    """Reads ``should_cancel()`` from a thread while the fetch waits on the network, and
+    shuts its socket at once when it turns true: a server that accepts and never answers
+    (connect and headers phase) is left as soon as a cancel comes, not at the deadline."""
+
+    def __init__(self, should_cancel: Callable[[], bool], watchdog: Watchdog) -> None:
+        self.should_cancel = should_cancel
+        self.watchdog = watchdog
+        self.canceled = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lipsync-fetch-cancel", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(CANCEL_POLL_S):
+            try:
+                stop = bool(self.should_cancel())
+            except Exception:
+                stop = False
+            if stop:
+                self.canceled = True
+                self.watchdog.fire()
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=1)
+
+
 def fetch(
     url: str,
     dest: Path,
     policy: FetchPolicy,
     should_cancel: Callable[[], bool] | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    on_bytes: BytesCallback | None = None,
 ) -> Fetched:
     """GET ``url`` into ``dest`` (created; removed again on any failure) under ``policy``.
 
     Raises :class:`FetchRefused`, :class:`FetchFailed`, :class:`lipsync.errors.TooLarge`,
-    :class:`InvalidURL`, or :class:`lipsync.errors.Canceled` when ``should_cancel()`` turns
-    true while the body streams."""
+    :class:`InvalidURL`, or :class:`lipsync.errors.Canceled` within a fraction of a second
+    of ``should_cancel()`` turning true, whatever the exchange waits for (connect, headers,
+    body). ``on_bytes`` is told the body's progress as it streams."""
     watchdog = Watchdog(time.monotonic() + policy.deadline_s)
+    watch = _CancelWatch(should_cancel, watchdog) if should_cancel is not None else None
     try:
-        return _follow(url, dest, policy, watchdog, should_cancel, ssl_context)
-    except BaseException:
+        return _follow(url, dest, policy, watchdog, should_cancel, ssl_context, on_bytes)
+    except BaseException as exc:
         dest.unlink(missing_ok=True)
+        if watch is not None and watch.canceled and not isinstance(exc, Canceled):
+            raise Canceled("the job was canceled") from None
         raise
     finally:
         watchdog.cancel()
+        if watch is not None:
+            watch.stop()
 
 
 def _follow(
@@ -136,6 +181,7 @@ def _follow(
     watchdog: Watchdog,
     should_cancel: Callable[[], bool] | None,
     ssl_context: ssl.SSLContext | None,
+    on_bytes: BytesCallback | None = None,
 ) -> Fetched:
     context = ssl_context or ssl.create_default_context()
     for hop in range(policy.max_redirects + 1):
@@ -162,7 +208,7 @@ def _follow(
                 continue
             if resp.status not in (200, 203):
                 raise FetchFailed(f"{host}: HTTP {resp.status} {resp.reason}".rstrip())
-            size = _stream_body(resp, dest, policy, watchdog, host, should_cancel)
+            size = _stream_body(resp, dest, policy, watchdog, host, should_cancel, on_bytes)
             content_type = (resp.getheader("Content-Type") or "").split(";", 1)[0].strip()
             return Fetched(dest, size, content_type.lower(), url, hop)
         finally:
@@ -177,10 +223,12 @@ def _stream_body(
     watchdog: Watchdog,
     host: str,
     should_cancel: Callable[[], bool] | None,
+    on_bytes: BytesCallback | None = None,
 ) -> int:
     declared = resp.getheader("Content-Length")
     if declared and declared.strip().isdigit() and int(declared) > policy.max_bytes:
         raise TooLarge(f"{host}: {int(declared)} bytes; the limit is {policy.max_bytes}")
+    expected = int(declared) if declared and declared.strip().isdigit() else None
     size = 0
     with dest.open("xb") as out:
         while True:
@@ -198,6 +246,8 @@ def _stream_body(
             if size > policy.max_bytes:
                 raise TooLarge(f"{host}: the body passes the limit of {policy.max_bytes} bytes")
             out.write(chunk)
+            if on_bytes is not None:
+                on_bytes(size, expected)
     if size == 0:
         raise FetchFailed(f"{host}: the server sent an empty body")
     if declared and declared.strip().isdigit() and size < int(declared):

@@ -14,7 +14,18 @@ from service.settings import Settings, load_settings
 
 TASK_PROCESS = "lipsync.process"
 TASK_CLEANUP = "lipsync.cleanup"
+TASK_QUALITY = "lipsync.quality"
 QUEUE = "lipsync"
+# The broker's message priorities (kombu's Redis transport: one list per step, 0 first).
+# A job is sent at JOB_PRIORITY; the measurement of a finished one at QUALITY_PRIORITY, so
+# a worker takes any waiting job before it.
+JOB_PRIORITY = 0
+QUALITY_PRIORITY = 9
+
+
+def quality_task_id(job_id: str) -> str:
+    """The Celery task id of a job's measurement (the job's own task id is its job id)."""
+    return f"{job_id}-quality"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -37,6 +48,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_soft_time_limit": settings.soft_time_limit_s,
         "task_time_limit": settings.hard_time_limit_s,
         "task_default_queue": QUEUE,
+        "task_default_priority": JOB_PRIORITY,
         "task_publish_retry": True,
         "task_publish_retry_policy": {
             "max_retries": 2,

@@ -16,6 +16,46 @@ TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
 # (every attempt failed, or the address was refused).
 WebhookState = Literal["waiting", "pending", "delivering", "delivered", "failed"]
 
+# The quality measurement of a succeeded job (``lipsync evaluate``, its own low-priority
+# task): ``pending`` (queued), ``running``, ``ready`` (its numbers are in), ``failed`` (it
+# could not be measured; the note says why), ``skipped`` (turned off, or canceled).
+QualityState = Literal["pending", "running", "ready", "failed", "skipped"]
+QUALITY_STATES: tuple[QualityState, ...] = ("pending", "running", "ready", "failed", "skipped")
+QUALITY_FINAL: frozenset[str] = frozenset({"ready", "failed", "skipped"})
+
+
+@dataclass
+class QualityRecord:
+    """A succeeded job's measurement as stored in its hash (the ``q_*`` fields)."""
+
+    state: QualityState
+    note: str | None = None
+    metrics: dict[str, Any] | None = None
+    attempts: int = 0
+    cancel_requested: bool = False
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in QUALITY_FINAL
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> QualityRecord | None:
+        state = data.get("q_state", "")
+        if state not in QUALITY_STATES:
+            return None
+        raw = data.get("q_metrics")
+        return cls(
+            state=cast(QualityState, state),
+            note=data.get("q_note") or None,
+            metrics=json.loads(raw) if raw else None,
+            attempts=int(data.get("q_attempts", "0") or 0),
+            cancel_requested=data.get("q_cancel") == "1",
+            started_at=_opt_float(data, "q_started_at"),
+            finished_at=_opt_float(data, "q_finished_at"),
+        )
+
 
 @dataclass
 class WebhookRecord:
@@ -76,6 +116,14 @@ class JobRecord:
     video_url: str = ""
     # a push's webhook_url and the state of its delivery (None: no webhook was asked for)
     webhook: WebhookRecord | None = None
+    # the measurement of a succeeded job (None: the job has not succeeded)
+    quality: QualityRecord | None = None
+    # the names the caller's files had (errors name them, never the server's copies)
+    video_name: str = ""
+    audio_name: str = ""
+    # the inputs a succeeded job ran on, for its measurement (JSON: video, audio paths
+    # relative to the data dir; URL inputs were fetched into its uploads dir)
+    raw_inputs: str = ""
 
     @property
     def finished(self) -> bool:
@@ -110,4 +158,8 @@ class JobRecord:
             audio_url=data.get("audio_url", ""),
             video_url=data.get("video_url", ""),
             webhook=WebhookRecord.from_hash(data),
+            quality=QualityRecord.from_hash(data),
+            video_name=data.get("video_name", ""),
+            audio_name=data.get("audio_name", ""),
+            raw_inputs=data.get("q_inputs", ""),
         )

@@ -9,7 +9,14 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.record import JobRecord, JobState, WebhookRecord, WebhookState
+from service.record import (
+    JobRecord,
+    JobState,
+    QualityRecord,
+    QualityState,
+    WebhookRecord,
+    WebhookState,
+)
 
 #: Where a job is: ``queued``; in the worker ``starting``, ``fetching`` (URL inputs), the
 #: pipeline's phases (``probe``, ``analyse``, ``audio``, ``render``: lipsync.pipeline.PHASES),
@@ -139,13 +146,46 @@ class JobResult(BaseModel):
         description="output frames left as the input has them because their face could not "
         "be trusted",
     )
-    quality: Quality | None = Field(
-        default=None,
-        description="lipsync evaluate's numbers for the result (sync offset and score, "
-        "closed-in-pauses, LSE-D/C when SyncNet is installed); null with quality_note when "
-        "not measured",
+
+
+class QualityInfo(BaseModel):
+    """The measurement of a succeeded job's video (``lipsync evaluate``): it runs after the
+    result is ready, as its own low-priority task, so the download never waits for it."""
+
+    state: QualityState = Field(
+        description="pending (queued behind any job), running, ready (metrics are in), "
+        "failed (could not be measured; note says why), skipped (evaluate=false, off on this "
+        "server, or canceled)"
     )
-    quality_note: str | None = None
+    note: str | None = Field(default=None, description="why it failed or was skipped")
+    metrics: Quality | None = Field(
+        default=None,
+        description="lipsync evaluate's numbers (sync offset and score, closed-in-pauses, "
+        "articulation and sharpness against a video input, LSE-D/C when SyncNet is "
+        "installed, seconds); null until ready",
+    )
+    cancel_requested: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("ready", "failed", "skipped")
+
+    @classmethod
+    def from_record(cls, quality: QualityRecord) -> QualityInfo:
+        return cls(
+            state=quality.state,
+            note=quality.note,
+            metrics=(
+                Quality.model_validate(quality.metrics)
+                if quality.state == "ready" and quality.metrics
+                else None
+            ),
+            cancel_requested=quality.cancel_requested,
+            started_at=_dt(quality.started_at),
+            finished_at=_dt(quality.finished_at),
+        )
 
 
 class WebhookInfo(BaseModel):
@@ -198,6 +238,11 @@ class JobStatus(BaseModel):
     webhook: WebhookInfo | None = Field(
         default=None, description="the webhook's delivery; null when the push gave none"
     )
+    quality: QualityInfo | None = Field(
+        default=None,
+        description="the result's lip-sync measurement, which follows the result (null "
+        "until the job has succeeded)",
+    )
 
     @classmethod
     def from_record(cls, job: JobRecord) -> JobStatus:
@@ -213,6 +258,11 @@ class JobStatus(BaseModel):
             error=ErrorInfo(**job.error) if job.state == "failed" and job.error else None,
             result=JobResult(**job.result) if job.state == "succeeded" and job.result else None,
             webhook=WebhookInfo.from_record(job.webhook) if job.webhook else None,
+            quality=(
+                QualityInfo.from_record(job.quality)
+                if job.state == "succeeded" and job.quality
+                else None
+            ),
         )
 
 

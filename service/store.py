@@ -47,6 +47,10 @@ class JobStore:
         self._break = client.register_script(lua.BREAK)
         self._requeue = client.register_script(lua.REQUEUE)
         self._hand_back = client.register_script(lua.HAND_BACK)
+        self._q_claim = client.register_script(lua.QUALITY_CLAIM)
+        self._q_finish = client.register_script(lua.QUALITY_FINISH)
+        self._q_hand_back = client.register_script(lua.QUALITY_HAND_BACK)
+        self._q_cancel = client.register_script(lua.QUALITY_CANCEL)
 
     @classmethod
     def from_url(
@@ -124,6 +128,8 @@ class JobStore:
             **({"audio_url": job.audio_url} if job.audio_url else {}),
             **({"video_url": job.video_url} if job.video_url else {}),
             **({"webhook_url": job.webhook.url, "wh_state": "waiting"} if job.webhook else {}),
+            **({"video_name": job.video_name} if job.video_name else {}),
+            **({"audio_name": job.audio_name} if job.audio_name else {}),
             "options": json.dumps(job.options),
             "progress": "0",
             "stage": job.stage,
@@ -263,6 +269,43 @@ class JobStore:
 
     def live_workers(self, max_age_s: float = 30.0) -> list[str]:
         return [str(w) for w in self.r.zrangebyscore(self.workers_key, _now() - max_age_s, "+inf")]
+
+    # the quality measurement of a succeeded job (its own low-priority task) ----------------
+    def quality_claim(self, job_id: str, holder: str, max_attempts: int) -> str:
+        """Start the measurement: ``run``, or why not (``missing``, ``none``, ``skipped``,
+        ``ready``, ``failed``: the attempts ran out)."""
+        args: list[str | int] = [holder, repr(_now()), max_attempts]
+        return str(self._q_claim(keys=[self.job_key(job_id)], args=args))
+
+    def quality_finish(
+        self,
+        job_id: str,
+        holder: str,
+        state: str,
+        note: str | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> str:
+        """Record the measurement's end (only by its runner, once); the state recorded."""
+        args = [holder, repr(_now()), state, note or "", json.dumps(metrics) if metrics else ""]
+        return str(self._q_finish(keys=[self.job_key(job_id)], args=args))
+
+    def quality_hand_back(self, job_id: str, holder: str) -> str:
+        """A running measurement back to ``pending``, its attempt not counted (``skipped``
+        when a cancel came meanwhile)."""
+        return str(self._q_hand_back(keys=[self.job_key(job_id)], args=[holder, repr(_now())]))
+
+    def request_quality_cancel(self, job_id: str) -> str:
+        """``skipped`` (it had not started), ``canceling`` (running), its final state,
+        ``none`` (no measurement) or ``missing`` (no job)."""
+        return str(self._q_cancel(keys=[self.job_key(job_id)], args=[repr(_now())]))
+
+    def quality_stop_requested(self, job_id: str, worker: str = "") -> tuple[bool, bool]:
+        """(measurement cancel requested, ``worker`` draining) in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hget(self.job_key(job_id), "q_cancel")
+        pipe.exists(self.drain_key(worker or "-"))
+        cancel, draining = pipe.execute()
+        return cancel == "1", bool(worker) and bool(draining)
 
     # metrics / cleanup -----------------------------------------------------------------------
     def finished_counts(self) -> dict[str, int]:

@@ -333,3 +333,88 @@ redis.call('HDEL', KEYS[2], 'wh_lease')
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 1
 """
+
+# -- the quality measurement of a succeeded job (worker/quality.py) ---------------------------
+# Its own fields on the job's hash: q_state (pending, running, ready, failed, skipped), q_note,
+# q_metrics (JSON), q_cancel, q_attempts, q_holder, q_started_at, q_finished_at. None of these
+# scripts recreates a record that is gone (deleted or expired): they answer 'missing'.
+
+# KEYS: job; ARGV: holder, now, max attempts. Start the measurement: 'run', or why not
+# (its state when it is over; 'skipped' when a cancel came before it started).
+QUALITY_CLAIM = """
+local q = redis.call('HGET', KEYS[1], 'q_state')
+if not q then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+  return 'none'
+end
+if q ~= 'pending' and q ~= 'running' then return q end
+if redis.call('HGET', KEYS[1], 'q_cancel') == '1' then
+  redis.call('HSET', KEYS[1], 'q_state', 'skipped', 'q_note', 'canceled', 'q_finished_at', ARGV[2])
+  return 'skipped'
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'q_attempts', 1)
+if attempts > tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'q_state', 'failed', 'q_finished_at', ARGV[2], 'q_note',
+             'the measurement was started ' .. (attempts - 1) ..
+             ' times and its worker was lost each time')
+  return 'failed'
+end
+redis.call('HSET', KEYS[1], 'q_state', 'running', 'q_holder', ARGV[1], 'q_started_at', ARGV[2])
+return 'run'
+"""
+
+# KEYS: job; ARGV: holder, now, state (ready, failed, skipped), note ('' for none), metrics
+# JSON ('' for none). Record the end of a measurement, only by the runner that claimed it
+# and only once (a repeat is answered with the state already recorded).
+QUALITY_FINISH = """
+local q = redis.call('HGET', KEYS[1], 'q_state')
+if not q then return 'missing' end
+if q ~= 'running' then return q end
+if redis.call('HGET', KEYS[1], 'q_holder') ~= ARGV[1] then return 'busy' end
+redis.call('HSET', KEYS[1], 'q_state', ARGV[3], 'q_finished_at', ARGV[2])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'q_note', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'q_metrics', ARGV[5]) end
+redis.call('HDEL', KEYS[1], 'q_holder')
+return ARGV[3]
+"""
+
+# KEYS: job; ARGV: holder, now. Give a running measurement back (its worker stops, or a job
+# is waiting for the worker): pending again, its attempt not counted; 'skipped' instead when
+# a cancel came meanwhile.
+QUALITY_HAND_BACK = """
+local q = redis.call('HGET', KEYS[1], 'q_state')
+if not q then return 'missing' end
+if q ~= 'running' then return q end
+if redis.call('HGET', KEYS[1], 'q_holder') ~= ARGV[1] then return 'busy' end
+redis.call('HDEL', KEYS[1], 'q_holder', 'q_started_at')
+if redis.call('HGET', KEYS[1], 'q_cancel') == '1' then
+  redis.call('HSET', KEYS[1], 'q_state', 'skipped', 'q_note', 'canceled', 'q_finished_at', ARGV[2])
+  return 'skipped'
+end
+if redis.call('HINCRBY', KEYS[1], 'q_attempts', -1) < 0 then
+  redis.call('HSET', KEYS[1], 'q_attempts', '0')
+end
+redis.call('HSET', KEYS[1], 'q_state', 'pending')
+return 'pending'
+"""
+
+# KEYS: job; ARGV: now. Cancel a measurement: one not started yet is skipped at once
+# ('skipped'); a running one is flagged ('canceling') and stops at its next check; else its
+# state ('none' for a job without one, 'missing' for no job).
+QUALITY_CANCEL = """
+local q = redis.call('HGET', KEYS[1], 'q_state')
+if not q then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+  return 'none'
+end
+if q == 'pending' then
+  redis.call('HSET', KEYS[1], 'q_state', 'skipped', 'q_note', 'canceled', 'q_cancel', '1',
+             'q_finished_at', ARGV[1])
+  return 'skipped'
+end
+if q == 'running' then
+  redis.call('HSET', KEYS[1], 'q_cancel', '1')
+  return 'canceling'
+end
+return q
+"""

@@ -55,9 +55,13 @@ def run_cleanup(settings: Settings, store: JobStore, now: float | None = None) -
     counts = {"uploads": 0, "results": 0, "work": 0, "stale_jobs": 0, "dangling": 0}
 
     def job_alive(job_id: str) -> tuple[bool, bool]:
-        """(record exists, job still queued or running)."""
+        """(record exists, job still queued or running, or its result still measured:
+        the measurement reads the job's uploads)."""
         record = store.get(job_id) if _JOB_ID.match(job_id) else None
-        return record is not None, record is not None and not record.finished
+        if record is None:
+            return False, False
+        measuring = record.quality is not None and not record.quality.finished
+        return True, not record.finished or measuring
 
     # Jobs that ran past the hard limit without a final state: their worker was lost.
     limit = settings.hard_time_limit_s + 60.0

@@ -27,6 +27,8 @@ from service.store import JobRecord
 log = logging.getLogger("lipsync.worker")
 
 STAGE = "fetching"
+#: The share of the job's progress bar the fetch of URL inputs takes (the pipeline the rest).
+FETCH_SHARE = 0.15
 _SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 _TYPE_EXT = {"audio/wav": ".wav", "audio/x-wav": ".wav", "audio/mpeg": ".mp3"}
 
@@ -46,14 +48,18 @@ def fetch_inputs(
         policy = FetchPolicy.from_settings(settings)
         dest = job_paths(settings, record.id).uploads
         dest.mkdir(parents=True, exist_ok=True)
-        if record.video_url:
-            video = _fetch_one(
-                record, "video", record.video_url, dest, settings, policy, should_cancel
-            )
-        if record.audio_url:
-            audio = _fetch_one(
-                record, "audio", record.audio_url, dest, settings, policy, should_cancel
-            )
+        both: list[tuple[Literal["video", "audio"], str]] = [
+            ("video", record.video_url),
+            ("audio", record.audio_url),
+        ]
+        urls = [(n, u) for n, u in both if u]
+        for index, (name, url) in enumerate(urls):
+            share = _Share(progress, index, len(urls), settings.max_upload_bytes)
+            path = _fetch_one(record, name, url, dest, settings, policy, should_cancel, share)
+            if name == "video":
+                video = path
+            else:
+                audio = path
     if video is None or audio is None:
         raise CorruptMedia("the job has no video or no audio input")
     return video, audio
@@ -67,6 +73,7 @@ def _fetch_one(
     settings: Settings,
     policy: FetchPolicy,
     should_cancel: Callable[[], bool] | None,
+    on_bytes: Callable[[int, int | None], object] | None = None,
 ) -> Path:
     field = f"{name}_url"
     for old in dest.glob(f"{name}.*"):  # an earlier attempt's file (the job was redelivered)
@@ -75,7 +82,7 @@ def _fetch_one(
     partial.unlink(missing_ok=True)
     host = urlsplit(url).hostname or "?"  # logged without path or query (they may be secret)
     try:
-        got = fetch(url, partial, policy, should_cancel)
+        got = fetch(url, partial, policy, should_cancel, on_bytes=on_bytes)
     except Canceled:
         raise
     except LipsyncError as exc:
@@ -86,6 +93,24 @@ def _fetch_one(
     log.info("job %s: %s fetched from %s (%d bytes)", record.id, field, host, got.size)
     _probe(path, name, settings, field)
     return path
+
+
+class _Share:
+    """``on_bytes`` of the ``index``-th of ``count`` URL inputs: its share of the fetching
+    stage's bar, by its Content-Length (without one, by the byte cap: it still moves)."""
+
+    def __init__(
+        self, progress: Callable[[str, float], None], index: int, count: int, cap: int
+    ) -> None:
+        self.progress = progress
+        self.index = index
+        self.count = count
+        self.cap = max(1, cap)
+
+    def __call__(self, received: int, expected: int | None) -> None:
+        whole = expected if expected else self.cap
+        fraction = min(1.0, received / max(1, whole))
+        self.progress(STAGE, (self.index + fraction) / self.count)
 
 
 def _probe(path: Path, kind: Literal["video", "audio"], settings: Settings, field: str) -> None:

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from service.errors import public_message
+from service.errors import public_message, user_names
 from service.layout import job_paths, remove_job_files, result_name
-from service.options import build_run_options
+from service.options import build_run_options, wants_evaluation
 from service.settings import Settings
 from service.store import JobRecord, JobState, JobStore
 from worker.lease import LEASE_S, LeaseKeeper, holder_is_dead, lease_holder, retrying
 from worker.progress import CancelFlag, Drained, ProgressReporter
-from worker.quality import EVALUATE_SHARE, measure_quality
+from worker.stopper import Stopper
 
 if TYPE_CHECKING:
     from lipsync.engines import EngineCache
@@ -146,33 +146,40 @@ def _render(
     holder: str,
     partial: Path,
     worker: str = "",
-) -> tuple[dict[str, Any], dict[str, float]]:
-    """Run the pipeline (and the evaluation) into ``partial``; the result payload and the
-    seconds per stage. Raises what the pipeline raises, and :class:`Drained` when the
-    worker is being stopped."""
+) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
+    """Run the pipeline into ``partial``; the result payload, the seconds per stage and
+    the inputs it ran on (relative to the data dir: the quality task measures against them).
+    Raises what the pipeline raises, and :class:`Drained` when the worker is being stopped.
+
+    Every stage (fetch, probe, analysis, render, encode) stops within a second of a
+    terminate, a DELETE or an operator's stop: at its next check, or by the
+    :class:`~worker.stopper.Stopper`. The result is not measured here: that is the job's
+    quality task, after the result is published (:mod:`worker.quality`)."""
     import lipsync
     from lipsync.errors import Canceled
-    from worker.fetch import fetch_inputs
+    from worker.fetch import FETCH_SHARE, fetch_inputs
 
     job_id = record.id
     options = build_run_options(record.options, settings)
-    progress = ProgressReporter(
-        store, job_id, scale=EVALUATE_SHARE if settings.evaluate_results else 1.0
-    )
+    fetches = bool(record.video_url or record.audio_url)
+    progress = ProgressReporter(store, job_id, scale=FETCH_SHARE if fetches else 1.0)
     cancel = CancelFlag(store, job_id, worker=worker)
     with LeaseKeeper(store, job_id, holder), job_tempdir(partial.parent / "tmp"):
         try:
-            # URL inputs are fetched first (stage "fetching", worker/fetch.py); uploads as is
-            video, audio = fetch_inputs(record, settings, progress, cancel)
-            result = lipsync.run(
-                video,
-                audio,
-                partial,
-                options,
-                progress=progress,
-                should_cancel=cancel,
-                engines=engine_cache(),
-            )
+            with Stopper(cancel):
+                # URL inputs are fetched first (stage "fetching", worker/fetch.py)
+                video, audio = fetch_inputs(record, settings, progress, cancel)
+                if fetches:  # the pipeline's bar follows the fetch's share
+                    progress.offset, progress.scale = FETCH_SHARE, 1.0 - FETCH_SHARE
+                result = lipsync.run(
+                    video,
+                    audio,
+                    partial,
+                    options,
+                    progress=progress,
+                    should_cancel=cancel,
+                    engines=engine_cache(),
+                )
         except Canceled:
             if cancel.draining and not cancel.cancel_requested():
                 raise Drained(f"worker {worker} is stopping") from None
@@ -180,16 +187,16 @@ def _render(
         if not partial.is_file() or partial.stat().st_size == 0:
             raise RuntimeError("the pipeline reported success but wrote no output")
         payload = _result_payload(job_id, result)
-        if settings.evaluate_results:
-            progress.scale = 1.0
-            progress("evaluate", EVALUATE_SHARE)
-            payload.update(measure_quality(partial, audio, settings, video))
-    # The pipeline checks between batches; a cancel that came after its last check (in
-    # the evaluation, say) is honoured here, before the result is published. A stop that
-    # came that late is not: the finished result is published.
+    # A cancel that came after the pipeline's last check is honoured here, before the
+    # result is published. A stop that came that late is not: the result is published.
     if cancel.cancel_requested():
         raise Canceled("the job was canceled")
-    return payload, dict(result.timings)
+    inputs = {"video": _relative(video, settings), "audio": _relative(audio, settings)}
+    return payload, dict(result.timings), inputs
+
+
+def _relative(path: Path, settings: Settings) -> str:
+    return str(path.relative_to(settings.data_dir))
 
 
 def _timed_out(exc: BaseException) -> bool:
@@ -221,9 +228,15 @@ def _outcome(
     partial = paths.work / f"{record.id}.part.mp4"
     fields: dict[str, Any] = {"stage": "failed"}
     try:
-        payload, timings = _render(record, settings, store, holder, partial, worker)
+        payload, timings, inputs = _render(record, settings, store, holder, partial, worker)
         os.replace(partial, paths.result)  # atomic: same volume, never a half file
-        return "succeeded", {"progress": "1.0", "stage": "done", "result": payload}, timings
+        done: dict[str, Any] = {"progress": "1.0", "stage": "done", "result": payload}
+        measure, why_not = wants_evaluation(record.options, settings)
+        if measure:
+            done.update({"q_state": "pending", "q_inputs": inputs})
+        else:
+            done.update({"q_state": "skipped", "q_note": why_not})
+        return "succeeded", done, timings
     except Canceled:
         return "canceled", {"stage": "canceled"}, {}
     except Drained:
@@ -237,7 +250,8 @@ def _outcome(
             fields["error"] = {"code": "timeout", "message": message}
             return "failed", fields, {}
         if isinstance(exc, LipsyncError):
-            fields["error"] = {"code": exc.code, "message": public_message(exc.message, settings)}
+            message = public_message(exc.message, settings, user_names(record))
+            fields["error"] = {"code": exc.code, "message": message}
             return "failed", fields, {}
         log.exception("job %s failed with an unexpected error", record.id)
         fields["error"] = {
@@ -290,9 +304,9 @@ def _execute(
         retrying(lambda: store.finish(job_id, state, **fields), f"final state of job {job_id}")
         recorded = True
     finally:
-        if recorded:  # uploads and work dir; the result stays
+        if recorded and fields.get("q_state") != "pending":  # uploads, work dir; not the result
             remove_job_files(settings, job_id)
-        else:  # keep the uploads: the job runs again once its lease lapses
+        else:  # keep the uploads: the job runs again once its lease lapses, or is measured
             shutil.rmtree(paths.work, ignore_errors=True)
     if timings:
         try:

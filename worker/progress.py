@@ -16,12 +16,20 @@ class ProgressReporter:
     """``progress(stage, fraction)`` for :func:`lipsync.run`, throttled Redis writes."""
 
     def __init__(
-        self, store: JobStore, job_id: str, min_interval_s: float = 0.25, scale: float = 1.0
+        self,
+        store: JobStore,
+        job_id: str,
+        min_interval_s: float = 0.25,
+        scale: float = 1.0,
+        offset: float = 0.0,
     ) -> None:
         self.store = store
         self.job_id = job_id
         self.min_interval_s = min_interval_s
-        self.scale = scale  # the pipeline's 0..1 maps to 0..scale (the rest: evaluation)
+        # a step's 0..1 maps to offset..offset+scale of the job's bar (the fetch of URL
+        # inputs takes the first FETCH_SHARE of it, the pipeline the rest)
+        self.scale = scale
+        self.offset = offset
         self._stage = ""
         self._last = 0.0
 
@@ -31,7 +39,7 @@ class ProgressReporter:
             return
         self._stage, self._last = stage, now
         try:
-            value = self.scale * max(0.0, min(1.0, float(fraction)))
+            value = self.offset + self.scale * max(0.0, min(1.0, float(fraction)))
             self.store.set_progress(self.job_id, stage, value)
         except SoftTimeLimitExceeded:  # signalled while waiting on Redis: not a hiccup
             raise

@@ -1,73 +1,231 @@
-"""``lipsync evaluate``'s numbers for a finished job's video (its ``result.quality``)."""
+"""The quality task: ``lipsync evaluate``'s numbers for a succeeded job, after its result.
+
+A job is ``succeeded`` (its download ready, its webhook due) as soon as its video is
+written; its measurement follows as a task of its own (``lipsync.quality``) sent at the
+lowest priority of the job queue, so any job waiting is started before it. Its state lives
+on the job's record (``q_state`` ..., :class:`service.record.QualityRecord`): ``pending``,
+``running``, then ``ready`` (its numbers), ``failed`` (why in its note) or ``skipped``.
+
+A running measurement stops within a second of a cancel (terminate or DELETE of the job:
+``skipped``, note ``canceled``), of its worker's stop (handed back: ``pending`` again, the
+attempt not counted) and of a job arriving in the queue (handed back the same way, so the
+worker renders that job first; at most :data:`MAX_YIELDS` times per job). Each end is
+recorded by a Lua script that only its claimant can run once (:mod:`service.store_lua`),
+so a redelivered message cannot record twice.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from service.errors import public_message
+from celery.exceptions import SoftTimeLimitExceeded
+
+from service.errors import public_message, user_names
+from service.layout import job_paths, remove_job_files
 from service.settings import Settings
+from service.store import JobRecord, JobStore
+from worker.lease import lease_holder, retrying
+from worker.stopper import Stopper
 
 log = logging.getLogger("lipsync.worker")
 
-EVALUATE_SHARE = 0.9  # of the job's progress bar: the pipeline; the rest is the evaluation
+#: How often one job's measurement makes way for a job that is waiting (then it finishes
+#: even with jobs waiting, so that a busy server still measures).
+MAX_YIELDS = 5
 
 
-def measure_quality(
-    video: Path, audio: Path, settings: Settings, source: Path | None = None
+class QualityFlag:
+    """``should_cancel()`` of a measurement: its cancel flag, its worker's drain mark, and
+    (while it may still yield) a job waiting in the queue. :attr:`reason` says which."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        job_id: str,
+        worker: str = "",
+        may_yield: bool = True,
+        min_interval_s: float = 0.2,
+    ) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.worker = worker
+        self.may_yield = may_yield
+        self.min_interval_s = min_interval_s
+        self.reason = ""  # "canceled", "draining" or "yield"
+        self._last = 0.0
+
+    def __call__(self) -> bool:
+        if self.reason:
+            return True
+        now = time.monotonic()
+        if now - self._last < self.min_interval_s:
+            return False
+        self._last = now
+        try:
+            canceled, draining = self.store.quality_stop_requested(self.job_id, self.worker)
+            if canceled:
+                self.reason = "canceled"
+            elif draining:
+                self.reason = "draining"
+            elif self.may_yield and self.store.queue_depth() > 0:
+                self.reason = "yield"
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:
+            log.warning("stop check of the measurement of %s failed", self.job_id, exc_info=True)
+        return bool(self.reason)
+
+
+def run_quality(
+    job_id: str,
+    settings: Settings,
+    store: JobStore,
+    worker: str = "",
+    send_again: Callable[[str], object] | None = None,
+) -> str:
+    """Measure one succeeded job's result; returns what happened (``ready``, ``failed``,
+    ``skipped``, ``handed_back``, or why it did not run)."""
+    if store.is_draining(worker):
+        if send_again is not None:
+            send_again(job_id)
+        return "handed_back"
+    holder = lease_holder()
+    outcome = retrying(
+        lambda: store.quality_claim(job_id, holder, settings.max_attempts),
+        f"claim of the measurement of {job_id}",
+    )
+    if outcome != "run":
+        log.info("measurement of %s not run: %s", job_id, outcome)
+        if outcome in ("skipped", "failed", "ready"):
+            remove_job_files(settings, job_id)
+        return outcome
+    record = store.get(job_id)
+    if record is None:
+        return "missing"
+    yields = int(store.r.hget(store.job_key(job_id), "q_yields") or 0)
+    flag = QualityFlag(store, job_id, worker, may_yield=yields < MAX_YIELDS)
+    from lipsync.errors import Canceled
+
+    try:
+        with Stopper(flag):
+            state, note, metrics = measure(record, settings, flag)
+    except SoftTimeLimitExceeded:
+        state, note, metrics = "failed", "the measurement ran past its time limit", None
+    except (_Stopped, Canceled):
+        if flag.reason in ("canceled", ""):
+            state, note, metrics = "skipped", "canceled", None
+        else:
+            back = retrying(
+                lambda: store.quality_hand_back(job_id, holder),
+                f"hand-back of the measurement of {job_id}",
+            )
+            if back == "pending":
+                if flag.reason == "yield":
+                    store.r.hincrby(store.job_key(job_id), "q_yields", 1)
+                if send_again is not None:
+                    send_again(job_id)
+                log.info("measurement of %s handed back (%s)", job_id, flag.reason)
+                return "handed_back"
+            remove_job_files(settings, job_id)
+            return back
+    done = retrying(
+        lambda: store.quality_finish(job_id, holder, state, note, metrics),
+        f"end of the measurement of {job_id}",
+    )
+    remove_job_files(settings, job_id)
+    log.info("measurement of %s %s", job_id, done)
+    return done
+
+
+class _Stopped(Exception):
+    """The measurement was stopped (cancel, drain or yield: see :attr:`QualityFlag.reason`)."""
+
+
+def measure(
+    record: JobRecord, settings: Settings, should_cancel: QualityFlag
+) -> tuple[str, str | None, dict[str, Any] | None]:
+    """(state, note, metrics) of the job's result: ``ready`` with ``lipsync evaluate``'s
+    numbers, or ``failed`` and why (a measurement problem never fails the job). Raises
+    :class:`_Stopped` when ``should_cancel`` turns true."""
+    from lipsync.errors import Canceled, LipsyncError
+
+    paths = job_paths(settings, record.id)
+    inputs = _inputs(record, settings)
+    if inputs is None:
+        return "failed", "the job's inputs are gone", None
+    video, audio = inputs
+    try:
+        return "ready", None, _evaluate(paths.result, audio, video, settings, should_cancel)
+    except Canceled:
+        if should_cancel.reason:
+            raise _Stopped(should_cancel.reason) from None
+        raise
+    except SoftTimeLimitExceeded:
+        raise
+    except LipsyncError as exc:
+        return "failed", public_message(exc.message, settings, user_names(record)), None
+    except Exception as exc:
+        log.warning("evaluating the result of %s failed", record.id, exc_info=True)
+        return "failed", f"evaluation failed ({type(exc).__name__})", None
+
+
+def _inputs(record: JobRecord, settings: Settings) -> tuple[Path, Path] | None:
+    import json
+
+    raw = record.raw_inputs or json.dumps({"video": record.video, "audio": record.audio})
+    data = json.loads(raw)
+    video = settings.data_dir / str(data.get("video") or "")
+    audio = settings.data_dir / str(data.get("audio") or "")
+    if not (data.get("video") and data.get("audio") and video.is_file() and audio.is_file()):
+        return None
+    return video, audio
+
+
+def _evaluate(
+    result: Path, audio: Path, source: Path, settings: Settings, should_cancel: QualityFlag
 ) -> dict[str, Any]:
-    """``lipsync evaluate``'s numbers for a finished output (``quality``), or why there are
-    none (``quality_note``): a measurement problem never fails the job. Running past the
-    job's time limit does: the limit is the whole job's budget, evaluation included.
-
-    ``source`` is the job's input: when it is a video (not a still) it is the reference, for
-    the articulation and mouth sharpness ratios (None for stills)."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
+    """``lipsync evaluate``'s numbers for ``result``; ``source`` (the job's input) is the
+    reference when it is a video (the articulation and sharpness ratios)."""
     from lipsync.errors import LipsyncError
     from lipsync.evaluate import evaluate
     from lipsync.media.probe import probe
 
     t0 = time.monotonic()
     reference = None
-    if source is not None:
-        try:
-            if not probe(source, settings.media_limits, kind="video").is_image:
-                reference = source
-        except LipsyncError:  # measured without the input, then
-            log.warning("probing %s for the evaluation failed", source.name, exc_info=True)
     try:
-        report = evaluate(
-            video, audio, reference=reference, models_dir=settings.models_dir, visemes=False
-        )
-    except SoftTimeLimitExceeded:
-        raise
-    except LipsyncError as exc:
-        return {"quality": None, "quality_note": public_message(exc.message, settings)}
-    except Exception as exc:
-        log.warning("evaluating %s failed", video.name, exc_info=True)
-        return {"quality": None, "quality_note": f"evaluation failed ({type(exc).__name__})"}
+        if not probe(source, settings.media_limits, kind="video").is_image:
+            reference = source
+    except LipsyncError:  # measured without the input, then
+        log.warning("probing %s for the evaluation failed", source.name, exc_info=True)
+    report = evaluate(
+        result,
+        audio,
+        reference=reference,
+        models_dir=settings.models_dir,
+        visemes=False,
+        should_cancel=should_cancel,
+    )
     cal = report.sync.calibrated
     ref = report.reference_metrics
     return {
-        "quality": {
-            "face_found_rate": report.face_found_rate,
-            "sync_offset_frames": None if cal is None else cal.offset_frames,
-            "sync_offset_ms": None if cal is None else cal.offset_ms,
-            "sync_score": None if cal is None else cal.score,
-            "sync_confidence": None if cal is None else cal.confidence,
-            "envelope_r_at_zero": report.sync.r_at_zero,
-            "pause_frames": report.pauses.pause_frames,
-            "pause_closed_share": report.pauses.closed_share,
-            "lse_d": None if report.lse is None else report.lse.lse_d,
-            "lse_c": None if report.lse is None else report.lse.lse_c,
-            "lse_note": report.lse_note,
-            # With a video input: the output's speech-time opening and lip-box sharpness
-            # over the input's own (None for stills, or with too few frames).
-            "articulation_ratio": None if ref is None else ref.articulation_ratio,
-            "sharpness_ratio": None if ref is None else ref.sharpness_ratio,
-            "seconds": round(time.monotonic() - t0, 3),
-        }
+        "face_found_rate": report.face_found_rate,
+        "sync_offset_frames": None if cal is None else cal.offset_frames,
+        "sync_offset_ms": None if cal is None else cal.offset_ms,
+        "sync_score": None if cal is None else cal.score,
+        "sync_confidence": None if cal is None else cal.confidence,
+        "envelope_r_at_zero": report.sync.r_at_zero,
+        "pause_frames": report.pauses.pause_frames,
+        "pause_closed_share": report.pauses.closed_share,
+        "lse_d": None if report.lse is None else report.lse.lse_d,
+        "lse_c": None if report.lse is None else report.lse.lse_c,
+        "lse_note": report.lse_note,
+        # With a video input: the output's speech-time opening and lip-box sharpness
+        # over the input's own (None for stills, or with too few frames).
+        "articulation_ratio": None if ref is None else ref.articulation_ratio,
+        "sharpness_ratio": None if ref is None else ref.sharpness_ratio,
+        "seconds": round(time.monotonic() - t0, 3),
     }

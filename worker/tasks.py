@@ -32,13 +32,23 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from service.queue import QUEUE, TASK_CLEANUP, TASK_PROCESS, check_visibility, settings_of
+from service.queue import (
+    QUALITY_PRIORITY,
+    QUEUE,
+    TASK_CLEANUP,
+    TASK_PROCESS,
+    TASK_QUALITY,
+    check_visibility,
+    quality_task_id,
+    settings_of,
+)
 from service.settings import Settings
 from service.store import JobStore
 from worker.broker import BrokerMessages
 from worker.celery_app import app
 from worker.cleanup import OrphanRequeuer, run_cleanup
 from worker.jobs import run_job
+from worker.quality import run_quality
 from worker.webhooks import WebhookDispatcher
 
 log = logging.getLogger("lipsync.worker")
@@ -105,7 +115,45 @@ def process(self: Any, job_id: str) -> str:
     outcome = run_job(job_id, _settings(), _store(), worker=worker, requeue=_requeue)
     if outcome != "handed_back":
         _drop_unacked(job_id)
+    if outcome == "succeeded":
+        _queue_quality(job_id)
     return outcome
+
+
+@app.task(name=TASK_QUALITY, bind=True)
+def quality(self: Any, job_id: str) -> str:
+    """Measure a succeeded job's result (``lipsync evaluate``), at the lowest priority."""
+    worker = str(self.request.hostname or "")
+    return run_quality(job_id, _settings(), _store(), worker=worker, send_again=_send_quality)
+
+
+def _queue_quality(job_id: str) -> None:
+    """Send the measurement of a job that has just succeeded, if it is to be measured; a
+    send that fails marks it failed (the result is there all the same)."""
+    try:
+        record = _store().get(job_id)
+        if record is None or record.quality is None or record.quality.state != "pending":
+            return
+        _send_quality(job_id)
+    except Exception:
+        log.warning("the measurement of %s could not be queued", job_id, exc_info=True)
+        try:
+            key = _store().job_key(job_id)
+            if _store().r.hget(key, "q_state") == "pending":
+                _store().r.hset(key, mapping={"q_state": "failed",
+                                              "q_note": "could not be queued"})  # fmt: skip
+        except redis.RedisError:
+            pass
+
+
+def _send_quality(job_id: str) -> None:
+    app.send_task(
+        TASK_QUALITY,
+        args=[job_id],
+        task_id=quality_task_id(job_id),
+        queue=QUEUE,
+        priority=QUALITY_PRIORITY,
+    )
 
 
 @app.task(name=TASK_CLEANUP)

@@ -2,11 +2,14 @@
 
 The stream reads the job's record every ``LIPSYNC_EVENTS_POLL_S`` and sends an
 ``event: status`` (``data``: the job's status JSON, as ``/status`` gives it) each time its
-state, stage, progress or cancel flag changes; a ``: keep-alive`` comment when nothing
-changed for ``LIPSYNC_EVENTS_KEEPALIVE_S``. It ends after the final state's event (with the
-result or error in it). A job that vanishes meanwhile (deleted, expired) ends it with an
-``event: error`` carrying the usual error body (``not_found``); so does Redis going away
-(``unavailable``). Authentication and 404 are as for ``/status``, before the stream starts.
+state, stage, progress, cancel flag or ``quality.state`` changes; a ``: keep-alive`` comment
+when nothing changed for ``LIPSYNC_EVENTS_KEEPALIVE_S``. It ends after the final state's
+event (with the result or error in it), or for a succeeded job whose result is measured,
+after the event that carries the measurement's end (``quality.state`` ready, failed or
+skipped): the ``succeeded`` event comes first, the download is ready from it on. A job that
+vanishes meanwhile (deleted, expired) ends it with an ``event: error`` carrying the usual
+error body (``not_found``); so does Redis going away (``unavailable``). Authentication and
+404 are as for ``/status``, before the stream starts.
 """
 
 from __future__ import annotations
@@ -62,11 +65,18 @@ async def status_events(
     quiet_since = time.monotonic()
     while True:
         body = JobStatus.from_record(job)
-        seen = (body.state, body.stage, body.progress, body.cancel_requested)
+        quality = body.quality
+        seen = (
+            body.state,
+            body.stage,
+            body.progress,
+            body.cancel_requested,
+            None if quality is None else (quality.state, quality.cancel_requested),
+        )
         if seen != last:
             last, quiet_since = seen, time.monotonic()
             yield _event("status", body.model_dump(mode="json"))
-            if job.finished:
+            if job.finished and (quality is None or quality.finished):
                 return
         elif time.monotonic() - quiet_since >= settings.events_keepalive_s:
             quiet_since = time.monotonic()

@@ -32,11 +32,10 @@ from app.schemas import (
 )
 from app.uploads import FILE_FIELDS, ParsedUpload, UploadError, UploadTooLarge, receive_multipart
 from lipsync.errors import InvalidOption, LipsyncError
-from lipsync.options import parse_public_fields
-from service.errors import public_message
+from service.errors import client_file_name, public_message
 from service.fetch import FetchRefused, check_url
 from service.layout import remove_job_files
-from service.options import build_run_options
+from service.options import build_run_options, parse_push_fields
 from service.queue import QUEUE, TASK_PROCESS
 from service.settings import Settings
 from service.store import JobRecord, JobStore, WebhookRecord
@@ -74,7 +73,7 @@ def _validate_options(fields: dict[str, str], settings: Settings) -> dict[str, A
     """The push's option fields, checked as declared (lipsync/options.py) and as the job
     will run them (with this server's settings); 422 naming the field otherwise."""
     try:
-        options = parse_public_fields(fields)
+        options = parse_push_fields(fields)
         build_run_options(options, settings)
     except InvalidOption as exc:
         raise problem(422, exc.message, exc.code, exc.field) from exc
@@ -93,10 +92,11 @@ async def _probe_upload(upload: ParsedUpload, settings: Settings) -> None:
         *(run_in_threadpool(_probe, upload.files[n].path, kinds[n], settings) for n in kinds),
         return_exceptions=True,
     )
+    names = {f.path.name: client_file_name(f.filename) for f in upload.files.values()}
     for name, outcome in zip(kinds, results, strict=True):
         if isinstance(outcome, LipsyncError):
             code = _PROBE_STATUS.get(outcome.code, 422)
-            message = public_message(outcome.message, settings)
+            message = public_message(outcome.message, settings, names)
             raise problem(code, f"{name}: {message}", outcome.code, field=name)
         if isinstance(outcome, BaseException):
             log.error("probe of %s failed", name, exc_info=outcome)
@@ -162,6 +162,8 @@ async def push(
             audio_url=urls.get("audio", ""),
             video_url=urls.get("video", ""),
             webhook=WebhookRecord(url=webhook) if webhook else None,
+            video_name=_given_name(upload, "video"),
+            audio_name=_given_name(upload, "audio"),
         )
         await _enqueue(store, celery, job, idempotency_key)
         keep = True
@@ -186,6 +188,11 @@ async def _admit(
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes:
         raise problem(413, f"upload exceeds {settings.max_upload_bytes} bytes", "too_large")
+
+
+def _given_name(upload: ParsedUpload, name: str) -> str:
+    saved = upload.files.get(name)
+    return client_file_name(saved.filename) if saved is not None else ""
 
 
 def _saved(upload: ParsedUpload, name: str, settings: Settings) -> str:
@@ -316,8 +323,12 @@ async def _enqueue(store: JobStore, celery: Any, job: JobRecord, key: str | None
 def terminate(
     body: TerminateRequest, settings: SettingsDep, store: StoreDep, owner: OwnerDep
 ) -> Any:
-    """Cancel a job: a queued one never starts; a running one stops at its next batch."""
-    load_own_job(store, owner, body.task_id)
+    """Cancel a job: a queued one never starts; a running one stops within a second or
+    two. For a succeeded job whose result is still being measured, the measurement stops
+    (``quality.state`` becomes ``skipped``); the result stays."""
+    own = load_own_job(store, owner, body.task_id)
+    if own.state == "succeeded" and own.quality is not None and not own.quality.finished:
+        return _cancel_quality(settings, store, body.task_id)
     outcome = store.request_cancel(body.task_id)
     if outcome == "canceled":  # it never started: its uploads can go now
         remove_job_files(settings, body.task_id)
@@ -329,6 +340,19 @@ def terminate(
     body_json = JobStatus.from_record(job).model_dump(mode="json")
     code = status.HTTP_202_ACCEPTED if outcome == "canceling" else status.HTTP_200_OK
     return JSONResponse(body_json, status_code=code)
+
+
+def _cancel_quality(settings: Settings, store: JobStore, task_id: str) -> JSONResponse:
+    """Terminate of a succeeded job: stop its measurement (200 when it had not started,
+    202 while a running one stops)."""
+    outcome = store.request_quality_cancel(task_id)
+    if outcome == "skipped":  # it never started: the inputs it would have read can go
+        remove_job_files(settings, task_id)
+    job = store.get(task_id)
+    if job is None:
+        raise problem(404, "no such task", "not_found")
+    code = status.HTTP_202_ACCEPTED if outcome == "canceling" else status.HTTP_200_OK
+    return JSONResponse(JobStatus.from_record(job).model_dump(mode="json"), status_code=code)
 
 
 @router.get(

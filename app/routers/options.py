@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from app.deps import SettingsDep
 from app.schemas import GUARD_RESPONSES, OptionInfo, OptionsResponse, json_example
 from lipsync.licences import commercial_only_from_env, report, restricted_values
-from lipsync.options import public_specs
+from service.options import push_specs
 from service.settings import Settings
 
 router = APIRouter(prefix="/api/v1/lipsync", tags=["options"], responses=GUARD_RESPONSES)
@@ -24,6 +24,7 @@ def server_defaults(settings: Settings) -> dict[str, Any]:
         "engine": settings.default_engine,
         "enhancer": settings.default_enhancer,
         "max_size": settings.max_output_size,
+        "evaluate": settings.evaluate_results,
     }
 
 
@@ -91,7 +92,7 @@ async def list_options(settings: SettingsDep) -> ServerOptions:
     defaults = server_defaults(settings)
     commercial_only = commercial_only_from_env()
     infos = []
-    for spec in public_specs():
+    for spec in push_specs():
         info = spec.describe()
         if spec.name in defaults:
             info["default"] = defaults[spec.name]

@@ -101,12 +101,13 @@ async def list_jobs(
 
 
 async def _wait_stopped(store: JobStore, task_id: str, wait_s: float) -> bool:
-    """Wait for a canceled running job to reach a final state (its worker has then removed
-    its uploads and work dir and writes nothing more). False when it did not in time."""
+    """Wait for a canceled running job (or measurement) to reach a final state (its worker
+    has then removed its uploads and work dir and writes nothing more). False when it did
+    not in time."""
     deadline = time.monotonic() + wait_s
     while True:
         job = await run_in_threadpool(store.get, task_id)
-        if job is None or job.finished:
+        if job is None or (job.finished and (job.quality is None or job.quality.finished)):
             return True
         if time.monotonic() >= deadline:
             return False
@@ -145,17 +146,18 @@ async def delete_job(settings: Settings, store: JobStore, owner: str, task_id: s
     job = await run_in_threadpool(load_own_job, store, owner, task_id)
     if job.webhook is not None:  # a deleted job gets no webhook, not even of its cancel
         await run_in_threadpool(store.drop_webhook, task_id)
+    outcome: str | None = None
     if not job.finished:
         outcome = await run_in_threadpool(store.request_cancel, task_id)
-        if outcome == "canceling" and not await _wait_stopped(
-            store, task_id, settings.delete_wait_s
-        ):
-            log.warning(
-                "job %s still running %.0fs after its delete; its leftovers go with the "
-                "periodic cleanup",
-                task_id,
-                settings.delete_wait_s,
-            )
+    elif job.quality is not None and not job.quality.finished:  # its measurement runs
+        outcome = await run_in_threadpool(store.request_quality_cancel, task_id)
+    if outcome == "canceling" and not await _wait_stopped(store, task_id, settings.delete_wait_s):
+        log.warning(
+            "job %s still running %.0fs after its delete; its leftovers go with the "
+            "periodic cleanup",
+            task_id,
+            settings.delete_wait_s,
+        )
     await run_in_threadpool(store.purge, task_id, owner)
     if job.started_at is None:  # queued, or canceled before it started: its message waits
         await run_in_threadpool(drop_queued_message, settings, task_id)

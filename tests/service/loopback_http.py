@@ -145,3 +145,38 @@ class LoopbackHTTP:
         with contextlib.suppress(OSError):
             self.server.server_close()
         self.thread.join(timeout=5)
+
+
+class Tarpit:
+    """A TCP server on loopback that accepts every connection and never sends a byte: a
+    fetch waits in its headers phase until the deadline, or until it is canceled."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_server((host, 0))
+        self.sock.settimeout(0.2)
+        self.host = host
+        self.port = int(self.sock.getsockname()[1])
+        self.held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str = "/video.mp4") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.held.append(conn)  # kept open, never answered
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in self.held:
+            conn.close()
+        self.sock.close()

@@ -32,7 +32,7 @@ from service.fetch import (
 )
 from service.settings import Settings
 from tests.app.service_harness import REPO, traced_connects
-from tests.service.loopback_http import LoopbackHTTP
+from tests.service.loopback_http import LoopbackHTTP, Tarpit
 
 MEDIA = bytes(range(256)) * 40  # 10240 bytes
 
@@ -261,6 +261,48 @@ def test_cancel_stops_the_transfer(origin: LoopbackHTTP, tmp_path: Path) -> None
     with pytest.raises(Canceled):
         fetch(origin.url("/drip?every=0.05"), tmp_path / "v", policy("127.0.0.1"), lambda: True)
     assert not (tmp_path / "v").exists()
+
+
+def test_cancel_while_a_server_never_answers(tmp_path: Path) -> None:
+    """A server that accepts and never sends its headers: a cancel ends the fetch at
+    once, not at the deadline (600 s by default; here 60)."""
+    tarpit = Tarpit()
+    try:
+        asked_at: list[float] = []
+
+        def cancel_after_one_second() -> bool:
+            if time.monotonic() - start >= 1.0:
+                asked_at.append(time.monotonic())
+                return True
+            return False
+
+        start = time.monotonic()
+        with pytest.raises(Canceled):
+            fetch(
+                tarpit.url(),
+                tmp_path / "v",
+                policy("127.0.0.1", deadline_s=60.0),
+                cancel_after_one_second,
+            )
+        stopped = time.monotonic()
+        assert tarpit.held, "the fetch never connected"
+        assert stopped - asked_at[0] < 0.5, stopped - asked_at[0]
+        assert not (tmp_path / "v").exists()
+    finally:
+        tarpit.close()
+
+
+def test_progress_of_the_body(origin: LoopbackHTTP, tmp_path: Path) -> None:
+    """``on_bytes`` follows the body: with a Content-Length it reaches the whole size."""
+    seen: list[tuple[int, int | None]] = []
+    fetch(
+        origin.url("/file/a.mp4"),
+        tmp_path / "v",
+        policy("127.0.0.1"),
+        on_bytes=lambda got, expected: seen.append((got, expected)),
+    )
+    assert seen and seen[-1] == (len(MEDIA), len(MEDIA))
+    assert [g for g, _ in seen] == sorted(g for g, _ in seen)
 
 
 # -- the pieces -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from tests import media_factory as mf
 from tests.worker.jobkit import make_job
 from worker.jobs import run_job
 from worker.progress import CancelFlag, ProgressReporter
+from worker.quality import run_quality
 
 
 def _leftovers(settings: Settings, job_id: str) -> list[Path]:
@@ -27,10 +28,18 @@ def test_success_then_redelivery_does_not_run_again(
     job = store.get(job_id)
     assert job is not None and job.state == "succeeded" and job.attempts == 1
     assert job.result is not None and job.result["file"] == f"{job_id}.mp4"
-    assert job.result["quality"]["face_found_rate"] > 0.95  # measured by lipsync evaluate
+    # the result first: its measurement is pending, its own task, and keeps the inputs
+    assert job.quality is not None and job.quality.state == "pending"
+    assert _leftovers(settings, job_id) == [settings.uploads_dir / job_id]
+    assert run_quality(job_id, settings, store, worker="w1") == "ready"
+    job = store.get(job_id)
+    assert job is not None and job.quality is not None and job.quality.metrics is not None
+    assert job.quality.metrics["face_found_rate"] > 0.95  # measured by lipsync evaluate
     result = settings.results_dir / f"{job_id}.mp4"
     stamp = result.stat().st_mtime_ns
     assert _leftovers(settings, job_id) == []
+    # a redelivered measurement is not run again either
+    assert run_quality(job_id, settings, store, worker="w2") == "ready"
 
     # the broker delivers the same message again (e.g. a lost ack): nothing is redone
     assert run_job(job_id, settings, store, worker="w2") == "succeeded"
@@ -54,7 +63,7 @@ def test_rerun_after_a_lost_worker_replaces_partial_output(
     assert run_job(job_id, settings, store, worker="w2") == "succeeded"
     job = store.get(job_id)
     assert job is not None and job.attempts == 2 and job.worker == "w2"
-    assert _leftovers(settings, job_id) == []
+    assert _leftovers(settings, job_id) == [settings.uploads_dir / job_id]  # to be measured
     assert [p.name for p in settings.results_dir.iterdir()] == [f"{job_id}.mp4"]
     import av
 
@@ -174,9 +183,11 @@ def test_result_carries_evaluate_numbers_unless_switched_off(
 ) -> None:
     job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
     assert run_job(job_id, settings, store) == "succeeded"
+    assert run_quality(job_id, settings, store) == "ready"
     job = store.get(job_id)
-    assert job is not None and job.result is not None
-    quality = job.result["quality"]
+    assert job is not None and job.quality is not None
+    quality = job.quality.metrics
+    assert quality is not None
     # A still: the default engine fell back to the viseme warp, driven by this speech: no
     # offset, a clear score.
     assert quality["face_found_rate"] > 0.95
@@ -192,9 +203,11 @@ def test_result_carries_evaluate_numbers_unless_switched_off(
     video = mf.write_video(tmp_path / "moving.mp4", mf.moving_portrait_frames(50))
     job_id = make_job(settings, store, video, media["speech"], {"engine": "viseme"})
     assert run_job(job_id, settings, store) == "succeeded"
+    assert run_quality(job_id, settings, store) == "ready"
     job = store.get(job_id)
-    assert job is not None and job.result is not None
-    moving = job.result["quality"]
+    assert job is not None and job.quality is not None
+    moving = job.quality.metrics
+    assert moving is not None
     assert set(moving) == set(quality)
     assert moving["articulation_ratio"] is not None and moving["articulation_ratio"] > 1.3
     assert moving["sharpness_ratio"] is not None and 0.3 < moving["sharpness_ratio"] < 3
@@ -203,7 +216,16 @@ def test_result_carries_evaluate_numbers_unless_switched_off(
     job_id = make_job(quiet, store, media["astronaut"], media["speech"])
     assert run_job(job_id, quiet, store) == "succeeded"
     job = store.get(job_id)
-    assert job is not None and job.result is not None and "quality" not in job.result
+    assert job is not None and job.quality is not None and job.quality.state == "skipped"
+    assert "LIPSYNC_EVALUATE_RESULTS" in (job.quality.note or "")
+    assert _leftovers(settings, job_id) == []  # nothing to measure: the inputs went at once
+    # off for one job (the push's evaluate=false)
+    job_id = make_job(settings, store, media["astronaut"], media["speech"], {"evaluate": False})
+    assert run_job(job_id, settings, store) == "succeeded"
+    job = store.get(job_id)
+    assert job is not None and job.quality is not None and job.quality.state == "skipped"
+    assert job.quality.note == "evaluate=false"
+    assert run_quality(job_id, settings, store) == "skipped"
 
 
 def test_result_says_which_path_the_engine_took(

@@ -1,0 +1,195 @@
+"""Every stage of a job stops within 2 s of a terminate (the cancel flag) or an operator's
+stop (the worker's drain mark): the fetch of a URL from a server that never answers, the
+probe, the face analysis, the render, the encode, and the measurement that follows the
+result. A canceled job ends ``canceled``; a drained one goes back to ``queued`` with no
+attempt counted (a measurement: back to ``pending``, its attempt not counted).
+
+The job runs here on the main thread, as in a Celery pool process (the stopper's signal is
+delivered to it), against a real Redis and the real pipeline; a second thread asks for the
+stop once the job is seen in the stage, and the time from that request to the job's end
+is what is measured. A stage is held long enough to be caught by what makes it long in
+real use: a tarpit server, the first job of a fresh pool process (its probe stage loads
+the models), a long video, long speech, a slow encoder preset."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from service.settings import Settings
+from service.store import JobRecord, JobStore
+from tests import media_factory as mf
+from tests.service.loopback_http import Tarpit
+from tests.worker.jobkit import make_job
+from worker import jobs as worker_jobs
+from worker.jobs import run_job
+from worker.quality import run_quality
+
+WORKER = "stage-test@host"
+STOP_WITHIN_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("stages")
+    return mf.write_video(d / "long.mp4", mf.moving_portrait_frames(400))
+
+
+@pytest.fixture(scope="module")
+def big_still(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The astronaut at 1920x1920: a large frame for the encoder."""
+    import cv2
+
+    d = tmp_path_factory.mktemp("still")
+    big = cv2.resize(mf.astronaut(), (1920, 1920), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(d / "big.png"), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    return d / "big.png"
+
+
+@pytest.fixture
+def tarpit() -> Iterator[Tarpit]:
+    server = Tarpit()
+    yield server
+    server.close()
+
+
+class _Stopper(threading.Thread):
+    """Asks for the stop once ``reached(record)`` holds (then ``settle_s`` later)."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        job_id: str,
+        reached: Callable[[JobRecord], bool],
+        stop: Callable[[], object],
+        settle_s: float = 0.3,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.store, self.job_id, self.reached = store, job_id, reached
+        self.stop, self.settle_s = stop, settle_s
+        self.asked_at: float | None = None
+        self.seen: list[tuple[str, str, float]] = []
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            job = self.store.get(self.job_id)
+            if job is not None:
+                self.seen.append((job.state, job.stage, job.progress))
+                if job.finished and (job.quality is None or job.quality.finished):
+                    self.seen.append((job.state, str(job.error), 0.0))
+                    return
+                if self.reached(job):
+                    time.sleep(self.settle_s)
+                    self.asked_at = time.monotonic()
+                    self.stop()
+                    return
+            time.sleep(0.02)
+
+
+def _stop_fn(kind: str, store: JobStore, job_id: str, quality: bool) -> Callable[[], object]:
+    if kind == "drain":
+        return lambda: store.set_draining(WORKER, 60)
+    if quality:
+        return lambda: store.request_quality_cancel(job_id)
+    return lambda: store.request_cancel(job_id)
+
+
+def _run_and_time(
+    run: Callable[[], str], stopper: _Stopper, store: JobStore
+) -> tuple[str, float]:
+    stopper.start()
+    try:
+        outcome = run()
+    finally:
+        ended = time.monotonic()
+        stopper.join(timeout=5)
+        store.clear_draining(WORKER)
+    assert stopper.asked_at is not None, f"the stage was never seen: {stopper.seen[-5:]}"
+    return outcome, ended - stopper.asked_at
+
+
+STAGES = ("fetching", "probe", "analyse", "render", "encode")
+
+
+@pytest.mark.parametrize("kind", ["cancel", "drain"])
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_pipeline_stage_stops_within_two_seconds(
+    stage: str,
+    kind: str,
+    settings: Settings,
+    store: JobStore,
+    media: dict[str, Path],
+    long_video: Path,
+    big_still: Path,
+    tarpit: Tarpit,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    options: dict[str, object] = {}
+    video, audio = media["astronaut"], media["speech_long"]
+    if stage == "analyse":
+        video = long_video
+    if stage == "encode":  # a slow preset at a large size: the encoder's flush takes a while
+        video, audio = big_still, media["speech"]
+        options = {"preset": "slow", "crf": 0}
+    settings = settings.model_copy(update={"fetch_allow": ["127.0.0.1"]})
+    job_id = make_job(settings, store, video, audio, options)
+    if stage == "fetching":  # the video comes from a server that accepts and never answers
+        key = store.job_key(job_id)
+        store.r.hset(key, mapping={"video": "", "video_url": tarpit.url()})
+    if stage == "probe":  # a fresh pool process: the probe stage loads the models too
+        monkeypatch.setattr(worker_jobs, "_ENGINES", None)
+
+    def reached(job: JobRecord) -> bool:
+        if stage == "fetching":
+            return job.stage == "fetching" and bool(tarpit.held)
+        if stage == "encode":
+            return job.stage == "render" and job.progress >= 0.999
+        if stage == "analyse":
+            return job.stage == "analyse" and job.progress > 0.05
+        return job.stage == stage
+
+    stopper = _Stopper(store, job_id, reached, _stop_fn(kind, store, job_id, False),
+                       settle_s=0.0 if stage in ("encode", "probe") else 0.3)  # fmt: skip
+    outcome, took = _run_and_time(lambda: run_job(job_id, settings, store, WORKER), stopper, store)
+    job = store.get(job_id)
+    assert job is not None
+    if kind == "cancel":
+        assert outcome == "canceled" and job.state == "canceled", (outcome, job.error)
+        assert not (settings.results_dir / f"{job_id}.mp4").exists()
+    else:
+        assert outcome == "handed_back", (outcome, job.error)
+        assert job.state == "queued" and job.attempts == 0
+    assert took <= STOP_WITHIN_S, f"{stage}/{kind}: stopped {took:.2f}s after the request"
+
+
+@pytest.mark.parametrize("kind", ["cancel", "drain"])
+def test_the_measurement_stops_within_two_seconds(
+    kind: str, settings: Settings, store: JobStore, media: dict[str, Path], long_video: Path
+) -> None:
+    """``lipsync evaluate`` of the result (its own task after the job succeeded): a cancel
+    skips it, a stop hands it back with its attempt not counted; the result stays."""
+    job_id = make_job(settings, store, long_video, media["speech"], {"engine": "viseme"})
+    assert run_job(job_id, settings, store, WORKER) == "succeeded"
+
+    def reached(job: JobRecord) -> bool:
+        return job.quality is not None and job.quality.state == "running"
+
+    stopper = _Stopper(store, job_id, reached, _stop_fn(kind, store, job_id, True), 1.0)
+    outcome, took = _run_and_time(
+        lambda: run_quality(job_id, settings, store, WORKER), stopper, store
+    )
+    job = store.get(job_id)
+    assert job is not None and job.state == "succeeded" and job.quality is not None
+    if kind == "cancel":
+        assert outcome == "skipped" and job.quality.state == "skipped"
+        assert job.quality.note == "canceled"
+    else:
+        assert outcome == "handed_back" and job.quality.state == "pending"
+        assert job.quality.attempts == 0
+    assert (settings.results_dir / f"{job_id}.mp4").is_file()
+    assert took <= STOP_WITHIN_S, f"evaluate/{kind}: stopped {took:.2f}s after the request"
