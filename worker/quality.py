@@ -16,7 +16,12 @@ so a redelivered message cannot record twice.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -150,32 +155,81 @@ def measure(
 ) -> tuple[str, str | None, dict[str, Any] | None]:
     """(state, note, metrics) of the job's result: ``ready`` with ``lipsync evaluate``'s
     numbers, or ``failed`` and why (a measurement problem never fails the job). Raises
-    :class:`_Stopped` when ``should_cancel`` turns true."""
-    from lipsync.errors import Canceled, LipsyncError
-
+    :class:`_Stopped` within ``POLL_S`` of ``should_cancel`` turning true: the measurement
+    runs in a child process (:mod:`worker.evaluate_child`), killed then."""
     paths = job_paths(settings, record.id)
     inputs = _inputs(record, settings)
     if inputs is None:
         return "failed", "the job's inputs are gone", None
     video, audio = inputs
+    paths.work.mkdir(parents=True, exist_ok=True)
+    out = paths.work / "quality.json"
+    out.unlink(missing_ok=True)
+    limits = settings.media_limits
+    args = {
+        "result": str(paths.result),
+        "audio": str(audio),
+        "source": str(video),
+        "models_dir": str(settings.models_dir),
+        "out": str(out),
+        "limits": {
+            "max_width": limits.max_width,
+            "max_height": limits.max_height,
+            "max_duration_s": limits.max_duration_s,
+            "max_streams": limits.max_streams,
+            "max_file_bytes": limits.max_file_bytes,
+            "probe_timeout_s": limits.probe_timeout_s,
+        },
+    }
+    code = _run_child(args, should_cancel)
     try:
-        return "ready", None, _evaluate(paths.result, audio, video, settings, should_cancel)
-    except Canceled:
-        if should_cancel.reason:
-            raise _Stopped(should_cancel.reason) from None
-        raise
-    except SoftTimeLimitExceeded:
-        raise
-    except LipsyncError as exc:
-        return "failed", public_message(exc.message, settings, user_names(record)), None
-    except Exception as exc:
-        log.warning("evaluating the result of %s failed", record.id, exc_info=True)
-        return "failed", f"evaluation failed ({type(exc).__name__})", None
+        answer = json.loads(out.read_text())
+    except (OSError, ValueError):
+        log.warning("the measurement of %s ended (exit %s) without an answer", record.id, code)
+        return "failed", f"evaluation failed (exit status {code})", None
+    finally:
+        shutil.rmtree(paths.work, ignore_errors=True)
+    if "metrics" in answer:
+        return "ready", None, dict(answer["metrics"])
+    error = answer.get("error") or {}
+    if error.get("code") == "internal_error":
+        return "failed", f"evaluation failed ({error.get('message')})", None
+    message = str(error.get("message") or "evaluation failed")
+    return "failed", public_message(message, settings, user_names(record)), None
+
+
+POLL_S = 0.1
+
+
+def _run_child(args: dict[str, Any], should_cancel: QualityFlag) -> int | None:
+    """Run the measurement child to its end; kill it (and raise :class:`_Stopped`) when
+    ``should_cancel`` turns true, or when anything (the soft time limit) interrupts."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker.evaluate_child", json.dumps(args)],
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=root,
+    )
+    try:
+        while True:
+            try:
+                return proc.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                pass
+            if should_cancel():
+                raise _Stopped(should_cancel.reason)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _inputs(record: JobRecord, settings: Settings) -> tuple[Path, Path] | None:
-    import json
-
     raw = record.raw_inputs or json.dumps({"video": record.video, "audio": record.audio})
     data = json.loads(raw)
     video = settings.data_dir / str(data.get("video") or "")
@@ -183,49 +237,3 @@ def _inputs(record: JobRecord, settings: Settings) -> tuple[Path, Path] | None:
     if not (data.get("video") and data.get("audio") and video.is_file() and audio.is_file()):
         return None
     return video, audio
-
-
-def _evaluate(
-    result: Path, audio: Path, source: Path, settings: Settings, should_cancel: QualityFlag
-) -> dict[str, Any]:
-    """``lipsync evaluate``'s numbers for ``result``; ``source`` (the job's input) is the
-    reference when it is a video (the articulation and sharpness ratios)."""
-    from lipsync.errors import LipsyncError
-    from lipsync.evaluate import evaluate
-    from lipsync.media.probe import probe
-
-    t0 = time.monotonic()
-    reference = None
-    try:
-        if not probe(source, settings.media_limits, kind="video").is_image:
-            reference = source
-    except LipsyncError:  # measured without the input, then
-        log.warning("probing %s for the evaluation failed", source.name, exc_info=True)
-    report = evaluate(
-        result,
-        audio,
-        reference=reference,
-        models_dir=settings.models_dir,
-        visemes=False,
-        should_cancel=should_cancel,
-    )
-    cal = report.sync.calibrated
-    ref = report.reference_metrics
-    return {
-        "face_found_rate": report.face_found_rate,
-        "sync_offset_frames": None if cal is None else cal.offset_frames,
-        "sync_offset_ms": None if cal is None else cal.offset_ms,
-        "sync_score": None if cal is None else cal.score,
-        "sync_confidence": None if cal is None else cal.confidence,
-        "envelope_r_at_zero": report.sync.r_at_zero,
-        "pause_frames": report.pauses.pause_frames,
-        "pause_closed_share": report.pauses.closed_share,
-        "lse_d": None if report.lse is None else report.lse.lse_d,
-        "lse_c": None if report.lse is None else report.lse.lse_c,
-        "lse_note": report.lse_note,
-        # With a video input: the output's speech-time opening and lip-box sharpness
-        # over the input's own (None for stills, or with too few frames).
-        "articulation_ratio": None if ref is None else ref.articulation_ratio,
-        "sharpness_ratio": None if ref is None else ref.sharpness_ratio,
-        "seconds": round(time.monotonic() - t0, 3),
-    }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 from functools import lru_cache
@@ -236,6 +237,13 @@ def _on_pool_process_init(**_: Any) -> None:
         log.warning("could not lower the pool process's priority", exc_info=True)
 
 
+#: The signals that stop a worker: its own threads never take them, so the kernel hands
+#: them to the main thread, whose wait in the event loop they end at once. (A signal taken
+#: by another thread only sets a flag the main thread reads when its wait ends, seconds
+#: later: the running job then saw the drain mark late.)
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP}
+
+
 @worker_ready.connect
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     name = str(getattr(sender, "hostname", "") or f"worker@{socket.gethostname()}")
@@ -243,9 +251,14 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         _store().clear_draining(name)
     except redis.RedisError:
         log.warning("could not clear the drain mark of %s", name, exc_info=True)
-    _heartbeat.start(name)
-    dispatcher = WebhookDispatcher(_settings(), _store(), name)
-    dispatcher.start()
+    # threads started now inherit the blocked signals (and so do the threads they start)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        _heartbeat.start(name)
+        dispatcher = WebhookDispatcher(_settings(), _store(), name)
+        dispatcher.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     _dispatcher.append(dispatcher)
 
 
@@ -268,6 +281,7 @@ def _on_worker_shutting_down(sender: Any = None, **_: Any) -> None:
             JobStore(client, s.redis_prefix).set_draining(name, DRAIN_MARK_S)
         finally:
             client.close()
+        log.info("worker %s stopping: drain mark set", name)
     except redis.RedisError:
         log.warning("could not set the drain mark of %s: the running job will finish first",
                     name, exc_info=True)  # fmt: skip

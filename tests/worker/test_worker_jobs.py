@@ -137,15 +137,6 @@ def test_cancel_while_running_stops_between_batches(
     assert job.progress < 1.0
 
 
-def test_cancel_during_the_evaluation_is_honoured(
-    settings: Settings, store: JobStore, media: dict[str, Path]
-) -> None:
-    """A cancel that lands after the pipeline's last check (while the result is being
-    measured) still cancels the job: no result is published."""
-    job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
-    _cancel_when(settings, store, job_id, lambda j: j.stage == "evaluate", 60)
-
-
 def test_invalid_options_fail_with_a_typed_error(
     settings: Settings, store: JobStore, media: dict[str, Path]
 ) -> None:
