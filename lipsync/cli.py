@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from lipsync.errors import InvalidOption, LipsyncError
+from lipsync.errors import InvalidOption, LipsyncError, OutputError
 from lipsync.options import MediaLimits, OptionSpec, RunOptions, option_specs, public_specs
 
 EXIT_INPUT_ERROR = 2
@@ -193,6 +193,13 @@ def _add_remote(sub: Any) -> None:
     rr.add_argument(
         "--timeout", type=float, help="give up waiting after this many seconds (job goes on)"
     )
+    rr.add_argument(
+        "--no-evaluate",
+        action="store_true",
+        help="the service does not measure the result (evaluate=false); by default it "
+        "measures it after the result is ready, and this waits for the numbers after the "
+        "download",
+    )
     rr.add_argument("--json", action="store_true", help="print the final status as JSON")
     rr.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -225,6 +232,17 @@ class ProgressBar:
             self.stream.write("\n")
 
 
+def _engine_line(r: dict[str, object]) -> str:
+    """``engine X``, and the way it drew when that was another (retrieval on a still ran
+    the viseme warp: the summary says so, and why)."""
+    info = r.get("engine_info")
+    path = info.get("path") if isinstance(info, dict) else None
+    if not path or path == r["engine"]:
+        return f"engine {r['engine']}"
+    reason = info.get("reason") if isinstance(info, dict) else None
+    return f"engine {r['engine']} (drew with {path}{f': {reason}' if reason else ''})"
+
+
 def _summary(result_dict: dict[str, object]) -> str:
     r = result_dict
     timings = r["timings"]
@@ -234,7 +252,7 @@ def _summary(result_dict: dict[str, object]) -> str:
         f"  {r['width']}x{r['height']} @ {float(r['fps']):g} fps, {r['frames']} frames, "  # type: ignore[arg-type]
         f"{float(r['duration_s']):.2f} s",  # type: ignore[arg-type]
         f"  frames with a face: {r['face_frames']}, without: {r['no_face_frames']}",
-        f"  engine {r['engine']}, enhancer {r['enhancer']}, sync mode {r['sync_mode']}",
+        f"  {_engine_line(r)}, enhancer {r['enhancer']}, sync mode {r['sync_mode']}",
         "  seconds per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()),
         f"  total {float(r['wall_s']):.2f} s, real-time factor {r['realtime_factor']}",  # type: ignore[arg-type]
     ]
@@ -309,6 +327,7 @@ def _cmd_remote(args: argparse.Namespace) -> int:
 
     options = {s.name: getattr(args, s.name) for s in public_specs() if hasattr(args, s.name)}
     api_key = args.api_key or os.environ.get("LIPSYNC_API_KEY") or None
+    _output_folder(args.output)  # before the upload, not after the render (as run does)
     bar = ProgressBar(sys.stderr, enabled=not args.no_progress and not args.json)
     with Client(args.server, api_key=api_key) as client:
         job = client.submit(
@@ -318,6 +337,7 @@ def _cmd_remote(args: argparse.Namespace) -> int:
             audio_url=args.audio_url,
             webhook_url=args.webhook_url,
             idempotency_key=args.idempotency_key,
+            evaluate=False if args.no_evaluate else None,
             **options,
         )
         try:
@@ -328,14 +348,60 @@ def _cmd_remote(args: argparse.Namespace) -> int:
         finally:
             bar.done()
         job.download(args.output)
+        if not args.json:
+            print(f"wrote {args.output} (task {job.task_id})")
+            print(_remote_summary(status.result or {}))
+        quality = status.quality
+        if quality is not None and not quality.final:
+            if not args.json:
+                print("measuring the lip sync (the video is ready; Ctrl-C leaves it)...")
+            try:
+                quality = job.wait_quality(timeout=args.timeout)
+            except KeyboardInterrupt:
+                print("left the measurement running on the service", file=sys.stderr)
+                return 0
+            status = job.status()
     if args.json:
         print(json.dumps({**status.raw, "output": str(args.output)}, indent=2))
-    else:
-        print(f"wrote {args.output} (task {job.task_id})")
-        result = status.result or {}
-        if "frames" in result:
-            print(f"  {result['frames']} frames, {float(result.get('duration_s', 0)):.2f} s")
+    elif quality is not None:
+        print(_quality_summary(quality.state, quality.note, quality.metrics))
     return 0
+
+
+def _output_folder(output: Path) -> None:
+    """Make the output's folder now (``lipsync run`` does the same), so a folder that
+    cannot be made fails before anything is uploaded."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        message = f"{output.parent}: cannot make the output folder ({exc.strerror})"
+        raise OutputError(message) from None
+
+
+def _remote_summary(result: dict[str, Any]) -> str:
+    if "frames" not in result:
+        return ""
+    engine = {"engine": result.get("engine"), "engine_info": {
+        "path": result.get("engine_path"), "reason": result.get("engine_note")}}  # fmt: skip
+    return (
+        f"  {result['frames']} frames, {float(result.get('duration_s', 0)):.2f} s, "
+        f"{_engine_line(engine)}"
+    )
+
+
+def _quality_summary(state: str, note: str | None, metrics: dict[str, Any] | None) -> str:
+    if state != "ready" or not metrics:
+        return f"  lip sync not measured: {state}{f' ({note})' if note else ''}"
+    parts = []
+    if metrics.get("sync_offset_ms") is not None:
+        parts.append(f"offset {float(metrics['sync_offset_ms']):+.0f} ms")
+    if metrics.get("sync_score") is not None:
+        parts.append(f"score {float(metrics['sync_score']):.2f}")
+    if metrics.get("pause_closed_share") is not None:
+        parts.append(f"closed in pauses {float(metrics['pause_closed_share']):.0%}")
+    if metrics.get("face_found_rate") is not None:
+        parts.append(f"face found {float(metrics['face_found_rate']):.0%}")
+    return "  lip sync: " + (", ".join(parts) or "measured")
 
 
 def _cancel_quietly(job: Any) -> None:

@@ -8,7 +8,9 @@ imported here only, never by ``import lipsync``::
     with Client("http://localhost:8000", api_key="...") as client:
         job = client.submit(video="face.mp4", audio="speech.wav", engine="retrieval")
         job.wait(progress=lambda stage, fraction: print(stage, fraction))
-        job.download("out.mp4")
+        job.download("out.mp4")  # ready as soon as the video is written
+        quality = job.wait_quality()  # lipsync evaluate's numbers follow
+        print(quality.state, quality.metrics)
         job.delete()
 
 :class:`AsyncClient` is the same with ``async``/``await``. Every failure is a
@@ -31,6 +33,7 @@ from lipsync.client.common import (
     JobFailed,
     JobStatus,
     LipsyncAPIError,
+    QualityStatus,
     WaitTimeout,
     WebhookStatus,
 )
@@ -47,6 +50,7 @@ __all__ = [
     "JobFailed",
     "JobStatus",
     "LipsyncAPIError",
+    "QualityStatus",
     "WaitTimeout",
     "WebhookSignatureError",
     "WebhookStatus",

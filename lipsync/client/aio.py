@@ -18,10 +18,13 @@ from lipsync.client.common import (
     _SSE,
     PREFIX,
     JobStatus,
+    QualityStatus,
     StrPath,
     WaitTimeout,
     _error_from,
+    _final,
     _finish,
+    _measured,
     _part_path,
     _prepare,
     _remaining,
@@ -85,10 +88,13 @@ class AsyncClient:
         audio_url: str | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
+        evaluate: bool | None = None,
         **options: Any,
     ) -> AsyncJob:
         """As :meth:`Client.submit`."""
-        sub = _prepare(video, audio, video_url, audio_url, idempotency_key, options, webhook_url)
+        sub = _prepare(
+            video, audio, video_url, audio_url, idempotency_key, options, webhook_url, evaluate
+        )
         backoff = self._s.backoff()
         while True:
             with ExitStack() as stack:
@@ -157,7 +163,34 @@ class AsyncJob:
                 poll_interval if left is None else max(0.0, min(poll_interval, left))
             )
 
-    async def _follow_events(self, report: _Reporter, deadline: float | None) -> JobStatus | None:
+    async def wait_quality(
+        self, timeout: float | None = None, poll_interval: float = 0.5
+    ) -> QualityStatus | None:
+        """As :meth:`Job.wait_quality`."""
+        s = self.client._s
+        deadline = None if timeout is None else time.monotonic() + timeout
+        report = _Reporter(None)
+        while True:
+            if s.events is not False:
+                final = await self._follow_events(report, deadline, _measured)
+                if final is not None:
+                    return final.quality
+            status = await self.status()
+            if status.measured:
+                return status.quality
+            left = _remaining(deadline)
+            if left is not None and left <= 0:
+                raise WaitTimeout(self.task_id, timeout or 0.0)
+            await asyncio.sleep(
+                poll_interval if left is None else max(0.0, min(poll_interval, left))
+            )
+
+    async def _follow_events(
+        self,
+        report: _Reporter,
+        deadline: float | None,
+        done: Callable[[JobStatus], bool] = _final,
+    ) -> JobStatus | None:
         s = self.client._s
         params = {"task_id": self.task_id}
         try:
@@ -181,7 +214,7 @@ class AsyncJob:
                     if status is None:
                         continue
                     await _call(report(status))
-                    if status.final:
+                    if done(status):
                         return status
                     left = _remaining(deadline)
                     if left is not None and left <= 0:

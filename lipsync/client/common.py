@@ -108,10 +108,40 @@ class WebhookStatus:
         )
 
 
+QUALITY_FINAL = frozenset({"ready", "failed", "skipped"})
+
+
+@dataclass(frozen=True)
+class QualityStatus:
+    """The measurement of a succeeded job's result (``status.quality``), which follows the
+    result: ``state`` is ``pending``, ``running``, ``ready`` (``metrics`` holds lipsync
+    evaluate's numbers), ``failed`` or ``skipped`` (``note`` says why)."""
+
+    state: str
+    note: str | None = None
+    metrics: dict[str, Any] | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in QUALITY_FINAL
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> QualityStatus | None:
+        if not isinstance(data, Mapping):
+            return None
+        metrics = data.get("metrics")
+        return cls(
+            state=str(data.get("state") or ""),
+            note=data.get("note"),
+            metrics=dict(metrics) if isinstance(metrics, Mapping) else None,
+        )
+
+
 @dataclass(frozen=True)
 class JobStatus:
     """What ``GET /status`` (or an ``event: status``) says about a job; ``raw`` is all of it.
-    ``webhook``: the delivery of its webhook, None when the push gave no ``webhook_url``."""
+    ``webhook``: the delivery of its webhook, None when the push gave no ``webhook_url``.
+    ``quality``: the measurement of the result, None until the job has succeeded."""
 
     task_id: str
     state: str
@@ -120,11 +150,17 @@ class JobStatus:
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     webhook: WebhookStatus | None = None
+    quality: QualityStatus | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def final(self) -> bool:
         return self.state in FINAL_STATES
+
+    @property
+    def measured(self) -> bool:
+        """Over, its measurement included (a job that did not succeed has none)."""
+        return self.final and (self.quality is None or self.quality.final)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> JobStatus:
@@ -136,6 +172,7 @@ class JobStatus:
             error=data.get("error"),
             result=data.get("result"),
             webhook=WebhookStatus.from_json(data.get("webhook")),
+            quality=QualityStatus.from_json(data.get("quality")),
             raw=dict(data),
         )
 
@@ -194,6 +231,7 @@ def _prepare(
     idempotency_key: str | None,
     options: Mapping[str, Any],
     webhook_url: str | None = None,
+    evaluate: bool | None = None,
 ) -> _Submission:
     files: dict[str, Path] = {}
     fields: list[tuple[str, str]] = []
@@ -210,6 +248,8 @@ def _prepare(
             fields.append((f"{name}_url", str(url)))
     if webhook_url is not None:
         fields.append(("webhook_url", str(webhook_url)))
+    if evaluate is not None:
+        fields.append(("evaluate", "true" if evaluate else "false"))
     fields += _option_fields(options)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
     return _Submission(files, fields, headers)
@@ -331,7 +371,18 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def _part_path(path: Path) -> Path:
+    """Where a download is written before it is renamed to ``path`` (its folder is made,
+    as ``lipsync run`` makes an output's)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     return path.with_name(f".{path.name}.part")
+
+
+def _final(status: JobStatus) -> bool:
+    return status.final
+
+
+def _measured(status: JobStatus) -> bool:
+    return status.measured
 
 
 class _Settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,13 @@ from lipsync.client.common import (
     PREFIX,
     JobStatus,
     Progress,
+    QualityStatus,
     StrPath,
     WaitTimeout,
     _error_from,
+    _final,
     _finish,
+    _measured,
     _part_path,
     _prepare,
     _remaining,
@@ -88,14 +91,19 @@ class Client:
         audio_url: str | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
+        evaluate: bool | None = None,
         **options: Any,
     ) -> Job:
         """Push a job: a face ``video`` (or image) file or ``video_url``, and a speech
         ``audio`` file or ``audio_url``; ``options`` are the push's option fields (e.g.
         ``engine="retrieval"``, ``pads=(0, 10, 0, 0)``). Checked before anything is sent.
         ``webhook_url``: the job's final status is POSTed there, signed (check it with
-        :func:`lipsync.client.verify_webhook`); ``job.status().webhook`` tells how that went."""
-        sub = _prepare(video, audio, video_url, audio_url, idempotency_key, options, webhook_url)
+        :func:`lipsync.client.verify_webhook`); ``job.status().webhook`` tells how that went.
+        ``evaluate=False``: the service does not measure the result (``status.quality``
+        is then ``skipped``); by default it measures it after the result is ready."""
+        sub = _prepare(
+            video, audio, video_url, audio_url, idempotency_key, options, webhook_url, evaluate
+        )
         backoff = self._s.backoff()
         while True:
             with ExitStack() as stack:
@@ -158,9 +166,37 @@ class Job:
                 raise WaitTimeout(self.task_id, timeout or 0.0)
             time.sleep(poll_interval if left is None else max(0.0, min(poll_interval, left)))
 
-    def _follow_events(self, report: _Reporter, deadline: float | None) -> JobStatus | None:
-        """The final status from the event stream; None when the stream ended, stalled or
-        is missing (then the caller polls once)."""
+    def wait_quality(
+        self, timeout: float | None = None, poll_interval: float = 0.5
+    ) -> QualityStatus | None:
+        """Block until the job and the measurement of its result are over (call it after
+        :meth:`wait` and :meth:`download`: the result is ready before its measurement);
+        its final :class:`QualityStatus` (``ready``, ``failed`` or ``skipped``), None when
+        there is none (the job did not succeed). After ``timeout``: :class:`WaitTimeout`."""
+        s = self.client._s
+        deadline = None if timeout is None else time.monotonic() + timeout
+        report = _Reporter(None)
+        while True:
+            if s.events is not False:
+                final = self._follow_events(report, deadline, _measured)
+                if final is not None:
+                    return final.quality
+            status = self.status()
+            if status.measured:
+                return status.quality
+            left = _remaining(deadline)
+            if left is not None and left <= 0:
+                raise WaitTimeout(self.task_id, timeout or 0.0)
+            time.sleep(poll_interval if left is None else max(0.0, min(poll_interval, left)))
+
+    def _follow_events(
+        self,
+        report: _Reporter,
+        deadline: float | None,
+        done: Callable[[JobStatus], bool] = _final,
+    ) -> JobStatus | None:
+        """The status that is ``done`` (default: final) from the event stream; None when
+        the stream ended, stalled or is missing (then the caller polls once)."""
         s = self.client._s
         params = {"task_id": self.task_id}
         try:
@@ -184,7 +220,7 @@ class Job:
                     if status is None:
                         continue
                     report(status)
-                    if status.final:
+                    if done(status):
                         return status
                     left = _remaining(deadline)
                     if left is not None and left <= 0:

@@ -107,6 +107,11 @@ def test_sync_submit_wait_download_delete(
         frames, has_audio = _decode(out)
         assert frames > 10 and has_audio
         assert not list(tmp_path.glob(".*.part"))
+        # the measurement follows the result
+        assert final.quality is not None and final.quality.state in ("pending", "running")
+        quality = job.wait_quality(timeout=300)
+        assert quality is not None and quality.state == "ready", (quality, stack.logs())
+        assert quality.metrics is not None and quality.metrics["face_found_rate"] > 0.9
 
         # another key sees nothing of it
         with Client(stack.base_url, api_key=KEY_B) as other:
@@ -114,7 +119,7 @@ def test_sync_submit_wait_download_delete(
                 other.job(job.task_id).status()
             assert (err.value.status, err.value.code) == (404, "not_found")
 
-        # a finished job cannot be canceled: the API's 409 as a typed error
+        # a finished job (its measurement too) cannot be canceled: the API's 409, typed
         with pytest.raises(LipsyncAPIError) as err:
             job.cancel()
         assert (err.value.status, err.value.code) == (409, "finished")
@@ -192,7 +197,7 @@ def test_bad_option_fails_before_any_request(
                 "video",
             )
     assert _no_connection(silent_port), "the client connected although it refused the push"
-    assert _upload_dirs(stack) == before
+    assert not _upload_dirs(stack) - before  # (a measured job's uploads may go meanwhile)
 
 
 def test_wrong_key_is_a_typed_401(stack: Any, media: dict[str, Path]) -> None:
@@ -222,6 +227,32 @@ def test_remote_run_cli_end_to_end(stack: Any, media: dict[str, Path], tmp_path:
     assert "[#" not in proc.stderr, "no progress bar when stderr is not a terminal"
     frames, has_audio = _decode(out)
     assert frames > 10 and has_audio
+
+
+def test_remote_run_cli_makes_the_output_folder_and_shows_the_measurement(
+    stack: Any, media: dict[str, Path], tmp_path: Path
+) -> None:
+    """``-o missing/dir/out.mp4``: the folder is made before the upload (it was an
+    internal_error after the whole render); the lip-sync numbers follow the download."""
+    out = tmp_path / "missing" / "dir" / "out.mp4"
+    proc = _remote_run(stack, media, out, "--timeout", "300", key=KEY_A)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{stack.logs()}"
+    assert f"wrote {out}" in proc.stdout and _decode(out)[0] > 10
+    assert "measuring the lip sync" in proc.stdout
+    assert "lip sync: " in proc.stdout and "face found" in proc.stdout, proc.stdout
+    assert proc.stdout.index("wrote") < proc.stdout.index("lip sync:")
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    before = _upload_dirs(stack)
+    proc = _remote_run(stack, media, blocker / "out.mp4", key=KEY_A)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error [output_error]: "), proc.stderr
+    assert not _upload_dirs(stack) - before, "it uploaded although the output cannot be written"
+
+    proc = _remote_run(stack, media, tmp_path / "quiet.mp4", "--no-evaluate", key=KEY_A)
+    assert proc.returncode == 0, proc.stderr
+    assert "lip sync not measured: skipped (evaluate=false)" in proc.stdout, proc.stdout
 
 
 def test_remote_run_cli_errors(stack: Any, media: dict[str, Path], tmp_path: Path) -> None:
