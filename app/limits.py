@@ -81,3 +81,48 @@ class HostCheck:
             await _send_error(send, 400, "bad_host", message)
             return
         await self.app(scope, receive, send)
+
+
+class _Done(Exception):
+    """The HEAD answer is complete: the route's body is not wanted."""
+
+
+class HeadAsGet:
+    """``HEAD`` on any ``GET`` route (HTTP says every GET resource answers HEAD, and ``curl
+    -I`` on a download must work): the route runs as a ``GET`` and its status and headers
+    (Content-Length, Content-Type, Accept-Ranges...) go out without the body. A streaming
+    route (the event stream) is stopped at its first byte of body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_head(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                await send(message)
+            elif message["type"] in ("http.response.body", "http.response.pathsend"):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                raise _Done
+
+        try:
+            await self.app({**scope, "method": "GET"}, receive, send_head)
+        except _Done:
+            pass
+        except BaseException as exc:  # a route stopped inside a task group wraps it
+            if not started or not _only_done(exc):
+                raise
+
+
+def _only_done(exc: BaseException) -> bool:
+    if isinstance(exc, _Done):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_done(e) for e in exc.exceptions)
+    return False

@@ -20,7 +20,7 @@ from kombu.exceptions import OperationalError
 import lipsync
 from app.deps import Services
 from app.errors import install_error_handlers
-from app.limits import BodyCap, HostCheck
+from app.limits import BodyCap, HeadAsGet, HostCheck
 from app.metrics import build_registry
 from app.openapi import install_openapi, operation_id
 from app.routers import events, health, jobs, metrics, options, owned, results, web
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Outermost first: a wrong Host, then an oversized body, are refused before any route,
     # parsing or authentication runs.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyCap, settings=settings, upload_path=f"{jobs.router.prefix}/push")
     app.add_middleware(HostCheck, settings=settings)
     _allow_cors(app, settings)

@@ -428,19 +428,8 @@ DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
             },
         },
     },
-    400: {
-        "description": "a malformed Range header (answered by the file server, in text)",
-        "content": {"text/plain": {"schema": {"type": "string"}}},
-    },
-    416: {
-        "description": "the Range starts past the end of the file; Content-Range gives its size",
-        "content": {"text/plain": {"schema": {"type": "string", "maxLength": 0}}},
-        "headers": {
-            "Content-Range": header(
-                "`bytes */<size>`", {"type": "string", "pattern": r"^bytes \*/[0-9]+$"}
-            )
-        },
-    },
+    # 416 (in the error envelope) comes with the route's error answers: app/routers/results.py;
+    # a Range that cannot be parsed or is invalid is ignored (200), as RFC 9110 says.
 }
 
 #: The download's request headers (Starlette's FileResponse reads them).
@@ -450,7 +439,8 @@ DOWNLOAD_HEADERS: list[dict[str, Any]] = [
         "in": "header",
         "required": False,
         "description": "bytes=<first>-[<last>] (or several, comma-separated): only those bytes "
-        "(206); a start past the end is 416",
+        "(206); a start past the end is 416; one that cannot be parsed, or last before "
+        "first, is ignored (200)",
         "schema": {"type": "string", "pattern": r"^bytes=[0-9]*-[0-9]*(, *[0-9]*-[0-9]*)*$"},
         "examples": {"first KiB": {"value": "bytes=0-1023"}},
     },

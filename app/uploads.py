@@ -18,6 +18,8 @@ from typing import IO
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from service.urlcheck import MAX_URL_LENGTH
+
 FILE_FIELDS = ("audio", "video")
 MAX_FIELD_BYTES = 1024
 MAX_PARTS = 16
@@ -25,12 +27,15 @@ _SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
 
 class UploadError(Exception):
-    """A malformed or incomplete upload (answered 422)."""
+    """A malformed or incomplete upload (answered 422 with ``code``)."""
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, field: str | None = None, code: str = "invalid_upload"
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.code = code
 
 
 class UploadTooLarge(Exception):
@@ -149,6 +154,13 @@ class _Receiver:
             self._size += len(chunk)
             return
         self._value += chunk
+        if self._name.endswith("_url"):
+            # a URL field is judged as a URL (check_url: invalid_url past MAX_URL_LENGTH
+            # characters); here only a bound on its bytes (4 per character at most)
+            if len(self._value) > 4 * MAX_URL_LENGTH:
+                message = f"{self._name}: the URL is longer than {MAX_URL_LENGTH} characters"
+                raise UploadError(message, field=self._name, code="invalid_url")
+            return
         if len(self._value) > MAX_FIELD_BYTES:
             raise UploadError(f"form field {self._name!r} is too long", field=self._name)
 

@@ -54,11 +54,27 @@ class _IntsAction(argparse.Action):
             parser.error(f"argument {option_string}: {exc.message}")
 
 
-def _help(spec: OptionSpec) -> str:
+#: How a value beyond the choices is written in --help (a local run takes any file path,
+#: a push only a file's name in the server's models/).
+_PATTERN_FORMS = {r"onnx:.+": "onnx:PATH"}
+
+
+def _extra_form(spec: OptionSpec, public: bool) -> str | None:
+    """The form of the values a flag takes beyond its choices (``onnx:PATH``), if any."""
+    pattern = spec.meta.public_pattern if public else spec.meta.pattern
+    if not pattern:
+        return None
+    return (None if public else _PATTERN_FORMS.get(pattern)) or spec.meta.example or "VALUE"
+
+
+def _help(spec: OptionSpec, public: bool = False) -> str:
     text = spec.meta.help
     choices = spec.choice_map()
+    extra = _extra_form(spec, public)
     if choices:
         text += ": " + "; ".join(f"{k} - {v}" if v else k for k, v in choices.items())
+        if extra:
+            text += f"; or {extra}"
     if spec.meta.engines:
         text += f" [read by {', '.join(spec.meta.engines)}]"
     if spec.default is not None and spec.kind != "bool":
@@ -67,18 +83,23 @@ def _help(spec: OptionSpec) -> str:
     return text.replace("%", "%%")
 
 
-def _metavar(spec: OptionSpec) -> str:
-    choices = spec.choice_map()
+def _metavar(spec: OptionSpec, public: bool = False) -> str:
+    choices = list(spec.choice_map())
+    extra = _extra_form(spec, public)
+    if extra:
+        choices.append(extra)
     return "{" + ",".join(choices) + "}" if choices else spec.kind.upper()
 
 
 def add_option_arguments(
     parser: argparse.ArgumentParser, specs: Iterable[OptionSpec] | None = None
 ) -> None:
-    """One flag per declared job option (:func:`lipsync.options.option_specs`, or ``specs``).
+    """One flag per declared job option (:func:`lipsync.options.option_specs`, or ``specs``:
+    a push's, whose values are judged as a push's).
 
     Flags not given are left out of the namespace, so :class:`RunOptions` keeps its defaults.
     """
+    public = specs is not None
     groups: dict[str, Any] = {}
     for spec in option_specs() if specs is None else specs:
         if not spec.meta.cli:
@@ -90,7 +111,10 @@ def add_option_arguments(
             target = groups[spec.meta.group]
         if spec.kind == "bool":
             target.add_argument(
-                spec.flag, action="store_true", default=argparse.SUPPRESS, help=_help(spec)
+                spec.flag,
+                action="store_true",
+                default=argparse.SUPPRESS,
+                help=_help(spec, public),
             )
             continue
         if spec.kind == "ints":  # "--pads 0 10 0 0" as well as "--pads 0,10,0,0"
@@ -101,15 +125,15 @@ def add_option_arguments(
                 spec=spec,
                 default=argparse.SUPPRESS,
                 metavar=spec.meta.metavar,
-                help=_help(spec),
+                help=_help(spec, public),
             )
             continue
         target.add_argument(
             spec.flag,
             type=_argument_type(spec),
             default=argparse.SUPPRESS,
-            metavar=spec.meta.metavar or _metavar(spec),
-            help=_help(spec),
+            metavar=spec.meta.metavar or _metavar(spec, public),
+            help=_help(spec, public),
         )
 
 
@@ -129,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-duration",
         type=float,
         default=MediaLimits.max_duration_s,
-        help="refuse inputs longer than this many seconds",
+        metavar="S",
+        help="refuse inputs longer than this many seconds "
+        f"(default: {MediaLimits.max_duration_s:g})",
     )
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")

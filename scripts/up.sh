@@ -71,47 +71,69 @@ alive() { kill -0 "$1" 2>/dev/null; }
 group_alive() { kill -0 -- "-$1" 2>/dev/null; }
 now_us() { echo "${EPOCHREALTIME//[.,]/}"; }
 
-# stop_group NAME PID GRACE T0: wait (after the SIGTERM sent at T0, in µs) up to GRACE
-# seconds, SIGKILL the whole process group only as the last resort; says how it went.
-stop_group() {
-    local name="$1" pid="$2" grace="$3" t0="$4"
-    while alive "$pid" && (( $(now_us) < t0 + grace * 1000000 )); do sleep 0.1; done
-    if alive "$pid"; then
-        echo "up: $name (pid $pid) did not stop within ${grace} s: SIGKILL to its process group"
-        kill -KILL -- "-$pid" 2>/dev/null || true
-    else
-        local tenths=$(( ($(now_us) - t0) / 100000 ))
-        echo "up: $name stopped after $((tenths / 10)).$((tenths % 10)) s"
-    fi
-    wait "$pid" 2>/dev/null || true
-    if group_alive "$pid"; then  # a pool process or a child left behind: none may outlive it
-        echo "up: processes of $name's group outlived it: SIGKILL"
-        kill -KILL -- "-$pid" 2>/dev/null || true
-    fi
+# wait_group PID SECONDS: wait until no process of PID's group is left (a SIGKILLed group
+# takes a moment to go: its members are reaped by their parents); 0 when none is left.
+wait_group() {
+    local pid="$1" until=$(( $(now_us) + $2 * 1000000 ))
+    while group_alive "$pid" && (( $(now_us) < until )); do sleep 0.05; done
+    ! group_alive "$pid"
+}
+
+# stop_all GRACE NAME=PID...: SIGTERM to each (at once), then wait for them side by side, up
+# to GRACE seconds; each one's own stop time is told (not the time spent waiting for the
+# ones before it), and a process group still there at the end is SIGKILLed, the last resort.
+stop_all() {
+    local grace="$1" t0 deadline item name pid tenths
+    shift
+    local -A pids=() stopped=()
+    for item in "$@"; do pids["${item%%=*}"]="${item#*=}"; done
+    t0=$(now_us)
+    deadline=$(( t0 + grace * 1000000 ))
+    for name in "${!pids[@]}"; do kill -TERM "${pids[$name]}" 2>/dev/null || true; done
+    while (( ${#stopped[@]} < ${#pids[@]} )) && (( $(now_us) < deadline )); do
+        for name in "${!pids[@]}"; do
+            if [[ -z "${stopped[$name]:-}" ]] && ! alive "${pids[$name]}"; then
+                stopped[$name]=$(( ($(now_us) - t0) / 100000 ))
+            fi
+        done
+        sleep 0.05
+    done
+    for item in "$@"; do
+        name="${item%%=*}" pid="${pids[${item%%=*}]}"
+        if [[ -n "${stopped[$name]:-}" ]]; then
+            tenths="${stopped[$name]}"
+            echo "up: $name stopped after $((tenths / 10)).$((tenths % 10)) s"
+        else
+            echo "up: $name (pid $pid) did not stop within ${grace} s: SIGKILL to its process group"
+            kill -KILL -- "-$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+        if ! wait_group "$pid" 2; then  # a pool process or a child left behind
+            echo "up: processes of $name's group outlived it: SIGKILL"
+            kill -KILL -- "-$pid" 2>/dev/null || true
+            wait_group "$pid" 5 || true
+        fi
+    done
 }
 
 cleanup() {
+    local status=$?
     trap - INT TERM HUP EXIT
     echo
     echo "up: stopping (a running job goes back to the queue and resumes on the next start)"
-    local worker_log="$LOGS/worker.log" size=0 i pid t0 back
+    local worker_log="$LOGS/worker.log" size=0 i pid back
+    local -a named=()
     if [[ -f "$worker_log" ]]; then size=$(stat -c %s "$worker_log"); fi
-    t0=$(now_us)
-    for pid in "${CHILDREN[@]}"; do  # all at once; then wait for each
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for i in "${!CHILDREN[@]}"; do
-        stop_group "${NAMES[$i]}" "${CHILDREN[$i]}" "$STOP_GRACE_S" "$t0"
-    done
+    for i in "${!CHILDREN[@]}"; do named+=("${NAMES[$i]}=${CHILDREN[$i]}"); done
+    if (( ${#named[@]} )); then stop_all "$STOP_GRACE_S" "${named[@]}"; fi
     if [[ -f "$worker_log" ]]; then
-        back=$(tail -c "+$((size + 1))" "$worker_log" | grep -c "handed back to the queue" || true)
+        back=$(tail -c "+$((size + 1))" "$worker_log" | grep -c "handed back" || true)
         if [[ "$back" != 0 ]]; then
-            echo "up: $back running job(s) handed back to the queue (no attempt counted)"
+            echo "up: $back running job(s) or measurement(s) handed back to the queue (no attempt counted)"
         fi
     fi
     if [[ -n "$REDIS_PID" ]]; then
-        kill -TERM "$REDIS_PID" 2>/dev/null || true
-        stop_group "redis-server" "$REDIS_PID" 20 "$(now_us)"
+        stop_all 20 "redis-server=$REDIS_PID"
     fi
     local left=0
     for pid in "${CHILDREN[@]}" $REDIS_PID; do
@@ -121,12 +143,14 @@ cleanup() {
         echo "up: stopped; no process left behind"
     else
         echo "up: some process is still running; see ps -eo pid,pgid,cmd" >&2
+        status=1
     fi
+    exit "$status"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP  # the EXIT trap stops the children
+# A stop asked for (Ctrl-C, SIGTERM, SIGHUP) is a clean end: exit 0 when everything stopped
+# (make up then ends quietly, not with "make: *** Error 130"); cleanup says otherwise.
+trap 'exit 0' INT TERM HUP
 
 redis_ping() {
     "$PY" -c 'import os, redis, sys; sys.exit(0 if redis.Redis.from_url(os.environ["LIPSYNC_REDIS_URL"], socket_connect_timeout=1).ping() else 1)' 2>/dev/null
@@ -248,13 +272,24 @@ if body["state"] != "succeeded":
 result = body["result"]
 path = Path(data_dir) / "results" / result["file"]
 print(f"up: done: {result['frames']} frames, {result['duration_s']:.2f} s of video")
-quality = result.get("quality") or {}
-if quality.get("sync_score") is not None:
-    print(
-        f"up: lip sync (lipsync evaluate): offset {quality['sync_offset_ms']:+.0f} ms, "
-        f"score {quality['sync_score']:.2f}, face found {quality['face_found_rate']:.0%}"
-    )
 print(f"up: result file: {path.resolve()}")
+quality = body.get("quality") or {}
+if quality.get("state") in ("pending", "running"):  # the measurement follows the result
+    print("up:   measuring the lip sync (lipsync evaluate) ...")
+    while quality.get("state") in ("pending", "running"):
+        time.sleep(0.5)
+        quality = httpx.get(
+            f"{base}/api/v1/lipsync/status", params={"task_id": task["task_id"]},
+            headers=headers, timeout=30,
+        ).json().get("quality") or {}
+metrics = quality.get("metrics") or {}
+if metrics.get("sync_score") is not None:
+    print(
+        f"up: lip sync (lipsync evaluate): offset {metrics['sync_offset_ms']:+.0f} ms, "
+        f"score {metrics['sync_score']:.2f}, face found {metrics['face_found_rate']:.0%}"
+    )
+elif quality:
+    print(f"up: lip sync: {quality.get('state')} {quality.get('note') or ''}".rstrip())
 key = f" -H 'X-API-Key: {headers['X-API-Key']}'" if headers else ""
 print("up: fetch it over HTTP:")
 print(f"    curl -fo result.mp4{key} '{task['download_url']}'")
@@ -262,8 +297,12 @@ print("up: push your own:")
 print(f"    curl -s{key} -F audio=@speech.wav -F video=@face.mp4 {base}/api/v1/lipsync/push")
 PYEOF
 
-echo "up: with a webhook (the final status POSTed, signed; docs/SERVICE.md#webhooks):"
-echo "    curl -s -F audio=@speech.wav -F video=@face.mp4 -F webhook_url=http://127.0.0.1:9000/hook $BASE/api/v1/lipsync/push"
+KEY_HEADER=""
+if [[ -n "$FIRST_KEY" ]]; then
+    KEY_HEADER=" -H 'X-API-Key: $FIRST_KEY'"
+fi
+echo "up: with a webhook (the result's status POSTed, signed; docs/SERVICE.md#webhooks):"
+echo "    curl -s$KEY_HEADER -F audio=@speech.wav -F video=@face.mp4 -F webhook_url=http://127.0.0.1:9000/hook $BASE/api/v1/lipsync/push"
 echo "up: API docs at $BASE/docs; logs in $LOGS. Press Ctrl-C to stop."
 while true; do
     for i in "${!CHILDREN[@]}"; do

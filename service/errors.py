@@ -60,6 +60,7 @@ HTTP_ERROR_CODES: dict[str, tuple[int, str]] = {
     "idempotency": (409, "the Idempotency-Key was used with another payload"),
     "too_large": (413, "the body, a file, its resolution or duration is over a limit"),
     "unsupported_media": (415, "not an allowed audio/video/image file"),
+    "range_not_satisfiable": (416, "no byte of the download's Range is in the file"),
     "invalid_request": (422, "a parameter or body field is missing or of the wrong type"),
     "invalid_option": (422, "a push option with a bad value or an unknown option"),
     "licence_restricted": (
@@ -81,6 +82,10 @@ HTTP_ERROR_CODES: dict[str, tuple[int, str]] = {
     "corrupt_media": (422, "a file that cannot be read as media"),
     "audio_empty": (422, "the speech has no audio stream or is silent"),
     "queue_full": (429, "too many jobs waiting; see Retry-After"),
+    "too_many_streams": (
+        429,
+        "too many open event streams for this key (LIPSYNC_EVENTS_MAX_PER_KEY); see Retry-After",
+    ),
     "internal_error": (500, "a bug; the message carries no details"),
     "unavailable": (503, "Redis or the broker is unreachable; see Retry-After"),
 }
@@ -93,6 +98,7 @@ DEFAULT_CODES: dict[int, str] = {
     405: "method_not_allowed",
     413: "too_large",
     415: "unsupported_media",
+    416: "range_not_satisfiable",
     422: "invalid_request",
     429: "queue_full",
     500: "internal_error",

@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     # comment sent when nothing changed for this long.
     events_poll_s: float = Field(default=0.5, gt=0, le=10)
     events_keepalive_s: float = Field(default=15.0, gt=0, le=300)
+    # Open event streams per API key (per caller when no keys are set) in one API process;
+    # one more is answered 429 too_many_streams. Each open stream polls Redis.
+    events_max_per_key: int = Field(default=8, ge=1, le=10000)
     # DELETE /jobs/{task_id} of a running job waits this long for its worker to stop.
     delete_wait_s: float = Field(default=30.0, ge=0, le=600)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,20 @@ def test_remote_run_unreachable_server_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error [unreachable]: "), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_readme_and_help_agree_on_every_run_flag() -> None:
+    """Every flag ``lipsync run --help`` lists is in the README's option table, and the
+    help shows every form a value may take (``--enhancer onnx:PATH`` included)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("`lipsync run` options", 1)[1].split("\nSync modes:", 1)[0]
+    proc = _run("run", "--help")
+    assert proc.returncode == 0, proc.stderr
+    flags = set(re.findall(r"^\s+(--[a-z][a-z0-9-]*)", proc.stdout, re.M)) - {"--help"}
+    flags -= {"--video", "--audio", "--output"}  # the inputs, in the usage line above it
+    assert flags, proc.stdout
+    missing = sorted(f for f in flags if f"`{f}" not in table)
+    assert not missing, f"in --help but not in the README table: {missing}"
+    assert "--enhancer {classical,none,onnx:PATH}" in proc.stdout, proc.stdout
+    remote = _run("remote", "run", "--help")
+    assert "onnx:NAME.onnx" in remote.stdout and "--no-evaluate" in remote.stdout

@@ -24,9 +24,11 @@ import anyio
 import redis
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import OwnerDep, SettingsDep, StoreDep
+from app.errors import problem
 from app.routers.jobs import load_own_job
 from app.schemas import (
     COMMON_RESPONSES,
@@ -57,7 +59,58 @@ def _error(code: str, message: str) -> str:
     return _event("error", {"detail": {"code": code, "message": message}})
 
 
+class OpenStreams:
+    """The event streams open in this API process, per owner (an API key's digest), so
+    one key cannot hold every connection and Redis poll (``LIPSYNC_EVENTS_MAX_PER_KEY``)."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, set[object]] = {}
+
+    def open(self, owner: str, limit: int) -> object | None:
+        """A token for one more stream of ``owner``, or None when it has ``limit`` open."""
+        streams = self._open.setdefault(owner, set())
+        if len(streams) >= limit:
+            return None
+        token = object()
+        streams.add(token)
+        return token
+
+    def close(self, owner: str, token: object) -> None:
+        """Idempotent: the stream's end and the response's end both call it."""
+        streams = self._open.get(owner)
+        if streams is not None:
+            streams.discard(token)
+            if not streams:
+                del self._open[owner]
+
+    def count(self, owner: str) -> int:
+        return len(self._open.get(owner, ()))
+
+
+def open_streams(request: Request) -> OpenStreams:
+    streams = getattr(request.app.state, "open_streams", None)
+    if streams is None:
+        streams = request.app.state.open_streams = OpenStreams()
+    return streams
+
+
 async def status_events(
+    request: Request,
+    settings: Settings,
+    store: JobStore,
+    owner: str,
+    job: JobRecord,
+    release: Any = None,
+) -> AsyncIterator[str]:
+    try:
+        async for chunk in _status_events(request, settings, store, owner, job):
+            yield chunk
+    finally:
+        if release is not None:
+            release()
+
+
+async def _status_events(
     request: Request, settings: Settings, store: JobStore, owner: str, job: JobRecord
 ) -> AsyncIterator[str]:
     yield ": job status events\nretry: 3000\n\n"
@@ -99,7 +152,9 @@ async def status_events(
 @router.get(
     "/events",
     response_class=StreamingResponse,
-    responses=route_responses("not_found", ok={200: sse_response(EXAMPLE_EVENTS)}),
+    responses=route_responses(
+        "not_found", "too_many_streams", ok={200: sse_response(EXAMPLE_EVENTS)}
+    ),
 )
 async def events(
     request: Request,
@@ -111,10 +166,22 @@ async def events(
     """Follow a job live (Server-Sent Events): one ``event: status`` per change of state,
     stage or progress, ending with the final status. Send ``X-API-Key`` as for ``/status``
     (browsers: ``fetch()`` with a streaming reader, since ``EventSource`` cannot send
-    headers)."""
+    headers). At most ``LIPSYNC_EVENTS_MAX_PER_KEY`` streams per key are open at once;
+    one more is answered 429 ``too_many_streams``."""
     job = await run_in_threadpool(load_own_job, store, owner, task_id)
+    streams = open_streams(request)
+    token = streams.open(owner, settings.events_max_per_key)
+    if token is None:
+        message = f"{settings.events_max_per_key} event streams of this key are open; close one"
+        headers = {"Retry-After": str(min(settings.retry_after_s, 10))}
+        raise problem(429, message, "too_many_streams", headers=headers)
+
+    def release() -> None:
+        streams.close(owner, token)
+
     return StreamingResponse(
-        status_events(request, settings, store, owner, job),
+        status_events(request, settings, store, owner, job, release),
         media_type="text/event-stream",
         headers=_HEADERS,
+        background=BackgroundTask(release),
     )

@@ -253,7 +253,7 @@ async def _receive(
     except UploadTooLarge as exc:
         raise problem(413, str(exc), "too_large") from exc
     except UploadError as exc:
-        raise problem(422, exc.message, "invalid_upload", exc.field) from exc
+        raise problem(422, exc.message, exc.code, exc.field) from exc
     urls = _url_inputs(upload)
     for name in FILE_FIELDS:
         if name in urls:

@@ -12,10 +12,13 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.datastructures import Headers
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
+from starlette.types import Receive, Scope, Send
 
 from app.deps import OwnerDep, SettingsDep, StoreDep
 from app.errors import problem
@@ -25,6 +28,7 @@ from app.schemas import (
     DOWNLOAD_RESPONSES,
     EXAMPLE_TASK_ID,
     download_media_type,
+    header,
     route_responses,
 )
 from service.layout import result_name
@@ -39,6 +43,37 @@ _TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 
 def _not_found() -> HTTPException:
     return problem(404, "no such result", "not_found")
+
+
+class ResultFile(FileResponse):
+    """The MP4 with byte ranges as HTTP says (RFC 9110 section 14): a Range header that
+    cannot be parsed or is invalid (``bytes=100-0``) is ignored (200, the whole file), one
+    that no byte of the file satisfies is 416 in the error envelope with ``Content-Range:
+    bytes */<size>``."""
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except MalformedRangeHeader:
+            return []  # ignored: the whole file
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        http_range = Headers(scope=scope).get("range")
+        if http_range is not None and self.stat_result is not None:
+            size = self.stat_result.st_size
+            try:
+                self._parse_range_header(http_range, size)
+            except RangeNotSatisfiable:
+                detail = {
+                    "code": "range_not_satisfiable",
+                    "message": f"no byte of the range is in the file ({size} bytes)",
+                }
+                headers = {"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"}
+                answer = JSONResponse({"detail": detail}, status_code=416, headers=headers)
+                await answer(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def resolve_result(
@@ -73,10 +108,25 @@ def resolve_result(
     return candidate
 
 
+def _download_responses() -> dict[int | str, dict[str, Any]]:
+    """The download's answers: the file's (DOWNLOAD_RESPONSES), the common errors, and the
+    416 in the error envelope with the file's size in Content-Range (ResultFile)."""
+    responses = route_responses("not_found", "range_not_satisfiable", ok=DOWNLOAD_RESPONSES)
+    responses[416] = {
+        **responses[416],
+        "headers": {
+            "Content-Range": header(
+                "`bytes */<size>`", {"type": "string", "pattern": r"^bytes \*/[0-9]+$"}
+            )
+        },
+    }
+    return responses
+
+
 @router.get(
     "/download",
     response_class=FileResponse,
-    responses=route_responses("not_found", ok=DOWNLOAD_RESPONSES),
+    responses=_download_responses(),
     openapi_extra={"parameters": DOWNLOAD_HEADERS},
 )
 def download(
@@ -94,11 +144,12 @@ def download(
     task_id: Annotated[
         str | None, Query(description="or the task id", examples=[EXAMPLE_TASK_ID])
     ] = None,
-) -> FileResponse:
+) -> ResultFile:
     """Download a finished job's MP4 by result name or task id."""
     path = resolve_result(settings, store, owner, file_path, task_id)
-    return FileResponse(
+    return ResultFile(
         path,
+        stat_result=os.stat(path),
         media_type=download_media_type(request.headers.get("accept")),
         filename=path.name,
         content_disposition_type="attachment",

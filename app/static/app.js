@@ -7,10 +7,15 @@
   const JOBS_STORE = "lipsync.jobs";
   const MAX_JOBS = 20;
   const FINAL = new Set(["succeeded", "failed", "canceled"]);
+  const QUALITY_FINAL = new Set(["ready", "failed", "skipped"]);
+  // Over, its measurement included: the result comes first, lipsync evaluate's numbers after.
+  const measured = (body) =>
+    FINAL.has(body.state) && (!body.quality || QUALITY_FINAL.has(body.quality.state));
 
   const STAGES = {
     queued: "Waiting for a worker",
     starting: "Starting",
+    fetching: "Fetching the files",
     probe: "Checking the files",
     analyse: "Finding the face",
     audio: "Reading the speech",
@@ -558,7 +563,7 @@
             const body = JSON.parse(ev.data);
             hideProblem();
             render(job, body);
-            final = FINAL.has(body.state);
+            final = measured(body);
           }
         }
       }
@@ -594,8 +599,9 @@
     }
     hideProblem();
     render(job, r.body);
-    if (!FINAL.has(r.body.state)) {
-      job.timer = setTimeout(() => poll(job), r.body.state === "queued" ? 700 : 300);
+    if (!measured(r.body)) {  // after the result, slower: only its measurement is awaited
+      const wait = r.body.state === "queued" ? 700 : FINAL.has(r.body.state) ? 1000 : 300;
+      job.timer = setTimeout(() => poll(job), wait);
     }
   }
 
@@ -611,8 +617,13 @@
       el.cancel.textContent = "Canceling…";
     }
     if (body.state === "succeeded") {
-      announce("Done. The result is ready.");
-      showResult(job, body);
+      if (!job.shown) {  // once: later events only bring the measurement
+        job.shown = true;
+        announce("Done. The result is ready.");
+        showResult(job, body);
+      } else {
+        showFacts(job, body);
+      }
     } else if (body.state === "failed") {
       announce("The job failed.");
       el.jobPercent.textContent = "";
@@ -624,7 +635,42 @@
     }
   }
 
+  // The result's facts, then its lip-sync measurement, which arrives after the result.
+  function factsOf(body) {
+    const result = body.result || {};
+    const facts = [];
+    if (typeof result.duration_s === "number") facts.push(`${result.duration_s.toFixed(1)} s`);
+    if (typeof result.frames === "number") facts.push(`${result.frames} frames`);
+    if (result.no_face_frames) facts.push(`${result.no_face_frames} without a face (left as they were)`);
+    if (body.started_at && body.finished_at) {
+      const secs = (Date.parse(body.finished_at) - Date.parse(body.started_at)) / 1000;
+      if (secs >= 0) facts.push(`made in ${secs.toFixed(1)} s`);
+    }
+    const q = body.quality;
+    if (q && (q.state === "pending" || q.state === "running")) {
+      facts.push("measuring the lip sync…");
+    } else if (q && q.state === "ready" && q.metrics) {
+      const m = q.metrics;
+      if (typeof m.sync_offset_ms === "number" && typeof m.sync_score === "number") {
+        const off = Math.round(m.sync_offset_ms);
+        facts.push(`lip sync: offset ${off > 0 ? "+" : ""}${off} ms, score ${m.sync_score.toFixed(2)}`);
+      } else if (typeof m.face_found_rate === "number") {
+        facts.push(`lip sync measured (face found in ${Math.round(m.face_found_rate * 100)}% of frames)`);
+      }
+    } else if (q && q.state === "failed") {
+      facts.push("lip sync not measured");
+    }
+    return facts;
+  }
+
+  function showFacts(job, body) {
+    job.latest = body;
+    if (current !== job) return;
+    el.facts.textContent = factsOf(body).join(" · ");
+  }
+
   async function showResult(job, body) {
+    job.latest = body;
     const result = body.result || {};
     const url = `${API}/download?task_id=${encodeURIComponent(job.id)}`;
     el.compare.hidden = false;
@@ -640,24 +686,17 @@
       el.inputMedia.append(note);
     }
 
-    const facts = [];
-    if (typeof result.duration_s === "number") facts.push(`${result.duration_s.toFixed(1)} s`);
-    if (typeof result.frames === "number") facts.push(`${result.frames} frames`);
-    if (result.no_face_frames) facts.push(`${result.no_face_frames} without a face (left as they were)`);
-    const q = result.quality;
-    if (q && typeof q.sync_offset_ms === "number") {
-      const off = Math.round(q.sync_offset_ms);
-      facts.push(`lip sync: offset ${off > 0 ? "+" : ""}${off} ms, score ${q.sync_score.toFixed(2)}`);
-    }
-    if (body.started_at && body.finished_at) {
-      const secs = (Date.parse(body.finished_at) - Date.parse(body.started_at)) / 1000;
-      if (secs >= 0) facts.push(`made in ${secs.toFixed(1)} s`);
-    }
+    const facts = factsOf(body);
     el.facts.textContent = facts.join(" · ");
     el.download.download = result.file || `${job.id}.mp4`;
+    // Not a black box until played: a still's own picture as the poster, and for any input
+    // the player shows the result's first frame (#t: the browser decodes it at once).
+    el.resultVideo.removeAttribute("poster");
+    if (input && input.kind === "image") el.resultVideo.poster = input.url;
+    el.resultVideo.preload = "auto";
 
     if (!apiKey()) {  // the browser can stream it directly (Range requests)
-      el.resultVideo.src = url;
+      el.resultVideo.src = `${url}#t=0.001`;
       el.download.href = url;
       el.download.removeAttribute("aria-disabled");
       return;
@@ -671,13 +710,13 @@
       if (current !== job) return;
       const typed = new Blob([blob], { type: resp.headers.get("content-type") || "video/mp4" });
       resultUrl = URL.createObjectURL(typed);
-      el.resultVideo.src = resultUrl;
+      el.resultVideo.src = `${resultUrl}#t=0.001`;
       el.download.href = resultUrl;
       el.download.removeAttribute("aria-disabled");
-      el.facts.textContent = facts.join(" · ");
+      el.facts.textContent = factsOf(job.latest || body).join(" · ");
     } catch (err) {
       if (current !== job) return;
-      el.facts.textContent = facts.join(" · ");
+      el.facts.textContent = factsOf(job.latest || body).join(" · ");
       showProblem(err.status ? problemOf(err.status, null) : { code: "network", message: "" }, "The result could not be loaded");
     }
   }

@@ -10,6 +10,7 @@ of both runs are kept.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -25,6 +26,7 @@ from tests.app import service_harness as sh
 pytestmark = pytest.mark.slow
 
 STOP_BOUND_S = 15.0
+KEY = "up-test-key-1234"
 
 
 class Up:
@@ -41,6 +43,7 @@ class Up:
             LIPSYNC_DEVICE="cpu",
             LIPSYNC_DEFAULT_ENGINE="viseme",
             LIPSYNC_MODELS_DIR=str(sh.REPO / "models"),
+            LIPSYNC_API_KEYS=KEY,
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -139,7 +142,13 @@ def test_ctrl_c_on_up_hands_the_job_back_and_leaves_no_process(
     speech = sh.speech(tmp_path / "long.wav", text, speed=140)
     mark = up.start()
     up.wait_output("Press Ctrl-C", mark)  # the demo job has run
-    with httpx.Client(base_url=up.base, timeout=60) as client:
+    out = up.output(mark)
+    # every curl example carries the key the server wants, the webhook one included
+    examples = [line for line in out.splitlines() if line.strip().startswith("curl ")]
+    assert len(examples) == 3, out[-3000:]
+    assert all(f"-H 'X-API-Key: {KEY}'" in line for line in examples), examples
+    assert "up: lip sync" in out, out[-3000:]  # the demo's measurement, after its result
+    with httpx.Client(base_url=up.base, timeout=60, headers={"X-API-Key": KEY}) as client:
         resp = sh.push(client, speech, media["astronaut"], engine="viseme")
         assert resp.status_code == 202, resp.text
         job_id = resp.json()["task_id"]
@@ -151,14 +160,22 @@ def test_ctrl_c_on_up_hands_the_job_back_and_leaves_no_process(
     print("\n".join(line for line in out.splitlines()[-8:] if line.startswith("up: ")))
     assert took < STOP_BOUND_S, out[-3000:]
     assert up.left_behind() == [], out[-3000:]
-    assert "up: 1 running job(s) handed back to the queue" in out, out[-3000:]
+    assert "up: 1 running job(s) or measurement(s) handed back" in out, out[-3000:]
     assert "SIGKILL" not in out and "no process left behind" in out, out[-3000:]
+    # a clean stop is a clean exit: make up then ends without "make: *** Error 130"
+    assert up.proc is not None and up.proc.returncode == 0, up.proc.returncode
+    # each process's own stop time, not the time spent waiting for the ones before it:
+    # beat and the API stop at once, whatever the worker takes
+    times = dict(re.findall(r"up: (worker|beat|api) stopped after ([0-9.]+) s", out))
+    assert set(times) == {"worker", "beat", "api"}, out[-3000:]
+    assert float(times["beat"]) < 3 and float(times["api"]) < 3, times
 
     mark = up.start()  # the job resumes first (head of the queue), then the demo job
     job = _wait_job(up, job_id, lambda j: j["state"] in ("succeeded", "failed", "canceled"))
     assert (job["state"], job["attempts"]) == ("succeeded", "1"), (job, up.output(mark))
     print(f"up: after the next start: job {job['state']}, attempts {job['attempts']}")
     up.wait_output("Press Ctrl-C", mark)
+    up.wait_output("up: lip sync", mark)
     broker = up.redis()  # the broker is db 0 of the same Redis here
     assert broker.hlen("unacked") == 0 and broker.zcard("unacked_index") == 0
     took = up.ctrl_c()
