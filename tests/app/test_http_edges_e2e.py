@@ -145,3 +145,25 @@ def test_other_long_url_fields_are_invalid_url_too(
     assert resp.status_code == 422 and detail["field"] == field, resp.text
     # webhooks may be off on this server: then that is said first; else the URL's length
     assert detail["code"] in ("invalid_url", "webhooks_disabled"), detail
+
+
+def test_errors_name_the_callers_files(stack: Stack, media: dict[str, Path]) -> None:
+    """At push (the probe) and in the job (the pipeline), an error names the file the way
+    the caller named it, never the server's copy (``video.png``, ``video.mp4``)."""
+    with stack.client() as c:
+        with media["text_mp4"].open("rb") as v, media["speech"].open("rb") as a:
+            files = {"video": ("Holiday clip.mp4", v), "audio": ("s.wav", a)}
+            resp = c.post(f"{API}/push", files=files)
+        detail = resp.json()["detail"]
+        assert resp.status_code in (415, 422), resp.text
+        assert "Holiday clip.mp4" in detail["message"], detail
+        assert "video.mp4" not in detail["message"], detail
+
+        with media["gradient"].open("rb") as v, media["speech"].open("rb") as a:
+            files = {"video": ("my face.png", v), "audio": ("s.wav", a)}
+            resp = c.post(f"{API}/push", files=files)
+        assert resp.status_code == 202, resp.text
+        body = sh.wait_for(c, resp.json()["task_id"])
+        assert body["state"] == "failed" and body["error"]["code"] == "no_face", body
+        assert body["error"]["message"].startswith("my face.png: "), body["error"]
+        assert "video.png" not in body["error"]["message"], body["error"]

@@ -90,6 +90,7 @@ def test_terminate_delete_and_sigterm_stop_a_fetch_from_a_tarpit(
             assert c.post("/api/v1/lipsync/terminate", json={"task_id": job}).status_code == 202
             body, seen = _until(c, job, lambda b: b["state"] != "running", 30)
             assert body["state"] == "canceled", body
+            print(f"\ntarpit: terminate -> canceled {seen - asked:.2f}s")
             assert seen - asked <= STOP_WITHIN_S, f"terminate: {seen - asked:.2f}s"
 
             # DELETE: answers once the job has stopped
@@ -99,6 +100,7 @@ def test_terminate_delete_and_sigterm_stop_a_fetch_from_a_tarpit(
             asked = time.monotonic()
             assert c.delete(f"/api/v1/lipsync/jobs/{job}").status_code == 204
             took = time.monotonic() - asked
+            print(f"tarpit: DELETE -> 204 {took:.2f}s")
             assert took <= STOP_WITHIN_S, f"DELETE: {took:.2f}s"
             assert c.get("/api/v1/lipsync/status", params={"task_id": job}).status_code == 404
 
@@ -110,6 +112,7 @@ def test_terminate_delete_and_sigterm_stop_a_fetch_from_a_tarpit(
             asked = time.monotonic()
             worker.proc.send_signal(signal.SIGTERM)
             body, seen = _until(c, job, lambda b: b["state"] == "queued", 30)
+            print(f"tarpit: SIGTERM -> handed back {seen - asked:.2f}s")
             assert seen - asked <= STOP_WITHIN_S, f"SIGTERM: handed back {seen - asked:.2f}s"
             worker.proc.wait(timeout=30)
             print(f"\ntarpit: SIGTERM to the worker's exit {time.monotonic() - asked:.2f}s")
@@ -147,6 +150,7 @@ def test_terminate_delete_and_sigterm_stop_the_measurement(
             assert resp.json()["quality"]["cancel_requested"] is True
             body, seen = _until(c, job, lambda b: b["quality"]["state"] != "running", 30)
             assert body["quality"]["state"] == "skipped" and body["quality"]["note"] == "canceled"
+            print(f"\nmeasurement: terminate -> skipped {seen - asked:.2f}s")
             assert seen - asked <= STOP_WITHIN_S, f"terminate: {seen - asked:.2f}s"
             assert c.get("/api/v1/lipsync/download", params={"task_id": job}).status_code == 200
 
@@ -157,6 +161,7 @@ def test_terminate_delete_and_sigterm_stop_the_measurement(
             asked = time.monotonic()
             assert c.delete(f"/api/v1/lipsync/jobs/{job}").status_code == 204
             took = time.monotonic() - asked
+            print(f"measurement: DELETE -> 204 {took:.2f}s")
             assert took <= STOP_WITHIN_S, f"DELETE: {took:.2f}s"
 
             # SIGTERM
@@ -169,6 +174,7 @@ def test_terminate_delete_and_sigterm_stop_the_measurement(
             worker.proc.send_signal(signal.SIGTERM)
 
             body, seen = _until(c, job, lambda b: b["quality"]["state"] == "pending", 30)
+            print(f"measurement: SIGTERM -> handed back {seen - asked:.2f}s")
             assert seen - asked <= STOP_WITHIN_S, f"SIGTERM: handed back {seen - asked:.2f}s"
             worker.proc.wait(timeout=30)
             record = svc.store().get(job)

@@ -51,9 +51,7 @@ def test_a_good_signature_passes() -> None:
 def test_hostile_headers_and_bodies_raise_only_the_signature_error(header: Any, body: Any) -> None:
     if header == "SIGNED":
         header = _signed(BODY)
-    elif header == "SIGNED-LIST":
-        header = _signed(body)
-    elif header == "SIGNED-JUNK":
+    elif header in ("SIGNED-LIST", "SIGNED-JUNK"):  # signed, so only its content is wrong
         header = _signed(body)
     with pytest.raises(WebhookSignatureError):
         verify_webhook(SECRET, header, body)

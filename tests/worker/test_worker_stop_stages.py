@@ -99,9 +99,7 @@ def _stop_fn(kind: str, store: JobStore, job_id: str, quality: bool) -> Callable
     return lambda: store.request_cancel(job_id)
 
 
-def _run_and_time(
-    run: Callable[[], str], stopper: _Stopper, store: JobStore
-) -> tuple[str, float]:
+def _run_and_time(run: Callable[[], str], stopper: _Stopper, store: JobStore) -> tuple[str, float]:
     stopper.start()
     try:
         outcome = run()
@@ -164,6 +162,7 @@ def test_each_pipeline_stage_stops_within_two_seconds(
     else:
         assert outcome == "handed_back", (outcome, job.error)
         assert job.state == "queued" and job.attempts == 0
+    print(f"\nstop {stage}/{kind}: {took:.2f} s after the request")
     assert took <= STOP_WITHIN_S, f"{stage}/{kind}: stopped {took:.2f}s after the request"
 
 
@@ -192,4 +191,5 @@ def test_the_measurement_stops_within_two_seconds(
         assert outcome == "handed_back" and job.quality.state == "pending"
         assert job.quality.attempts == 0
     assert (settings.results_dir / f"{job_id}.mp4").is_file()
+    print(f"\nstop evaluate/{kind}: {took:.2f} s after the request")
     assert took <= STOP_WITHIN_S, f"evaluate/{kind}: stopped {took:.2f}s after the request"
