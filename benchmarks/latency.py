@@ -5,7 +5,7 @@
     python -m benchmarks.latency --seconds 20 --rounds 5 --json /tmp/latency.json
     python -m benchmarks.latency --smoke --doc /tmp/B.md   # a tiny job, one round
 
-Each round runs one job three ways, one after the other on an idle machine (each starts
+Each round runs one job three ways, one after the other (each starts
 only once the previous one's measurement is over, so none runs beside another):
 
 * ``lipsync run`` as a user runs it (a subprocess: imports, models, the render, the file);
@@ -256,8 +256,9 @@ def report(f: Figures) -> str:
             f"## Time to the download: service against `lipsync run` "
             f"({f.height}p, {f.seconds:g} s, retrieval)",
             "",
-            "Written by `python -m benchmarks.latency`. One job, run three ways per round on "
-            "an idle machine: `lipsync run` (a subprocess, models loaded each time), the web "
+            "Written by `python -m benchmarks.latency`. One job, run three ways per round, one "
+            "after the other (none of them beside another): `lipsync run` (a subprocess, "
+            "models loaded each time), the web "
             "page's way (push over HTTP, status until `succeeded`, the whole download) and "
             "`lipsync remote run` (until it prints `wrote`: the MP4 is on disk). The service "
             "is the real one on loopback (Redis, one Celery worker with one pool process, "
@@ -265,7 +266,7 @@ def report(f: Figures) -> str:
             "priority, and is timed separately. "
             f"Machine: {m.get('cores')} cores, {m.get('cpu')}, {m.get('memory')}, "
             f"GPU {m.get('gpu')}, Python {m.get('python')}. Warm-up job (the pool process "
-            f"loads its models): {f.warmup_s:.1f} s.",
+            f"loads its models; its measurement included): {f.warmup_s:.1f} s.",
             "",
             *rows,
             "",

@@ -78,7 +78,10 @@ class Stopper:
         if self._thread is not None:
             self._thread.join(timeout=2)
         if self._installed:
-            signal.signal(SIGNAL, self._previous or signal.SIG_DFL)
+            # Never back to SIG_DFL (which ends the process): a watcher whose check outlived
+            # the join could still send one late signal; ignored then.
+            previous = self._previous if callable(self._previous) else signal.SIG_IGN
+            signal.signal(SIGNAL, previous)
 
     def _watch(self) -> None:
         since: float | None = None
