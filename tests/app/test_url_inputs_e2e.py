@@ -179,7 +179,7 @@ def test_bad_url_fields_are_422_and_queue_nothing(svc: Any, media: dict[str, Pat
             ({"video_url": "gopher://127.0.0.1:70/_x"}, "fetch_refused", "video_url"),
             ({"video_url": "http://"}, "invalid_url", "video_url"),
             ({"video_url": "http://user:pw@example.com/a.mp4"}, "invalid_url", "video_url"),
-            ({"video_url": "https://example.com/" + "a" * 1100}, "invalid_upload", "video_url"),
+            ({"video_url": "https://example.com/" + "a" * 1100}, "invalid_url", "video_url"),
             ({}, "missing_field", "video"),
         ):
             resp = _push(c, speech, **data)
