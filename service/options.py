@@ -36,7 +36,6 @@ SERVICE_SPECS: tuple[OptionSpec, ...] = (
             label="Measure the lip sync",
             public=True,
             advanced=True,
-            example="true",
         ),
     ),
 )

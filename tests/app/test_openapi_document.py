@@ -122,8 +122,10 @@ def test_typed_fields(doc: dict[str, Any]) -> None:
     assert {"width", "height", "fps"} <= set(result["required"])
     assert result["properties"]["width"]["type"] == "integer"
     assert result["properties"]["fps"]["type"] == "number"
-    quality = json.dumps(result["properties"]["quality"])
-    assert "#/components/schemas/Quality" in quality
+    assert "quality" not in result["properties"]  # it follows the result: status.quality
+    quality = json.dumps(schemas["JobStatus"]["properties"]["quality"])
+    assert "#/components/schemas/QualityInfo" in quality
+    assert "#/components/schemas/Quality" in json.dumps(schemas["QualityInfo"]["properties"])
     assert {"sync_offset_ms", "lse_d", "pause_closed_share"} <= set(schemas["Quality"]["required"])
     assert schemas["JobStatus"]["properties"]["stage"]["enum"] == list(JobStage.__args__)
     default = schemas["OptionInfo"]["properties"]["default"]
@@ -262,7 +264,9 @@ def test_the_response_checker_refuses_what_the_document_does_not_allow(
         check("POST", "/api/v1/lipsync/push", _response(429, _problem("queue_full")))
     check("POST", "/api/v1/lipsync/push", _response(429, _problem("queue_full"), **{
         "retry-after": "30"}))  # fmt: skip
-    with pytest.raises(OpenAPIMismatch, match="Content-Range"):
+    with pytest.raises(OpenAPIMismatch, match="Content-Range"):  # the envelope, and its size
+        check("GET", "/api/v1/lipsync/download", _response(416, _problem("range_not_satisfiable")))
+    with pytest.raises(OpenAPIMismatch, match="content type"):  # not the file server's text
         check("GET", "/api/v1/lipsync/download", _response(416, b"", "text/plain"))
     with pytest.raises(OpenAPIMismatch):  # an unknown route answers the error body too
         check("GET", "/nowhere", _response(404, {"detail": "Not Found"}))
