@@ -136,10 +136,31 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
             )
             _describe_push_form(doc)
             _apply_security(doc, settings)
+            _describe_head(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _describe_head(doc: dict[str, Any]) -> None:
+    """``HEAD`` on every ``GET`` operation (app/limits.py ``HeadAsGet``): the same
+    parameters, security and statuses with their headers, and no body."""
+    for item in doc["paths"].values():
+        get = item.get("get")
+        if get is None or "head" in item:
+            continue
+        responses = {
+            status: {k: v for k, v in answer.items() if k != "content"}
+            for status, answer in get["responses"].items()
+        }
+        item["head"] = {
+            **{k: v for k, v in get.items() if k in ("tags", "parameters", "security")},
+            "summary": f"Headers of: {get.get('summary') or get['operationId']}",
+            "description": "The GET's status and headers without its body.",
+            "operationId": f"{get['operationId']}Head",
+            "responses": responses,
+        }
 
 
 def _describe_push_form(doc: dict[str, Any]) -> None:
