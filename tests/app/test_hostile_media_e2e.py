@@ -170,6 +170,19 @@ def test_hostile_media_is_refused_or_fails_without_network_or_outside_reads(
     # onnxruntime's telemetry (it looked up mobile.events.data.microsoft.com from jobs here)
     # is off in the worker: its event store is never opened
     assert not [p for p in opened if "/Microsoft/DeveloperTools" in p]
+    # a succeeded job's uploads stay until its measurement (its own task, after the result)
+    # is over; then every upload is removed
+    store = svc.store()
+    deadline = time.monotonic() + 300
+    for row in answers:
+        if row["status"] != 202:
+            continue
+        while True:
+            job = store.get(row["body"]["task_id"])
+            if job is None or job.quality is None or job.quality.finished:
+                break
+            assert time.monotonic() < deadline, (row["name"], job.quality)
+            time.sleep(0.2)
     assert not list((svc.data_dir / "uploads").iterdir()), "every upload was removed"
 
     refused = collections.Counter(

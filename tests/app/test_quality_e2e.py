@@ -31,7 +31,7 @@ from tests.app.conftest import Stack
 from tests.worker.jobkit import make_job
 
 API = "/api/v1/lipsync"
-DB = 7  # a broker database of its own
+DB = 9  # shared with test_http_edges_e2e.py, which runs no worker
 
 
 def _status(c: httpx.Client, task_id: str) -> dict[str, Any]:
