@@ -93,7 +93,11 @@ def test_sync_submit_wait_download_delete(
 ) -> None:
     seen: list[tuple[str, float]] = []
     with Client(stack.base_url, api_key=KEY_A, timeout=60) as client:
-        job = client.submit(video=media["astronaut"], audio=media["speech"], engine="retrieval")
+        # long speech: the render lasts more than one event poll (the result no longer
+        # waits for its measurement, which used to hold a stage of its own for seconds)
+        job = client.submit(
+            video=media["astronaut"], audio=media["speech_long"], engine="retrieval"
+        )
         assert job.status_url and job.task_id in job.status_url
         final = job.wait(progress=lambda stage, f: seen.append((stage, f)), timeout=300)
         assert isinstance(final, JobStatus) and final.state == "succeeded", stack.logs()
