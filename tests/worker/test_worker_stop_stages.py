@@ -41,11 +41,11 @@ def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def big_still(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The astronaut at 1920x1920: a large frame for the encoder."""
+    """The astronaut at 2880x2880: a large frame for the encoder (its flush takes a while)."""
     import cv2
 
     d = tmp_path_factory.mktemp("still")
-    big = cv2.resize(mf.astronaut(), (1920, 1920), interpolation=cv2.INTER_CUBIC)
+    big = cv2.resize(mf.astronaut(), (2880, 2880), interpolation=cv2.INTER_CUBIC)
     cv2.imwrite(str(d / "big.png"), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
     return d / "big.png"
 
