@@ -314,3 +314,11 @@ def test_dockerfiles_copy_every_package_before_installing_it() -> None:
         }
         missing = [p for p in packages if p not in copied]
         assert not missing, f"{name} does not copy {missing} before installing the project"
+
+
+def test_the_licence_is_an_spdx_expression_not_a_table() -> None:
+    """setuptools >= 77 warns about a `license = {text = ...}` table on every build (three
+    times on a first set-up); an SPDX string builds quietly."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0"
+    assert any(r.startswith("setuptools>=77") for r in project["build-system"]["requires"])
