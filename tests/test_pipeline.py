@@ -218,3 +218,13 @@ def test_wav2lip_with_a_fixed_box_matches_the_reference_inference(
         outside[y1:y2, x1:x2] = False
         untouched = lumas[k][outside] == planes[: seen.shape[0]][outside]
         assert untouched.all(), "outside the box nothing changes"
+
+
+def test_a_face_index_past_the_faces_seen_says_so(
+    tmp_path: Path, portrait_png: Path, speech_wav: Path
+) -> None:
+    """--face-index 1 on a one-face photo names the index and how many faces there are,
+    not "no face found in any frame"."""
+    with pytest.raises(NoFace) as err:
+        lipsync.run(portrait_png, speech_wav, tmp_path / "o.mp4", face_index=1)
+    assert "face index 1" in err.value.message and "only 1 face is seen" in err.value.message
