@@ -550,7 +550,12 @@ def run(engines: list[str], out: Path, doc: Path | None, smoke: bool) -> str:
     text = "\n".join(lines) + "\n"
     (out / "QUALITY.md").write_text(text)
     if doc is not None:
+        from benchmarks.speed import keep_other_sections
+
         doc.parent.mkdir(parents=True, exist_ok=True)
+        if doc.is_file():
+            # Sections other generators write (edited footage, landmark models) stay.
+            text = keep_other_sections(text, doc.read_text())
         doc.write_text(text)
     return text
 
