@@ -14,21 +14,22 @@ import numpy.typing as npt
 from lipsync.errors import ModelMissing
 
 
-def predictor_path() -> Path:
+def bundled_model(filename: str) -> Path:
+    """A model file shipped in the ``face-recognition-models`` wheel."""
     # Located without importing the package (its __init__ needs pkg_resources).
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise ModelMissing(
             "face-recognition-models is not installed (pip install face-recognition-models)"
         )
-    path = (
-        Path(next(iter(spec.submodule_search_locations)))
-        / "models"
-        / "shape_predictor_68_face_landmarks.dat"
-    )
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / filename
     if not path.is_file():
         raise ModelMissing(f"{path} is missing; reinstall face-recognition-models")
     return path
+
+
+def predictor_path() -> Path:
+    return bundled_model("shape_predictor_68_face_landmarks.dat")
 
 
 @lru_cache(maxsize=1)

