@@ -285,7 +285,7 @@ def report(f: Figures) -> str:
 
 def write_section(doc: Path, section: str) -> None:
     text = doc.read_text() if doc.exists() else ""
-    block = f"{BEGIN}\n{section}\n{END}"
+    block = f"{BEGIN}\n\n{section}\n{END}"
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         text = head + block + rest.split(END, 1)[1]
