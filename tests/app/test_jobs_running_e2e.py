@@ -37,7 +37,9 @@ def test_events_follow_a_job_then_delete_removes_its_result(
     stack: Any, media: dict[str, Path]
 ) -> None:
     with stack.client() as c:
-        resp = push(c, media["speech"], media["astronaut"], engine="viseme")
+        # long speech: the render lasts more than one event poll (the measurement no
+        # longer keeps the job running after it)
+        resp = push(c, media["speech_long"], media["astronaut"], engine="viseme")
         assert resp.status_code == 202, resp.text
         task = resp.json()["task_id"]
         statuses: list[dict[str, Any]] = []

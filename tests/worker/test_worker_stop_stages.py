@@ -159,6 +159,10 @@ def test_each_pipeline_stage_stops_within_two_seconds(
     if kind == "cancel":
         assert outcome == "canceled" and job.state == "canceled", (outcome, job.error)
         assert not (settings.results_dir / f"{job_id}.mp4").exists()
+    elif stage == "encode" and outcome == "succeeded":
+        # The encoder's last flush can end before an operator's stop lands (a fast machine):
+        # the finished video is then published, never handed back half-written.
+        assert job.state == "succeeded" and (settings.results_dir / f"{job_id}.mp4").is_file()
     else:
         assert outcome == "handed_back", (outcome, job.error)
         assert job.state == "queued" and job.attempts == 0
