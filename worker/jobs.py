@@ -180,10 +180,17 @@ def _render(
                     should_cancel=cancel,
                     engines=engine_cache(),
                 )
-        except Canceled:
+        except Exception as exc:
+            # A stop lands as Canceled; a library step it interrupted may have wrapped it
+            # in an error of its own (the encoder's flush: output_error). Still a stop.
+            stopped = cancel.draining or cancel.cancel_requested()
+            if not isinstance(exc, Canceled) and not (stopped and _caused_by(exc, Canceled)):
+                raise
             if cancel.draining and not cancel.cancel_requested():
                 raise Drained(f"worker {worker} is stopping") from None
-            raise
+            if isinstance(exc, Canceled):
+                raise
+            raise Canceled("the job was stopped") from exc
         if not partial.is_file() or partial.stat().st_size == 0:
             raise RuntimeError("the pipeline reported success but wrote no output")
         payload = _result_payload(job_id, result)
@@ -199,20 +206,26 @@ def _relative(path: Path, settings: Settings) -> str:
     return str(path.relative_to(settings.data_dir))
 
 
-def _timed_out(exc: BaseException) -> bool:
-    """Whether ``exc`` is, or was raised while handling, the soft time limit: the limit is
-    an exception raised wherever the job is, and a library may turn it into its own (an
-    import interrupted by it ends as an ImportError)."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``exc`` is, or was raised while handling, a ``kind``: the soft time limit and
+    a stop are exceptions raised wherever the job is, and a library may turn them into its
+    own (an import interrupted by one ends as an ImportError, an encoder's flush as an
+    output error)."""
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
-        if isinstance(cur, SoftTimeLimitExceeded):
+        if isinstance(cur, kind):
             return True
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__
     return False
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised while handling, the soft time limit."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    return _caused_by(exc, SoftTimeLimitExceeded)
 
 
 def _outcome(

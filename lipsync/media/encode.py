@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lipsync.errors import OutputError
+from lipsync.errors import Canceled, OutputError
 
 
 def temp_path_for(output: Path) -> Path:
@@ -185,6 +185,9 @@ class VideoWriter:
             self._container.close()
             self._container = None
             os.replace(self.tmp, self.output)
+        except Canceled:  # a stop that landed during the flush is a stop, not a bad output
+            self._cleanup()
+            raise
         except Exception as exc:
             self._cleanup()
             raise OutputError(f"cannot finish {self.output.name}: {exc}") from exc

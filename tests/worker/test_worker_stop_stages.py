@@ -197,3 +197,32 @@ def test_the_measurement_stops_within_two_seconds(
     assert (settings.results_dir / f"{job_id}.mp4").is_file()
     print(f"\nstop evaluate/{kind}: {took:.2f} s after the request")
     assert took <= STOP_WITHIN_S, f"evaluate/{kind}: stopped {took:.2f}s after the request"
+
+
+def test_a_stop_during_the_encoders_flush_is_a_stop_not_a_bad_output(tmp_path: Path) -> None:
+    """The stopper's signal lands wherever the main thread is; inside the encoder's last
+    flush it must end the job as a stop (Canceled, the partial file removed), never as an
+    ``output_error`` that fails the job (the race CI met in the encode/drain case above)."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    from lipsync.errors import Canceled
+    from lipsync.media.encode import VideoWriter
+    from worker.stopper import Stopper
+
+    out = tmp_path / "big.mp4"
+    rng = np.random.default_rng(0)
+    flushing = threading.Event()
+    writer = VideoWriter(out, 1280, 720, Fraction(25), None, 48000, crf=0, preset="slow")
+    with pytest.raises(Canceled), writer as w:  # noqa: PT012 - the flush is what stops
+        for _ in range(16):  # the slow preset's look-ahead holds these for the flush
+            w.write(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8))
+        deadline = time.monotonic() + 60
+        while w._encoded < 16 and time.monotonic() < deadline:  # queued frames handed on
+            time.sleep(0.01)
+        with Stopper(flushing.is_set, grace_s=0.0, poll_s=0.02):
+            flushing.set()
+            w.commit()
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [], "no partial file left"
