@@ -36,8 +36,9 @@ METHOD = {
     "5 points), frames with a face in both, output / input compared within 5 aperture "
     "classes (quantile bins of both videos' apertures; geometric means, weighted by count)",
     "phones": "PocketSphinx en-us all-phone",
-    "lip_colour": "per frame pair, median CIELAB a*b* of the lip pixels (reddest quarter of the "
-    "mouth patch's lip area, dark pixels left out) of the output and of the input, both at "
+    "lip_colour": "per frame pair, median CIELAB a*b* of the lip pixels (those of the "
+    "mouth patch's lip area redder than midway between the skin above the lip and the "
+    "area's 97th percentile of a*; dark pixels left out) of the output and of the input, both at "
     "the input's 5 points; share of frames whose distance exceeds 12",
     "outside_change": "per frame pair, the largest mean absolute difference (0-255) of any "
     "block (16 px at 720p) wholly outside the input's own padded lower face (5 points: 0.45 "
