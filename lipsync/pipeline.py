@@ -231,7 +231,7 @@ class Pipeline:
         valid = ~np.isnan(analysis.landmarks[:, 0, 0])
         if not valid.any():
             raise NoFace(self._no_face_message(job, analysis))
-        landmarks = smooth_landmarks(analysis.landmarks, float(inputs.fps), analysis.shot_of)
+        landmarks = smooth_untrusted_apart(analysis, float(inputs.fps))
         job.report("analyse", 1.0)
         return _Faces(analysis.times, landmarks, valid, analysis)
 
@@ -269,11 +269,12 @@ class Pipeline:
                 # pixels, so its landmarks are in its own coordinates (the frames they get
                 # later may be scaled; their landmarks say where the face is in them).
                 landmarks = geometry.scale.to_input(faces.landmarks)
-                if faces.analysis.covered:
+                unused = faces.analysis.covered | set(faces.analysis.untrusted)
+                if unused:
                     # A mouth something covers is never re-used (it would carry the
-                    # object onto other frames).
+                    # object onto other frames), nor one whose landmarks can't be trusted.
                     landmarks = landmarks.copy()
-                    landmarks[sorted(faces.analysis.covered)] = np.nan
+                    landmarks[sorted(unused)] = np.nan
                 source = SourceVideo(
                     job.video,
                     fps,
@@ -402,6 +403,21 @@ def people_summary(analysis: FaceAnalysis, report: EngineReport) -> list[dict[st
                 "reason": info.get("reason", report.reason),
             }
         )
+    return out
+
+
+def smooth_untrusted_apart(analysis: FaceAnalysis, fps: float) -> npt.NDArray[np.float32]:
+    """The analysis's landmarks smoothed over time, the untrusted frames left out of the
+    smoothing (a glitch would spread to its neighbours through the filter's window and
+    misplace their mouths) and kept raw: they are not painted on."""
+    raw = analysis.landmarks
+    bad = sorted(analysis.untrusted)
+    if not bad:
+        return smooth_landmarks(raw, fps, analysis.shot_of)
+    apart = raw.copy()
+    apart[bad] = np.nan
+    out = smooth_landmarks(apart, fps, analysis.shot_of)
+    out[bad] = raw[bad]
     return out
 
 

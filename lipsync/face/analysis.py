@@ -39,7 +39,13 @@ NAN68 = np.full((68, 2), np.nan, np.float32)
 MAX_CANDIDATES = 4  # faces followed at once in a shot when choosing the speaker
 FIT_ERROR_MAX = 0.12  # a landmark fit that moves more than this on a second try: not trusted
 UNSURE = 0.12  # embedding distances this close to the threshold get a second look
-JUMP_MAX = 0.45  # the face moving more than this many face widths in one frame: not trusted
+# The face moving more than this many face widths in one frame, or its width changing by
+# more than this share (log ratio): faster than a filmed head moves (real clips: up to 0.08
+# and 0.14), so the landmarks there are a fit's glitch or a whip pan's blur; not trusted,
+# nor the frame either side of it (the smoothing spreads a glitch to its neighbours).
+JUMP_MAX = 0.2
+SCALE_JUMP_MAX = 0.2
+EDGE_MARGIN = 0.05  # mouth widths around the lips that must lie inside the frame
 SOURCE_HIDDEN = 0.15  # a frame whose lip band is hidden more than this lends no mouth
 
 
@@ -177,11 +183,13 @@ class FaceAnalyser:
         self._faces: dict[int, list[tuple[npt.NDArray[np.uint8], F32]]] = {}
         self.detections = 0
         self.max_faces_seen = 0
+        self._size = (0, 0)  # the frame's width and height
 
     # -- streaming ---------------------------------------------------------------------
     def feed(self, frame: DecodedFrame) -> None:
         """One decoded I420 frame (decode order). Frames are held until the cut detector
         has seen far enough past them."""
+        self._size = (int(frame.image.shape[1]), int(frame.image.shape[0]) * 2 // 3)
         with self.stage("shots"):
             self._cuts.update(self.shot_detector.feed(frame.index, frame.image))
         self._held.append(frame)
@@ -408,18 +416,32 @@ class FaceAnalyser:
     def _untrusted(
         self, lms: F32, shot_of: npt.NDArray[np.int32], valid: npt.NDArray[np.bool_]
     ) -> dict[int, str]:
-        """Frames whose landmarks are not to be painted on: a fit that did not settle, or
-        a face that jumped further in one frame than a head moves (not at a cut)."""
+        """Frames whose landmarks are not to be painted on: a fit that did not settle, a
+        mouth cut by the frame's edge (its points there are guesses, and a warp there
+        smears the border), or a face that jumped further in one frame than a head moves
+        (not at a cut)."""
         out: dict[int, str] = {}
+        w, h = self._size
         for i in np.flatnonzero(valid):
             if self._fit_error[i] > FIT_ERROR_MAX:
                 out[int(i)] = "landmarks_unsettled"
+                continue
+            lips = lms[i, 48:60]
+            m = EDGE_MARGIN * float(np.linalg.norm(lips[6] - lips[0]))
+            lo, hi = lips.min(axis=0) - m, lips.max(axis=0) + m
+            if w and (lo[0] < 0 or lo[1] < 0 or hi[0] > w or hi[1] > h):
+                out[int(i)] = "mouth_at_edge"
         if len(lms) < 2:
             return out
         centre = lms[:, 27:48].mean(axis=1)
-        size = np.linalg.norm(lms[:, 16] - lms[:, 0], axis=1)
+        size = np.maximum(np.linalg.norm(lms[:, 16] - lms[:, 0], axis=1), 1.0)
         both = valid[1:] & valid[:-1] & (shot_of[1:] == shot_of[:-1])
-        move = np.linalg.norm(centre[1:] - centre[:-1], axis=1) / np.maximum(size[1:], 1.0)
-        for i in np.flatnonzero(both & (move > JUMP_MAX)):
-            out.setdefault(int(i) + 1, "face_jumped")
+        move = np.linalg.norm(centre[1:] - centre[:-1], axis=1) / size[1:]
+        grow = np.abs(np.log(size[1:] / size[:-1]))
+        with np.errstate(invalid="ignore"):
+            jumped = both & ((move > JUMP_MAX) | (grow > SCALE_JUMP_MAX))
+        for i in np.flatnonzero(jumped):
+            for j in (i, i + 1, i + 2):  # the frame, and one either side of it
+                if j < len(lms) and valid[j] and shot_of[j] == shot_of[i + 1]:
+                    out.setdefault(int(j), "face_jumped")
         return out

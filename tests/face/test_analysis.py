@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks import edited
-from lipsync.face.analysis import FaceAnalyser, FaceAnalysis, FaceSetup
+from lipsync.face.analysis import EDGE_MARGIN, FaceAnalyser, FaceAnalysis, FaceSetup
 from lipsync.face.identity import embed, group_people
 from lipsync.face.tracker import FaceTracker
 from lipsync.media.audio import load_audio, to_mono
@@ -93,3 +93,25 @@ def test_embeddings_tell_people_apart() -> None:
     far = same + 0.2  # no face is this far from her
     assert group_people({0: [same], 1: [far], 2: [again]}) == {0: 0, 1: 1, 2: 0}
     assert other.shape == img.shape
+
+
+def test_frames_not_to_paint_on_are_found_and_a_steady_clip_has_none(tmp_path: Path) -> None:
+    """The fast camera move (a zoom that pushes the mouth past the frame's edge, two frames
+    whose face jumps by a third of its width): those frames, and only frames like them,
+    are not to be painted on; a filmed talking head has none."""
+    _needs_media()
+    video = edited.fast_pan(tmp_path)
+    a = analyse(video.path)
+    reasons = set(a.untrusted.values())
+    assert {"face_jumped", "mouth_at_edge"} <= reasons, a.untrusted
+    height, width = mf.decode_video(video.path)[0].shape[:2]
+    for i, why in a.untrusted.items():
+        if why != "mouth_at_edge":
+            continue
+        lips = a.landmarks[i, 48:60]
+        m = EDGE_MARGIN * float(np.linalg.norm(lips[6] - lips[0]))
+        lo, hi = lips.min(axis=0) - m, lips.max(axis=0) + m
+        assert lo.min() < 0 or hi[0] > width or hi[1] > height, (i, lo, hi)
+    assert len(a.untrusted) < 0.25 * len(a.landmarks)  # most of the move is drawn
+    steady = analyse(SHARED_MEDIA / edited.KATIE)
+    assert steady.untrusted == {}
