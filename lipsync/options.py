@@ -29,12 +29,12 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lipsync import registry
 from lipsync.enginespec import EngineContext, EngineSpec
 from lipsync.errors import InvalidOption
 from lipsync.licences import check_commercial_use, commercial_only_from_env
 from lipsync.models import default_models_dir
 from lipsync.optionspec import OptionMeta, OptionSpec, option, read_by, specs_of
+from lipsync.registry import engine_specs
 
 __all__ = [
     "DETECTORS",
@@ -58,7 +58,7 @@ __all__ = [
 
 # -- choices: the engines from their wings; the others declared here, with their options ----
 def _engines() -> dict[str, str]:
-    return {spec.name: spec.summary for spec in registry.engine_specs()}
+    return {spec.name: spec.summary for spec in engine_specs()}
 
 
 def _face_modes() -> dict[str, str]:
@@ -455,7 +455,7 @@ def _gather(engines: tuple[EngineSpec, ...]) -> _Table:
 
 
 def _table() -> _Table:
-    return _gather(registry.engine_specs())
+    return _gather(engine_specs())
 
 
 def option_specs() -> tuple[OptionSpec, ...]:
