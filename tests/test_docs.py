@@ -59,3 +59,15 @@ def test_quick_start_has_exactly_two_setup_commands() -> None:
     assert commands == ["make up", "make test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_the_engine_and_option_tables_are_written_from_the_declarations() -> None:
+    """README's engine and ``lipsync run`` option tables are views over the engines' wings
+    and the option declarations: ``make docs`` writes them, and they are not stale."""
+    from lipsync.readme import SECTIONS, render
+
+    assert render(README) == README, "the README's generated tables are stale: run make docs"
+    for name in SECTIONS:
+        assert f"<!-- {name}:begin -->" in README
+    assert "| `musetalk` | `musetalkV15/musetalk.json`, " in README
+    assert "| `--bbox-shift N` | MuseTalk: " in README
