@@ -77,9 +77,8 @@ def _help(spec: OptionSpec, public: bool = False) -> str:
             text += f"; or {extra}"
     if spec.meta.engines:
         text += f" [read by {', '.join(spec.meta.engines)}]"
-    if spec.default is not None and spec.kind != "bool":
-        shown = ",".join(map(str, spec.default)) if spec.kind == "ints" else spec.default
-        text += f" (default: {shown})"
+    if spec.shown_default() is not None:
+        text += f" (default: {spec.shown_default()})"
     return text.replace("%", "%%")
 
 

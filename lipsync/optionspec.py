@@ -68,6 +68,14 @@ class OptionSpec:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    def shown_default(self) -> str | None:
+        """The default as a user writes it (``0,10,0,0``); None for none and for a flag."""
+        if self.default is None or self.kind == "bool":
+            return None
+        if self.kind == "ints":
+            return ",".join(map(str, self.default))
+        return str(self.default)
+
     def choice_map(self) -> dict[str, str]:
         return dict(self.meta.choices()) if self.meta.choices else {}
 

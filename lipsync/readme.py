@@ -65,9 +65,8 @@ def _meaning(spec: OptionSpec) -> str:
         text += f" ({low:g}..{high:g})"
     if spec.meta.engines:
         text += f" (read by {', '.join(f'`{e}`' for e in spec.meta.engines)})"
-    if spec.default is not None and spec.kind != "bool":
-        shown = ",".join(map(str, spec.default)) if spec.kind == "ints" else spec.default
-        text += f"; default `{shown}`"
+    if spec.shown_default() is not None:
+        text += f"; default `{spec.shown_default()}`"
     return text
 
 
