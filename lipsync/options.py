@@ -451,6 +451,8 @@ def _gather(engines: tuple[EngineSpec, ...]) -> _Table:
         specs.append(readers(spec))
         if spec.name == ENGINE_OPTIONS_AFTER:
             specs += own
+    if len(specs) == len(pipeline):  # no such option any more: they come last
+        specs += own
     return _Table(tuple(specs), frozenset(declared))
 
 
