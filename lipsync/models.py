@@ -189,7 +189,8 @@ def list_models(models_dir: Path, *, hash_files: bool = True) -> list[ModelStatu
     return [model_status(models_dir, m, hash_files=hash_files) for m in model_files()]
 
 
-def _size(n: int | None) -> str:
+def size_text(n: int | None) -> str:
+    """``435.8 MB``; ``-`` for an unknown size."""
     if n is None:
         return "-"
     return f"{n / 1e6:.1f} MB"
@@ -212,7 +213,7 @@ def format_models_table(statuses: Iterable[ModelStatus]) -> str:
         (
             s.model.filename,
             s.state,
-            _size(s.size_bytes) if s.present else f"~{_size(s.model.size_bytes)}",
+            size_text(s.size_bytes) if s.present else f"~{size_text(s.model.size_bytes)}",
             _hash_cell(s),
             s.model.used_by,
             COMMERCIAL_TEXT[s.model.commercial],

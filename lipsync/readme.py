@@ -1,21 +1,24 @@
-"""The README's engine and ``lipsync run`` option tables, written from the declarations.
+"""The READMEs' tables of engines, ``lipsync run`` options and weights files, written from
+the declarations.
 
-Each table sits between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in README.md and
-is a view over what the engines' wings and :mod:`lipsync.options` declare (the rest of the
-README is written by hand). ``python -m lipsync.readme`` (``make docs``) rewrites them;
+Each table sits between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` (README.md: the
+engines and the options; models/README.md: the weights files) and is a view over what the
+engines' wings, :mod:`lipsync.options` and :mod:`lipsync.models` declare; the rest of each
+README is written by hand. ``python -m lipsync.readme`` (``make docs``) rewrites them;
 ``--check`` exits with 1 when they are stale, which the tests also check.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from lipsync.optionspec import OptionSpec
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
 
 _VALUE_FORMS = {"int": "N", "float": "X", "str": "TEXT", "path": "PATH"}
 
@@ -91,34 +94,65 @@ def option_table() -> str:
     return "\n".join(rows)
 
 
-SECTIONS: dict[str, Callable[[], str]] = {"engines": engine_table, "run-options": option_table}
+def weights_table() -> str:
+    """One row per weights file (:func:`lipsync.models.model_files`): file, size, what uses
+    it, where to get it, its pinned SHA-256, its licence."""
+    from lipsync.models import model_files, size_text
+
+    rows = [
+        "| File | Size | Used by | Where to get it | SHA-256 | Licence |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for m in model_files():
+        size = f"~{size_text(m.size_bytes)}" if m.size_bytes else "small"
+        source = re.sub(r"https?://[^\s)]+", lambda u: f"<{u.group(0)}>", m.source)
+        sha = f"`{m.sha256}`" if m.sha256 else "not pinned"
+        cells = (f"`{m.filename}`", size, _cell(m.used_by), _cell(source), sha, _cell(m.licence))
+        rows.append(f"| {' | '.join(cells)} |")
+    return "\n".join(rows)
 
 
-def render(text: str) -> str:
-    """``text`` with every marked section written afresh."""
-    for name, table in SECTIONS.items():
+#: Each README, relative to the repository, and its generated sections.
+SECTIONS: dict[str, dict[str, Callable[[], str]]] = {
+    "README.md": {"engines": engine_table, "run-options": option_table},
+    "models/README.md": {"weights": weights_table},
+}
+
+
+def render(text: str, sections: dict[str, Callable[[], str]]) -> str:
+    """``text`` with each of its marked ``sections`` written afresh."""
+    for name, table in sections.items():
         begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
         if begin not in text or end not in text:
-            raise ValueError(f"README.md has no {begin} ... {end} section")
+            raise ValueError(f"no {begin} ... {end} section")
         head, rest = text.split(begin, 1)
         text = f"{head}{begin}\n{table()}\n{end}{rest.split(end, 1)[1]}"
     return text
 
 
+def stale(root: Path = ROOT) -> list[str]:
+    """The READMEs whose generated tables differ from the declarations."""
+    return [doc for doc, sections in SECTIONS.items() if _fresh(root / doc, sections)[1]]
+
+
+def _fresh(path: Path, sections: dict[str, Callable[[], str]]) -> tuple[str, bool]:
+    text = path.read_text()
+    fresh = render(text, sections)
+    return fresh, fresh != text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only say whether they are stale")
-    parser.add_argument("--readme", type=Path, default=README)
     args = parser.parse_args(argv)
-    text = args.readme.read_text()
-    fresh = render(text)
     if args.check:
-        if fresh != text:
-            print(f"{args.readme}: the generated tables are stale (run make docs)")
-            return 1
-        return 0
-    if fresh != text:
-        args.readme.write_text(fresh)
+        for doc in stale():
+            print(f"{doc}: the generated tables are stale (run make docs)")
+        return 1 if stale() else 0
+    for doc, sections in SECTIONS.items():
+        fresh, changed = _fresh(ROOT / doc, sections)
+        if changed:
+            (ROOT / doc).write_text(fresh)
     return 0
 
 
