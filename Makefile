@@ -1,5 +1,5 @@
 # Two commands matter: `make up` (service + a real demo job) and `make test`.
-.PHONY: setup up test test-fast lint format bench clean lock
+.PHONY: setup up test test-fast lint format docs bench clean lock
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -20,6 +20,10 @@ lint: setup
 format: setup
 	.venv/bin/ruff format lipsync app worker service tests benchmarks scripts
 	.venv/bin/ruff check --fix lipsync app worker service tests benchmarks scripts
+
+# The README's engine and option tables, written from the engines' and options' declarations.
+docs: setup
+	.venv/bin/python -m lipsync.readme
 
 bench: setup
 	.venv/bin/python -m benchmarks.speed

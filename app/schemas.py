@@ -124,6 +124,17 @@ class OptionInfo(BaseModel):
     advanced: bool = False
 
 
+class EngineInfo(BaseModel):
+    """One engine a push may choose, as its wing declares it (lipsync/engines/<name>/)."""
+
+    name: str = Field(description="the engine option's value")
+    summary: str
+    needs_weights: bool = Field(
+        description="true: it loads weights files that must be in the server's models/"
+    )
+    weights: list[str] = Field(description="the weights files it may load, under models/")
+
+
 class OptionsResponse(BaseModel):
     options: list[OptionInfo]
 

@@ -120,8 +120,8 @@ def talking_video(height: int, seconds: float, out: Path, fps: int = 25) -> Path
 
 def random_wav2lip_weights(models_dir: Path) -> Path:
     """Random-initialised Wav2Lip in the published layouts (speed does not depend on values)."""
-    from lipsync.engines.wav2lip_export import export_onnx, save_published
-    from lipsync.engines.wav2lip_net import Wav2Lip
+    from lipsync.engines.wav2lip.export import export_onnx, save_published
+    from lipsync.engines.wav2lip.net import Wav2Lip
 
     models_dir.mkdir(parents=True, exist_ok=True)
     pth, onnx = models_dir / "wav2lip_gan.pth", models_dir / "wav2lip_gan_96.onnx"

@@ -1,5 +1,5 @@
-"""The ``lipsync`` command line: ``run``, ``models``, ``probe``, ``evaluate``, and
-``remote run`` (the same job on a running service, through :mod:`lipsync.client`).
+"""The ``lipsync`` command line: ``run``, ``engines``, ``models``, ``probe``, ``evaluate``,
+and ``remote run`` (the same job on a running service, through :mod:`lipsync.client`).
 
 Argument parsing happens only in :func:`main`; importing this module does nothing.
 """
@@ -77,9 +77,8 @@ def _help(spec: OptionSpec, public: bool = False) -> str:
             text += f"; or {extra}"
     if spec.meta.engines:
         text += f" [read by {', '.join(spec.meta.engines)}]"
-    if spec.default is not None and spec.kind != "bool":
-        shown = ",".join(map(str, spec.default)) if spec.kind == "ints" else spec.default
-        text += f" (default: {shown})"
+    if spec.shown_default() is not None:
+        text += f" (default: {spec.shown_default()})"
     return text.replace("%", "%%")
 
 
@@ -159,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    engines = sub.add_parser(
+        "engines",
+        help="list the engines: what each is, its weights (and whether they are in the models "
+        "directory) and the options it reads",
+    )
+    engines.add_argument("--models-dir", type=Path)
+    engines.add_argument("--json", action="store_true", help="print the list as JSON")
 
     models = sub.add_parser(
         "models",
@@ -297,6 +304,48 @@ def _cmd_run(args: argparse.Namespace) -> int:
         bar.done()
     data = result.to_dict()
     print(json.dumps(data, indent=2) if args.json else _summary(data))
+    return 0
+
+
+def _cmd_engines(args: argparse.Namespace) -> int:
+    from lipsync.enginespec import EngineContext
+    from lipsync.models import default_models_dir
+    from lipsync.registry import engine_specs
+
+    models_dir = args.models_dir or default_models_dir()
+    rows = []
+    for spec in engine_specs():
+        try:
+            spec.check(EngineContext(models_dir=models_dir))
+            missing = None
+        except LipsyncError as exc:
+            missing = exc.message
+        reads = [s.name for s in option_specs() if spec.name in s.meta.engines]
+        rows.append((spec, missing, reads))
+    if args.json:
+        data = [
+            {
+                "name": spec.name,
+                "summary": spec.summary,
+                "needs_weights": spec.needs_weights,
+                "weights": [m.filename for m in spec.weights],
+                "ready": missing is None,
+                "missing": missing,
+                "options": reads,
+            }
+            for spec, missing, reads in rows
+        ]
+        print(json.dumps(data, indent=2))
+        return 0
+    for spec, missing, reads in rows:
+        files = (" or " if spec.alternatives else ", ").join(m.filename for m in spec.weights)
+        state = "" if not spec.weights else " (present)" if missing is None else " (missing)"
+        print(f"{spec.name}: {spec.summary}")
+        print(f"  weights: {files or 'none'}{state}")
+        print(f"  options: {', '.join('--' + n.replace('_', '-') for n in reads) or '-'}")
+        if missing is not None:
+            print(f"  {missing}")
+    print(f"\nWeights are looked up in {models_dir}/; lipsync models lists every file.")
     return 0
 
 
@@ -448,6 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     handlers = {
         "run": _cmd_run,
+        "engines": _cmd_engines,
         "models": _cmd_models,
         "probe": _cmd_probe,
         "evaluate": _cmd_evaluate,

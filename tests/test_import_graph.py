@@ -87,3 +87,29 @@ def test_no_forbidden_import_edges() -> None:
     graph = project_graph()
     assert len(graph) > 80 and any(_inside(m, "service") for m in graph)
     assert violations(graph) == []
+
+
+def _reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    """The project modules ``start`` imports, directly or through others (importing a
+    submodule is not counted as importing the ``lipsync`` package itself)."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target in graph and target != "lipsync" and target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def test_options_imports_nothing_above_it() -> None:
+    """The option table reads the engines' declarations through lipsync.registry (by name)
+    and its other choices are declared with it: nothing it reaches imports it back, and it
+    reaches no engine, media, face, enhancer or pipeline code."""
+    graph = project_graph()
+    reached = _reach(graph, "lipsync.options")
+    assert "lipsync.registry" in reached and "lipsync.optionspec" in reached
+    assert "lipsync.options" not in reached, "a module options.py imports imports it back"
+    above = ("lipsync.engines", "lipsync.media", "lipsync.face", "lipsync.enhance")
+    above += ("lipsync.pipeline", "lipsync.device", "lipsync.cli")
+    assert sorted(m for m in reached if any(_inside(m, a) for a in above)) == []

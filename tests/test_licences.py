@@ -21,7 +21,7 @@ from lipsync.licences import (
     check_commercial_use,
     report,
 )
-from lipsync.models import MODELS_BY_FILENAME
+from lipsync.models import model_by_filename
 from lipsync.options import RunOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ def test_notices_name_the_restricted_choice() -> None:
 
 
 def test_every_non_commercial_registry_file_is_refused_by_name() -> None:
-    flagged = [m for m in MODELS_BY_FILENAME.values() if m.commercial is False]
+    flagged = [m for m in model_by_filename().values() if m.commercial is False]
     assert {m.filename for m in flagged} >= {"codeformer.onnx", "wav2lip.pth"}
     for m in flagged:
         with pytest.raises(LicenceRestricted):
@@ -221,5 +221,5 @@ def test_commercial_only_run_never_opens_a_restricted_file(
     assert proc.returncode == 0, proc.stderr
     opens = log.read_text()
     restricted = [c.file for c in BUNDLED if c.commercial is False]
-    restricted += [m.filename for m in MODELS_BY_FILENAME.values() if m.commercial is False]
+    restricted += [m.filename for m in model_by_filename().values() if m.commercial is False]
     assert not [name for name in restricted if name in opens]

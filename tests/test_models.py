@@ -12,10 +12,10 @@ import pytest
 import lipsync.models as models
 from lipsync.errors import ModelMissing
 from lipsync.models import (
-    MODEL_FILES,
-    MODELS_BY_FILENAME,
     format_models_table,
     list_models,
+    model_by_filename,
+    model_files,
     require_model,
     sha256_file,
 )
@@ -35,21 +35,21 @@ EXPECTED_FILES = {
 
 
 def test_registry_covers_every_supported_file() -> None:
-    names = {m.filename for m in MODEL_FILES}
+    names = {m.filename for m in model_files()}
     assert names >= EXPECTED_FILES
     assert any(name.startswith("2DFAN4") for name in names)
-    assert len(names) == len(MODEL_FILES)  # no duplicates
-    for m in MODEL_FILES:
+    assert len(names) == len(model_files())  # no duplicates
+    for m in model_files():
         assert m.name and m.used_by and m.licence and m.source
         assert m.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", m.sha256)
         assert m.size_bytes is None or m.size_bytes > 1_000_000
-    assert "non-commercial" in MODELS_BY_FILENAME["wav2lip_gan.pth"].licence
+    assert "non-commercial" in model_by_filename()["wav2lip_gan.pth"].licence
 
 
 def test_pinned_hashes_agree_with_torch_hub_file_names() -> None:
     # face-alignment's file names carry the first hex digits of their SHA-256.
-    assert MODELS_BY_FILENAME["s3fd.pth"].sha256.startswith("619a316812")  # type: ignore[union-attr]
-    fan = next(m for m in MODEL_FILES if m.filename.startswith("2DFAN4"))
+    assert model_by_filename()["s3fd.pth"].sha256.startswith("619a316812")  # type: ignore[union-attr]
+    fan = next(m for m in model_files() if m.filename.startswith("2DFAN4"))
     assert fan.sha256 is not None and fan.filename.split("-")[1].startswith(fan.sha256[:10])
 
 
@@ -65,9 +65,9 @@ def test_list_models_reports_presence_and_verification(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     good = b"pretend weights"
-    pinned = replace(MODELS_BY_FILENAME["wav2lip.pth"], sha256=hashlib.sha256(good).hexdigest())
-    registry = tuple(pinned if m.filename == "wav2lip.pth" else m for m in MODEL_FILES)
-    monkeypatch.setattr(models, "MODEL_FILES", registry)
+    pinned = replace(model_by_filename()["wav2lip.pth"], sha256=hashlib.sha256(good).hexdigest())
+    registry = tuple(pinned if m.filename == "wav2lip.pth" else m for m in model_files())
+    monkeypatch.setattr(models, "model_files", lambda: registry)
 
     (tmp_path / "wav2lip.pth").write_bytes(good)
     (tmp_path / "s3fd.pth").write_bytes(b"a different file")  # pinned, will not match
@@ -100,7 +100,7 @@ def test_table_lists_every_file(tmp_path: Path) -> None:
     table = format_models_table(list_models(tmp_path))
     lines = table.splitlines()
     assert lines[0].split()[:3] == ["file", "state", "size"]
-    for m in MODEL_FILES:
+    for m in model_files():
         assert m.filename in table
     assert "present (not pinned)" in table and "missing" in table
     assert "2.0 MB" in table
@@ -122,7 +122,7 @@ def test_require_model(tmp_path: Path) -> None:
 def test_readme_documents_every_file() -> None:
     readme = Path(__file__).resolve().parents[1] / "models" / "README.md"
     text = readme.read_text(encoding="utf-8")
-    for m in MODEL_FILES:
+    for m in model_files():
         assert m.filename in text, m.filename
         if m.sha256:
             assert m.sha256 in text, m.filename

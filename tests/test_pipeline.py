@@ -180,7 +180,7 @@ def test_wav2lip_with_a_fixed_box_matches_the_reference_inference(
     input. Compared on the luma plane of a lossless output (the random network's output is
     noise-like, which 4:2:0 chroma cannot hold)."""
     from lipsync.audio.mel import mel_chunks, melspectrogram
-    from lipsync.engines.wav2lip_export import save_published
+    from lipsync.engines.wav2lip.export import save_published
     from lipsync.media.audio import load_audio
     from lipsync.media.decode import i420_to_rgb, iter_frames, read_image, to_i420
     from tests.engines._wav2lip_helpers import random_generator, reference_patch

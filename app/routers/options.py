@@ -1,6 +1,7 @@
 """The options a push may set (``GET /api/v1/lipsync/options``), as declared once in
-:mod:`lipsync.options`, with this server's defaults: what the web page builds its form from;
-with the licences of the models this server loads and whether it is in commercial-only mode."""
+:mod:`lipsync.options` and the engines' wings, with this server's defaults: what the web page
+builds its form from; with the engines (which need weights), the licences of the models this
+server loads and whether it is in commercial-only mode."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from app.deps import SettingsDep
-from app.schemas import GUARD_RESPONSES, OptionInfo, OptionsResponse, json_example
+from app.schemas import GUARD_RESPONSES, EngineInfo, OptionInfo, OptionsResponse, json_example
 from lipsync.licences import commercial_only_from_env, report, restricted_values
+from lipsync.registry import engine_specs
 from service.options import push_specs
 from service.settings import Settings
 
@@ -71,6 +73,11 @@ class Licences(BaseModel):
 
 
 class ServerOptions(OptionsResponse):
+    engines: list[EngineInfo] = Field(
+        default_factory=list,
+        description="the engines a push may choose (the engine option's choices), and "
+        "whether each needs weights files",
+    )
     commercial_only: bool = Field(
         default=False,
         description="LIPSYNC_COMMERCIAL_ONLY: choices that load a component whose licence "
@@ -87,8 +94,9 @@ class ServerOptions(OptionsResponse):
 @router.get("/options", response_model=ServerOptions, responses={200: json_example(_EXAMPLE)})
 async def list_options(settings: SettingsDep) -> ServerOptions:
     """Every option a push may send as a form field: type, choices or range, default, help,
-    and the engines that read it; whether the server is in commercial-only mode and the
-    licences of the models it loads. No key needed: it describes the server, not a job."""
+    and the engines that read it; the engines, and whether each needs weights; whether the
+    server is in commercial-only mode and the licences of the models it loads. No key
+    needed: it describes the server, not a job."""
     defaults = server_defaults(settings)
     commercial_only = commercial_only_from_env()
     infos = []
@@ -100,9 +108,21 @@ async def list_options(settings: SettingsDep) -> ServerOptions:
         if refused and info["choices"]:
             info["choices"] = [c for c in info["choices"] if c["value"] not in refused]
         infos.append(OptionInfo.model_validate(info))
+    refused = restricted_values("engine") if commercial_only else set()
+    engines = [
+        EngineInfo(
+            name=spec.name,
+            summary=spec.summary,
+            needs_weights=spec.needs_weights,
+            weights=[m.filename for m in spec.weights],
+        )
+        for spec in engine_specs()
+        if spec.name not in refused
+    ]
     licences = report(commercial_only=commercial_only)
     return ServerOptions(
         options=infos,
+        engines=engines,
         commercial_only=commercial_only,
         licences=Licences.model_validate(
             {"bundled": licences["bundled"], "optional": licences["optional"]}

@@ -36,7 +36,7 @@
     timeout: "The job took longer than this server allows and was stopped. Try a shorter clip.",
     canceled: "The job was canceled.",
     invalid_option: "One of the options is not valid for these files.",
-    model_missing: "The chosen engine needs model weights that are not installed on this server. Choose the retrieval or viseme engine, which need none.",
+    model_missing: "The chosen engine needs model weights that are not installed on this server.",
     model_mismatch: "The model weights on this server do not fit the chosen engine.",
     device_unavailable: "The server's GPU is not available right now. Try again later.",
     output_error: "The server could not write the result video.",
@@ -53,6 +53,17 @@
     network: "Could not reach the server. Check your connection and try again.",
     bad_request: "The server refused the request.",
   };
+
+  // The engines that need no weights, as the server lists them (GET /options), its default first.
+  let weightFree = [];
+  const orList = (names) => names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}`;
+
+  function problemWords(code) {
+    const words = ERRORS[code] || "Something went wrong.";
+    if (code !== "model_missing" || weightFree.length === 0) return words;
+    const which = weightFree.length === 1 ? "which needs none" : "which need none";
+    return `${words} Choose the ${orList(weightFree)} engine, ${which}.`;
+  }
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -121,6 +132,9 @@
       if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
       const body = await resp.json();
       for (const opt of body.options) (opt.advanced ? more : basic).append(optionField(opt));
+      const engine = body.options.find((o) => o.name === "engine");
+      weightFree = (body.engines || []).filter((e) => !e.needs_weights).map((e) => e.name)
+        .sort((a, b) => (b === (engine && engine.default)) - (a === (engine && engine.default)));
       $("options-more-box").hidden = more.childElementCount === 0;
     } catch (err) {
       basic.textContent = `The options could not be loaded (${err.message}); the server's defaults apply.`;
@@ -332,7 +346,7 @@
   }
 
   function showProblem(problem, title, soft) {
-    const words = ERRORS[problem.code] || "Something went wrong.";
+    const words = problemWords(problem.code);
     el.errorTitle.textContent = title || "It did not work";
     el.errorText.textContent = words;
     const bits = [];

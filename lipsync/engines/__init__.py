@@ -1,95 +1,53 @@
-"""Generator engines: a declarative registry; modules are imported only when used.
+"""Generator engines: each one a folder that declares everything about itself (its wing),
+listed by one line in :mod:`lipsync.registry`; modules are imported only when used.
 
-Adding an engine means adding one module with an :class:`~lipsync.engines.base.Engine`
-subclass and one entry in :data:`ENGINES`.
+Adding an engine means adding one folder ``lipsync/engines/<name>/`` with an
+:class:`~lipsync.engines.base.Engine` subclass and a ``wing.py`` declaring it
+(:class:`~lipsync.enginespec.EngineSpec`: name, factory, summary, its options, the options it
+reads, its weights files, its pre-check), and one line in :data:`lipsync.registry.WINGS`.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from lipsync.engines.base import Engine, EngineContext
+from lipsync.enginespec import EngineContext, EngineSpec
 from lipsync.errors import InvalidOption
+from lipsync.registry import ENGINES
+
+if TYPE_CHECKING:
+    from lipsync.engines.base import Engine
+
+__all__ = ["ENGINES", "EngineCache", "EngineContext", "EngineSpec", "create_engine"]
 
 
-@dataclass(frozen=True)
-class EngineSpec:
-    name: str
-    target: str  # "module:factory" - factory(ctx: EngineContext) -> Engine
-    needs_weights: bool
-    summary: str
-
-
-ENGINES: dict[str, EngineSpec] = {
-    spec.name: spec
-    for spec in (
-        EngineSpec(
-            "viseme",
-            "lipsync.engines.viseme:VisemeEngine",
-            needs_weights=False,
-            summary="weight-free: mouth shapes from the speech, landmark-driven warp",
-        ),
-        EngineSpec(
-            "retrieval",
-            "lipsync.engines.retrieval:RetrievalEngine",
-            needs_weights=False,
-            summary="weight-free, photoreal: the person's own mouths from the input video",
-        ),
-        EngineSpec(
-            "wav2lip",
-            "lipsync.engines.wav2lip:Wav2LipEngine",
-            needs_weights=True,
-            summary="Wav2Lip generator (PyTorch) from wav2lip.pth / wav2lip_gan.pth",
-        ),
-        EngineSpec(
-            "wav2lip-onnx",
-            "lipsync.engines.wav2lip_onnx:Wav2LipOnnxEngine",
-            needs_weights=True,
-            summary="Wav2Lip generator as ONNX via onnxruntime (wav2lip_96.onnx)",
-        ),
-        EngineSpec(
-            "musetalk",
-            "lipsync.engines.musetalk:MuseTalkEngine",
-            needs_weights=True,
-            summary="MuseTalk 1.5: 256x256 latent inpainting (unet.pth, sd-vae, whisper-tiny); "
-            "weights usable commercially; needs lipsync[musetalk]",
-        ),
-    )
-}
-
-
-def _resolve(target: str) -> Callable[[EngineContext], Engine]:
-    module_name, _, attr = target.partition(":")
-    factory: Callable[[EngineContext], Engine] = getattr(importlib.import_module(module_name), attr)
-    return factory
+def _resolve(factory: str) -> Callable[[EngineContext], Engine]:
+    module_name, _, attr = factory.partition(":")
+    built: Callable[[EngineContext], Engine] = getattr(importlib.import_module(module_name), attr)
+    return built
 
 
 def create_engine(name: str, ctx: EngineContext) -> Engine:
+    """The engine ``name`` built from ``ctx``: its pre-check first (a missing weights file
+    fails before the engine's code, torch included, is imported)."""
     spec = ENGINES.get(name)
     if spec is None:
         raise InvalidOption(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
-    return _resolve(spec.target)(ctx)
+    spec.check(ctx)
+    return _resolve(spec.factory)(ctx)
 
 
 class EngineCache:
-    """Engines kept per process and reused across jobs (models load once per worker)."""
+    """Engines kept per process and reused across jobs (models load once per worker), one
+    per engine name and context: the frozen :class:`EngineContext` is the key."""
 
     def __init__(self) -> None:
-        self._engines: dict[tuple[Any, ...], Engine] = {}
+        self._engines: dict[tuple[str, EngineContext], Engine] = {}
 
     def get(self, name: str, ctx: EngineContext) -> Engine:
-        key = (
-            name,
-            str(ctx.checkpoint or ""),
-            ctx.device,
-            ctx.batch_size,
-            tuple(ctx.pads),
-            ctx.fp16,
-            ctx.options,
-        )
+        key = (name, ctx)
         engine = self._engines.get(key)
         if engine is None:
             engine = create_engine(name, ctx)

@@ -4,6 +4,8 @@ An engine turns (frame, face, output-frame index) into a :class:`~lipsync.types.
 mouth matches the speech at that output frame's time. ``prepare`` is called once per job with
 the whole speech track (audio is small; frames are streamed), ``generate`` once per batch.
 Engine objects may be cached per process and reused across jobs: ``prepare`` resets job state.
+What an engine is given to load itself, :class:`EngineContext`, is declared with the engines'
+declarations (:mod:`lipsync.enginespec`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lipsync.enginespec import EngineContext as EngineContext
 from lipsync.types import EngineReport, FaceObs, Patch, RGBImage
 
 
@@ -42,21 +45,6 @@ class SourceVideo:
             return self.people
         valid = np.isfinite(self.landmarks.reshape(len(self.landmarks), -1)).all(axis=1)
         return np.where(valid, 0, -1).astype(np.int32)
-
-
-@dataclass(frozen=True)
-class EngineContext:
-    """What an engine may need to load itself."""
-
-    device: str = "auto"  # auto | cpu | cuda
-    checkpoint: Path | None = None
-    models_dir: Path = Path("models")
-    batch_size: int = 16
-    pads: tuple[int, int, int, int] = (0, 10, 0, 0)
-    fp16: bool = False  # half precision on CUDA, for engines that offer it
-    # The job's options declared for this engine alone (``option(engines=(name,))``) that
-    # have no field above, as (name, value) pairs: e.g. musetalk's ``extra_margin``.
-    options: tuple[tuple[str, Any], ...] = ()
 
 
 class Engine(ABC):

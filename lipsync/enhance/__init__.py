@@ -7,12 +7,10 @@ from pathlib import Path
 from lipsync.enhance.base import Enhancer
 from lipsync.errors import InvalidOption
 
-#: Built-in enhancers: name -> what it does. ``onnx:PATH`` (a 512x512 face restorer) is the
-#: one open-ended form (:data:`ONNX_PREFIX`).
-ENHANCERS: dict[str, str] = {
-    "classical": "sharpen the new mouth (no weights)",
-    "none": "leave the drawn mouth as it is",
-}
+#: Built-in enhancers: name -> what it does, declared with the ``enhancer`` option.
+#: ``onnx:PATH`` (a 512x512 face restorer) is the one open-ended form (:data:`ONNX_PREFIX`).
+from lipsync.options import ENHANCERS as ENHANCERS
+
 ONNX_PREFIX = "onnx:"
 
 

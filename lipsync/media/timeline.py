@@ -7,14 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-#: The sync modes: name -> what it does (read by the CLI, the API, the web page and the docs).
-SYNC_MODES: dict[str, str] = {
-    "loop": "as long as the audio; a shorter video repeats, a longer one is cut",
-    "bounce": "as long as the audio; a shorter video plays forward then backward",
-    "cut_off": "as long as the shorter of the two",
-    "silence": "as long as the video; the speech is padded with silence or cut",
-    "remap": "as long as the audio; the video is stretched or squeezed in time to fit",
-}
+# The sync modes, name -> what it does, are declared with the sync_mode option.
+from lipsync.options import SYNC_MODES as SYNC_MODES
 
 
 @dataclass(frozen=True)

@@ -309,6 +309,27 @@ def test_web_page_push_progress_result_download_cancel(
     assert page.locator("#compare").is_hidden()
     shot(page, "07-failed")
 
+    # 9b. an engine whose weights this server lacks: the page names the weight-free engines
+    # that /options lists (the server's default first), not a list of its own
+    if (
+        not (REPO / "models" / "wav2lip_gan.pth").exists()
+        and not (REPO / "models" / "wav2lip.pth").exists()
+    ):
+        failed = page.get_attribute("#job-id", "title")
+        page.select_option("#engine", "wav2lip")
+        page.set_input_files("#video-file", str(portrait))
+        page.click("#submit")
+        page.wait_for_function(
+            "(before) => document.getElementById('job-id').title !== before"
+            " && document.getElementById('job-state').dataset.state === 'failed'",
+            arg=failed,
+            timeout=60_000,
+        )
+        error = page.inner_text("#error")
+        assert "Choose the retrieval or viseme engine, which need none." in error, error
+        assert "model_missing" in error, error
+        page.select_option("#engine", "viseme")
+
     # 10. re-open the first job from the list: its result is loaded again
     page.click(f"#recent li[data-id='{task_id}'] button:has-text('Open')")
     page.wait_for_selector("#job-state[data-state='succeeded']")

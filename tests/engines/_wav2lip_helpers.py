@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pytest
 import torch
 
-from lipsync.engines.wav2lip_net import Wav2Lip
+from lipsync.engines.wav2lip.net import Wav2Lip
 from lipsync.types import FaceObs
 from tests.media_factory import astronaut
 

@@ -35,7 +35,7 @@ from lipsync.engines.musetalk.engine import MuseTalkRunner  # noqa: E402
 from lipsync.engines.musetalk.loaders import FILES, load_models  # noqa: E402
 from lipsync.engines.musetalk.published import PUBLISHED_UNET  # noqa: E402
 from lipsync.errors import ModelMismatch, ModelMissing  # noqa: E402
-from lipsync.models import MODELS_BY_FILENAME  # noqa: E402
+from lipsync.models import model_by_filename  # noqa: E402
 from lipsync.types import FaceObs  # noqa: E402
 from tests import media_factory as mf  # noqa: E402
 from tests.engines._musetalk_helpers import (  # noqa: E402
@@ -68,15 +68,15 @@ def runner(models_dir: Path) -> MuseTalkRunner:
 def test_registry_and_models_list_name_every_file() -> None:
     assert ENGINES["musetalk"].needs_weights
     for name in FILES:
-        entry = MODELS_BY_FILENAME[name]
+        entry = model_by_filename()[name]
         assert "musetalk" in entry.used_by and entry.licence and entry.source
         assert entry.sha256 is not None and len(entry.sha256) == 64
-    parser = MODELS_BY_FILENAME["face-parse-bisent/79999_iter.pth"]
+    parser = model_by_filename()["face-parse-bisent/79999_iter.pth"]
     assert parser.sha256 and "musetalk" in parser.used_by and "CelebAMask-HQ" in parser.licence
-    assert "OpenRAIL-M" in MODELS_BY_FILENAME["musetalkV15/unet.pth"].licence
+    assert "OpenRAIL-M" in model_by_filename()["musetalkV15/unet.pth"].licence
     readme = (Path(__file__).resolve().parents[2] / "models" / "README.md").read_text()
     for name in (*FILES, parser.filename):
-        assert f"`{name}`" in readme and f"`{MODELS_BY_FILENAME[name].sha256}`" in readme
+        assert f"`{name}`" in readme and f"`{model_by_filename()[name].sha256}`" in readme
 
 
 def test_full_published_unet_config_has_the_sd15_layout() -> None:

@@ -59,14 +59,18 @@ def astronaut_face() -> tuple[np.ndarray, FaceObs]:
 
 
 def test_positional_encoding_is_the_sinusoid() -> None:
-    """``musetalk/models/unet.py:12-27``: channel 2i of position p is sin(p / 10000^(2i/d)),
-    channel 2i+1 its cos; restated in float64."""
+    """``musetalk/models/unet.py:12-27`` adds the Transformer's sinusoidal encoding, sin on
+    even channels and cos on odd ones. Compared with an implementation written elsewhere:
+    diffusers' ``get_1d_sincos_pos_embed_from_grid`` (MAE's, in float64), which lays the
+    same sines and cosines out as two halves; only its columns are interleaved here."""
+    from diffusers.models.embeddings import get_1d_sincos_pos_embed_from_grid
+
     length, dim = 50, 384
-    p = np.arange(length, dtype=np.float64)[:, None]
-    freq = 10000.0 ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
+    positions = torch.arange(length, dtype=torch.float64)
+    halves = get_1d_sincos_pos_embed_from_grid(dim, positions).numpy()
     expected = np.empty((length, dim))
-    expected[:, 0::2] = np.sin(p * freq)
-    expected[:, 1::2] = np.cos(p * freq)
+    expected[:, 0::2] = halves[:, : dim // 2]
+    expected[:, 1::2] = halves[:, dim // 2 :]
     np.testing.assert_allclose(mt_audio.positional_encoding(length, dim), expected, atol=2e-5)
 
 

@@ -12,8 +12,8 @@ from lipsync.audio.mel import mel_chunks, melspectrogram
 from lipsync.engines import create_engine
 from lipsync.engines.base import EngineContext
 from lipsync.engines.wav2lip import Wav2LipEngine, load_generator
-from lipsync.engines.wav2lip_export import save_published
-from lipsync.engines.wav2lip_net import Wav2Lip
+from lipsync.engines.wav2lip.export import save_published
+from lipsync.engines.wav2lip.net import Wav2Lip
 from lipsync.errors import ModelMismatch, ModelMissing
 from lipsync.types import FaceObs
 from tests.engines._wav2lip_helpers import (

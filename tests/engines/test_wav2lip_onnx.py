@@ -13,8 +13,8 @@ from onnx import TensorProto, helper
 from lipsync.engines import create_engine
 from lipsync.engines.base import EngineContext
 from lipsync.engines.wav2lip import Wav2LipEngine
-from lipsync.engines.wav2lip_export import export_onnx, save_published
-from lipsync.engines.wav2lip_net import Wav2Lip
+from lipsync.engines.wav2lip.export import export_onnx, save_published
+from lipsync.engines.wav2lip.net import Wav2Lip
 from lipsync.engines.wav2lip_onnx import Wav2LipOnnxEngine
 from lipsync.errors import ModelMismatch, ModelMissing
 from lipsync.types import FaceObs, Patch

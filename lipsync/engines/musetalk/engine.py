@@ -36,8 +36,9 @@ from lipsync.engines.musetalk import audio as mt_audio
 from lipsync.engines.musetalk import face as mt_face
 from lipsync.engines.musetalk.blendmask import FaceParser
 from lipsync.engines.musetalk.loaders import UNET_WEIGHTS, MuseTalkModels, load_models
-from lipsync.engines.musetalk.parsing import CHEEK_WIDTH, MODES, load_parser
-from lipsync.errors import InvalidOption, ModelMissing
+from lipsync.engines.musetalk.parsing import MODES, load_parser
+from lipsync.engines.musetalk.wing import MuseTalkOptions, precheck
+from lipsync.errors import InvalidOption
 from lipsync.types import EngineReport, FaceObs, Patch, RGBImage
 
 LATENTS = ("sample", "mean")
@@ -143,15 +144,10 @@ class MuseTalkRunner:
 
 
 @dataclass(frozen=True)
-class MuseTalkSettings:
-    """The engine's own options (``RunOptions`` fields declared for ``musetalk``), with the
-    v1.5 scripts' defaults."""
+class MuseTalkSettings(MuseTalkOptions):
+    """The engine's own options (declared in its wing, :class:`.wing.MuseTalkOptions`, with
+    the v1.5 scripts' defaults), and how the latents are drawn."""
 
-    bbox_shift: int = mt_face.BBOX_SHIFT
-    extra_margin: int = mt_face.EXTRA_MARGIN
-    parsing_mode: str = "jaw"
-    left_cheek_width: int = CHEEK_WIDTH
-    right_cheek_width: int = CHEEK_WIDTH
     latents: str = "sample"
     seed: int | None = 0
 
@@ -180,14 +176,8 @@ class MuseTalkEngine(Engine):
         self.fp16 = self.device == "cuda" and ctx.fp16
         self.batch_size = max(1, int(ctx.batch_size))
         self.models_dir = Path(ctx.models_dir)
-        unet_weights: Path | None = None
-        if ctx.checkpoint is not None:
-            unet_weights = Path(ctx.checkpoint)
-            if not unet_weights.is_file():
-                raise ModelMissing(
-                    f"checkpoint {unet_weights} for engine musetalk not found (the UNet "
-                    f"weights, by default {UNET_WEIGHTS} under models/; see models/README.md)"
-                )
+        precheck(ctx)
+        unet_weights = Path(ctx.checkpoint) if ctx.checkpoint is not None else None
         if self.device == "cpu":
             threads = min(torch.get_num_threads(), cpu_threads())
             if threads > 0 and torch.get_num_threads() != threads:

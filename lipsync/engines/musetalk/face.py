@@ -23,13 +23,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from lipsync.engines.musetalk.wing import MuseTalkOptions
 from lipsync.face.geometry import lower_face_polygon
 from lipsync.types import FaceObs, FloatArray, RGBImage
 
 CROP = 256
 NOSE = 29  # landmark index of the reference's "half face" point
-BBOX_SHIFT = 0  # v1.5 runs with a fixed bbox_shift of 0
-EXTRA_MARGIN = 10  # v1.5: pixels added below the chin
+BBOX_SHIFT = MuseTalkOptions.bbox_shift  # v1.5 runs with a fixed bbox_shift of 0
+EXTRA_MARGIN = MuseTalkOptions.extra_margin  # v1.5: pixels added below the chin
 
 Box = tuple[int, int, int, int]
 

@@ -27,28 +27,22 @@ from typing import Any
 
 import torch
 
+from lipsync.engines.musetalk import wing
 from lipsync.errors import ModelMismatch
 from lipsync.models import require_model
 from lipsync.torchload import read_state_dict, state_dict_problems
 
-UNET_CONFIG = "musetalkV15/musetalk.json"
-UNET_WEIGHTS = "musetalkV15/unet.pth"
-VAE_CONFIG = "sd-vae/config.json"
-VAE_WEIGHTS = "sd-vae/diffusion_pytorch_model.bin"
-WHISPER_CONFIG = "whisper/config.json"
-WHISPER_WEIGHTS = "whisper/pytorch_model.bin"
-WHISPER_PREPROCESSOR = "whisper/preprocessor_config.json"
+# The files' names under models/, as the wing declares them.
+UNET_CONFIG = wing.UNET_CONFIG.filename
+UNET_WEIGHTS = wing.UNET.filename
+VAE_CONFIG = wing.VAE_CONFIG.filename
+VAE_WEIGHTS = wing.VAE.filename
+WHISPER_CONFIG = wing.WHISPER_CONFIG.filename
+WHISPER_WEIGHTS = wing.WHISPER.filename
+WHISPER_PREPROCESSOR = wing.WHISPER_PREPROCESSOR.filename
 
 #: Every file the engine needs, relative to the models directory.
-FILES = (
-    UNET_CONFIG,
-    UNET_WEIGHTS,
-    VAE_CONFIG,
-    VAE_WEIGHTS,
-    WHISPER_CONFIG,
-    WHISPER_WEIGHTS,
-    WHISPER_PREPROCESSOR,
-)
+FILES = tuple(m.filename for m in wing.REQUIRED)
 
 # diffusers' old attention-block names (AutoencoderKL files saved before diffusers 0.14,
 # such as sd-vae-ft-mse's .bin) and the names the current blocks use.

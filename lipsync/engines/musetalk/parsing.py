@@ -26,15 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lipsync.engines.musetalk.wing import PARSER, PARSING_MODES, MuseTalkOptions
 from lipsync.torchload import load_strict, read_state_dict
 
-PARSER_WEIGHTS = "face-parse-bisent/79999_iter.pth"
+PARSER_WEIGHTS = PARSER.filename
 PARSE_SIZE = 512
 N_CLASSES = 19
 SKIN, NOSE, NECK = 1, 10, 14
 LIPS = (11, 12, 13)  # inner mouth, upper lip, lower lip
-MODES = ("jaw", "raw", "neck")
-CHEEK_WIDTH = 90  # the v1.5 scripts' --left/right_cheek_width
+MODES = tuple(PARSING_MODES)
+CHEEK_WIDTH = MuseTalkOptions.left_cheek_width  # the v1.5 scripts' --left/right_cheek_width
 EXPAND = 1.5  # the blend square's side over the crop box's longer side
 
 Box = tuple[int, int, int, int]

@@ -40,12 +40,22 @@ Still images and videos without enough mouth variety fall back to the ``viseme``
 
 Every number the stages use is a field of :class:`RetrievalTuning` (:mod:`.tuning`); the
 engine takes one (``RetrievalEngine(ctx, tuning=...)``, default :data:`DEFAULT_TUNING`).
-The engine class itself is in :mod:`.engine`.
+The engine class itself is in :mod:`.engine` (imported when first used), its declaration
+in :mod:`.wing`.
 """
 
 from __future__ import annotations
 
-from lipsync.engines.retrieval.engine import RetrievalEngine
-from lipsync.engines.retrieval.tuning import DEFAULT_TUNING, RetrievalTuning
+from typing import TYPE_CHECKING
+
+from lipsync.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from lipsync.engines.retrieval.engine import RetrievalEngine
+    from lipsync.engines.retrieval.tuning import DEFAULT_TUNING, RetrievalTuning
 
 __all__ = ["DEFAULT_TUNING", "RetrievalEngine", "RetrievalTuning"]
+__getattr__ = lazy_exports(
+    __name__,
+    {"RetrievalEngine": ".engine", "DEFAULT_TUNING": ".tuning", "RetrievalTuning": ".tuning"},
+)

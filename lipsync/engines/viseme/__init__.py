@@ -12,26 +12,32 @@ under the lip, lower teeth and tongue when wide open, shaded to the face's light
 * :mod:`.seal`: lips shown where the warp squeezed an open mouth shut.
 * :mod:`.interior`: the inside of the mouth, drawn or the person's own moved.
 * :mod:`.engine`: :class:`VisemeEngine`, which the ``retrieval`` engine also uses.
+* :mod:`.wing`: its declaration; the modules above are imported when first used.
 """
 
 from __future__ import annotations
 
-from lipsync.engines.viseme.engine import VisemeEngine
-from lipsync.engines.viseme.shape import (
-    CLOSE_MIN,
-    CLOSE_OPEN,
-    CORNERS,
-    GAP_FLOOR,
-    GAP_MAX,
-    INNER_PAIRS,
-    JAW,
-    LOWER,
-    UPPER,
-    UPPER_SHARE,
-    inner_gap,
-    open_mouth,
-)
-from lipsync.engines.viseme.warp import LowerFaceWarp
+from typing import TYPE_CHECKING
+
+from lipsync.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from lipsync.engines.viseme.engine import VisemeEngine
+    from lipsync.engines.viseme.shape import (
+        CLOSE_MIN,
+        CLOSE_OPEN,
+        CORNERS,
+        GAP_FLOOR,
+        GAP_MAX,
+        INNER_PAIRS,
+        JAW,
+        LOWER,
+        UPPER,
+        UPPER_SHARE,
+        inner_gap,
+        open_mouth,
+    )
+    from lipsync.engines.viseme.warp import LowerFaceWarp
 
 __all__ = [
     "CLOSE_MIN",
@@ -49,3 +55,11 @@ __all__ = [
     "inner_gap",
     "open_mouth",
 ]
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        **{name: ".shape" for name in __all__ if name not in ("LowerFaceWarp", "VisemeEngine")},
+        "LowerFaceWarp": ".warp",
+        "VisemeEngine": ".engine",
+    },
+)

@@ -1,4 +1,4 @@
-"""What the Wav2Lip engines share: checkpoint lookup, pre- and post-processing, the job flow.
+"""What the Wav2Lip engines share: pre- and post-processing, the job flow.
 
 The PyTorch and ONNX engines differ only in how they run the network on one batch
 (:meth:`Wav2LipBase._infer`); everything around it lives here, so both give the same
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -22,34 +21,11 @@ import numpy.typing as npt
 
 from lipsync.audio.mel import MEL_STEP_SIZE, NUM_MELS, mel_chunks, melspectrogram
 from lipsync.engines.base import Engine, EngineContext, batch_length
-from lipsync.errors import ModelMissing
 from lipsync.types import EngineReport, FaceObs, Patch, RGBImage
 
 IMG_SIZE = 96
 
 FloatBatch = npt.NDArray[np.float32]
-
-
-def find_checkpoint(ctx: EngineContext, candidates: Sequence[str], engine: str) -> Path:
-    """``ctx.checkpoint`` if given, else the first of ``candidates`` present in models_dir."""
-    if ctx.checkpoint is not None:
-        path = Path(ctx.checkpoint)
-        if not path.is_file():
-            raise ModelMissing(
-                f"checkpoint {path} for engine {engine} not found "
-                "(see models/README.md for where to get it)"
-            )
-        return path
-    models_dir = Path(ctx.models_dir)
-    for name in candidates:
-        path = models_dir / name
-        if path.is_file():
-            return path
-    names = " or ".join(candidates)
-    raise ModelMissing(
-        f"engine {engine} needs {names} in {models_dir}/ "
-        "(put the file under models/; see models/README.md for where to get it)"
-    )
 
 
 def clip_box(box: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:

@@ -1,7 +1,7 @@
 """Write Wav2Lip networks in the published layouts: a ``.pth`` like the released checkpoints
 and an ONNX file like the ``wav2lip_96.onnx`` distributed for ONNX Runtime.
 
-Used to convert your own checkpoint (``python -m lipsync.engines.wav2lip_export in.pth
+Used to convert your own checkpoint (``python -m lipsync.engines.wav2lip.export in.pth
 out.onnx``), by the tests (random weights through the real loaders) and by the benchmarks.
 """
 
@@ -52,7 +52,7 @@ def export_onnx(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lipsync.engines.wav2lip import load_generator
+    from lipsync.engines.wav2lip.engine import load_generator
 
     parser = argparse.ArgumentParser(description="Convert a Wav2Lip .pth checkpoint to ONNX")
     parser.add_argument("checkpoint", type=Path)

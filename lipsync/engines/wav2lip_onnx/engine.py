@@ -16,10 +16,13 @@ import numpy.typing as npt
 from lipsync.audio.mel import MEL_STEP_SIZE, NUM_MELS
 from lipsync.device import onnx_session
 from lipsync.engines.base import EngineContext
-from lipsync.engines.wav2lip_common import IMG_SIZE, FloatBatch, Wav2LipBase, find_checkpoint
+from lipsync.engines.wav2lip.common import IMG_SIZE, FloatBatch, Wav2LipBase
+from lipsync.engines.wav2lip_onnx.wing import WEIGHTS
+from lipsync.enginespec import find_weights
 from lipsync.errors import ModelMismatch
 
-CHECKPOINTS = ("wav2lip_gan_96.onnx", "wav2lip_96.onnx")
+#: The exports the wing declares, the preferred first.
+CHECKPOINTS = tuple(m.filename for m in WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class Wav2LipOnnxEngine(Wav2LipBase):
 
     def __init__(self, ctx: EngineContext) -> None:
         super().__init__(ctx)
-        self.checkpoint = find_checkpoint(ctx, CHECKPOINTS, self.name)
+        self.checkpoint = find_weights(ctx, CHECKPOINTS, self.name)
         self._session = onnx_session(self.checkpoint, ctx.device)
         self._face, self._mel, self._fixed_batch = self._map_inputs()
         self._output = self._session.get_outputs()[0].name

@@ -11,11 +11,14 @@ import torch
 
 from lipsync.device import cpu_threads, resolve_device
 from lipsync.engines.base import EngineContext
-from lipsync.engines.wav2lip_common import FloatBatch, Wav2LipBase, find_checkpoint
-from lipsync.engines.wav2lip_net import Wav2Lip, fold_batchnorm
+from lipsync.engines.wav2lip.common import FloatBatch, Wav2LipBase
+from lipsync.engines.wav2lip.net import Wav2Lip, fold_batchnorm
+from lipsync.engines.wav2lip.wing import WEIGHTS
+from lipsync.enginespec import find_weights
 from lipsync.torchload import load_strict, read_state_dict
 
-CHECKPOINTS = ("wav2lip_gan.pth", "wav2lip.pth")
+#: The checkpoints the wing declares, the preferred first.
+CHECKPOINTS = tuple(m.filename for m in WEIGHTS)
 
 
 def load_generator(path: Path) -> Wav2Lip:
@@ -36,7 +39,7 @@ class Wav2LipEngine(Wav2LipBase):
     def __init__(self, ctx: EngineContext) -> None:
         super().__init__(ctx)
         self.device = resolve_device(ctx.device)
-        self.checkpoint = find_checkpoint(ctx, CHECKPOINTS, self.name)
+        self.checkpoint = find_weights(ctx, CHECKPOINTS, self.name)
         self.fp16 = self.device == "cuda" and ctx.fp16
         if self.device == "cpu":
             # torch defaults to the host's physical cores; a container may allow fewer.
