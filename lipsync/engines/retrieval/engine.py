@@ -163,11 +163,19 @@ class RetrievalEngine(Engine):
         return None
 
     def prepare(self, audio16k: F32, fps: float, n_frames: int) -> None:
-        for child in self._people.values():
-            child.prepare(audio16k, fps, n_frames)
         self.viseme.prepare(audio16k, fps, n_frames)
-        if self._people:
-            return
+        track = self.viseme.track
+        assert track is not None
+        # The speech is analysed once; each person's engine plans on the same track.
+        for child in self._people.values():
+            child.viseme.track = track
+            child._plan()
+        if not self._people:
+            self._plan()
+
+    def _plan(self) -> None:
+        """The wanted mouth per output frame, and the plan of source mouths, from the
+        speech track already analysed (``self.viseme.track``)."""
         self._last = None
         self._shot = None
         self._starts = set()
