@@ -177,6 +177,37 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print {commercial_only, bundled, files} as JSON (files: state, hash, licence)",
     )
+    models_sub = models.add_subparsers(dest="models_command", metavar="{pull}")
+    pull = models_sub.add_parser(
+        "pull",
+        help="fetch weights files into the models directory, verified against their SHA-256",
+        description="Fetch weights files from their published locations (Hugging Face hub "
+        "files at a pinned revision through huggingface_hub, which honours HF_ENDPOINT, "
+        "HF_TOKEN and its cache; other files over HTTPS), check each one's SHA-256 and only "
+        "then move it under its name in the models directory. An interrupted pull resumes. "
+        "Files without an automatable download are listed with where to get them.",
+    )
+    pull.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="an engine (musetalk), an enhancer or file (gfpgan, GFPGANv1.4.onnx, "
+        "musetalkV15/unet.pth), or all-commercial (every file whose licence allows "
+        "commercial use)",
+    )
+    pull.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
+    pull.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be fetched, from where, its size and licence; fetch nothing",
+    )
+    pull.add_argument(
+        "--accept-licence",
+        action="store_true",
+        help="accept licences that do not allow commercial use without asking (for scripts)",
+    )
+    pull.add_argument("--force", action="store_true", help="fetch again files already present")
+    pull.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     probe = sub.add_parser("probe", help="inspect a media file the way a job would")
     probe.add_argument("path", type=Path)
@@ -355,6 +386,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from lipsync.options import default_models_dir
 
     models_dir = args.models_dir or default_models_dir()
+    if getattr(args, "models_command", None) == "pull":
+        return _cmd_models_pull(args, models_dir)
     statuses = list_models(models_dir)
     mode = commercial_only_from_env()
     if args.json:
@@ -379,6 +412,43 @@ def _cmd_models(args: argparse.Namespace) -> int:
         "(LIPSYNC_COMMERCIAL_ONLY=1 or --commercial-only refuses components marked NO)"
     )
     return 0
+
+
+def _ask_licence(model: Any) -> bool:
+    """On a terminal: may this file, whose licence does not allow commercial use, be fetched?"""
+    if not sys.stdin.isatty():
+        return False
+    answer = input(f"{model.filename}: accept this licence and fetch it? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _cmd_models_pull(args: argparse.Namespace, models_dir: Path) -> int:
+    from lipsync.pull import Puller, plan_lines, resolve_names, summary_lines
+
+    models = resolve_names(args.names)
+    if args.dry_run:
+        print("\n".join(plan_lines(models, models_dir)))
+        return 0
+    puller = Puller(
+        Path(models_dir),
+        accept_licence=args.accept_licence,
+        force=args.force,
+        confirm=_ask_licence,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    outcomes = []
+    for model in models:
+        outcome = puller.pull(model)
+        outcomes.append(outcome)
+        if outcome.state == "manual":
+            print(f"{model.filename}: not fetched: {outcome.note}")
+        elif not outcome.ok:
+            print(f"error [{outcome.code}]: {outcome.note}", file=sys.stderr)
+        else:
+            print(f"{model.filename}: {outcome.state}: {outcome.note}")
+    print()
+    print("\n".join(summary_lines(outcomes, Path(models_dir))))
+    return 0 if all(o.ok for o in outcomes) else EXIT_INPUT_ERROR
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:

@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lipsync.modelspec import HubFile, UrlFile, require_file
 from lipsync.modelspec import ModelFile as ModelFile
-from lipsync.modelspec import require_file
 from lipsync.registry import engine_weights
 
 
@@ -33,6 +33,8 @@ def default_models_dir() -> Path:
     """``$LIPSYNC_MODELS_DIR`` or ``./models`` (resolved when called, never at import)."""
     return Path(os.environ.get("LIPSYNC_MODELS_DIR", "models"))
 
+
+_ASSETS = "https://github.com/facefusion/facefusion-assets/releases/download/models-3.0.0/"
 
 #: The files no one engine owns.
 SHARED_FILES: tuple[ModelFile, ...] = (
@@ -46,6 +48,10 @@ SHARED_FILES: tuple[ModelFile, ...] = (
         source="https://github.com/clibdev/GFPGAN-onnxruntime-demo/releases/latest/download/"
         "gfpgan-v1.4.onnx (save as GFPGANv1.4.onnx)",
         size_bytes=340_300_000,
+        download=UrlFile(
+            "https://github.com/clibdev/GFPGAN-onnxruntime-demo/releases/latest/download/"
+            "gfpgan-v1.4.onnx"
+        ),
     ),
     ModelFile(
         name="CodeFormer (ONNX)",
@@ -57,6 +63,7 @@ SHARED_FILES: tuple[ModelFile, ...] = (
         source="https://github.com/facefusion/facefusion-assets/releases/download/"
         "models-3.0.0/codeformer.onnx",
         size_bytes=377_000_000,
+        download=UrlFile(_ASSETS + "codeformer.onnx"),
     ),
     ModelFile(
         name="GPEN-BFR-512 (ONNX)",
@@ -67,6 +74,13 @@ SHARED_FILES: tuple[ModelFile, ...] = (
         source="https://huggingface.co/datasets/Gourieff/ReActor/resolve/main/models/"
         "facerestore_models/GPEN-BFR-512.onnx",
         size_bytes=285_000_000,
+        # No commit of the dataset is pinned here (none is quoted with a hash): its main branch.
+        download=HubFile(
+            "Gourieff/ReActor",
+            "models/facerestore_models/GPEN-BFR-512.onnx",
+            revision="main",
+            repo_type="dataset",
+        ),
     ),
     ModelFile(
         name="RestoreFormer++ (ONNX)",
@@ -77,6 +91,7 @@ SHARED_FILES: tuple[ModelFile, ...] = (
         source="https://github.com/facefusion/facefusion-assets/releases/download/"
         "models-3.0.0/restoreformer_plus_plus.onnx (save as RestoreFormer++.onnx)",
         size_bytes=300_000_000,
+        download=UrlFile(_ASSETS + "restoreformer_plus_plus.onnx"),
     ),
     ModelFile(
         name="SyncNet v2",
@@ -86,6 +101,7 @@ SHARED_FILES: tuple[ModelFile, ...] = (
         licence="MIT (joonson/syncnet_python)",
         source="https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
         size_bytes=54_000_000,
+        download=UrlFile("https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model"),
     ),
     ModelFile(
         name="S3FD face detector",
@@ -97,6 +113,7 @@ SHARED_FILES: tuple[ModelFile, ...] = (
         source="https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth "
         "(save as s3fd.pth)",
         size_bytes=89_800_000,
+        download=UrlFile("https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth"),
     ),
     ModelFile(
         name="FAN 2D landmarks (2DFAN4)",
@@ -107,6 +124,7 @@ SHARED_FILES: tuple[ModelFile, ...] = (
         licence="BSD-3-Clause (face-alignment)",
         source="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-cd938726ad.zip",
         size_bytes=91_000_000,
+        download=UrlFile("https://www.adrianbulat.com/downloads/python-fan/2DFAN4-cd938726ad.zip"),
     ),
     # The clean landmark model (lipsync.face.landmarks): taken out of the mediapipe wheel by
     # scripts/bootstrap.sh, so it is normally present; listed here to be verified like the rest.
@@ -122,6 +140,8 @@ SHARED_FILES: tuple[ModelFile, ...] = (
         "(mediapipe/modules/face_landmark/face_landmark.tflite)",
         size_bytes=1_242_398,
         commercial=True,
+        manual="taken out of the hash-pinned mediapipe wheel by scripts/bootstrap.sh "
+        "(scripts/mediapipe_models.sh), not downloaded on its own",
     ),
 )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lipsync.enginespec import EngineContext, EngineSpec
 from lipsync.errors import ModelMissing
-from lipsync.modelspec import ModelFile, require_file
+from lipsync.modelspec import Download, HubFile, ModelFile, require_file
 from lipsync.optionspec import option
 
 #: ``parsing_mode``'s values: the region of the face-parsing pasted back.
@@ -104,11 +104,35 @@ def _file(
     licence: str,
     source: str,
     size: int | None = None,
+    download: Download | None = None,
+    manual: str = "",
 ) -> ModelFile:
     # MuseTalk's weights, the VAE and whisper allow commercial use; the face parser's
     # training images (CelebAMask-HQ) are for non-commercial research: not settled.
     commercial = None if licence == PARSER_LICENCE else True
-    return ModelFile(name, filename, used_by, sha256, licence, source, size, commercial=commercial)
+    return ModelFile(
+        name,
+        filename,
+        used_by,
+        sha256,
+        licence,
+        source,
+        size,
+        commercial=commercial,
+        download=download,
+        manual=manual,
+    )
+
+
+# The pinned revisions (full commit ids) of the hub repositories the files come from: the
+# ones the pinned hashes below were quoted at.
+MUSETALK_REPO = ("TMElyralab/MuseTalk", "2bcb936e2fddb4d86db4c62fd45b387d0c061571")
+SD_VAE_REPO = ("stabilityai/sd-vae-ft-mse", "31f26fdeee1355a5c34592e401dd41e45d25a493")
+WHISPER_REPO = ("openai/whisper-tiny", "169d4a4341b33bc18d8881c4b69c2e104e1cc0af")
+
+
+def _hub(repo: tuple[str, str], path: str) -> HubFile:
+    return HubFile(repo_id=repo[0], path=path, revision=repo[1])
 
 
 # MuseTalk 1.5 keeps the published directory layout: the file names are paths under models/.
@@ -125,6 +149,7 @@ UNET_CONFIG = _file(
     "5b6923aee04d71692e0e9846c471e0a4ea07a4f686d39545e472bd4ba17e1b47",
     MUSETALK_LICENCE,
     MUSETALK_SOURCE,
+    download=_hub(MUSETALK_REPO, "musetalkV15/musetalk.json"),
 )
 UNET = _file(
     "MuseTalk 1.5 UNet",
@@ -134,6 +159,7 @@ UNET = _file(
     MUSETALK_LICENCE,
     MUSETALK_SOURCE,
     3_400_074_924,
+    download=_hub(MUSETALK_REPO, "musetalkV15/unet.pth"),
 )
 VAE_CONFIG = _file(
     "sd-vae-ft-mse config",
@@ -142,6 +168,7 @@ VAE_CONFIG = _file(
     "92d3dfb746fca211a2c9e019e285f8597412211728dce3c5bcf4eda0f2d62e7e",
     SD_VAE_LICENCE,
     SD_VAE_SOURCE + " (config.json, into models/sd-vae/)",
+    download=_hub(SD_VAE_REPO, "config.json"),
 )
 VAE = _file(
     "sd-vae-ft-mse",
@@ -151,6 +178,7 @@ VAE = _file(
     SD_VAE_LICENCE,
     SD_VAE_SOURCE + " (diffusion_pytorch_model.bin, into models/sd-vae/)",
     334_707_217,
+    download=_hub(SD_VAE_REPO, "diffusion_pytorch_model.bin"),
 )
 WHISPER_CONFIG = _file(
     "whisper-tiny config",
@@ -159,6 +187,7 @@ WHISPER_CONFIG = _file(
     "ffdccec4f3211f4c63310f2b7098f309fe70f3952cedc5e4d11e43f5b2379b98",
     WHISPER_LICENCE,
     WHISPER_SOURCE + " (config.json, into models/whisper/)",
+    download=_hub(WHISPER_REPO, "config.json"),
 )
 WHISPER = _file(
     "whisper-tiny",
@@ -168,6 +197,7 @@ WHISPER = _file(
     WHISPER_LICENCE,
     WHISPER_SOURCE + " (pytorch_model.bin, into models/whisper/)",
     151_095_027,
+    download=_hub(WHISPER_REPO, "pytorch_model.bin"),
 )
 WHISPER_PREPROCESSOR = _file(
     "whisper-tiny feature extractor",
@@ -176,6 +206,7 @@ WHISPER_PREPROCESSOR = _file(
     "9b5cd03a36fbb8a627c64d98a5b5b126ead95a77720723944487311f0110b666",
     WHISPER_LICENCE,
     WHISPER_SOURCE + " (preprocessor_config.json, into models/whisper/)",
+    download=_hub(WHISPER_REPO, "preprocessor_config.json"),
 )
 PARSER = _file(
     "face-parsing BiSeNet",
@@ -186,6 +217,8 @@ PARSER = _file(
     "https://github.com/zllrunning/face-parsing.PyTorch (README's Google Drive link, as "
     "MuseTalk's download_weights.sh fetches it)",
     53_289_463,
+    manual="published only as a Google Drive link (no pinned, scriptable download); optional: "
+    "without it a landmark mask is used",
 )
 
 #: Every file the engine needs (the parser is optional: without it, a landmark mask).

@@ -7,6 +7,12 @@ from lipsync.enginespec import EngineSpec
 from lipsync.modelspec import ModelFile
 
 WAV2LIP_LICENCE = "Wav2Lip: non-commercial research/personal use only (commercial: Sync Labs)"
+#: Why ``lipsync models pull`` does not fetch them.
+WAV2LIP_MANUAL = (
+    "the authors publish the checkpoints only behind links on their README (a SharePoint "
+    "folder, non-commercial terms), not at a stable, pinned address; copies elsewhere are "
+    "not the authors' distribution: download it yourself and put it under models/"
+)
 
 #: The released checkpoints, the preferred first (the engine loads the first one present).
 WEIGHTS = (
@@ -19,6 +25,7 @@ WEIGHTS = (
         commercial=False,
         source="https://github.com/Rudrabha/Wav2Lip#getting-the-weights",
         size_bytes=435_800_000,
+        manual=WAV2LIP_MANUAL,
     ),
     ModelFile(
         name="Wav2Lip",
@@ -32,6 +39,7 @@ WEIGHTS = (
         source="https://github.com/Rudrabha/Wav2Lip#getting-the-weights "
         "(also huggingface.co/vinthony/SadTalker)",
         size_bytes=435_800_000,
+        manual=WAV2LIP_MANUAL,
     ),
 )
 

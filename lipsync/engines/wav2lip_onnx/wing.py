@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lipsync.engines.wav2lip.wing import WAV2LIP_LICENCE
 from lipsync.enginespec import EngineSpec
-from lipsync.modelspec import ModelFile
+from lipsync.modelspec import ModelFile, UrlFile
 
 _ASSETS = "https://github.com/facefusion/facefusion-assets/releases/download/models-3.0.0/"
 
@@ -19,6 +19,7 @@ WEIGHTS = (
         licence=WAV2LIP_LICENCE,
         commercial=False,
         source=_ASSETS + "wav2lip_gan_96.onnx",
+        download=UrlFile(_ASSETS + "wav2lip_gan_96.onnx"),
         size_bytes=145_000_000,
     ),
     ModelFile(
@@ -29,6 +30,7 @@ WEIGHTS = (
         licence=WAV2LIP_LICENCE,
         commercial=False,
         source=_ASSETS + "wav2lip_96.onnx",
+        download=UrlFile(_ASSETS + "wav2lip_96.onnx"),
         size_bytes=145_000_000,
     ),
 )
