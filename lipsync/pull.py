@@ -206,8 +206,9 @@ def fetch_hub(source: HubFile, staging: Path, *, progress: bool = False) -> Path
             endpoint=endpoint,
         )
     except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise DownloadFailed(f"{source.url(endpoint)}: HTTP {status}") from None
+        status = exc.response.status_code if exc.response is not None else 0
+        hint = "not found at this revision" if status == 404 else "run the pull again to resume"
+        raise DownloadFailed(f"{source.url(endpoint)}: HTTP {status or '?'} ({hint})") from None
     except Exception as exc:  # the client's network and consistency errors, one code
         raise DownloadFailed(
             f"{source.url(endpoint)}: {type(exc).__name__}: {exc}; run the pull again to resume"
