@@ -133,6 +133,16 @@ class EngineInfo(BaseModel):
         description="true: it loads weights files that must be in the server's models/"
     )
     weights: list[str] = Field(description="the weights files it may load, under models/")
+    ready: bool = Field(
+        default=True,
+        description="its weights are in the server's models/ (false: a push choosing it is "
+        "refused with 422 model_missing)",
+    )
+    missing: list[str] = Field(
+        default_factory=list,
+        description="the weights files it lacks under models/ (lipsync models pull NAME "
+        "fetches them); for engines whose files are alternatives, any one of them",
+    )
 
 
 class OptionsResponse(BaseModel):
@@ -357,6 +367,11 @@ class Health(BaseModel):
     redis: bool | None = None
     workers: list[str] | None = None
     message: str | None = None
+    engines: dict[str, list[str]] | None = Field(
+        default=None,
+        description="each engine and the weights files it lacks in the server's models/ "
+        "(empty: ready to run)",
+    )
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:

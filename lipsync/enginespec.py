@@ -62,6 +62,8 @@ class EngineSpec:
     weights: tuple[ModelFile, ...] = ()
     #: The weights are alternatives (the first one present is loaded), else all are needed.
     alternatives: bool = False
+    #: Weights files it uses when present and does without (their file names).
+    optional_weights: tuple[str, ...] = ()
     #: Checks that the engine can be built, before its code is imported; None: every
     #: weights file present (with ``alternatives``: one of them, or ``ctx.checkpoint``).
     precheck: Precheck | None = None
@@ -75,6 +77,16 @@ class EngineSpec:
         if self.options is None:
             return ()
         return tuple(read_by(s, (self.name,)) for s in specs_of(self.options))
+
+    def missing_weights(self, models_dir: Path) -> tuple[str, ...]:
+        """The weights files (paths under ``models_dir``) it lacks to run: none when ready;
+        for alternatives, each of them (any one would do)."""
+        try:
+            self.check(EngineContext(models_dir=Path(models_dir)))
+        except ModelMissing:
+            needed = [m.filename for m in self.weights if m.filename not in self.optional_weights]
+            return tuple(n for n in needed if not (Path(models_dir) / n).is_file()) or tuple(needed)
+        return ()
 
     def check(self, ctx: EngineContext) -> None:
         """The pre-check: raises when the engine cannot be built from ``ctx``."""

@@ -68,6 +68,11 @@ HTTP_ERROR_CODES: dict[str, tuple[int, str]] = {
         "commercial-only mode, and a push option chooses a component whose licence excludes "
         "commercial use",
     ),
+    "model_missing": (
+        422,
+        "the chosen engine's weights files are not in the server's models/ (named in the "
+        "message; GET /options lists each engine's)",
+    ),
     "invalid_upload": (422, "a malformed multipart body"),
     "missing_field": (422, "the audio or video file (or its URL) is missing"),
     "conflicting_fields": (422, "both a file and a URL for the same input"),

@@ -80,6 +80,22 @@ def _validate_options(fields: dict[str, str], settings: Settings) -> dict[str, A
     return options
 
 
+def _check_weights(options: dict[str, Any], settings: Settings) -> None:
+    """422 ``model_missing`` naming the files when the job's engine lacks its weights."""
+    from lipsync.registry import EngineTable
+
+    name = options.get("engine") or settings.default_engine
+    spec = EngineTable().get(str(name))
+    missing = spec.missing_weights(settings.models_dir) if spec else ()
+    if missing:
+        files = ", ".join(missing)
+        message = (
+            f"engine {name} needs weights files missing from the server's models/: {files} "
+            f"(on the server: lipsync models pull {name})"
+        )
+        raise problem(422, message, "model_missing", "engine")
+
+
 def _probe(path: Path, kind: str, settings: Settings) -> None:
     from lipsync.media.probe import probe_bounded
 
@@ -111,6 +127,7 @@ async def _probe_upload(upload: ParsedUpload, settings: Settings) -> None:
         "idempotency",
         "unsupported_media",
         "invalid_option",
+        "model_missing",
         "invalid_upload",
         "missing_field",
         "empty_field",
@@ -146,6 +163,7 @@ async def push(
         webhook = _webhook(upload, settings)
         fields = {k: v for k, v in upload.fields.items() if k not in _NOT_OPTIONS}
         options = _validate_options(fields, settings)
+        _check_weights(options, settings)
         await _probe_upload(upload, settings)
         if idempotency_key is not None:
             earlier = await _claim_key(store, owner, idempotency_key, job_id, upload.digest())

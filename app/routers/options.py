@@ -115,8 +115,11 @@ async def list_options(settings: SettingsDep) -> ServerOptions:
             summary=spec.summary,
             needs_weights=spec.needs_weights,
             weights=[m.filename for m in spec.weights],
+            ready=not missing,
+            missing=list(missing),
         )
         for spec in engine_specs()
+        for missing in [spec.missing_weights(settings.models_dir)]
         if spec.name not in refused
     ]
     licences = report(commercial_only=commercial_only)

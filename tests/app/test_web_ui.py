@@ -315,14 +315,13 @@ def test_web_page_push_progress_result_download_cancel(
         not (REPO / "models" / "wav2lip_gan.pth").exists()
         and not (REPO / "models" / "wav2lip.pth").exists()
     ):
-        failed = page.get_attribute("#job-id", "title")
+        # refused at the push (422 model_missing): no job is made
         page.select_option("#engine", "wav2lip")
         page.set_input_files("#video-file", str(portrait))
         page.click("#submit")
         page.wait_for_function(
-            "(before) => document.getElementById('job-id').title !== before"
+            "() => document.getElementById('job-id').textContent === '(not created)'"
             " && document.getElementById('job-state').dataset.state === 'failed'",
-            arg=failed,
             timeout=60_000,
         )
         error = page.inner_text("#error")

@@ -176,6 +176,8 @@ def test_a_new_engine_is_offered_by_the_options_route(
         "summary": "a tiny test engine",
         "needs_weights": True,
         "weights": ["tiny/tiny.bin"],
+        "ready": False,  # not in the server's models/
+        "missing": ["tiny/tiny.bin"],
     }
     assert [n for n, e in engines.items() if not e["needs_weights"]] == ["viseme", "retrieval"]
     assert any(f["file"] == "tiny/tiny.bin" for f in body["licences"]["optional"])

@@ -256,5 +256,6 @@ ENGINE = EngineSpec(
     options=MuseTalkOptions,
     reads=("checkpoint", "batch_size", "fp16"),
     weights=(*REQUIRED, PARSER),
+    optional_weights=(PARSER.filename,),
     precheck=precheck,
 )
