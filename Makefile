@@ -1,11 +1,14 @@
 # Two commands matter: `make up` (service + a real demo job) and `make test`.
+# `make up ENGINE=musetalk`: pull that engine's weights first (lipsync models pull) and make it
+# the service's default engine.
+ENGINE ?=
 .PHONY: setup up test test-fast lint format docs bench clean lock
 
 setup:
 	@bash scripts/bootstrap.sh
 
 up: setup
-	@bash scripts/up.sh
+	@ENGINE="$(ENGINE)" bash scripts/up.sh
 
 test: setup
 	.venv/bin/python -m pytest -q -p no:cacheprovider

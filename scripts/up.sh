@@ -12,6 +12,9 @@
 # exits within seconds); SIGKILL of a whole process group only after LIPSYNC_STOP_GRACE_S
 # (default 30); then Redis, if this script started it. It says what happened.
 # Configuration: the LIPSYNC_* variables in docs/SERVICE.md; LIPSYNC_PORT (default 8000).
+# ENGINE=NAME (make up ENGINE=musetalk): its weights are pulled into models/ first
+# (lipsync models pull NAME: verified, resumed; a licence that does not allow commercial use
+# is asked about on a terminal) and it becomes the default engine (LIPSYNC_DEFAULT_ENGINE).
 # Webhooks: without LIPSYNC_WEBHOOK_SECRET a secret is made once and kept in
 # $LIPSYNC_DATA_DIR/webhook-secret (mode 600); with the API on loopback and no
 # LIPSYNC_WEBHOOK_ALLOW, receivers on this machine (localhost, 127.0.0.1, ::1) are allowed.
@@ -155,6 +158,17 @@ trap 'exit 0' INT TERM HUP
 redis_ping() {
     "$PY" -c 'import os, redis, sys; sys.exit(0 if redis.Redis.from_url(os.environ["LIPSYNC_REDIS_URL"], socket_connect_timeout=1).ping() else 1)' 2>/dev/null
 }
+
+# --- 0. an engine's weights (ENGINE=musetalk) -------------------------------------------------
+if [[ -n "${ENGINE:-}" ]]; then
+    echo "up: pulling the weights of engine $ENGINE (lipsync models pull $ENGINE)"
+    if ! "$PY" -m lipsync.cli models pull "$ENGINE"; then
+        echo "up: could not get every weights file of $ENGINE; see the messages above" >&2
+        exit 1
+    fi
+    export LIPSYNC_DEFAULT_ENGINE="$ENGINE"
+    echo "up: default engine: $ENGINE"
+fi
 
 # --- 1. Redis ------------------------------------------------------------------------------
 if redis_ping; then

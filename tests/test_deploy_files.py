@@ -322,3 +322,21 @@ def test_the_licence_is_an_spdx_expression_not_a_table() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert project["project"]["license"] == "Apache-2.0"
     assert any(r.startswith("setuptools>=77") for r in project["build-system"]["requires"])
+
+
+def test_worker_image_can_pull_a_named_set_of_weights_at_build_time() -> None:
+    steps = _dockerfile("Dockerfile.worker")
+    args = [rest for instr, rest in steps if instr == "ARG"]
+    assert 'PULL_MODELS=""' in args and 'PULL_ACCEPT_LICENCE=""' in args
+    pull = next(rest for instr, rest in steps if instr == "RUN" and "models pull" in rest)
+    assert "lipsync models pull $PULL_MODELS --models-dir /srv/models" in pull
+    assert "${PULL_ACCEPT_LICENCE:+--accept-licence}" in pull
+    # after the project is installed, before the image drops to the unprivileged user
+    order = [instr + " " + rest for instr, rest in steps]
+    installed = next(i for i, s in enumerate(order) if "pip install --no-deps ." in s)
+    user = next(i for i, s in enumerate(order) if s.startswith("USER"))
+    assert installed < order.index("RUN " + pull) < user
+    # make up ENGINE=musetalk pulls before starting
+    assert 'ENGINE="$(ENGINE)" bash scripts/up.sh' in (REPO / "Makefile").read_text()
+    up = (REPO / "scripts/up.sh").read_text()
+    assert up.index('models pull "$ENGINE"') < up.index("--- 1. Redis")
