@@ -96,18 +96,29 @@ def option_table() -> str:
 
 def weights_table() -> str:
     """One row per weights file (:func:`lipsync.models.model_files`): file, size, what uses
-    it, where to get it, its pinned SHA-256, its licence."""
+    it, where to get it, where ``lipsync models pull`` fetches it (or why it does not), its
+    pinned SHA-256, its licence."""
     from lipsync.models import model_files, size_text
 
     rows = [
-        "| File | Size | Used by | Where to get it | SHA-256 | Licence |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| File | Size | Used by | Where to get it | `lipsync models pull` from | SHA-256 "
+        "| Licence |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for m in model_files():
         size = f"~{size_text(m.size_bytes)}" if m.size_bytes else "small"
         source = re.sub(r"https?://[^\s)]+", lambda u: f"<{u.group(0)}>", m.source)
-        sha = f"`{m.sha256}`" if m.sha256 else "not pinned"
-        cells = (f"`{m.filename}`", size, _cell(m.used_by), _cell(source), sha, _cell(m.licence))
+        sha = f"`{m.sha256}`" if m.sha256 else "not pinned: no published SHA-256"
+        pull = f"`{m.download.describe()}`" if m.download else f"by hand: {m.manual}"
+        cells = (
+            f"`{m.filename}`",
+            size,
+            _cell(m.used_by),
+            _cell(source),
+            _cell(pull),
+            sha,
+            _cell(m.licence),
+        )
         rows.append(f"| {' | '.join(cells)} |")
     return "\n".join(rows)
 
