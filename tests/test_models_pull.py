@@ -291,3 +291,36 @@ def test_non_commercial_licence_needs_confirmation(
     out = capsys.readouterr().out
     assert "NOT verified: no published SHA-256" in out
     assert (models_dir / "codeformer.onnx").read_bytes() == data
+
+
+@pytest.mark.slow
+def test_lipsync_run_uses_the_pulled_musetalk_set(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The published layout (random networks saved as MuseTalk's files) served by the
+    stand-in hub, pulled, and ``lipsync run --engine musetalk`` runs on what was pulled."""
+    pytest.importorskip("diffusers")
+    import numpy as np
+
+    from tests import media_factory as mf
+    from tests.engines._musetalk_helpers import SMALL_UNET, SMALL_VAE, write_published
+
+    video = mf.SHARED_MEDIA / "video_SadTalker_WDA_KatieHill_000.mp4"
+    if not video.is_file():
+        pytest.skip("../shared/media is not present")
+    published = write_published(tmp_path / "published", SMALL_UNET, SMALL_VAE)
+    serve_musetalk(hub, monkeypatch, {n: (published / n).read_bytes() for n in MUSETALK_FILES})
+    models_dir = tmp_path / "models"
+    assert cli.main(["models", "pull", "musetalk", "--models-dir", str(models_dir)]) == 0
+    capsys.readouterr()
+    audio = mf.write_wav(
+        tmp_path / "speech.wav", (0.1 * np.sin(np.arange(16000) / 9.0)).astype(np.float32), 16000
+    )
+    out = tmp_path / "out.mp4"
+    args = ["run", "--video", str(video), "--audio", str(audio), "--output", str(out)]
+    args += ["--engine", "musetalk", "--models-dir", str(models_dir), "--device", "cpu"]
+    args += ["--enhancer", "none", "--no-progress", "--json"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    result = json.loads(capsys.readouterr().out)
+    assert result["engine"] == "musetalk" and result["frames"] == 25
+    assert len(mf.decode_video(out)) == 25
