@@ -12,8 +12,8 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from app.errors import problem
+from service.jobs import JobStore
 from service.settings import Settings
-from service.store import JobStore
 
 
 @dataclass

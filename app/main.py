@@ -11,7 +11,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -24,9 +23,9 @@ from app.limits import BodyCap, HeadAsGet, HostCheck
 from app.metrics import build_registry
 from app.openapi import install_openapi, operation_id
 from app.routers import events, health, jobs, metrics, options, owned, results, web
+from service.jobs import JobStore, StoreError
 from service.queue import create_celery
 from service.settings import Settings, load_settings
-from service.store import JobStore
 
 log = logging.getLogger("lipsync.api")
 
@@ -58,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            store.r.close()
+            store.close()
             celery.close()
 
     app = FastAPI(
@@ -69,8 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=operation_id,  # operationIds: app/openapi.py
     )
 
-    @app.exception_handler(redis.RedisError)
-    async def _redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
+    @app.exception_handler(StoreError)
+    async def _redis_down(request: Request, exc: StoreError) -> JSONResponse:
         log.warning("Redis error on %s: %s", request.url.path, exc)
         return _unavailable("the job store (Redis)", settings)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import redis
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -14,7 +13,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from service.store import TERMINAL_STATES, JobStore
+from service.jobs import TERMINAL_STATES, JobStore, StoreError
 
 
 class JobsCollector(Collector):
@@ -26,12 +25,12 @@ class JobsCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily("lipsync_redis_up", "Whether the job store (Redis) answered")
         try:
-            queued = self.store.queue_depth()
-            running = self.store.running_count()
-            finished = self.store.finished_counts()
-            stages = self.store.stage_seconds()
-            workers = len(self.store.live_workers())
-        except redis.RedisError:
+            queued = self.store.stats.queue_depth()
+            running = self.store.stats.running_count()
+            finished = self.store.stats.finished_counts()
+            stages = self.store.stats.stage_seconds()
+            workers = len(self.store.workers.live())
+        except StoreError:
             up.add_metric([], 0)
             yield up
             return

@@ -440,7 +440,7 @@ def run_pollers(
                     worker = svc.start_worker("w1")
                     deadline = time.monotonic() + 120
                     while True:  # past its start-up: the render itself
-                        job = store.get(task_id)
+                        job = store.jobs.get(task_id)
                         if job is not None and job.state == "running" and job.progress >= 0.1:
                             break
                         if time.monotonic() > deadline:
@@ -449,7 +449,7 @@ def run_pollers(
                     pids["worker pool"] = sh.pool_children(worker.proc.pid)[0]
                 window = PollWindow(case, pollers, seconds)
                 before = {name: _thread_cpu_s(pid) for name, pid in pids.items()}
-                job = store.get(task_id)
+                job = store.jobs.get(task_id)
                 start_progress = job.progress if job else 0.0
                 busy0, client0, t0 = _busy_s(), time.process_time(), time.perf_counter()
                 lat, errors = asyncio.run(_pollers(base, task_id, pollers, seconds, interval))
@@ -461,7 +461,7 @@ def run_pollers(
                 # other processes on the machine (other work sharing the cores)
                 used["others"] = max(0.0, (_busy_s() - busy0) / wall - sum(used.values()))
                 window.cpu_cores = {name: round(v, 2) for name, v in used.items()}
-                job = store.get(task_id)
+                job = store.jobs.get(task_id)
                 window.job_state_after = job.state if job else "missing"
                 window.job_progress = (start_progress, job.progress if job else 0.0)
                 window.polls, window.errors = len(lat), len(errors)
@@ -472,7 +472,7 @@ def run_pollers(
                     "max": max(lat, default=math.nan),
                 }
                 windows.append(window)
-                store.r.close()
+                store.client.close()
     finally:
         sh.stop(server.proc)
     return windows

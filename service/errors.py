@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from service.settings import Settings
 
 if TYPE_CHECKING:
-    from service.record import JobRecord
+    from service.jobs.record import JobRecord
 
 
 def public_message(message: str, settings: Settings, names: Mapping[str, str] | None = None) -> str:

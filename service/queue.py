@@ -23,6 +23,11 @@ JOB_PRIORITY = 0
 QUALITY_PRIORITY = 9
 
 
+def send_job(celery: Celery, job_id: str) -> None:
+    """Send job ``job_id``'s message (its Celery task id is the job id)."""
+    celery.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
+
+
 def quality_task_id(job_id: str) -> str:
     """The Celery task id of a job's measurement (the job's own task id is its job id)."""
     return f"{job_id}-quality"

@@ -9,14 +9,8 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.record import (
-    JobRecord,
-    JobState,
-    QualityRecord,
-    QualityState,
-    WebhookRecord,
-    WebhookState,
-)
+from service.jobs.record import JobRecord, QualityRecord, WebhookRecord, WebhookState
+from service.jobs.states import JobState, QualityState
 
 #: Where a job is: ``queued``; in the worker ``starting``, ``fetching`` (URL inputs), the
 #: pipeline's phases (``probe``, ``analyse``, ``audio``, ``render``: lipsync.pipeline.PHASES),

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from service.jobs import JobStore
 from service.layout import remove_job_files
 from service.settings import Settings
-from service.store import JobStore
 from worker.lease import LEASE_RENEW_S, holder_is_dead, started_after_me
 
 log = logging.getLogger("lipsync.cleanup")
@@ -57,7 +57,7 @@ def run_cleanup(settings: Settings, store: JobStore, now: float | None = None) -
     def job_alive(job_id: str) -> tuple[bool, bool]:
         """(record exists, job still queued or running, or its result still measured:
         the measurement reads the job's uploads)."""
-        record = store.get(job_id) if _JOB_ID.match(job_id) else None
+        record = store.jobs.get(job_id) if _JOB_ID.match(job_id) else None
         if record is None:
             return False, False
         measuring = record.quality is not None and not record.quality.finished
@@ -65,19 +65,19 @@ def run_cleanup(settings: Settings, store: JobStore, now: float | None = None) -
 
     # Jobs that ran past the hard limit without a final state: their worker was lost.
     limit = settings.hard_time_limit_s + 60.0
-    for job_id in store.active_ids()["running"]:
-        record = store.get(job_id)
+    for job_id in store.jobs.active_ids()["running"]:
+        record = store.jobs.get(job_id)
         if record is None:
-            store.forget_active(job_id)
+            store.jobs.forget_active(job_id)
             counts["dangling"] += 1
         elif record.state == "running" and (record.started_at or now) + limit < now:
             message = "the job ran past its hard time limit and its worker was lost"
-            if store.fail_stale(job_id, "timeout", message):
+            if store.jobs.fail_stale(job_id, "timeout", message):
                 remove_job_files(settings, job_id)
                 counts["stale_jobs"] += 1
-    for job_id in store.active_ids()["queued"]:
-        if not store.exists(job_id):
-            store.forget_active(job_id)
+    for job_id in store.jobs.active_ids()["queued"]:
+        if not store.jobs.exists(job_id):
+            store.jobs.forget_active(job_id)
             counts["dangling"] += 1
 
     for folder, key in ((settings.uploads_dir, "uploads"), (settings.work_dir, "work")):
@@ -100,7 +100,7 @@ def run_cleanup(settings: Settings, store: JobStore, now: float | None = None) -
                 _remove(entry)
                 counts["results"] += 1
 
-    store.r.zremrangebyscore(store.workers_key, "-inf", now - _WORKER_FORGET_S)
+    store.workers.forget_silent(now - _WORKER_FORGET_S)
     if any(counts.values()):
         log.info("cleanup: %s", counts)
     return counts
@@ -148,7 +148,7 @@ class OrphanRequeuer:
         ``own_pool_grace_s``: Celery requeues its job."""
         if not self.node or not started_after_me(holder):
             return False
-        record = self.store.get(job_id)
+        record = self.store.jobs.get(job_id)
         if record is None or record.worker != self.node:
             return False
         return now - self._own_dead.setdefault(job_id, now) < self.own_pool_grace_s
@@ -156,13 +156,13 @@ class OrphanRequeuer:
     def scan(self) -> dict[str, str]:
         """Requeue (or end) orphaned jobs; returns job id -> what was done."""
         done: dict[str, str] = {}
-        running = self.store.active_ids()["running"]
+        running = self.store.jobs.active_ids()["running"]
         for seen in (self._lapsed, self._own_dead):
             for job_id in set(seen) - set(running):
                 del seen[job_id]
         now = time.monotonic()
         for job_id in running:
-            holder = self.store.lease_holder(job_id)
+            holder = self.store.leases.holder(job_id)
             if holder is not None:
                 self._lapsed.pop(job_id, None)
                 if not holder_is_dead(holder):
@@ -170,12 +170,12 @@ class OrphanRequeuer:
                     continue
                 if self._left_to_the_pool(job_id, holder, now):
                     continue
-                if not self.store.break_lease(job_id, holder):
+                if not self.store.leases.break_dead(job_id, holder):
                     continue
             elif now - self._lapsed.setdefault(job_id, now) < self.grace_s:
                 continue
             self._lapsed.pop(job_id, None)
-            record = self.store.get(job_id)
+            record = self.store.jobs.get(job_id)
             if record is None or record.state != "running":
                 continue
             if (
@@ -183,11 +183,11 @@ class OrphanRequeuer:
                 and time.time() - record.started_at > self.settings.soft_time_limit_s
             ):
                 message = "the job ran past its time limit and its worker was lost"
-                if self.store.fail_stale(job_id, "timeout", message):
+                if self.store.jobs.fail_stale(job_id, "timeout", message):
                     remove_job_files(self.settings, job_id)
                     done[job_id] = "timeout"
                 continue
-            outcome = self.store.requeue_orphan(job_id)
+            outcome = self.store.leases.requeue_orphan(job_id)
             if outcome == "canceled":
                 remove_job_files(self.settings, job_id)
             elif outcome == "queued":

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 from lipsync.errors import Canceled, CorruptMedia, LipsyncError
 from service.fetch import FetchPolicy, fetch
+from service.jobs import JobRecord
 from service.layout import job_paths
 from service.settings import Settings
-from service.store import JobRecord
 
 log = logging.getLogger("lipsync.worker")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import socket
 import sys
 
+from service.jobs import JobStore
 from service.settings import load_settings
-from service.store import JobStore
 
 
 def main(max_age_s: float = 30.0) -> int:
@@ -18,7 +18,7 @@ def main(max_age_s: float = 30.0) -> int:
     host = socket.gethostname()
     try:
         store = JobStore.from_url(settings.redis_url, settings.redis_prefix, timeout_s=3.0)
-        workers = store.live_workers(max_age_s)
+        workers = store.workers.live(max_age_s)
     except Exception as exc:
         print(f"unhealthy: Redis: {exc}", file=sys.stderr)
         return 1

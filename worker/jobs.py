@@ -16,13 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import redis
-
+from service import jobs
 from service.errors import public_message, user_names
+from service.jobs import JobRecord, JobState, JobStore, StoreError
 from service.layout import job_paths, remove_job_files, result_name
 from service.options import build_run_options, wants_evaluation
 from service.settings import Settings
-from service.store import JobRecord, JobState, JobStore
 from worker.lease import LEASE_S, LeaseKeeper, holder_is_dead, lease_holder, retrying
 from worker.progress import CancelFlag, Drained, ProgressReporter
 from worker.stopper import Stopper
@@ -110,7 +109,7 @@ def run_job(
     then puts its message back on the queue (returns ``handed_back``).
     """
     holder = lease_holder()
-    if store.is_draining(worker):  # delivered while this worker stops: leave it to the next
+    if store.workers.is_draining(worker):  # delivered while it stops: leave it to the next
         log.info("job %s not started: worker %s is stopping", job_id, worker)
         if requeue is not None:
             requeue(job_id)
@@ -118,21 +117,21 @@ def run_job(
 
     def claim() -> str:
         return retrying(
-            lambda: store.claim(job_id, settings.max_attempts, worker, holder, LEASE_S),
+            lambda: store.leases.claim(job_id, settings.max_attempts, worker, holder, LEASE_S),
             f"claim of job {job_id}",
         )
 
     outcome = claim()
     if outcome == "busy":  # a redelivered copy: is the runner alive, or did it just die here?
-        current = store.lease_holder(job_id)
-        if current is not None and holder_is_dead(current) and store.break_lease(job_id, current):
+        current = store.leases.holder(job_id)
+        if current and holder_is_dead(current) and store.leases.break_dead(job_id, current):
             outcome = claim()
     if outcome != "run":
         log.info("job %s not run: %s", job_id, outcome)
         if outcome in ("canceled", "exhausted", "missing"):
             remove_job_files(settings, job_id)
         return outcome
-    record = store.get(job_id)
+    record = store.jobs.get(job_id)
     if record is None:  # expired between claim and read
         remove_job_files(settings, job_id)
         return "missing"
@@ -282,18 +281,17 @@ def _hand_back(
     requeue: Callable[[str], object] | None,
 ) -> str:
     """The worker is stopping: the job back to ``queued`` (attempt given back), its message
-    back on the queue; the uploads stay for the next worker, the work dir goes."""
-    shutil.rmtree(job_paths(settings, job_id).work, ignore_errors=True)
-    outcome = retrying(lambda: store.hand_back(job_id, holder), f"hand-back of job {job_id}")
+    back on the queue (:func:`service.jobs.hand_back`)."""
+    outcome = retrying(
+        lambda: jobs.hand_back(store, settings, job_id, holder), f"hand-back of job {job_id}"
+    )
     if outcome == "handed_back":
         if requeue is not None:
             requeue(job_id)
         log.info("job %s handed back to the queue: its worker is stopping", job_id)
         return "handed_back"
     log.info("job %s not handed back: %s", job_id, outcome)
-    if outcome == "canceled":
-        remove_job_files(settings, job_id)
-    return str(outcome)
+    return outcome
 
 
 def _execute(
@@ -314,7 +312,7 @@ def _execute(
         return _hand_back(job_id, settings, store, holder, requeue)
     recorded = False
     try:
-        retrying(lambda: store.finish(job_id, state, **fields), f"final state of job {job_id}")
+        retrying(lambda: store.jobs.finish(job_id, state, **fields), f"final state of {job_id}")
         recorded = True
     finally:
         if recorded and fields.get("q_state") != "pending":  # uploads, work dir; not the result
@@ -323,8 +321,8 @@ def _execute(
             shutil.rmtree(paths.work, ignore_errors=True)
     if timings:
         try:
-            store.record_stage_seconds(timings)
-        except redis.RedisError:
+            store.stats.record_stage_seconds(timings)
+        except StoreError:
             log.warning("stage timings of %s not recorded", job_id, exc_info=True)
     log.info("job %s %s", job_id, state)
     return state

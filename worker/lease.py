@@ -17,9 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import redis
-
-from service.store import JobStore
+from service.jobs import JobStore, StoreUnreachable
 
 log = logging.getLogger("lipsync.worker")
 
@@ -92,7 +90,7 @@ class LeaseKeeper:
     def _loop(self) -> None:
         while not self._stop.wait(LEASE_RENEW_S):
             try:
-                self.store.renew_lease(self.job_id, self.holder, LEASE_S)
+                self.store.leases.renew(self.job_id, self.holder, LEASE_S)
             except Exception:
                 log.warning("lease renewal for %s failed", self.job_id, exc_info=True)
 
@@ -112,7 +110,7 @@ def retrying(call: Callable[[], _T], what: str, budget_s: float = PUBLISH_RETRY_
     while True:
         try:
             return call()
-        except (redis.ConnectionError, redis.TimeoutError):
+        except StoreUnreachable:
             if time.monotonic() + delay > deadline:
                 raise
             log.warning("%s: Redis unreachable, retrying in %.1f s", what, delay)

@@ -7,7 +7,7 @@ import time
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from service.store import JobStore
+from service.jobs import JobStore
 
 log = logging.getLogger("lipsync.worker")
 
@@ -40,7 +40,7 @@ class ProgressReporter:
         self._stage, self._last = stage, now
         try:
             value = self.offset + self.scale * max(0.0, min(1.0, float(fraction)))
-            self.store.set_progress(self.job_id, stage, value)
+            self.store.jobs.set_progress(self.job_id, stage, value)
         except SoftTimeLimitExceeded:  # signalled while waiting on Redis: not a hiccup
             raise
         except Exception:  # a progress hiccup must not fail the job
@@ -75,7 +75,8 @@ class CancelFlag:
         if now - self._last >= self.min_interval_s:
             self._last = now
             try:
-                self.canceled, self.draining = self.store.stop_requested(self.job_id, self.worker)
+                stop = self.store.jobs.stop_requested(self.job_id, self.worker)
+                self.canceled, self.draining = stop
             except SoftTimeLimitExceeded:  # signalled while waiting on Redis: not a hiccup
                 raise
             except Exception:
@@ -86,7 +87,7 @@ class CancelFlag:
         """A fresh look at the cancel flag alone (the drain mark does not count)."""
         if not self.canceled:
             try:
-                self.canceled = self.store.cancel_requested(self.job_id)
+                self.canceled = self.store.jobs.cancel_requested(self.job_id)
             except SoftTimeLimitExceeded:  # signalled while waiting on Redis: not a hiccup
                 raise
             except Exception:

@@ -3,14 +3,14 @@
 A job is ``succeeded`` (its download ready, its webhook due) as soon as its video is
 written; its measurement follows as a task of its own (``lipsync.quality``) sent at the
 lowest priority of the job queue, so any job waiting is started before it. Its state lives
-on the job's record (``q_state`` ..., :class:`service.record.QualityRecord`): ``pending``,
+on the job's record (``q_state`` ..., :class:`service.jobs.record.QualityRecord`): ``pending``,
 ``running``, then ``ready`` (its numbers), ``failed`` (why in its note) or ``skipped``.
 
 A running measurement stops within a second of a cancel (terminate or DELETE of the job:
 ``skipped``, note ``canceled``), of its worker's stop (handed back: ``pending`` again, the
 attempt not counted) and of a job arriving in the queue (handed back the same way, so the
 worker renders that job first; at most :data:`MAX_YIELDS` times per job). Each end is
-recorded by a Lua script that only its claimant can run once (:mod:`service.store_lua`),
+recorded by a Lua script that only its claimant can run once (:mod:`service.jobs.lua`),
 so a redelivered message cannot record twice.
 """
 
@@ -30,9 +30,9 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from service.errors import public_message, user_names
+from service.jobs import JobRecord, JobStore
 from service.layout import job_paths, remove_job_files
 from service.settings import Settings
-from service.store import JobRecord, JobStore
 from worker.lease import lease_holder, retrying
 from worker.stopper import Stopper
 
@@ -71,12 +71,12 @@ class QualityFlag:
             return False
         self._last = now
         try:
-            canceled, draining = self.store.quality_stop_requested(self.job_id, self.worker)
+            canceled, draining = self.store.quality.stop_requested(self.job_id, self.worker)
             if canceled:
                 self.reason = "canceled"
             elif draining:
                 self.reason = "draining"
-            elif self.may_yield and self.store.queue_depth() > 0:
+            elif self.may_yield and self.store.stats.queue_depth() > 0:
                 self.reason = "yield"
         except SoftTimeLimitExceeded:
             raise
@@ -94,13 +94,13 @@ def run_quality(
 ) -> str:
     """Measure one succeeded job's result; returns what happened (``ready``, ``failed``,
     ``skipped``, ``handed_back``, or why it did not run)."""
-    if store.is_draining(worker):
+    if store.workers.is_draining(worker):
         if send_again is not None:
             send_again(job_id)
         return "handed_back"
     holder = lease_holder()
     outcome = retrying(
-        lambda: store.quality_claim(job_id, holder, settings.max_attempts),
+        lambda: store.quality.claim(job_id, holder, settings.max_attempts),
         f"claim of the measurement of {job_id}",
     )
     if outcome != "run":
@@ -108,11 +108,10 @@ def run_quality(
         if outcome in ("skipped", "failed", "ready"):
             remove_job_files(settings, job_id)
         return outcome
-    record = store.get(job_id)
+    record = store.jobs.get(job_id)
     if record is None:
         return "missing"
-    yields = int(store.r.hget(store.job_key(job_id), "q_yields") or 0)
-    flag = QualityFlag(store, job_id, worker, may_yield=yields < MAX_YIELDS)
+    flag = QualityFlag(store, job_id, worker, may_yield=store.quality.yields(job_id) < MAX_YIELDS)
     from lipsync.errors import Canceled
 
     try:
@@ -125,12 +124,12 @@ def run_quality(
             state, note, metrics = "skipped", "canceled", None
         else:
             back = retrying(
-                lambda: store.quality_hand_back(job_id, holder),
+                lambda: store.quality.hand_back(job_id, holder),
                 f"hand-back of the measurement of {job_id}",
             )
             if back == "pending":
                 if flag.reason == "yield":
-                    store.r.hincrby(store.job_key(job_id), "q_yields", 1)
+                    store.quality.count_yield(job_id)
                 if send_again is not None:
                     send_again(job_id)
                 log.info("measurement of %s handed back (%s)", job_id, flag.reason)
@@ -138,7 +137,7 @@ def run_quality(
             remove_job_files(settings, job_id)
             return back
     done = retrying(
-        lambda: store.quality_finish(job_id, holder, state, note, metrics),
+        lambda: store.quality.finish(job_id, holder, state, note, metrics),
         f"end of the measurement of {job_id}",
     )
     remove_job_files(settings, job_id)

@@ -16,6 +16,7 @@ are aborted and given back) and waits for it a second at most.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -24,7 +25,6 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-import redis
 from celery.signals import (
     worker_init,
     worker_process_init,
@@ -33,6 +33,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
+from service.jobs import BrokerMessages, JobStore, StoreError
 from service.queue import (
     QUALITY_PRIORITY,
     QUEUE,
@@ -41,11 +42,10 @@ from service.queue import (
     TASK_QUALITY,
     check_visibility,
     quality_task_id,
+    send_job,
     settings_of,
 )
 from service.settings import Settings
-from service.store import JobStore
-from worker.broker import BrokerMessages
 from worker.celery_app import app
 from worker.cleanup import OrphanRequeuer, run_cleanup
 from worker.jobs import run_job
@@ -90,22 +90,22 @@ def _requeue(job_id: str) -> None:
     try:
         if _broker().put_back(job_id):
             return
-    except redis.RedisError:
+    except StoreError:
         log.warning("could not put back the message of %s; sending a new one", job_id,
                     exc_info=True)  # fmt: skip
-    _send_again(job_id)
+    send_job(app, job_id)
 
 
 def _drop_unacked(job_id: str) -> None:
     """A job that has ended leaves no unacked message behind (a lost worker's copy, one
     sent again): they are forgotten now, not when the visibility timeout passes."""
     try:
-        record = _store().get(job_id)
+        record = _store().jobs.get(job_id)
         if record is None or record.finished:
             dropped = _broker().drop(job_id)
             if dropped:
                 log.info("job %s: %d unacked message(s) dropped", job_id, dropped)
-    except redis.RedisError:
+    except StoreError:
         log.warning("unacked messages of %s not dropped", job_id, exc_info=True)
 
 
@@ -132,19 +132,14 @@ def _queue_quality(job_id: str) -> None:
     """Send the measurement of a job that has just succeeded, if it is to be measured; a
     send that fails marks it failed (the result is there all the same)."""
     try:
-        record = _store().get(job_id)
+        record = _store().jobs.get(job_id)
         if record is None or record.quality is None or record.quality.state != "pending":
             return
         _send_quality(job_id)
     except Exception:
         log.warning("the measurement of %s could not be queued", job_id, exc_info=True)
-        try:
-            key = _store().job_key(job_id)
-            if _store().r.hget(key, "q_state") == "pending":
-                _store().r.hset(key, mapping={"q_state": "failed",
-                                              "q_note": "could not be queued"})  # fmt: skip
-        except redis.RedisError:
-            pass
+        with contextlib.suppress(StoreError):
+            _store().quality.unsent(job_id, "could not be queued")
 
 
 def _send_quality(job_id: str) -> None:
@@ -161,10 +156,6 @@ def _send_quality(job_id: str) -> None:
 def cleanup() -> dict[str, int]:
     """Delete expired uploads and results; fail jobs whose worker was lost."""
     return run_cleanup(_settings(), _store())
-
-
-def _send_again(job_id: str) -> None:
-    app.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
 
 
 def worker_nice() -> int:
@@ -197,7 +188,7 @@ class _Heartbeat:
         self._orphans = OrphanRequeuer(_settings(), _store(), _requeue, node=self.name)
         while not self._stop.is_set():
             try:
-                _store().heartbeat(self.name)
+                _store().workers.heartbeat(self.name)
                 self._orphans.scan()
             except Exception:
                 log.warning("heartbeat failed", exc_info=True)
@@ -209,7 +200,7 @@ class _Heartbeat:
         if self._thread is not None:
             self._thread.join(timeout=2)
         try:
-            _store().remove_worker(self.name)
+            _store().workers.remove(self.name)
         except Exception:
             log.warning("could not unregister worker %s", self.name, exc_info=True)
 
@@ -248,8 +239,8 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP}
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     name = str(getattr(sender, "hostname", "") or f"worker@{socket.gethostname()}")
     try:  # a mark left by an earlier worker of the same name (killed while stopping)
-        _store().clear_draining(name)
-    except redis.RedisError:
+        _store().workers.clear_draining(name)
+    except StoreError:
         log.warning("could not clear the drain mark of %s", name, exc_info=True)
     # threads started now inherit the blocked signals (and so do the threads they start)
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -274,15 +265,10 @@ def _on_worker_shutting_down(sender: Any = None, **_: Any) -> None:
         return
     s = _settings()
     try:
-        client = redis.Redis.from_url(
-            s.redis_url, socket_connect_timeout=s.redis_timeout_s, socket_timeout=s.redis_timeout_s
-        )
-        try:
-            JobStore(client, s.redis_prefix).set_draining(name, DRAIN_MARK_S)
-        finally:
-            client.close()
+        with JobStore.from_url(s.redis_url, s.redis_prefix, timeout_s=s.redis_timeout_s) as store:
+            store.workers.set_draining(name, DRAIN_MARK_S)
         log.info("worker %s stopping: drain mark set", name)
-    except redis.RedisError:
+    except StoreError:
         log.warning("could not set the drain mark of %s: the running job will finish first",
                     name, exc_info=True)  # fmt: skip
 
@@ -295,6 +281,6 @@ def _on_worker_shutdown(**_: Any) -> None:
     name = _heartbeat.name
     if name:
         try:
-            _store().clear_draining(name)
+            _store().workers.clear_draining(name)
         except Exception:
             log.warning("could not clear the drain mark of %s", name, exc_info=True)

@@ -3,7 +3,7 @@ webhooks, never in a pool process (a job's slot stays free for jobs, and a job's
 held up by its receiver).
 
 Every worker runs one. Each looks for due deliveries every ``LIPSYNC_WEBHOOK_POLL_S`` and
-claims them one attempt at a time (:class:`service.webhook_queue.WebhookQueue`: atomic in
+claims them one attempt at a time (:class:`service.jobs.webhooks.Webhooks`: atomic in
 Redis, so two workers never make the same attempt), at most :data:`CONCURRENCY` attempts at
 once, each in a thread of its own. The state is all in Redis: a worker that is killed loses
 nothing (its claimed attempts are claimed again when their lease passes; the rest are simply
@@ -23,14 +23,11 @@ import threading
 import time
 import uuid
 
-import redis
-
+from service.jobs import JobRecord, JobStore, StoreError
 from service.outbound import Watchdog
 from service.settings import Settings
 from service.status import status_payload
-from service.store import JobRecord, JobStore
 from service.webhook import WebhookPolicy, deliver, next_due
-from service.webhook_queue import WebhookQueue
 from worker.lease import retrying
 
 log = logging.getLogger("lipsync.webhooks")
@@ -52,7 +49,7 @@ class WebhookDispatcher:
 
     def __init__(self, settings: Settings, store: JobStore, name: str = "") -> None:
         self.settings = settings
-        self.queue = WebhookQueue(store)
+        self.queue = store.webhooks
         self.policy = WebhookPolicy.from_settings(settings)
         self.secret = settings.webhook_secret.get_secret_value()
         self.lease_s = settings.webhook_timeout_s + LEASE_MARGIN_S
@@ -75,7 +72,7 @@ class WebhookDispatcher:
                 if down:
                     log.info("webhooks: Redis is back; deliveries go on")
                 down = False
-            except redis.RedisError as exc:
+            except StoreError as exc:
                 if not down:
                     log.warning("webhooks: Redis unavailable (%s); trying again", exc)
                 down = True
@@ -132,7 +129,7 @@ class WebhookDispatcher:
             )
             log.info("webhook of job %s: attempt %d: %s -> %s", record.id, hook.attempts,
                      outcome.code or outcome.error, state)  # fmt: skip
-        except redis.RedisError as exc:  # its lease will pass: another attempt then
+        except StoreError as exc:  # its lease will pass: another attempt then
             log.warning("webhook of job %s: outcome not recorded (%s)", record.id, exc)
         except Exception:
             log.exception("webhook of job %s: attempt failed unexpectedly", record.id)

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-import redis
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
@@ -38,8 +37,8 @@ from app.schemas import (
     route_responses,
     sse_response,
 )
+from service.jobs import JobRecord, JobStore, StoreError
 from service.settings import Settings
-from service.store import JobRecord, JobStore
 
 log = logging.getLogger("lipsync.api")
 
@@ -138,8 +137,8 @@ async def _status_events(
         if await request.is_disconnected():
             return
         try:
-            fresh = await run_in_threadpool(store.get, job.id)
-        except redis.RedisError as exc:
+            fresh = await run_in_threadpool(store.jobs.get, job.id)
+        except StoreError as exc:
             log.warning("events of %s: Redis error %s", job.id, exc)
             yield _error("unavailable", "the job store (Redis) is unavailable; retry shortly")
             return

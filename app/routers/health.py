@@ -49,7 +49,7 @@ def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
     engines = {s.name: list(s.missing_weights(settings.models_dir)) for s in engine_specs()}
     try:
         store.ping()
-        workers = store.live_workers()
+        workers = store.workers.live()
     except Exception as exc:
         body = Health(
             status="unavailable",

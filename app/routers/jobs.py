@@ -8,6 +8,7 @@ import re
 import shutil
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,13 +33,13 @@ from app.schemas import (
 )
 from app.uploads import FILE_FIELDS, ParsedUpload, UploadError, UploadTooLarge, receive_multipart
 from lipsync.errors import InvalidOption, LipsyncError
+from service import jobs
 from service.errors import client_file_name, public_message
 from service.fetch import FetchRefused, check_url
-from service.layout import remove_job_files
+from service.jobs import JobRecord, JobStore, WebhookRecord
 from service.options import build_run_options, parse_push_fields
-from service.queue import QUEUE, TASK_PROCESS
+from service.queue import send_job
 from service.settings import Settings
-from service.store import JobRecord, JobStore, WebhookRecord
 
 log = logging.getLogger("lipsync.api")
 
@@ -63,7 +64,7 @@ def urls_for(request: Request, settings: Settings, job_id: str) -> PushResponse:
 
 def load_own_job(store: JobStore, owner: str, task_id: str) -> JobRecord:
     """The caller's job or 404 (unknown, expired, malformed, or someone else's)."""
-    job = store.get(task_id) if _TASK_ID.match(task_id) else None
+    job = store.jobs.get(task_id) if _TASK_ID.match(task_id) else None
     if job is None or job.owner != owner:
         raise problem(404, "no such task", "not_found")
     return job
@@ -165,10 +166,6 @@ async def push(
         options = _validate_options(fields, settings)
         _check_weights(options, settings)
         await _probe_upload(upload, settings)
-        if idempotency_key is not None:
-            earlier = await _claim_key(store, owner, idempotency_key, job_id, upload.digest())
-            if earlier is not None:
-                return urls_for(request, settings, earlier)
         job = JobRecord(
             id=job_id,
             owner=owner,
@@ -183,10 +180,18 @@ async def push(
             video_name=_given_name(upload, "video"),
             audio_name=_given_name(upload, "audio"),
         )
-        await _enqueue(store, celery, job, idempotency_key)
-        keep = True
-        log.info("job %s queued for %s", job_id, owner)
-        return urls_for(request, settings, job_id)
+        digest = upload.digest() if idempotency_key is not None else ""
+        try:
+            pushed = await run_in_threadpool(
+                jobs.submit, store, job, partial(send_job, celery), idempotency_key, digest
+            )
+        except jobs.IdempotencyConflict as exc:
+            message = "this Idempotency-Key was used with another payload"
+            raise problem(409, message, "idempotency") from exc
+        keep = pushed == job_id
+        if keep:
+            log.info("job %s queued for %s", job_id, owner)
+        return urls_for(request, settings, pushed)
     finally:
         if not keep:
             shutil.rmtree(dest, ignore_errors=True)
@@ -198,7 +203,7 @@ async def _admit(
     """Refuse before reading the body: a bad key header, a full queue, a declared oversize."""
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
         raise problem(422, "Idempotency-Key must be 1-255 printable characters", "invalid_header")
-    depth = await run_in_threadpool(store.queue_depth)
+    depth = await run_in_threadpool(store.stats.queue_depth)
     if depth >= settings.max_queue_depth:
         message = f"{depth} jobs are waiting; retry later"
         headers = {"Retry-After": str(settings.retry_after_s)}
@@ -284,38 +289,6 @@ async def _receive(
     return upload, urls
 
 
-async def _claim_key(store: JobStore, owner: str, key: str, job_id: str, digest: str) -> str | None:
-    """Bind the Idempotency-Key to ``job_id``; or the id of the live job it already names
-    (same payload), or 409 (another payload). A key whose job expired is taken over."""
-    taken = await run_in_threadpool(store.claim_idempotency, owner, key, job_id, digest)
-    if taken is None:
-        return None
-    other_id, _, other_digest = taken.partition(" ")
-    if other_digest != digest:
-        raise problem(409, "this Idempotency-Key was used with another payload", "idempotency")
-    if await run_in_threadpool(store.get, other_id) is not None:
-        return other_id
-    await run_in_threadpool(store.release_idempotency, owner, key)
-    await run_in_threadpool(store.claim_idempotency, owner, key, job_id, digest)
-    return None
-
-
-async def _enqueue(store: JobStore, celery: Any, job: JobRecord, key: str | None) -> None:
-    """Write the record, then send the task by id; undo the record (and key) if sending fails."""
-    await run_in_threadpool(store.create, job)
-    try:
-        await run_in_threadpool(store.index_job, job, key)  # GET /jobs lists it
-        await run_in_threadpool(
-            celery.send_task, TASK_PROCESS, args=[job.id], task_id=job.id, queue=QUEUE
-        )
-    except Exception:
-        await run_in_threadpool(store.delete, job.id)
-        await run_in_threadpool(store.r.zrem, store.owner_key(job.owner), job.id)
-        if key is not None:
-            await run_in_threadpool(store.release_idempotency, job.owner, key)
-        raise
-
-
 @router.post(
     "/terminate",
     response_model=JobStatus,
@@ -344,32 +317,13 @@ def terminate(
     """Cancel a job: a queued one never starts; a running one stops within a second or
     two. For a succeeded job whose result is still being measured, the measurement stops
     (``quality.state`` becomes ``skipped``); the result stays."""
-    own = load_own_job(store, owner, body.task_id)
-    if own.state == "succeeded" and own.quality is not None and not own.quality.finished:
-        return _cancel_quality(settings, store, body.task_id)
-    outcome = store.request_cancel(body.task_id)
-    if outcome == "canceled":  # it never started: its uploads can go now
-        remove_job_files(settings, body.task_id)
-    job = store.get(body.task_id)
-    if outcome is None or job is None:
+    done = jobs.cancel(store, settings, load_own_job(store, owner, body.task_id))
+    job = store.jobs.get(body.task_id)
+    if job is None or (done.target == "job" and done.outcome is None):
         raise problem(404, "no such task", "not_found")
-    if outcome in ("succeeded", "failed"):
-        raise problem(409, f"the job already {outcome}", "finished")
-    body_json = JobStatus.from_record(job).model_dump(mode="json")
-    code = status.HTTP_202_ACCEPTED if outcome == "canceling" else status.HTTP_200_OK
-    return JSONResponse(body_json, status_code=code)
-
-
-def _cancel_quality(settings: Settings, store: JobStore, task_id: str) -> JSONResponse:
-    """Terminate of a succeeded job: stop its measurement (200 when it had not started,
-    202 while a running one stops)."""
-    outcome = store.request_quality_cancel(task_id)
-    if outcome == "skipped":  # it never started: the inputs it would have read can go
-        remove_job_files(settings, task_id)
-    job = store.get(task_id)
-    if job is None:
-        raise problem(404, "no such task", "not_found")
-    code = status.HTTP_202_ACCEPTED if outcome == "canceling" else status.HTTP_200_OK
+    if done.target == "job" and done.outcome in ("succeeded", "failed"):
+        raise problem(409, f"the job already {done.outcome}", "finished")
+    code = status.HTTP_202_ACCEPTED if done.stopping else status.HTTP_200_OK
     return JSONResponse(JobStatus.from_record(job).model_dump(mode="json"), status_code=code)
 
 

@@ -31,9 +31,9 @@ from app.schemas import (
     header,
     route_responses,
 )
+from service.jobs import JobStore
 from service.layout import result_name
 from service.settings import Settings
-from service.store import JobStore
 
 router = APIRouter(prefix="/api/v1/lipsync", tags=["results"], responses=COMMON_RESPONSES)
 
@@ -91,7 +91,7 @@ def resolve_result(
         if match is None:
             raise _not_found()
         job_id = match.group(1)
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     if job is None or job.owner != owner or job.state != "succeeded" or not job.result:
         raise _not_found()
     name = result_name(job_id)

@@ -26,7 +26,7 @@ import redis
 from tests.app.openapi_check import api_client
 
 if TYPE_CHECKING:
-    from service.store import JobStore
+    from service.jobs import JobStore
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_A = "test-key-alpha"
@@ -301,7 +301,7 @@ class Service:
         return Path(self.env["LIPSYNC_DATA_DIR"])
 
     def store(self) -> JobStore:
-        from service.store import JobStore
+        from service.jobs import JobStore
 
         return JobStore.from_url(self.redis.url, self.prefix, 3600)
 

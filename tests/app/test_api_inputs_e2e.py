@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from service.store import JobRecord, JobStore
+from service.jobs import JobRecord, JobStore
 from tests.app import service_harness as sh
 from tests.app.service_harness import KEY_A, push, wait_for
 
@@ -102,9 +102,9 @@ def test_queue_full_is_429(stack: Any, media: dict[str, Path]) -> None:
 
 
 def _fake_succeeded(store: JobStore, owner: str, job_id: str) -> None:
-    store.create(JobRecord(id=job_id, owner=owner, state="queued", created_at=time.time()))
-    assert store.claim(job_id, 3, "test") == "run"
-    assert store.finish(job_id, "succeeded", result={"file": f"{job_id}.mp4"})
+    store.jobs.create(JobRecord(id=job_id, owner=owner, state="queued", created_at=time.time()))
+    assert store.leases.claim(job_id, 3, "test") == "run"
+    assert store.jobs.finish(job_id, "succeeded", result={"file": f"{job_id}.mp4"})
 
 
 def test_download_traversal_forms_are_404(

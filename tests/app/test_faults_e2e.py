@@ -106,7 +106,7 @@ def test_worker_killed_with_sigkill_mid_job_completes_exactly_once_after_restart
             assert svc.redeliver_unacked() == 0
             time.sleep(1.0)
             assert result.stat().st_mtime_ns == stamp
-        job = svc.store().get(task_id)
+        job = svc.store().jobs.get(task_id)
         assert job is not None and job.attempts == 2
         assert [p.name for p in (svc.data_dir / "results").iterdir()] == [f"{task_id}.mp4"]
         assert sh.job_executions(svc.worker_log(), task_id) == 1  # one run reached its end
@@ -136,7 +136,7 @@ def test_job_longer_than_visibility_timeout_runs_once(
             _wait_log(svc, f"job {task_id} succeeded")
         log = svc.worker_log()
         deliveries = log.count(f"Task lipsync.process[{task_id}] received")
-        job = svc.store().get(task_id)
+        job = svc.store().jobs.get(task_id)
         assert job is not None
         assert deliveries >= 2, f"Redis never redelivered the job; raise its length\n{log}"
         assert job.attempts == 1, svc.logs()
@@ -223,7 +223,7 @@ def test_job_killing_its_worker_every_attempt_fails_bounded_and_queue_drains(
             deadline = t0 + 150
             store = svc.store()
             while time.monotonic() < deadline:
-                job = store.get(crashing)
+                job = store.jobs.get(crashing)
                 assert job is not None
                 if job.state in FINAL:
                     break
@@ -242,7 +242,7 @@ def test_job_killing_its_worker_every_attempt_fails_bounded_and_queue_drains(
             time.sleep(1.0)
             assert _status(c, crashing)["state"] == "failed"  # no endless requeue
         assert _broker_backlog(svc) == 0
-        assert store.queue_depth() == 0 and store.running_count() == 0
+        assert store.stats.queue_depth() == 0 and store.stats.running_count() == 0
         assert not (svc.data_dir / "uploads" / crashing).exists()
         figure("crash_every_attempt_kills", kills)
         figure("crash_every_attempt_failed_s", round(failed_s, 1))
@@ -283,7 +283,7 @@ def test_job_running_out_of_memory_fails_with_a_code_and_queue_drains(
             assert body["error"]["code"] and body["error"]["message"], body
             after = push(c, media["speech"], media["astronaut"]).json()["task_id"]
             assert wait_for(c, after, timeout=90)["state"] == "succeeded", svc.logs()
-        assert svc.store().get(victim).attempts == 1  # type: ignore[union-attr]
+        assert svc.store().jobs.get(victim).attempts == 1  # type: ignore[union-attr]
         figure("oom_error_code", body["error"]["code"])
 
 
@@ -316,8 +316,8 @@ def test_terminated_while_workers_are_down_never_runs_again(
         store = svc.store()
         assert final[queued]["state"] == "canceled" and final[queued]["started_at"] is None
         assert final[running]["state"] == "canceled"
-        assert store.get(running).attempts == 1  # type: ignore[union-attr]
-        assert store.get(queued).attempts == 0  # type: ignore[union-attr]
+        assert store.jobs.get(running).attempts == 1  # type: ignore[union-attr]
+        assert store.jobs.get(queued).attempts == 0  # type: ignore[union-attr]
         log = svc.worker_log()
         assert sh.job_executions(log, running) == 0 and sh.job_executions(log, queued) == 0
         for tid in (running, queued):

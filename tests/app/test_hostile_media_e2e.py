@@ -178,7 +178,7 @@ def test_hostile_media_is_refused_or_fails_without_network_or_outside_reads(
         if row["status"] != 202:
             continue
         while True:
-            job = store.get(row["body"]["task_id"])
+            job = store.jobs.get(row["body"]["task_id"])
             if job is None or job.quality is None or job.quality.finished:
                 break
             assert time.monotonic() < deadline, (row["name"], job.quality)

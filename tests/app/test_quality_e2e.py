@@ -120,7 +120,7 @@ def test_a_waiting_job_goes_before_a_measurement(
             done = _until(c, second, lambda b: b["state"] == "succeeded")
             first_done = _until(c, first, lambda b: b["quality"]["state"] == "ready")
             assert first_done["quality"]["finished_at"] > done["finished_at"]
-        record = svc.store().get(first)
+        record = svc.store().jobs.get(first)
         assert record is not None and record.quality is not None
         assert record.quality.attempts == 1, record.quality  # the step aside did not count
         assert "measurement of " + first + " handed back (yield)" in svc.worker_log()
@@ -137,9 +137,10 @@ def test_a_waiting_job_goes_before_a_measurement(
         )
         store = svc.store()
         done_id = make_job(settings, store, media["astronaut"], media["speech"])
-        store.r.hset(store.job_key(done_id), mapping={"state": "succeeded", "q_state": "pending",
-                     "q_inputs": json.dumps({"video": "", "audio": ""})})  # fmt: skip
-        store.r.zrem(store.queued_key, done_id)  # as a finished job: not waiting
+        inputs = json.dumps({"video": "", "audio": ""})
+        mapping = {"state": "succeeded", "q_state": "pending", "q_inputs": inputs}
+        store.client.hset(store.keys.job(done_id), mapping=mapping)
+        store.client.zrem(store.keys.queued, done_id)  # as a finished job: not waiting
         job_id = make_job(settings, store, media["astronaut"], media["speech"])
         low = f"{QUEUE}\x06\x169"  # kombu's list for priority 9
         with redis.Redis.from_url(svc.env["LIPSYNC_BROKER_URL"]) as broker:

@@ -116,7 +116,7 @@ def test_terminate_delete_and_sigterm_stop_a_fetch_from_a_tarpit(
             assert seen - asked <= STOP_WITHIN_S, f"SIGTERM: handed back {seen - asked:.2f}s"
             worker.proc.wait(timeout=30)
             print(f"\ntarpit: SIGTERM to the worker's exit {time.monotonic() - asked:.2f}s")
-            record = svc.store().get(job)
+            record = svc.store().jobs.get(job)
             assert record is not None and record.attempts == 0 and record.state == "queued"
 
 
@@ -177,7 +177,7 @@ def test_terminate_delete_and_sigterm_stop_the_measurement(
             print(f"measurement: SIGTERM -> handed back {seen - asked:.2f}s")
             assert seen - asked <= STOP_WITHIN_S, f"SIGTERM: handed back {seen - asked:.2f}s"
             worker.proc.wait(timeout=30)
-            record = svc.store().get(job)
+            record = svc.store().jobs.get(job)
             assert record is not None and record.quality is not None
             assert record.quality.attempts == 0 and record.state == "succeeded"
             svc.start_worker("w2")

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from lipsync.client import WebhookSignatureError, verify_webhook
+from service.jobs import JobRecord, JobStore, WebhookRecord
 from service.settings import Settings
-from service.store import JobRecord, JobStore, WebhookRecord
 from service.webhook import Attempt, WebhookPolicy, deliver, next_due, schedule, sign
-from service.webhook_queue import WebhookQueue
 from tests.app.service_harness import RedisServer, free_port
 from tests.service.webhook_receiver import Receiver
 
@@ -79,49 +78,49 @@ def test_retry_schedule() -> None:
 def store(redis_server: RedisServer) -> Iterator[JobStore]:
     st = JobStore.from_url(redis_server.url, f"wh{uuid.uuid4().hex[:8]}", 600)
     yield st
-    st.r.close()
+    st.client.close()
 
 
 def _job(store: JobStore, webhook: str | None = "http://127.0.0.1:9/hook") -> str:
     job_id = uuid.uuid4().hex
     hook = WebhookRecord(url=webhook) if webhook else None
-    store.create(JobRecord(id=job_id, owner="o", state="queued", created_at=time.time(),
+    store.jobs.create(JobRecord(id=job_id, owner="o", state="queued", created_at=time.time(),
                            webhook=hook))  # fmt: skip
     return job_id
 
 
 def _finished(store: JobStore, **kw: Any) -> str:
     job_id = _job(store, **kw)
-    assert store.claim(job_id, 3, "w", "holder", 30) == "run"
-    assert store.finish(job_id, "succeeded", stage="done")
+    assert store.leases.claim(job_id, 3, "w", "holder", 30) == "run"
+    assert store.jobs.finish(job_id, "succeeded", stage="done")
     return job_id
 
 
 def test_a_final_state_makes_the_delivery_due_atomically(store: JobStore) -> None:
     plain = _finished(store, webhook=None)
     running = _job(store)
-    assert store.claim(running, 3, "w", "holder", 30) == "run"
+    assert store.leases.claim(running, 3, "w", "holder", 30) == "run"
     queued = _job(store)
     hooked = _finished(store)
-    assert store.request_cancel(queued) == "canceled"  # a queued job canceled: final too
-    due = WebhookQueue(store).due(10)
+    assert store.jobs.request_cancel(queued) == "canceled"  # a queued job canceled: final too
+    due = store.webhooks.due(10)
     assert set(due) == {hooked, queued}  # not the one without a webhook, nor the running one
-    record = store.get(hooked)
+    record = store.jobs.get(hooked)
     assert record is not None and record.webhook is not None
     assert record.webhook.state == "pending" and record.webhook.attempts == 0
     assert record.webhook.next_at is not None
-    assert store.get(running).webhook.state == "waiting"  # type: ignore[union-attr]
-    assert store.get(plain).webhook is None  # type: ignore[union-attr]
+    assert store.jobs.get(running).webhook.state == "waiting"  # type: ignore[union-attr]
+    assert store.jobs.get(plain).webhook is None  # type: ignore[union-attr]
     # a job that fails because its workers were lost is final too
     lost = _job(store)
     for _ in range(2):
-        assert store.claim(lost, 1, "w") in ("run", "exhausted")
-        store.requeue_orphan(lost)
-    assert lost in WebhookQueue(store).due(10)
+        assert store.leases.claim(lost, 1, "w") in ("run", "exhausted")
+        store.leases.requeue_orphan(lost)
+    assert lost in store.webhooks.due(10)
 
 
 def test_claim_lease_and_outcomes(store: JobStore) -> None:
-    queue = WebhookQueue(store)
+    queue = store.webhooks
     job_id = _finished(store)
     now = time.time()
     first = queue.claim(job_id, "A", lease_s=30, max_attempts=3, now=now)
@@ -134,7 +133,7 @@ def test_claim_lease_and_outcomes(store: JobStore) -> None:
     assert second is not None and second.webhook is not None and second.webhook.attempts == 2
     assert queue.done(job_id, "A", Attempt(False, 500, "HTTP 500"), now + 40) == "stale"
     assert queue.done(job_id, "B", Attempt(False, None, "timed out"), now + 40) == "pending"
-    record = store.get(job_id)
+    record = store.jobs.get(job_id)
     assert record is not None and record.webhook is not None
     assert (record.webhook.state, record.webhook.last_code) == ("pending", None)
     assert record.webhook.last_error == "timed out" and record.webhook.next_at == now + 40
@@ -146,7 +145,7 @@ def test_claim_lease_and_outcomes(store: JobStore) -> None:
     assert queue.done(job_id, "C", Attempt(False, 500, "late"), now + 90) == "delivered"
     assert queue.claim(job_id, "D", 30, 3, now=now + 10_000) is None
     assert queue.pending() == 0
-    record = store.get(job_id)
+    record = store.jobs.get(job_id)
     assert record is not None and record.webhook is not None
     assert (record.webhook.state, record.webhook.attempts, record.webhook.last_code) == (
         "delivered",
@@ -157,7 +156,7 @@ def test_claim_lease_and_outcomes(store: JobStore) -> None:
 
 
 def test_attempts_run_out_release_and_a_vanished_job(store: JobStore) -> None:
-    queue = WebhookQueue(store)
+    queue = store.webhooks
     job_id = _finished(store)
     now = time.time()
     for n in (1, 2):
@@ -166,7 +165,7 @@ def test_attempts_run_out_release_and_a_vanished_job(store: JobStore) -> None:
         assert queue.done(job_id, f"t{n}", Attempt(False, 503, "HTTP 503"), after, now) == (
             "pending" if n == 1 else "failed"
         )
-    record = store.get(job_id)
+    record = store.jobs.get(job_id)
     assert record is not None and record.webhook is not None
     assert (record.webhook.state, record.webhook.attempts, record.webhook.last_code) == (
         "failed",
@@ -181,23 +180,23 @@ def test_attempts_run_out_release_and_a_vanished_job(store: JobStore) -> None:
     assert queue.claim(other, "S", 30, 6, now=now) is not None
     assert not queue.release(other, "not-mine", now=now)
     assert queue.release(other, "S", now=now)
-    record = store.get(other)
+    record = store.jobs.get(other)
     assert record is not None and record.webhook is not None
     assert (record.webhook.state, record.webhook.attempts) == ("pending", 0)
     assert queue.due(10, now=now) == [other]
 
     # the record is gone (expired): its entry is dropped when it comes up
-    store.r.delete(store.job_key(other))
+    store.client.delete(store.keys.job(other))
     assert queue.claim(other, "S", 30, 6, now=now) is None
     assert queue.pending() == 0
 
 
 def test_purge_drops_a_pending_delivery(store: JobStore) -> None:
     job_id = _finished(store)
-    assert WebhookQueue(store).pending() == 1
-    store.purge(job_id, "o")
-    assert WebhookQueue(store).pending() == 0
-    assert not [k for k in store.r.scan_iter(f"{store.prefix}:*") if job_id in k]
+    assert store.webhooks.pending() == 1
+    store.jobs.purge(job_id, "o")
+    assert store.webhooks.pending() == 0
+    assert not [k for k in store.client.scan_iter(f"{store.prefix}:*") if job_id in k]
 
 
 # -- one attempt, against real receivers -----------------------------------------------------
@@ -272,7 +271,7 @@ def test_the_dispatcher_stops_within_a_second_and_gives_the_attempt_back(
     stopper.start()
     stopper.join()
     assert time.monotonic() - started < 1.2
-    record = store.get(job_id)
+    record = store.jobs.get(job_id)
     assert record is not None and record.webhook is not None
     assert (record.webhook.state, record.webhook.attempts) == ("pending", 0)
-    assert WebhookQueue(store).due(10) == [job_id]
+    assert store.webhooks.due(10) == [job_id]

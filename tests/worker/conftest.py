@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from service.jobs import JobStore
 from service.settings import Settings
-from service.store import JobStore
 from tests.app import service_harness as sh
 
 
@@ -45,4 +45,4 @@ def settings(tmp_path: Path, redis_server: sh.RedisServer) -> Settings:
 def store(settings: Settings) -> Iterator[JobStore]:
     st = JobStore.from_url(settings.redis_url, settings.redis_prefix, settings.result_ttl_s)
     yield st
-    st.r.close()
+    st.client.close()

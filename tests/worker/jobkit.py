@@ -8,8 +8,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from service.jobs import JobRecord, JobStore
 from service.settings import Settings
-from service.store import JobRecord, JobStore
 
 
 def make_job(
@@ -26,7 +26,7 @@ def make_job(
     dest.mkdir(parents=True)
     shutil.copy(video, dest / f"video{video.suffix}")
     shutil.copy(audio, dest / f"audio{audio.suffix}")
-    store.create(
+    store.jobs.create(
         JobRecord(
             id=job_id,
             owner=owner,

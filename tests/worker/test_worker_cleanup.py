@@ -6,8 +6,8 @@ import time
 import uuid
 from pathlib import Path
 
+from service.jobs import JobRecord, JobStore
 from service.settings import Settings
-from service.store import JobRecord, JobStore
 from tests.worker.jobkit import make_job
 from worker.cleanup import run_cleanup
 from worker.jobs import run_job
@@ -52,29 +52,29 @@ def test_stale_running_job_is_failed_and_dangling_ids_pruned(
     settings: Settings, store: JobStore, media: dict[str, Path]
 ) -> None:
     job_id = make_job(settings, store, media["astronaut"], media["speech"])
-    assert store.claim(job_id, 3, "vanished") == "run"
+    assert store.leases.claim(job_id, 3, "vanished") == "run"
     (settings.work_dir / job_id).mkdir()
-    store.r.zadd(store.queued_key, {"e" * 32: 1.0})  # a record that expired while queued
+    store.client.zadd(store.keys.queued, {"e" * 32: 1.0})  # a record that expired while queued
 
     # within the hard limit the running job is left alone; the dangling id goes at once
     counts = run_cleanup(settings, store)
     assert counts["stale_jobs"] == 0 and counts["dangling"] == 1
-    assert store.get(job_id).state == "running"  # type: ignore[union-attr]
+    assert store.jobs.get(job_id).state == "running"  # type: ignore[union-attr]
 
     future = time.time() + settings.hard_time_limit_s + 120
     counts = run_cleanup(settings, store, now=future)
     assert counts["stale_jobs"] == 1
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.state == "failed"
     assert job.error is not None and job.error["code"] == "timeout"
     assert not (settings.work_dir / job_id).exists()
-    assert store.queue_depth() == 0 and store.running_count() == 0
+    assert store.stats.queue_depth() == 0 and store.stats.running_count() == 0
 
 
 def test_records_expire_in_redis(settings: Settings, store: JobStore) -> None:
     job_id = uuid.uuid4().hex
-    store.create(JobRecord(id=job_id, owner="o", state="queued", created_at=time.time()))
-    ttl = store.r.ttl(store.job_key(job_id))
+    store.jobs.create(JobRecord(id=job_id, owner="o", state="queued", created_at=time.time()))
+    ttl = store.client.ttl(store.keys.job(job_id))
     assert 0 < ttl <= settings.result_ttl_s
-    assert store.request_cancel(job_id) == "canceled"
-    assert 0 < store.r.ttl(store.job_key(job_id)) <= settings.result_ttl_s
+    assert store.jobs.request_cancel(job_id) == "canceled"
+    assert 0 < store.client.ttl(store.keys.job(job_id)) <= settings.result_ttl_s

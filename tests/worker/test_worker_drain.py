@@ -21,12 +21,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from service.jobs import BrokerMessages, JobRecord, JobStore
 from service.queue import QUEUE, TASK_PROCESS, create_celery
 from service.settings import Settings
-from service.store import JobRecord, JobStore
 from tests.app import service_harness as sh
 from tests.worker.jobkit import make_job
-from worker.broker import BrokerMessages
 
 # Broker databases of their own (other tests use 1 to 9), so queues and unacked hashes
 # hold only this module's messages.
@@ -44,11 +43,11 @@ def long_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _wait(store: JobStore, job_id: str, pred: Callable[[JobRecord], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = store.get(job_id)
+        job = store.jobs.get(job_id)
         if job is not None and pred(job):
             return
         time.sleep(0.05)
-    raise AssertionError(f"job {job_id}: condition not met; last {store.get(job_id)}")
+    raise AssertionError(f"job {job_id}: condition not met; last {store.jobs.get(job_id)}")
 
 
 def _nice(pid: int) -> int:
@@ -114,14 +113,14 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
         assert w1.proc.returncode == 0
         assert not Path(f"/proc/{pool}").exists()
 
-        job = store.get(job_id)
+        job = store.jobs.get(job_id)
         assert job is not None, sh.tail(w1.log)
         print(f"\ndrain: SIGTERM to exit {took:.2f} s; job {job.state}, attempts {job.attempts}")
         assert (job.state, job.stage, job.attempts, job.progress) == ("queued", "queued", 0, 0)
         assert job.started_at is None and job.worker == ""
-        assert store.active_ids() == {"queued": [job_id], "running": []}
-        assert store.lease_holder(job_id) is None
-        assert not store.is_draining(f"{svc.prefix}-w1@{socket.gethostname()}")  # cleared
+        assert store.jobs.active_ids() == {"queued": [job_id], "running": []}
+        assert store.leases.holder(job_id) is None
+        assert not store.workers.is_draining(f"{svc.prefix}-w1@{socket.gethostname()}")  # cleared
         # its message is back on the queue, nothing is left unacked
         assert _broker_keys(svc) == {"unacked": 0, "unacked_index": 0, "queue": 1}
         assert (settings.uploads_dir / job_id).is_dir()  # the next worker needs them
@@ -133,7 +132,7 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
         (pool2,) = sh.pool_children(w2.proc.pid)
         assert _nice(pool2) == 5
         _wait(store, job_id, lambda j: j.finished, 240)
-        job = store.get(job_id)
+        job = store.jobs.get(job_id)
         assert job is not None and job.state == "succeeded", (job, svc.logs())
         print(f"drain: next worker: job {job.state}, attempts {job.attempts}")
         assert job.attempts == 1  # the stop did not count
@@ -147,29 +146,29 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
 
 def test_hand_back_is_atomic_and_idempotent(store: JobStore, settings: Settings) -> None:
     job_id = "a" * 32
-    store.create(JobRecord(id=job_id, owner="o", state="queued", created_at=100.0))
-    assert store.claim(job_id, 3, "w@h", "host:1:1", 30) == "run"
-    assert store.hand_back(job_id, "host:2:2") == "busy"  # not the lease holder's: untouched
-    assert store.get(job_id).state == "running"  # type: ignore[union-attr]
-    assert store.hand_back(job_id, "host:1:1") == "handed_back"
-    job = store.get(job_id)
+    store.jobs.create(JobRecord(id=job_id, owner="o", state="queued", created_at=100.0))
+    assert store.leases.claim(job_id, 3, "w@h", "host:1:1", 30) == "run"
+    assert store.leases.hand_back(job_id, "host:2:2") == "busy"  # not the lease holder's: untouched
+    assert store.jobs.get(job_id).state == "running"  # type: ignore[union-attr]
+    assert store.leases.hand_back(job_id, "host:1:1") == "handed_back"
+    job = store.jobs.get(job_id)
     assert job is not None and (job.state, job.attempts, job.worker) == ("queued", 0, "")
-    assert store.r.zscore(store.queued_key, job_id) == 100.0  # keeps its place in the queue
-    assert store.lease_holder(job_id) is None
-    assert store.hand_back(job_id, "host:1:1") == "queued"  # again: nothing changes
-    assert store.get(job_id).attempts == 0  # type: ignore[union-attr]
+    assert store.client.zscore(store.keys.queued, job_id) == 100.0  # keeps its place in the queue
+    assert store.leases.holder(job_id) is None
+    assert store.leases.hand_back(job_id, "host:1:1") == "queued"  # again: nothing changes
+    assert store.jobs.get(job_id).attempts == 0  # type: ignore[union-attr]
     # a second start counts one attempt; a terminate during the run wins over the hand-back
-    assert store.claim(job_id, 3, "w@h", "host:1:1", 30) == "run"
-    assert store.request_cancel(job_id) == "canceling"
-    assert store.hand_back(job_id, "host:1:1") == "canceled"
-    assert store.get(job_id).state == "canceled"  # type: ignore[union-attr]
-    assert store.hand_back("b" * 32, "host:1:1") is None
+    assert store.leases.claim(job_id, 3, "w@h", "host:1:1", 30) == "run"
+    assert store.jobs.request_cancel(job_id) == "canceling"
+    assert store.leases.hand_back(job_id, "host:1:1") == "canceled"
+    assert store.jobs.get(job_id).state == "canceled"  # type: ignore[union-attr]
+    assert store.leases.hand_back("b" * 32, "host:1:1") is None
     # the drain mark lives for its time-to-live and is per worker
-    store.set_draining("w@h", 30)
-    assert store.is_draining("w@h") and not store.is_draining("v@h")
-    assert store.stop_requested(job_id, "w@h") == (True, True)
-    store.clear_draining("w@h")
-    assert not store.is_draining("w@h") and not store.is_draining("")
+    store.workers.set_draining("w@h", 30)
+    assert store.workers.is_draining("w@h") and not store.workers.is_draining("v@h")
+    assert store.jobs.stop_requested(job_id, "w@h") == (True, True)
+    store.workers.clear_draining("w@h")
+    assert not store.workers.is_draining("w@h") and not store.workers.is_draining("")
 
 
 def _unacked_entry(job_id: str, tag: str) -> str:
@@ -222,7 +221,7 @@ def test_finished_job_leaves_no_unacked_message_after_its_worker_was_killed(
         assert _broker_keys(svc)["unacked"] == 1  # the dead worker's delivery
         svc.start_worker("w2")
         _wait(store, job_id, lambda j: j.finished, 240)
-        job = store.get(job_id)
+        job = store.jobs.get(job_id)
         assert job is not None and job.state == "succeeded" and job.attempts == 2, svc.logs()
         _wait(store, job_id, lambda j: j.quality is not None and j.quality.finished, 240)
         _wait_broker_empty(svc)

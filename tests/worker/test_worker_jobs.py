@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from service.jobs import JobRecord, JobStore
 from service.settings import Settings
-from service.store import JobRecord, JobStore
 from tests import media_factory as mf
 from tests.worker.jobkit import make_job
 from worker.jobs import run_job
@@ -25,14 +25,14 @@ def test_success_then_redelivery_does_not_run_again(
 ) -> None:
     job_id = make_job(settings, store, media["astronaut"], media["speech"])
     assert run_job(job_id, settings, store, worker="w1") == "succeeded"
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.state == "succeeded" and job.attempts == 1
     assert job.result is not None and job.result["file"] == f"{job_id}.mp4"
     # the result first: its measurement is pending, its own task, and keeps the inputs
     assert job.quality is not None and job.quality.state == "pending"
     assert _leftovers(settings, job_id) == [settings.uploads_dir / job_id]
     assert run_quality(job_id, settings, store, worker="w1") == "ready"
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.quality is not None and job.quality.metrics is not None
     assert job.quality.metrics["face_found_rate"] > 0.95  # measured by lipsync evaluate
     result = settings.results_dir / f"{job_id}.mp4"
@@ -44,7 +44,7 @@ def test_success_then_redelivery_does_not_run_again(
     # the broker delivers the same message again (e.g. a lost ack): nothing is redone
     assert run_job(job_id, settings, store, worker="w2") == "succeeded"
     assert result.stat().st_mtime_ns == stamp
-    assert store.get(job_id).attempts == 1  # type: ignore[union-attr]
+    assert store.jobs.get(job_id).attempts == 1  # type: ignore[union-attr]
     assert sorted(p.name for p in settings.results_dir.iterdir()) == [f"{job_id}.mp4"]
 
 
@@ -53,7 +53,7 @@ def test_rerun_after_a_lost_worker_replaces_partial_output(
 ) -> None:
     job_id = make_job(settings, store, media["astronaut"], media["speech"])
     # first attempt: claimed, wrote half a file, then its worker died
-    assert store.claim(job_id, settings.max_attempts, "dead-worker") == "run"
+    assert store.leases.claim(job_id, settings.max_attempts, "dead-worker") == "run"
     work = settings.work_dir / job_id
     work.mkdir(parents=True)
     (work / f"{job_id}.part.mp4").write_bytes(b"\0" * 1000)
@@ -61,7 +61,7 @@ def test_rerun_after_a_lost_worker_replaces_partial_output(
     (work / "tmp" / "frames.raw").write_bytes(b"\0" * 1000)
 
     assert run_job(job_id, settings, store, worker="w2") == "succeeded"
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.attempts == 2 and job.worker == "w2"
     assert _leftovers(settings, job_id) == [settings.uploads_dir / job_id]  # to be measured
     assert [p.name for p in settings.results_dir.iterdir()] == [f"{job_id}.mp4"]
@@ -76,9 +76,9 @@ def test_worker_lost_too_often_fails_the_job(
 ) -> None:
     job_id = make_job(settings, store, media["astronaut"], media["speech"])
     for _ in range(settings.max_attempts):
-        assert store.claim(job_id, settings.max_attempts, "crashy") == "run"
+        assert store.leases.claim(job_id, settings.max_attempts, "crashy") == "run"
     assert run_job(job_id, settings, store) == "exhausted"
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.state == "failed"
     assert job.error is not None and job.error["code"] == "worker_lost"
     assert _leftovers(settings, job_id) == []
@@ -88,14 +88,14 @@ def test_canceled_job_never_runs(
     settings: Settings, store: JobStore, media: dict[str, Path]
 ) -> None:
     job_id = make_job(settings, store, media["astronaut"], media["speech"])
-    assert store.request_cancel(job_id) == "canceled"
+    assert store.jobs.request_cancel(job_id) == "canceled"
     assert run_job(job_id, settings, store) == "canceled"
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.state == "canceled"
     assert job.started_at is None and job.attempts == 0
     assert _leftovers(settings, job_id) == []
     assert not (settings.results_dir / f"{job_id}.mp4").exists()
-    assert store.queue_depth() == 0
+    assert store.stats.queue_depth() == 0
 
 
 def _cancel_when(
@@ -112,15 +112,15 @@ def _cancel_when(
     thread.start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        job = store.get(job_id)
+        job = store.jobs.get(job_id)
         if job is not None and reached(job):
             break
         time.sleep(0.02)
-    assert store.request_cancel(job_id) == "canceling"
+    assert store.jobs.request_cancel(job_id) == "canceling"
     thread.join(timeout=join_s)
     assert not thread.is_alive()
     assert outcome == ["canceled"]
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.state == "canceled"
     assert _leftovers(settings, job_id) == []
     assert not (settings.results_dir / f"{job_id}.mp4").exists()
@@ -142,7 +142,7 @@ def test_invalid_options_fail_with_a_typed_error(
 ) -> None:
     job_id = make_job(settings, store, media["astronaut"], media["speech"], {"fps": 500})
     assert run_job(job_id, settings, store) == "failed"
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.error == {
         "code": "invalid_option",
         "message": "fps must be between 1 and 120",
@@ -152,20 +152,20 @@ def test_invalid_options_fail_with_a_typed_error(
 def test_progress_and_cancel_helpers(settings: Settings, store: JobStore) -> None:
     # progress never resurrects a missing (expired) record and never goes backwards
     ProgressReporter(store, "0" * 32)("render", 0.5)
-    assert not store.exists("0" * 32)
+    assert not store.jobs.exists("0" * 32)
     job_id = "1" * 32
-    from service.store import JobRecord
+    from service.jobs import JobRecord
 
-    store.create(JobRecord(id=job_id, owner="o", state="queued", created_at=time.time()))
-    assert store.claim(job_id, 3, "w") == "run"
+    store.jobs.create(JobRecord(id=job_id, owner="o", state="queued", created_at=time.time()))
+    assert store.leases.claim(job_id, 3, "w") == "run"
     report = ProgressReporter(store, job_id, min_interval_s=0)
     report("render", 0.6)
     report("render", 0.4)
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.progress == 0.6 and job.stage == "render"
     flag = CancelFlag(store, job_id, min_interval_s=0)
     assert flag() is False
-    assert store.request_cancel(job_id) == "canceling"
+    assert store.jobs.request_cancel(job_id) == "canceling"
     assert flag() is True
 
 
@@ -175,7 +175,7 @@ def test_result_carries_evaluate_numbers_unless_switched_off(
     job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
     assert run_job(job_id, settings, store) == "succeeded"
     assert run_quality(job_id, settings, store) == "ready"
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.quality is not None
     quality = job.quality.metrics
     assert quality is not None
@@ -195,7 +195,7 @@ def test_result_carries_evaluate_numbers_unless_switched_off(
     job_id = make_job(settings, store, video, media["speech"], {"engine": "viseme"})
     assert run_job(job_id, settings, store) == "succeeded"
     assert run_quality(job_id, settings, store) == "ready"
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.quality is not None
     moving = job.quality.metrics
     assert moving is not None
@@ -206,14 +206,14 @@ def test_result_carries_evaluate_numbers_unless_switched_off(
     quiet = settings.model_copy(update={"evaluate_results": False})
     job_id = make_job(quiet, store, media["astronaut"], media["speech"])
     assert run_job(job_id, quiet, store) == "succeeded"
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.quality is not None and job.quality.state == "skipped"
     assert "LIPSYNC_EVALUATE_RESULTS" in (job.quality.note or "")
     assert _leftovers(settings, job_id) == []  # nothing to measure: the inputs went at once
     # off for one job (the push's evaluate=false)
     job_id = make_job(settings, store, media["astronaut"], media["speech"], {"evaluate": False})
     assert run_job(job_id, settings, store) == "succeeded"
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.quality is not None and job.quality.state == "skipped"
     assert job.quality.note == "evaluate=false"
     assert run_quality(job_id, settings, store) == "skipped"
@@ -227,7 +227,7 @@ def test_result_says_which_path_the_engine_took(
     quiet = settings.model_copy(update={"evaluate_results": False})
     job_id = make_job(quiet, store, media["astronaut"], media["speech"], {"engine": "retrieval"})
     assert run_job(job_id, quiet, store) == "succeeded"
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.result is not None
     assert job.result["engine"] == "retrieval"
     assert job.result["engine_path"] == "viseme"

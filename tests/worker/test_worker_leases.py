@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from service.jobs import JobStore
 from service.settings import Settings
-from service.store import JobStore
 from tests.worker.jobkit import make_job
 from worker.cleanup import OrphanRequeuer
 from worker.jobs import run_job
@@ -44,15 +44,15 @@ def test_claim_of_a_running_job_with_a_live_lease_is_busy(
     settings: Settings, store: JobStore, media: dict[str, Path]
 ) -> None:
     job_id = make_job(settings, store, media["astronaut"], media["speech"])
-    assert store.claim(job_id, 3, "w1", "otherhost:1", LEASE_S) == "run"
+    assert store.leases.claim(job_id, 3, "w1", "otherhost:1", LEASE_S) == "run"
     # a redelivered copy of the message while the runner (on another host) lives
     assert run_job(job_id, settings, store, worker="w2") == "busy"
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.state == "running" and job.attempts == 1
     assert (settings.uploads_dir / job_id).exists(), "a busy claim leaves the job alone"
     # the lease ends with the job
-    assert store.finish(job_id, "succeeded", result={"file": f"{job_id}.mp4"})
-    assert store.lease_holder(job_id) is None
+    assert store.jobs.finish(job_id, "succeeded", result={"file": f"{job_id}.mp4"})
+    assert store.leases.holder(job_id) is None
 
 
 def test_a_dead_local_runner_is_replaced_at_once(
@@ -60,11 +60,11 @@ def test_a_dead_local_runner_is_replaced_at_once(
 ) -> None:
     job_id = make_job(settings, store, media["astronaut"], media["speech"])
     dead = _dead_holder()
-    assert store.claim(job_id, 3, "w1", dead, LEASE_S) == "run"
-    assert store.lease_holder(job_id) == dead
+    assert store.leases.claim(job_id, 3, "w1", dead, LEASE_S) == "run"
+    assert store.leases.holder(job_id) == dead
     assert run_job(job_id, settings, store, worker="w2") == "succeeded"
-    job = store.get(job_id)
-    assert job is not None and job.attempts == 2 and store.lease_holder(job_id) is None
+    job = store.jobs.get(job_id)
+    assert job is not None and job.attempts == 2 and store.leases.holder(job_id) is None
 
 
 def _requeuer(settings: Settings, store: JobStore) -> tuple[OrphanRequeuer, list[str]]:
@@ -78,9 +78,9 @@ def test_orphan_requeuer_requeues_jobs_whose_lease_lapsed(
     alive = make_job(settings, store, media["astronaut"], media["speech"])
     lapsed = make_job(settings, store, media["astronaut"], media["speech"])
     dead = make_job(settings, store, media["astronaut"], media["speech"])
-    assert store.claim(alive, 3, "w", lease_holder(), LEASE_S) == "run"
-    assert store.claim(lapsed, 3, "w", "otherhost:1", 0.2) == "run"
-    assert store.claim(dead, 3, "w", _dead_holder(), LEASE_S) == "run"
+    assert store.leases.claim(alive, 3, "w", lease_holder(), LEASE_S) == "run"
+    assert store.leases.claim(lapsed, 3, "w", "otherhost:1", 0.2) == "run"
+    assert store.leases.claim(dead, 3, "w", _dead_holder(), LEASE_S) == "run"
     requeuer, sent = _requeuer(settings, store)
     time.sleep(0.3)
     # a dead local holder is requeued at once; a lapsed lease only after the grace period
@@ -90,14 +90,14 @@ def test_orphan_requeuer_requeues_jobs_whose_lease_lapsed(
     assert requeuer.scan() == {lapsed: "queued"}
     assert sent == [dead, lapsed]
     for job_id in (dead, lapsed):
-        job = store.get(job_id)
+        job = store.jobs.get(job_id)
         assert job is not None and job.state == "queued" and job.attempts == 1
-    assert store.get(alive).state == "running"  # type: ignore[union-attr]
-    assert set(store.active_ids()["queued"]) == {dead, lapsed}
+    assert store.jobs.get(alive).state == "running"  # type: ignore[union-attr]
+    assert set(store.jobs.active_ids()["queued"]) == {dead, lapsed}
     # a lapsed lease that comes back within the grace period (Redis restarted) is kept
-    store.r.delete(store.lease_key(alive))
+    store.client.delete(store.keys.lease(alive))
     assert requeuer.scan() == {}
-    assert store.renew_lease(alive, lease_holder(), LEASE_S)
+    assert store.leases.renew(alive, lease_holder(), LEASE_S)
     time.sleep(0.4)
     assert requeuer.scan() == {}
 
@@ -108,19 +108,19 @@ def test_orphan_requeuer_ends_canceled_and_overdue_jobs(
     canceled = make_job(settings, store, media["astronaut"], media["speech"])
     overdue = make_job(settings, store, media["astronaut"], media["speech"])
     for job_id in (canceled, overdue):
-        assert store.claim(job_id, 3, "w", _dead_holder(), LEASE_S) == "run"
-    assert store.request_cancel(canceled) == "canceling"
-    store.r.hset(store.job_key(overdue), "started_at", repr(time.time() - 4000))
+        assert store.leases.claim(job_id, 3, "w", _dead_holder(), LEASE_S) == "run"
+    assert store.jobs.request_cancel(canceled) == "canceling"
+    store.client.hset(store.keys.job(overdue), "started_at", repr(time.time() - 4000))
     requeuer, sent = _requeuer(settings, store)
     assert requeuer.scan() == {canceled: "canceled", overdue: "timeout"}
     assert sent == []
-    job = store.get(overdue)
+    job = store.jobs.get(overdue)
     assert job is not None and job.state == "failed" and job.error is not None
     assert job.error["code"] == "timeout"
-    assert store.get(canceled).state == "canceled"  # type: ignore[union-attr]
+    assert store.jobs.get(canceled).state == "canceled"  # type: ignore[union-attr]
     for job_id in (canceled, overdue):
         assert not (settings.uploads_dir / job_id).exists()
-    assert store.active_ids() == {"queued": [], "running": []}
+    assert store.jobs.active_ids() == {"queued": [], "running": []}
 
 
 def _dead_child_holder() -> str:
@@ -145,23 +145,23 @@ def test_a_dead_pool_process_of_this_worker_is_left_to_celery_for_a_while(
     own = make_job(settings, store, media["astronaut"], media["speech"])
     other_node = make_job(settings, store, media["astronaut"], media["speech"])
     older = make_job(settings, store, media["astronaut"], media["speech"])
-    assert store.claim(own, 3, "w1@host", _dead_child_holder(), LEASE_S) == "run"
-    assert store.claim(other_node, 3, "w2@host", _dead_child_holder(), LEASE_S) == "run"
+    assert store.leases.claim(own, 3, "w1@host", _dead_child_holder(), LEASE_S) == "run"
+    assert store.leases.claim(other_node, 3, "w2@host", _dead_child_holder(), LEASE_S) == "run"
     older_holder = _dead_holder().rsplit(":", 1)[0] + ":1"  # started just after boot
-    assert store.claim(older, 3, "w1@host", older_holder, LEASE_S) == "run"
+    assert store.leases.claim(older, 3, "w1@host", older_holder, LEASE_S) == "run"
     sent: list[str] = []
     requeuer = OrphanRequeuer(
         settings, store, sent.append, grace_s=0.3, node="w1@host", own_pool_grace_s=0.5
     )
     assert requeuer.scan() == {other_node: "queued", older: "queued"}
-    assert store.get(own).state == "running"  # type: ignore[union-attr]
+    assert store.jobs.get(own).state == "running"  # type: ignore[union-attr]
     # the next pool process claims it (as the redelivered message would): nothing to do
-    assert store.break_lease(own, store.lease_holder(own) or "")
-    assert store.claim(own, 3, "w1@host", lease_holder(), LEASE_S) == "run"
+    assert store.leases.break_dead(own, store.leases.holder(own) or "")
+    assert store.leases.claim(own, 3, "w1@host", lease_holder(), LEASE_S) == "run"
     time.sleep(0.6)
     assert requeuer.scan() == {}
     # that runner dies too and nothing claims the job: requeued once the grace has passed
-    store.r.set(store.lease_key(own), _dead_child_holder())
+    store.client.set(store.keys.lease(own), _dead_child_holder())
     assert requeuer.scan() == {}
     time.sleep(0.6)
     assert requeuer.scan() == {own: "queued"}

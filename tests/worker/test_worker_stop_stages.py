@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from service.jobs import JobRecord, JobStore
 from service.settings import Settings
-from service.store import JobRecord, JobStore
 from tests import media_factory as mf
 from tests.service.loopback_http import Tarpit
 from tests.worker.jobkit import make_job
@@ -77,7 +77,7 @@ class _Stopper(threading.Thread):
     def run(self) -> None:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            job = self.store.get(self.job_id)
+            job = self.store.jobs.get(self.job_id)
             if job is not None:
                 self.seen.append((job.state, job.stage, job.progress))
                 if job.finished and (job.quality is None or job.quality.finished):
@@ -93,10 +93,10 @@ class _Stopper(threading.Thread):
 
 def _stop_fn(kind: str, store: JobStore, job_id: str, quality: bool) -> Callable[[], object]:
     if kind == "drain":
-        return lambda: store.set_draining(WORKER, 60)
+        return lambda: store.workers.set_draining(WORKER, 60)
     if quality:
-        return lambda: store.request_quality_cancel(job_id)
-    return lambda: store.request_cancel(job_id)
+        return lambda: store.quality.request_cancel(job_id)
+    return lambda: store.jobs.request_cancel(job_id)
 
 
 def _run_and_time(run: Callable[[], str], stopper: _Stopper, store: JobStore) -> tuple[str, float]:
@@ -106,7 +106,7 @@ def _run_and_time(run: Callable[[], str], stopper: _Stopper, store: JobStore) ->
     finally:
         ended = time.monotonic()
         stopper.join(timeout=5)
-        store.clear_draining(WORKER)
+        store.workers.clear_draining(WORKER)
     assert stopper.asked_at is not None, f"the stage was never seen: {stopper.seen[-5:]}"
     return outcome, ended - stopper.asked_at
 
@@ -137,8 +137,8 @@ def test_each_pipeline_stage_stops_within_two_seconds(
     settings = settings.model_copy(update={"fetch_allow": ["127.0.0.1"]})
     job_id = make_job(settings, store, video, audio, options)
     if stage == "fetching":  # the video comes from a server that accepts and never answers
-        key = store.job_key(job_id)
-        store.r.hset(key, mapping={"video": "", "video_url": tarpit.url()})
+        key = store.keys.job(job_id)
+        store.client.hset(key, mapping={"video": "", "video_url": tarpit.url()})
     if stage == "probe":  # a fresh pool process: the probe stage loads the models too
         monkeypatch.setattr(worker_jobs, "_ENGINES", None)
 
@@ -154,7 +154,7 @@ def test_each_pipeline_stage_stops_within_two_seconds(
     stopper = _Stopper(store, job_id, reached, _stop_fn(kind, store, job_id, False),
                        settle_s=0.0 if stage in ("encode", "probe") else 0.3)  # fmt: skip
     outcome, took = _run_and_time(lambda: run_job(job_id, settings, store, WORKER), stopper, store)
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None
     if kind == "cancel":
         assert outcome == "canceled" and job.state == "canceled", (outcome, job.error)
@@ -186,7 +186,7 @@ def test_the_measurement_stops_within_two_seconds(
     outcome, took = _run_and_time(
         lambda: run_quality(job_id, settings, store, WORKER), stopper, store
     )
-    job = store.get(job_id)
+    job = store.jobs.get(job_id)
     assert job is not None and job.state == "succeeded" and job.quality is not None
     if kind == "cancel":
         assert outcome == "skipped" and job.quality.state == "skipped"

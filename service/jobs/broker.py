@@ -7,25 +7,32 @@ passed and it is put back on its queue. Two of the service's paths would leave s
 message behind: a job whose worker was lost (its message is sent again, the dead worker's
 copy stays) and a job handed back at a stop. :class:`BrokerMessages` puts one copy back at
 the head of the queue and forgets the others, or forgets them all once the job has ended.
-The scripts are in :mod:`service.store_lua`; every step is atomic inside Redis.
+:func:`drop_queued_message` takes a deleted job's message out of the queue itself. The
+scripts are in :mod:`service.jobs.lua`; every step is atomic inside Redis.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
-import redis
-
-from service import store_lua as lua
+from service.jobs import lua
+from service.jobs.client import Client, StoreError, connect
 from service.queue import QUEUE
+
+log = logging.getLogger("lipsync.jobs")
+
+#: The broker's lists of the job queue: kombu's Redis transport keeps one per priority step
+#: (``lipsync``, then ``lipsync\x06\x163`` ...).
+QUEUE_LISTS = [QUEUE] + [f"{QUEUE}\x06\x16{p}" for p in (3, 6, 9)]
 
 
 class BrokerMessages:
     """A job's unacked messages in the broker's Redis (``url``, kombu's default key names
     unless the transport options name others)."""
 
-    def __init__(self, client: redis.Redis, transport_options: dict[str, Any] | None = None):
+    def __init__(self, client: Client, transport_options: dict[str, Any] | None = None):
         opts = transport_options or {}
         prefix = str(opts.get("global_keyprefix", "") or "")
         self.r = client
@@ -39,10 +46,7 @@ class BrokerMessages:
     def from_url(
         cls, url: str, transport_options: dict[str, Any] | None = None, timeout_s: float = 3.0
     ) -> BrokerMessages:
-        client = redis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
-        )
-        return cls(client, transport_options)
+        return cls(connect(url, timeout_s), transport_options)
 
     def tags(self, job_id: str) -> list[str]:
         """Delivery tags of the unacked messages of task ``job_id`` (the task id is the job id)."""
@@ -72,3 +76,18 @@ class BrokerMessages:
             if self._restore(keys=keys, args=[tag, json.dumps(message), *others]):
                 return True
         return False
+
+
+def drop_queued_message(url: str, task_id: str, timeout_s: float = 3.0) -> int:
+    """Take a deleted job's message out of the broker's queue at ``url`` (its Celery task id
+    is the job id), so no broker key names it either; a worker would drop it anyway, but
+    only when it got to it. Only for a Redis broker; any trouble is logged, never raised:
+    the job is deleted already, and the worker still skips a message whose record is gone."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return 0
+    try:
+        with connect(url, timeout_s) as r:
+            return int(r.eval(lua.DROP_QUEUED_MESSAGE, len(QUEUE_LISTS), *QUEUE_LISTS, task_id))
+    except StoreError as exc:
+        log.warning("job %s: its queued message stays in the broker (%s)", task_id, exc)
+        return 0

@@ -1,5 +1,6 @@
-"""A job as stored in Redis: its states and the :class:`JobRecord` read from its hash
-(the API turns it into its response schema; :mod:`service.store` reads and writes it)."""
+"""A job as stored in Redis: the :class:`JobRecord` read from its hash (the API turns it
+into its response schema; :mod:`service.jobs.records` reads and writes it). Its states are
+in :mod:`service.jobs.states`."""
 
 from __future__ import annotations
 
@@ -7,21 +8,18 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-JobState = Literal["queued", "running", "succeeded", "failed", "canceled"]
-JOB_STATES: tuple[JobState, ...] = ("queued", "running", "succeeded", "failed", "canceled")
-TERMINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+from service.jobs.states import (
+    QUALITY_FINAL,
+    QUALITY_STATES,
+    TERMINAL_STATES,
+    JobState,
+    QualityState,
+)
 
 # A webhook's delivery: ``waiting`` for the job to end, ``pending`` (an attempt is due at
 # ``next_at``), ``delivering`` (an attempt is under way), ``delivered`` (a 2xx), ``failed``
 # (every attempt failed, or the address was refused).
 WebhookState = Literal["waiting", "pending", "delivering", "delivered", "failed"]
-
-# The quality measurement of a succeeded job (``lipsync evaluate``, its own low-priority
-# task): ``pending`` (queued), ``running``, ``ready`` (its numbers are in), ``failed`` (it
-# could not be measured; the note says why), ``skipped`` (turned off, or canceled).
-QualityState = Literal["pending", "running", "ready", "failed", "skipped"]
-QUALITY_STATES: tuple[QualityState, ...] = ("pending", "running", "ready", "failed", "skipped")
-QUALITY_FINAL: frozenset[str] = frozenset({"ready", "failed", "skipped"})
 
 
 @dataclass

@@ -1,18 +1,18 @@
 """The webhook deliveries still to make, in Redis: which are due, and who attempts each.
 
-``{prefix}:webhooks`` (:attr:`JobStore.webhooks_key`) is a zset of job ids scored by when
+``{prefix}:webhooks`` (:attr:`Keys.webhooks`) is a zset of job ids scored by when
 their next attempt is due; the delivery's state lives in the job's own hash
 (``webhook_url``, ``wh_state``, ``wh_attempts``, ``wh_code``, ``wh_error``,
 ``wh_delivered_at``, ``wh_next_at``, ``wh_lease``), so a delete or an expiry of the record
 takes it along. A job's final state makes its delivery due in the same Lua script that
-records the state (:mod:`service.store_lua`). Each step here is one Lua script too:
+records the state (:mod:`service.jobs.lua`). Each step here is one Lua script too:
 
-* :meth:`WebhookQueue.claim` takes one attempt: only if it is due and unclaimed (a claim
+* :meth:`Webhooks.claim` takes one attempt: only if it is due and unclaimed (a claim
   pushes its score to the end of a lease, so of two dispatchers only one gets it, and a
   claimant that dies mid-attempt leaves it to be claimed again when the lease passes);
-* :meth:`WebhookQueue.done` records the outcome: a 2xx ends the delivery for good (nothing
+* :meth:`Webhooks.done` records the outcome: a 2xx ends the delivery for good (nothing
   can claim it again), a failure schedules the next attempt or gives up;
-* :meth:`WebhookQueue.release` gives an attempt back, uncounted (a stopping dispatcher).
+* :meth:`Webhooks.release` gives an attempt back, uncounted (a stopping dispatcher).
 """
 
 from __future__ import annotations
@@ -20,33 +20,33 @@ from __future__ import annotations
 import time
 from typing import Any, cast
 
-from service import store_lua as lua
-from service.record import JobRecord
-from service.store import JobStore
+from service.jobs import lua
+from service.jobs.client import Part
+from service.jobs.record import JobRecord
 from service.webhook import Attempt
 
 
-class WebhookQueue:
-    """Claims and outcomes of webhook attempts (raises ``redis.RedisError`` when down)."""
+class Webhooks(Part):
+    """Claims and outcomes of webhook attempts (raises ``StoreError`` when down)."""
 
-    def __init__(self, store: JobStore) -> None:
-        self.store = store
-        self._claim = store.r.register_script(lua.WEBHOOK_CLAIM)
-        self._done = store.r.register_script(lua.WEBHOOK_DONE)
-        self._release = store.r.register_script(lua.WEBHOOK_RELEASE)
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._claim = self.script(lua.WEBHOOK_CLAIM)
+        self._done = self.script(lua.WEBHOOK_DONE)
+        self._release = self.script(lua.WEBHOOK_RELEASE)
 
     def _keys(self, job_id: str) -> list[str]:
-        return [self.store.webhooks_key, self.store.job_key(job_id)]
+        return [self.keys.webhooks, self.keys.job(job_id)]
 
     def due(self, limit: int, now: float | None = None) -> list[str]:
         """Up to ``limit`` job ids whose next attempt is due, the longest-waiting first."""
         now = time.time() if now is None else now
-        ids = self.store.r.zrangebyscore(self.store.webhooks_key, "-inf", now, 0, limit)
+        ids = self.r.zrangebyscore(self.keys.webhooks, "-inf", now, 0, limit)
         return [str(x) for x in cast(list[Any], ids)]
 
     def pending(self) -> int:
         """Deliveries not yet done (due, waiting for a retry, or being attempted)."""
-        return int(self.store.r.zcard(self.store.webhooks_key))
+        return int(self.r.zcard(self.keys.webhooks))
 
     def claim(
         self, job_id: str, token: str, lease_s: float, max_attempts: int, now: float | None = None
@@ -95,3 +95,10 @@ class WebhookQueue:
         """Give a claimed attempt back, uncounted and due at once."""
         now = time.time() if now is None else now
         return bool(self._release(keys=self._keys(job_id), args=[job_id, token, repr(now)]))
+
+    def drop(self, job_id: str) -> None:
+        """Forget the job's webhook: none will be made due, claimed or sent (a delete)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hdel(self.keys.job(job_id), "webhook_url", "wh_state", "wh_next_at", "wh_lease")
+        pipe.zrem(self.keys.webhooks, job_id)
+        pipe.execute()

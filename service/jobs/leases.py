@@ -1,0 +1,66 @@
+"""Who runs a job: the claim that starts it under a lease, the lease's renewal while it
+runs, and the two ways a running job goes back to the queue without finishing (its runner
+was lost; its worker is being stopped).
+
+A lease ``{prefix}:lease:{id}`` holds its runner's name (``host:pid:start``,
+:func:`worker.lease.lease_holder`) and expires unless renewed: a running job without one
+has lost its runner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.jobs import lua
+from service.jobs.client import Part, now
+
+
+class Leases(Part):
+    """The moves ``claim``, ``requeue`` and ``hand_back``, and the lease itself."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._claim = self.script(lua.CLAIM)
+        self._renew = self.script(lua.RENEW)
+        self._break = self.script(lua.BREAK)
+        self._requeue = self.script(lua.REQUEUE)
+        self._hand_back = self.script(lua.HAND_BACK)
+
+    def claim(
+        self, job_id: str, max_attempts: int, worker: str, holder: str = "", lease_s: float = 0
+    ) -> str:
+        """Move ``claim``: the job to running. Returns ``run`` or why not (``missing``,
+        ``canceled``, ``exhausted``, another state, ``busy`` while another runner holds
+        its lease). With ``holder`` the runner takes the job's lease for ``lease_s``
+        seconds and must renew it while it runs."""
+        args = [job_id, repr(now()), self.ttl_s, max_attempts, worker, holder, int(lease_s * 1000)]
+        return str(self._claim(keys=self.keys.lifecycle(job_id), args=args))
+
+    def renew(self, job_id: str, holder: str, lease_s: float) -> bool:
+        keys = [self.keys.lease(job_id), self.keys.job(job_id)]
+        return bool(self._renew(keys=keys, args=[holder, int(lease_s * 1000)]))
+
+    def holder(self, job_id: str) -> str | None:
+        holder = self.r.get(self.keys.lease(job_id))
+        return str(holder) if holder is not None else None
+
+    def break_dead(self, job_id: str, holder: str) -> bool:
+        """Drop the lease of a runner known to be dead (only if it still holds it)."""
+        return bool(self._break(keys=[self.keys.lease(job_id)], args=[holder]))
+
+    def requeue_orphan(self, job_id: str) -> str | None:
+        """Move ``requeue``: a running job without a lease goes back to ``queued`` (or
+        ``canceled``); None when it is not running or its lease is held."""
+        out = self._requeue(
+            keys=self.keys.lifecycle(job_id), args=[job_id, repr(now()), self.ttl_s]
+        )
+        return str(out) if out else None
+
+    def hand_back(self, job_id: str, holder: str) -> str | None:
+        """Move ``hand_back``: a running job goes back to ``queued`` with its attempt given
+        back (the worker running it is being stopped). Returns ``handed_back``,
+        ``canceled`` (a terminate came meanwhile), ``busy`` (another runner holds its
+        lease), another state (nothing done) or None (no such job)."""
+        args = [job_id, repr(now()), self.ttl_s, holder]
+        out = self._hand_back(keys=self.keys.lifecycle(job_id), args=args)
+        return str(out) if out else None
