@@ -113,3 +113,15 @@ def test_options_imports_nothing_above_it() -> None:
     above = ("lipsync.engines", "lipsync.media", "lipsync.face", "lipsync.enhance")
     above += ("lipsync.pipeline", "lipsync.device", "lipsync.cli")
     assert sorted(m for m in reached if any(_inside(m, a) for a in above)) == []
+
+
+def test_only_the_job_store_imports_the_redis_client() -> None:
+    """service/jobs/ is the one place that talks to Redis (the job store and the broker's
+    keys); the API, the worker, the rest of the service and the library go through it."""
+    importers = sorted(
+        module
+        for module, targets in project_graph().items()
+        if not _inside(module, "service.jobs")
+        and any(_inside(target, "redis") for target in targets)
+    )
+    assert importers == []
