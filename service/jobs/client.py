@@ -5,6 +5,7 @@ holds every other one to that). Callers elsewhere see :data:`StoreError` and
 from __future__ import annotations
 
 import time
+from functools import cached_property
 from typing import Any
 
 import redis
@@ -43,6 +44,12 @@ class Part:
         self.keys = keys
         self.ttl_s = ttl_s
 
-    def script(self, source: str) -> Any:
-        """``source`` registered with the client (run by its SHA, loaded on first use)."""
-        return self.r.register_script(source)
+
+def script(source: str) -> Any:
+    """A Lua script as an attribute of a :class:`Part`: registered with its client when
+    first used (then run by its SHA, loaded into Redis when Redis does not know it)."""
+
+    def registered(part: Part) -> Any:
+        return part.r.register_script(source)
+
+    return cached_property(registered)

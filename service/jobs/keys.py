@@ -16,14 +16,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
 class Keys:
     """The key names under one prefix."""
 
-    prefix: str = "lipsync"
+    def __init__(self, prefix: str = "lipsync") -> None:
+        self.prefix = prefix
+        self.queued = f"{prefix}:queued"
+        self.running = f"{prefix}:running"
+        self.webhooks = f"{prefix}:webhooks"
+        self.workers = f"{prefix}:workers"
+        self.finished = f"{prefix}:stats:finished"
+        self.stage_sum = f"{prefix}:stats:stage_seconds_sum"
+        self.stage_count = f"{prefix}:stats:stage_seconds_count"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -39,34 +44,6 @@ class Keys:
 
     def drain(self, worker: str) -> str:
         return f"{self.prefix}:draining:{worker}"
-
-    @property
-    def queued(self) -> str:
-        return f"{self.prefix}:queued"
-
-    @property
-    def running(self) -> str:
-        return f"{self.prefix}:running"
-
-    @property
-    def webhooks(self) -> str:
-        return f"{self.prefix}:webhooks"
-
-    @property
-    def workers(self) -> str:
-        return f"{self.prefix}:workers"
-
-    @property
-    def finished(self) -> str:
-        return f"{self.prefix}:stats:finished"
-
-    @property
-    def stage_sum(self) -> str:
-        return f"{self.prefix}:stats:stage_seconds_sum"
-
-    @property
-    def stage_count(self) -> str:
-        return f"{self.prefix}:stats:stage_seconds_count"
 
     def lifecycle(self, job_id: str) -> list[str]:
         """The KEYS of every script that moves a job (:mod:`service.jobs.lua`)."""

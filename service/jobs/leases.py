@@ -9,22 +9,18 @@ has lost its runner.
 
 from __future__ import annotations
 
-from typing import Any
-
 from service.jobs import lua
-from service.jobs.client import Part, now
+from service.jobs.client import Part, now, script
 
 
 class Leases(Part):
     """The moves ``claim``, ``requeue`` and ``hand_back``, and the lease itself."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._claim = self.script(lua.CLAIM)
-        self._renew = self.script(lua.RENEW)
-        self._break = self.script(lua.BREAK)
-        self._requeue = self.script(lua.REQUEUE)
-        self._hand_back = self.script(lua.HAND_BACK)
+    _claim = script(lua.CLAIM)
+    _renew = script(lua.RENEW)
+    _break = script(lua.BREAK)
+    _requeue = script(lua.REQUEUE)
+    _hand_back = script(lua.HAND_BACK)
 
     def claim(
         self, job_id: str, max_attempts: int, worker: str, holder: str = "", lease_s: float = 0

@@ -7,22 +7,21 @@ import json
 from typing import Any
 
 from service.jobs import lua
-from service.jobs.client import Part, now
+from service.jobs.client import Part, now, script
 
 
 class Measurements(Part):
     """The moves ``q_claim``, ``q_finish``, ``q_hand_back`` and ``q_cancel``."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._claim = self.script(lua.QUALITY_CLAIM)
-        self._finish = self.script(lua.QUALITY_FINISH)
-        self._hand_back = self.script(lua.QUALITY_HAND_BACK)
-        self._cancel = self.script(lua.QUALITY_CANCEL)
-        self._unsent = self.script(lua.QUALITY_UNSENT)
+    _claim = script(lua.QUALITY_CLAIM)
+    _finish = script(lua.QUALITY_FINISH)
+    _hand_back = script(lua.QUALITY_HAND_BACK)
+    _cancel = script(lua.QUALITY_CANCEL)
+    _unsent = script(lua.QUALITY_UNSENT)
 
-    def _run(self, script: Any, job_id: str, *args: Any) -> str:
-        return str(script(keys=[self.keys.job(job_id)], args=[repr(now()), *args]))
+    def _run(self, move: Any, job_id: str, *args: Any) -> str:
+        """Run script ``move`` on the job's record: KEYS the job, ARGV now then ``args``."""
+        return str(move(keys=[self.keys.job(job_id)], args=[repr(now()), *args]))
 
     def claim(self, job_id: str, holder: str, max_attempts: int) -> str:
         """Start the measurement: ``run``, or why not (``missing``, ``none``, ``skipped``,

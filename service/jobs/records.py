@@ -7,7 +7,7 @@ import json
 from typing import Any, cast
 
 from service.jobs import lua
-from service.jobs.client import Part, now
+from service.jobs.client import Part, now, script
 from service.jobs.record import JobRecord
 from service.jobs.states import JOB_MOVES, JobState, targets
 
@@ -18,12 +18,10 @@ _FINAL = targets(JOB_MOVES, "finish", "running")
 class Jobs(Part):
     """The records (``{prefix}:job:{id}``), the queues they sit in, and the owner index."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._cancel = self.script(lua.CANCEL)
-        self._finish = self.script(lua.FINISH)
-        self._progress = self.script(lua.PROGRESS)
-        self._purge = self.script(lua.PURGE)
+    _cancel = script(lua.CANCEL)
+    _finish = script(lua.FINISH)
+    _progress = script(lua.PROGRESS)
+    _purge = script(lua.PURGE)
 
     def create(self, job: JobRecord) -> None:
         """Write a new job's record and queue entry (move ``submit``; its message is the

@@ -21,7 +21,7 @@ import time
 from typing import Any, cast
 
 from service.jobs import lua
-from service.jobs.client import Part
+from service.jobs.client import Part, script
 from service.jobs.record import JobRecord
 from service.webhook import Attempt
 
@@ -29,11 +29,9 @@ from service.webhook import Attempt
 class Webhooks(Part):
     """Claims and outcomes of webhook attempts (raises ``StoreError`` when down)."""
 
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._claim = self.script(lua.WEBHOOK_CLAIM)
-        self._done = self.script(lua.WEBHOOK_DONE)
-        self._release = self.script(lua.WEBHOOK_RELEASE)
+    _claim = script(lua.WEBHOOK_CLAIM)
+    _done = script(lua.WEBHOOK_DONE)
+    _release = script(lua.WEBHOOK_RELEASE)
 
     def _keys(self, job_id: str) -> list[str]:
         return [self.keys.webhooks, self.keys.job(job_id)]
