@@ -1,8 +1,8 @@
 """lipsync.client and ``lipsync remote run`` against the real stack (uvicorn, Celery, Redis).
 
-Endpoints still being added (``GET /events``, ``DELETE /jobs/{task_id}``) are probed in the
-live OpenAPI schema: wait() must use the event stream when it is there (else it polls), and
-the delete checks are skipped, saying why, while the route is missing.
+wait() follows the server's event stream (``GET /events``), and delete() removes the job
+(``DELETE /jobs/{task_id}``): both routes are part of the API, and the tests fail, never
+skip, when either is missing.
 """
 
 from __future__ import annotations
@@ -30,20 +30,30 @@ pytestmark = pytest.mark.slow
 LIPSYNC = [sys.executable, "-m", "lipsync.cli"]
 
 
-@pytest.fixture(scope="module")
-def routes(stack: Any) -> dict[str, set[str]]:
-    """The live API's routes and their methods (from its OpenAPI schema)."""
+def test_the_api_has_the_routes_the_client_calls(stack: Any) -> None:
+    """The live API's OpenAPI schema offers every route the client uses."""
     schema = httpx.get(f"{stack.base_url}/openapi.json", timeout=30).json()
-    return {path: {m.upper() for m in ops} for path, ops in schema["paths"].items()}
+    routes = {path: {m.upper() for m in ops} for path, ops in schema["paths"].items()}
+    for method, path in (
+        ("POST", "/push"),
+        ("GET", "/status"),
+        ("POST", "/terminate"),
+        ("GET", "/download"),
+        ("GET", "/events"),
+        ("DELETE", "/jobs/{task_id}"),
+    ):
+        assert method in routes.get(PREFIX + path, set()), f"{method} {PREFIX}{path}"
 
 
-def _has_events(routes: dict[str, set[str]]) -> bool:
-    return "GET" in routes.get(f"{PREFIX}/events", set())
-
-
-def _require_delete(routes: dict[str, set[str]]) -> None:
-    if "DELETE" not in routes.get(f"{PREFIX}/jobs/{{task_id}}", set()):
-        pytest.skip("DELETE /api/v1/lipsync/jobs/{task_id} is not in this API yet (issue 14.4)")
+def _check_deleted(stack: Any, task_id: str) -> None:
+    """Nothing of a deleted job is left on the server: no result, no uploads, no work dir."""
+    data = stack.data_dir
+    left = [
+        data / "results" / f"{task_id}.mp4",
+        data / "uploads" / task_id,
+        data / "work" / task_id,
+    ]
+    assert [p for p in left if p.exists()] == [], stack.logs()
 
 
 def _decode(path: Path) -> tuple[int, bool]:
@@ -89,7 +99,7 @@ def _no_connection(sock: socket.socket) -> bool:
 
 
 def test_sync_submit_wait_download_delete(
-    stack: Any, media: dict[str, Path], routes: dict[str, set[str]], tmp_path: Path
+    stack: Any, media: dict[str, Path], tmp_path: Path
 ) -> None:
     seen: list[tuple[str, float]] = []
     with Client(stack.base_url, api_key=KEY_A, timeout=60) as client:
@@ -102,8 +112,7 @@ def test_sync_submit_wait_download_delete(
         final = job.wait(progress=lambda stage, f: seen.append((stage, f)), timeout=300)
         assert isinstance(final, JobStatus) and final.state == "succeeded", stack.logs()
         assert final.result and final.result["file"] == f"{job.task_id}.mp4"
-        # the event stream when the server has one, else polling
-        assert client._s.events is _has_events(routes)
+        assert client._s.events is True, "wait() followed the event stream, not polls"
         _check_progress(seen)
         assert {s for s, _ in seen} - {"queued", "starting", "done"}, seen
 
@@ -128,7 +137,6 @@ def test_sync_submit_wait_download_delete(
             job.cancel()
         assert (err.value.status, err.value.code) == (409, "finished")
 
-        _require_delete(routes)
         job.delete()
         with pytest.raises(LipsyncAPIError) as err:
             job.status()
@@ -136,10 +144,11 @@ def test_sync_submit_wait_download_delete(
         with pytest.raises(LipsyncAPIError) as err:
             job.download(tmp_path / "again.mp4")
         assert err.value.status == 404
+        _check_deleted(stack, job.task_id)
 
 
 def test_async_submit_wait_download_delete(
-    stack: Any, media: dict[str, Path], routes: dict[str, set[str]], tmp_path: Path
+    stack: Any, media: dict[str, Path], tmp_path: Path
 ) -> None:
     seen: list[tuple[str, float]] = []
 
@@ -147,29 +156,26 @@ def test_async_submit_wait_download_delete(
         await asyncio.sleep(0)
         seen.append((stage, fraction))
 
-    async def scenario() -> tuple[JobStatus, Path, bool]:
+    async def scenario() -> tuple[JobStatus, Path, str]:
         async with AsyncClient(stack.base_url + PREFIX, api_key=KEY_A) as client:
             job = await client.submit(
                 video=media["astronaut"], audio=media["speech"], pads=(0, 12, 0, 0)
             )
             final = await job.wait(progress=progress, timeout=300)
             out = await job.download(tmp_path / "async.mp4")
-            deleted = "DELETE" in routes.get(f"{PREFIX}/jobs/{{task_id}}", set())
-            if deleted:
-                await job.delete()
-                with pytest.raises(LipsyncAPIError) as err:
-                    await job.status()
-                assert err.value.code == "not_found"
-            assert client._s.events is _has_events(routes)
-            return final, out, deleted
+            await job.delete()
+            with pytest.raises(LipsyncAPIError) as err:
+                await job.status()
+            assert (err.value.status, err.value.code) == (404, "not_found")
+            assert client._s.events is True, "wait() followed the event stream, not polls"
+            return final, out, job.task_id
 
-    final, out, deleted = asyncio.run(scenario())
+    final, out, task_id = asyncio.run(scenario())
     assert final.state == "succeeded", stack.logs()
     _check_progress(seen)
     frames, has_audio = _decode(out)
     assert frames > 10 and has_audio
-    if not deleted:
-        pytest.skip("submit/wait/download passed; DELETE /jobs/{task_id} is not in this API yet")
+    _check_deleted(stack, task_id)
 
 
 def test_bad_option_fails_before_any_request(
