@@ -7,9 +7,11 @@ native calls that hold the interpreter lock for seconds at a time: nothing in th
 that runs them (no thread, no signal handler) can act until they return. A child process
 can be killed at once, and the memory the measurement used goes back with it.
 
-``ARGS_JSON``: ``{"result", "audio", "source", "models_dir", "out", limits...}``; the child
-writes ``{"metrics": {...}}`` or ``{"error": {"code", "message"}}`` to ``out`` (never to
-stdout, which libraries may print on) and exits 0. It dies with its parent (PDEATHSIG).
+``ARGS_JSON``: ``{"result", "audio", "source", "models_dir", "out", "started", limits...}``;
+the child creates the file ``started`` as it calls ``lipsync evaluate`` itself (its imports
+and the probe of the input are behind it: the measurement proper is under way), writes
+``{"metrics": {...}}`` or ``{"error": {"code", "message"}}`` to ``out`` (never to stdout,
+which libraries may print on) and exits 0. It dies with its parent (PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
             reference = source
     except LipsyncError:  # measured without the input, then
         log.warning("probing %s for the evaluation failed", source.name, exc_info=True)
+    if args.get("started"):
+        Path(args["started"]).touch()
     report = evaluate(
         args["result"],
         args["audio"],

@@ -41,6 +41,9 @@ log = logging.getLogger("lipsync.worker")
 #: How often one job's measurement makes way for a job that is waiting (then it finishes
 #: even with jobs waiting, so that a busy server still measures).
 MAX_YIELDS = 5
+#: The file the measurement's child creates in the job's work dir as it starts ``lipsync
+#: evaluate`` itself (worker/evaluate_child.py): the measurement proper is under way.
+STARTED = "quality.started"
 
 
 class QualityFlag:
@@ -164,6 +167,7 @@ def measure(
     paths.work.mkdir(parents=True, exist_ok=True)
     out = paths.work / "quality.json"
     out.unlink(missing_ok=True)
+    (paths.work / STARTED).unlink(missing_ok=True)
     limits = settings.media_limits
     args = {
         "result": str(paths.result),
@@ -171,6 +175,7 @@ def measure(
         "source": str(video),
         "models_dir": str(settings.models_dir),
         "out": str(out),
+        "started": str(paths.work / STARTED),
         "limits": {
             "max_width": limits.max_width,
             "max_height": limits.max_height,

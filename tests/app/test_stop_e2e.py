@@ -20,6 +20,7 @@ import pytest
 from tests import media_factory as mf
 from tests.app import service_harness as sh
 from tests.service.loopback_http import Tarpit
+from worker.quality import STARTED
 
 STOP_WITHIN_S = 2.0
 DB = 14  # a broker database of its own
@@ -71,8 +72,14 @@ def _fetching(body: dict[str, Any]) -> bool:
     return body["state"] == "running" and body["stage"] == "fetching"
 
 
-def _measuring(body: dict[str, Any]) -> bool:
-    return (body.get("quality") or {}).get("state") == "running"
+def _evaluating(svc: sh.Service, job: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether the job's measurement runs and its child is inside ``lipsync evaluate``."""
+
+    def evaluating(body: dict[str, Any]) -> bool:
+        running = (body.get("quality") or {}).get("state") == "running"
+        return running and (svc.data_dir / "work" / job / STARTED).exists()
+
+    return evaluating
 
 
 def test_terminate_delete_and_sigterm_stop_a_fetch_from_a_tarpit(
@@ -139,7 +146,7 @@ def test_terminate_delete_and_sigterm_stop_the_measurement(
 
             # terminate
             job = push()
-            body, _ = _until(c, job, _measuring, 240)
+            body, _ = _until(c, job, _evaluating(svc, job), 240)
             assert body["state"] == "succeeded"
             dl = c.get("/api/v1/lipsync/download", params={"task_id": job})
             assert dl.status_code == 200 and dl.content[4:8] == b"ftyp"  # ready before it
@@ -156,7 +163,7 @@ def test_terminate_delete_and_sigterm_stop_the_measurement(
 
             # DELETE
             job = push()
-            _until(c, job, _measuring, 240)
+            _until(c, job, _evaluating(svc, job), 240)
             time.sleep(0.5)
             asked = time.monotonic()
             assert c.delete(f"/api/v1/lipsync/jobs/{job}").status_code == 204
@@ -166,7 +173,7 @@ def test_terminate_delete_and_sigterm_stop_the_measurement(
 
             # SIGTERM
             job = push()
-            _until(c, job, _measuring, 240)
+            _until(c, job, _evaluating(svc, job), 240)
             time.sleep(0.5)
             worker = svc.workers["w1"]
 

@@ -27,7 +27,7 @@ from tests.service.loopback_http import Tarpit
 from tests.worker.jobkit import make_job
 from worker import jobs as worker_jobs
 from worker.jobs import run_job
-from worker.quality import run_quality
+from worker.quality import STARTED, run_quality
 
 WORKER = "stage-test@host"
 STOP_WITHIN_S = 2.0
@@ -179,8 +179,9 @@ def test_the_measurement_stops_within_two_seconds(
     job_id = make_job(settings, store, long_video, media["speech"], {"engine": "viseme"})
     assert run_job(job_id, settings, store, WORKER) == "succeeded"
 
-    def reached(job: JobRecord) -> bool:
-        return job.quality is not None and job.quality.state == "running"
+    def reached(job: JobRecord) -> bool:  # its child is inside lipsync evaluate
+        running = job.quality is not None and job.quality.state == "running"
+        return running and (settings.work_dir / job_id / STARTED).exists()
 
     stopper = _Stopper(store, job_id, reached, _stop_fn(kind, store, job_id, True), 1.0)
     outcome, took = _run_and_time(
