@@ -12,6 +12,7 @@ from tests import media_factory as mf
 
 if TYPE_CHECKING:
     from tests.app.service_harness import RedisServer
+    from tests.service.loopback_http import LoopbackHTTP
 
 
 @pytest.fixture(scope="session")
@@ -20,11 +21,33 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     stopped at the end of the session. Tests isolate themselves by key prefix or db number."""
     from tests.app import service_harness as sh
 
-    server = sh.start_redis(tmp_path_factory.mktemp("redis"))
-    try:
+    with sh.private_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server
-    finally:
-        sh.stop(server.proc)
+
+
+def _victim(host: str) -> Iterator[LoopbackHTTP]:
+    from tests.service.loopback_http import LoopbackHTTP
+
+    try:
+        server = LoopbackHTTP(host)
+    except OSError:
+        pytest.skip(f"no loopback on {host} here")
+    with server:
+        server.files["secret"] = (b"internal only", "text/plain")
+        yield server
+
+
+@pytest.fixture(scope="module")
+def victim() -> Iterator[LoopbackHTTP]:
+    """An internal server on IPv4 loopback holding ``/file/secret``: no fetch, job or
+    webhook may ever reach it (its ``connections`` stay what they were)."""
+    yield from _victim("127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def victim6() -> Iterator[LoopbackHTTP]:
+    """The same on IPv6 loopback (skipped where there is none)."""
+    yield from _victim("::1")
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,6 @@
-"""Session fixtures: a private Redis, one real Celery worker and the real API over HTTP."""
+"""Fixtures of the service tests: the session's ``stack`` (a private Redis, one real Celery
+worker and the real API over HTTP), a test module's own deployment (``svc``, as its
+``DEPLOYMENT`` declares) and headless Chromium (``browser``)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ import httpx
 import pytest
 
 from tests.app import service_harness as sh
+from tests.app.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.app.openapi_check import api_client
 from tests.app.service_harness import KEY_A, KEY_B, PREFIX, push
+from tests.service.loopback_http import LoopbackHTTP
 
 
 @dataclass
@@ -24,6 +28,7 @@ class Stack:
     logdir: Path
     api: sh.Proc
     worker: sh.Proc
+    env: dict[str, str]
 
     def client(self, key: str | None = KEY_A) -> httpx.Client:
         """A client whose every answer is checked against the API's OpenAPI document."""
@@ -49,7 +54,54 @@ def stack(
         sh.wait_worker(redis_server.url, PREFIX, worker)
         api, base = sh.start_api(env, root)
         with sh.running(api):
-            yield Stack(base, redis_server, data_dir, root, api, worker)
+            yield Stack(base, redis_server, data_dir, root, api, worker, env)
+
+
+@pytest.fixture(scope="module")
+def svc(
+    request: pytest.FixtureRequest,
+    redis_server: sh.RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[sh.Service]:
+    """The test module's own deployment, as its ``DEPLOYMENT`` (:class:`~tests.app.
+    service_harness.Deployment`) declares: its worker and API started, all of it stopped
+    once the module's tests are done."""
+    spec: sh.Deployment = request.module.DEPLOYMENT
+    root = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    with sh.service(redis_server, root, spec.broker_db, **spec.env) as service:
+        if spec.worker:
+            service.start_worker()
+        service.start_api(**spec.api_env)
+        yield service
+
+
+@pytest.fixture(scope="module")
+def media_server(media: dict[str, Path]) -> Iterator[LoopbackHTTP]:
+    """The test media served over HTTP on loopback, for URL inputs: ``/file/face.png``,
+    ``face.mp4``, ``speech.wav`` and ``notes.mp4`` (text named as a video)."""
+    served = {
+        "face.png": ("astronaut", "image/png"),
+        "face.mp4": ("face_video", "video/mp4"),
+        "speech.wav": ("speech", "audio/wav"),
+        "notes.mp4": ("text_mp4", "video/mp4"),
+    }
+    with LoopbackHTTP("127.0.0.1") as server:
+        server.files.update({n: (media[k].read_bytes(), t) for n, (k, t) in served.items()})
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's, driven by playwright) for the module's tests; a module
+    using it carries :data:`tests.app.chromium.NEEDED` among its marks."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,8 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ import httpx
 import redis
 
 from tests.app.openapi_check import api_client
+from tests.service.loopback_http import Acceptor
 
 if TYPE_CHECKING:
     from service.jobs import JobStore
@@ -94,16 +94,44 @@ def start_redis(workdir: Path, appendonly: bool = False, port: int | None = None
     ]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     server = RedisServer(port, proc, log, workdir, appendonly)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         with contextlib.suppress(redis.RedisError):
-            if server.client().ping():
-                return server
+            return bool(server.client().ping())
+        return False
+
+    _wait_up(proc, answers, 10, 0.05, log, "redis-server")
+    return server
+
+
+def _wait_up(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    timeout: float,
+    pause: float,
+    log: Path,
+    what: str,
+) -> None:
+    """Wait until ``ready()`` while ``proc`` lives; else stop it and raise with its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
         if proc.poll() is not None:
             break
-        time.sleep(0.05)
+        time.sleep(pause)
     stop(proc)
-    raise RuntimeError(f"redis-server did not start:\n{tail(log)}")
+    raise RuntimeError(f"{what} did not come up:\n{tail(log)}")
+
+
+@contextlib.contextmanager
+def private_redis(workdir: Path, appendonly: bool = False) -> Iterator[RedisServer]:
+    """A private redis-server (:func:`start_redis`) while the block runs, stopped after."""
+    server = start_redis(workdir, appendonly)
+    try:
+        yield server
+    finally:
+        stop(server.proc)
 
 
 def stop_redis(server: RedisServer) -> None:
@@ -229,16 +257,14 @@ def start_api(env: dict[str, str], logdir: Path, name: str = "api") -> tuple[Pro
     with log.open("wb") as out:
         proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return Proc(proc, log), base
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    stop(proc)
-    raise RuntimeError(f"API did not come up:\n{tail(log)}")
+            return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+        return False
+
+    _wait_up(proc, healthy, 30, 0.1, log, "API")
+    return Proc(proc, log), base
 
 
 @contextlib.contextmanager
@@ -248,6 +274,15 @@ def running(*procs: Proc) -> Iterator[None]:
     finally:
         for p in procs:
             stop(p.proc)
+
+
+@contextlib.contextmanager
+def api_beside(env: dict[str, str], logdir: Path, name: str, **extra: str) -> Iterator[str]:
+    """Another API process on a running deployment's ``env`` (its Redis, data dir and
+    workers) changed by ``extra``: its base URL while the block runs, stopped after."""
+    api, base = start_api({**env, **extra}, logdir, name=name)
+    with running(api):
+        yield base
 
 
 def push(
@@ -365,6 +400,19 @@ class Service:
             stop(proc.proc)
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """What a test module declares as ``DEPLOYMENT`` to get its own deployment from the
+    ``svc`` fixture (tests/app/conftest.py): a :func:`service` on broker db ``broker_db``
+    with ``env``, its worker started unless ``worker`` is False, then its API with
+    ``api_env`` added."""
+
+    broker_db: int
+    env: dict[str, str] = field(default_factory=dict)
+    worker: bool = True
+    api_env: dict[str, str] = field(default_factory=dict)
+
+
 @contextlib.contextmanager
 def service(
     redis_server: RedisServer, root: Path, broker_db: int, **extra: str
@@ -394,34 +442,17 @@ def job_executions(log: str, task_id: str) -> int:
     return len(ends)
 
 
-class Listener:
+class Listener(Acceptor):
     """A TCP listener on loopback that records every connection made to it (none expected):
     hostile files point their URLs here, so a connection attempt is caught, not sent out."""
 
     def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = int(self.sock.getsockname()[1])
         self.connections: list[tuple[str, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        super().__init__("127.0.0.1")
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, peer = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections.append(peer)
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
+    def took(self, conn: socket.socket, peer: Any) -> None:
+        self.connections.append(peer)
+        conn.close()
 
 
 @dataclass

@@ -217,11 +217,10 @@ def _raw_upload(base_url: str, body_size: int, chunked: bool) -> tuple[int, int]
 @pytest.fixture(scope="module")
 def small_api(redis_server: sh.RedisServer, stack: Any) -> Any:
     """A second API on the same Redis and data dir: no API keys, a 1 MB upload cap."""
-    env = sh.service_env(
-        redis_server.url, stack.data_dir, LIPSYNC_MAX_UPLOAD_BYTES=str(1024 * 1024)
-    )
-    api, base = sh.start_api(env, stack.logdir, name="api-small")
-    with sh.running(api):
+    cap = str(1024 * 1024)
+    with sh.api_beside(
+        stack.env, stack.logdir, "api-small", LIPSYNC_API_KEYS="", LIPSYNC_MAX_UPLOAD_BYTES=cap
+    ) as base:
         yield base
 
 

@@ -19,22 +19,16 @@ from typing import Any
 
 import pytest
 
+from tests.app import chromium
 from tests.app.service_harness import (
     KEY_A,
-    KEY_B,
+    api_beside,
     astronaut_png,
     free_port,
-    running,
-    service_env,
     speech,
-    start_api,
 )
-from tests.app.test_web_ui import CHROMIUM, CHROMIUM_ARGS
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
-]
+pytestmark = [pytest.mark.slow, chromium.NEEDED]
 
 PAGE = """<!doctype html>
 <meta charset="utf-8"><title>another origin</title>
@@ -124,28 +118,9 @@ def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 @pytest.fixture(scope="module")
 def cors_api(stack: Any, page_server: int) -> Iterator[str]:
     """A second API on the stack's Redis, data and worker, allowing the page's origin."""
-    env = service_env(
-        stack.redis.url,
-        stack.data_dir,
-        LIPSYNC_API_KEYS=f"{KEY_A},{KEY_B}",
-        LIPSYNC_RESULT_TTL_S="3600",
-        LIPSYNC_CORS_ORIGINS=f"http://127.0.0.1:{page_server}",
-    )
-    api, base = start_api(env, stack.logdir, name="api-cors")
-    with running(api):
+    origin = f"http://127.0.0.1:{page_server}"
+    with api_beside(stack.env, stack.logdir, "api-cors", LIPSYNC_CORS_ORIGINS=origin) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def test_page_on_another_origin_uses_the_api(

@@ -28,11 +28,9 @@ FINAL = ("succeeded", "failed", "canceled")
 
 @pytest.fixture(scope="module")
 def aof_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sh.RedisServer]:
-    server = sh.start_redis(tmp_path_factory.mktemp("redis-aof"), appendonly=True)
-    try:
+    """A Redis of its own, append-only (as in docker-compose.yml): the tests restart it."""
+    with sh.private_redis(tmp_path_factory.mktemp("redis-aof"), appendonly=True) as server:
         yield server
-    finally:
-        sh.stop(server.proc)
 
 
 @pytest.fixture(scope="module")

@@ -85,21 +85,12 @@ def _cases(
     return cases
 
 
-@pytest.fixture(scope="module")
-def hostile(redis_server: sh.RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    root = tmp_path_factory.mktemp("hostile")
-    with sh.service(
-        redis_server, root, broker_db=7, LIPSYNC_PROBE_TIMEOUT_S=str(PROBE_TIMEOUT_S)
-    ) as svc:
-        svc.start_worker()
-        svc.start_api()
-        yield svc
+DEPLOYMENT = sh.Deployment(broker_db=7, env={"LIPSYNC_PROBE_TIMEOUT_S": str(PROBE_TIMEOUT_S)})
 
 
 def test_hostile_media_is_refused_or_fails_without_network_or_outside_reads(
-    hostile: sh.Service, media: dict[str, Path], tmp_path: Path
+    svc: sh.Service, media: dict[str, Path], tmp_path: Path
 ) -> None:
-    svc = hostile
     secret = tmp_path / "secret"
     secret.mkdir()
     canary = secret / "canary.txt"

@@ -27,21 +27,18 @@ P = "/api/v1/lipsync"
 PAGE_ORIGIN = "http://127.0.0.1:9"  # an allowed origin (nothing needs to listen there)
 
 
-@pytest.fixture(scope="module")
-def svc(redis_server: sh.RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    root = tmp_path_factory.mktemp("jobs-list")
-    with sh.service(
-        redis_server,
-        root,
-        broker_db=11,
-        LIPSYNC_API_KEYS=f"{KEY_A},{KEY_B}",
-        LIPSYNC_EVENTS_POLL_S="0.1",
-        LIPSYNC_EVENTS_KEEPALIVE_S="0.3",
-        LIPSYNC_CORS_ORIGINS=f"{PAGE_ORIGIN}, http://localhost:9/",
-        LIPSYNC_WEBHOOK_SECRET="whsec-list-delete-0123456789",
-    ) as service:
-        service.start_api()
-        yield service
+# the API alone (no worker: pushed jobs stay queued unless a test starts one)
+DEPLOYMENT = sh.Deployment(
+    broker_db=11,
+    worker=False,
+    env={
+        "LIPSYNC_API_KEYS": f"{KEY_A},{KEY_B}",
+        "LIPSYNC_EVENTS_POLL_S": "0.1",
+        "LIPSYNC_EVENTS_KEEPALIVE_S": "0.3",
+        "LIPSYNC_CORS_ORIGINS": f"{PAGE_ORIGIN}, http://localhost:9/",
+        "LIPSYNC_WEBHOOK_SECRET": "whsec-list-delete-0123456789",
+    },
+)
 
 
 @pytest.fixture(scope="module")

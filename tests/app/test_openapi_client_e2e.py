@@ -38,39 +38,24 @@ PACKAGE = "lipsync_generated_client"
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 
 
-@pytest.fixture(scope="module")
-def svc(redis_server: sh.RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A service whose API requires a key."""
-    root = tmp_path_factory.mktemp("generated-client")
-    with sh.service(
-        redis_server,
-        root,
-        broker_db=12,
-        LIPSYNC_API_KEYS=KEY_A,
-        LIPSYNC_FETCH_ALLOW="127.0.0.1",  # the worker fetches URL inputs from loopback
-        LIPSYNC_EVALUATE_RESULTS="false",
-    ) as service:
-        service.start_worker()
-        service.start_api(LIPSYNC_FETCH_ALLOW="")
-        yield service
+# a service whose API requires a key
+DEPLOYMENT = sh.Deployment(
+    broker_db=12,
+    env={
+        "LIPSYNC_API_KEYS": KEY_A,
+        "LIPSYNC_FETCH_ALLOW": "127.0.0.1",  # the worker fetches URL inputs from loopback
+        "LIPSYNC_EVALUATE_RESULTS": "false",
+    },
+    api_env={"LIPSYNC_FETCH_ALLOW": ""},
+)
 
 
 @pytest.fixture(scope="module")
 def open_url(svc: Any) -> Iterator[str]:
     """A second API on the same service (its Redis, worker and data) without keys."""
-    env = {**svc.env, "LIPSYNC_API_KEYS": "", "LIPSYNC_FETCH_ALLOW": ""}
-    api, base = sh.start_api(env, svc.root, name="api-open")
-    with sh.running(api):
+    no_keys = {"LIPSYNC_API_KEYS": "", "LIPSYNC_FETCH_ALLOW": ""}
+    with sh.api_beside(svc.env, svc.root, "api-open", **no_keys) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def media_server(media: dict[str, Path]) -> Iterator[LoopbackHTTP]:
-    server = LoopbackHTTP("127.0.0.1")
-    server.files["face.mp4"] = (media["face_video"].read_bytes(), "video/mp4")
-    server.files["speech.wav"] = (media["speech"].read_bytes(), "audio/wav")
-    yield server
-    server.close()
 
 
 def generate(base_url: str, out: Path) -> str:

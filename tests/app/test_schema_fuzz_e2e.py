@@ -27,24 +27,23 @@ EXAMPLES = int(os.environ.get("LIPSYNC_SCHEMA_EXAMPLES", "25"))
 ANSWERS: collections.Counter[int] = collections.Counter()  # status codes seen, for the figures
 
 
+# with a worker, so that /readyz is ready (200), as in a deployment
+DEPLOYMENT = sh.Deployment(
+    broker_db=9,
+    env={
+        "LIPSYNC_API_KEYS": f"{KEY_A},{KEY_B}",
+        "LIPSYNC_MAX_UPLOAD_BYTES": str(1024 * 1024),
+        "LIPSYNC_PROBE_TIMEOUT_S": "5",
+        "LIPSYNC_WEBHOOK_SECRET": "whsec-schema-0123456789",  # push's webhook_url checked too
+    },
+)
+
+
 @pytest.fixture(scope="module")
-def schema_api(
-    redis_server: sh.RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("schema")
-    with sh.service(
-        redis_server,
-        root,
-        broker_db=9,
-        LIPSYNC_API_KEYS=f"{KEY_A},{KEY_B}",
-        LIPSYNC_MAX_UPLOAD_BYTES=str(1024 * 1024),
-        LIPSYNC_PROBE_TIMEOUT_S="5",
-        LIPSYNC_WEBHOOK_SECRET="whsec-schema-0123456789",  # push's webhook_url checked too
-    ) as svc:
-        svc.start_worker()  # so that /readyz is ready (200), as in a deployment
-        yield svc.start_api()
-        total = sum(ANSWERS.values())
-        print(f"\nFIGURE schemathesis_requests = {total} {dict(sorted(ANSWERS.items()))}")
+def schema_api(svc: sh.Service) -> Iterator[str]:
+    yield svc.base_url
+    total = sum(ANSWERS.values())
+    print(f"\nFIGURE schemathesis_requests = {total} {dict(sorted(ANSWERS.items()))}")
 
 
 def _schema_of_the_app() -> dict[str, Any]:

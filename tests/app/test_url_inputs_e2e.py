@@ -5,13 +5,11 @@ only), and refused URLs fail the job with ``fetch_refused`` without a connection
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-import pytest
 
 from tests.app import service_harness as sh
 from tests.app.service_harness import wait_for
@@ -21,40 +19,16 @@ PUSH = "/api/v1/lipsync/push"
 CAP = 3_000_000  # LIPSYNC_MAX_UPLOAD_BYTES of this deployment
 
 
-@pytest.fixture(scope="module")
-def media_server(media: dict[str, Path]) -> Iterator[LoopbackHTTP]:
-    server = LoopbackHTTP("127.0.0.1")
-    server.files["face.png"] = (media["astronaut"].read_bytes(), "image/png")
-    server.files["speech.wav"] = (media["speech"].read_bytes(), "audio/wav")
-    server.files["notes.mp4"] = (media["text_mp4"].read_bytes(), "video/mp4")
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def victim() -> Iterator[LoopbackHTTP]:
-    """An internal server on loopback that no job may reach."""
-    server = LoopbackHTTP("127.0.0.1")
-    server.files["secret"] = (b"internal only", "text/plain")
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def svc(redis_server: sh.RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    root = tmp_path_factory.mktemp("url-inputs")
-    with sh.service(
-        redis_server,
-        root,
-        broker_db=14,
-        LIPSYNC_FETCH_ALLOW="127.0.0.1",
-        LIPSYNC_FETCH_TIMEOUT_S="20",
-        LIPSYNC_MAX_UPLOAD_BYTES=str(CAP),
-        LIPSYNC_EVALUATE_RESULTS="false",
-    ) as service:
-        service.start_worker()
-        service.start_api(LIPSYNC_FETCH_ALLOW="")  # the API never fetches: it needs no list
-        yield service
+DEPLOYMENT = sh.Deployment(
+    broker_db=14,
+    env={
+        "LIPSYNC_FETCH_ALLOW": "127.0.0.1",
+        "LIPSYNC_FETCH_TIMEOUT_S": "20",
+        "LIPSYNC_MAX_UPLOAD_BYTES": str(CAP),
+        "LIPSYNC_EVALUATE_RESULTS": "false",
+    },
+    api_env={"LIPSYNC_FETCH_ALLOW": ""},  # the API never fetches: it needs no list
+)
 
 
 def _push(client: httpx.Client, files: dict[str, Path] | None = None, **data: str) -> Any:

@@ -20,33 +20,20 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.app import chromium
 from tests.app.service_harness import (
     KEY_A,
     REPO,
+    api_beside,
     astronaut_png,
     gradient_png,
-    running,
-    service_env,
     speech,
-    start_api,
     wav_seconds,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / "tests" / "_artifacts" / "web"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed (/usr/bin/chromium); scripts/bootstrap.sh "
-        "installs it",
-    ),
-]
+pytestmark = [pytest.mark.slow, chromium.NEEDED]
 
 # Records every value the two progress bars and the stage label take, from page load on.
 RECORDER = """
@@ -65,23 +52,9 @@ document.addEventListener("DOMContentLoaded", () => {
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture(scope="module")
 def open_api(stack: Any) -> Iterator[str]:
     """A second API without API keys (the default) on the same Redis, data and worker."""
-    env = service_env(stack.redis.url, stack.data_dir, LIPSYNC_RESULT_TTL_S="3600")
-    api, base = start_api(env, stack.logdir, name="api-open")
-    with running(api):
+    with api_beside(stack.env, stack.logdir, "api-open", LIPSYNC_API_KEYS="") as base:
         yield base
 
 

@@ -15,7 +15,7 @@ import json
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -56,12 +56,7 @@ def docs_recipe() -> Callable[..., dict[str, Any]]:
     return namespace["verify_webhook"]  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
-def svc(redis_server: sh.RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with sh.service(redis_server, tmp_path_factory.mktemp("webhooks"), 13, **ENV) as service:
-        service.start_worker()
-        service.start_api()
-        yield service
+DEPLOYMENT = sh.Deployment(broker_db=13, env=ENV)
 
 
 def status(c: httpx.Client, task: str) -> dict[str, Any]:

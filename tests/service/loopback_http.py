@@ -13,14 +13,47 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 
-class _Server(ThreadingHTTPServer):
+class QuietServer(ThreadingHTTPServer):
+    """A threading HTTP server for a test's receiver, ``owner`` (its handlers reach it as
+    ``self.server.owner``); its threads never hold the test run up."""
+
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], family: int, owner: LoopbackHTTP) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type, owner: Any, family: int = socket.AF_INET
+    ) -> None:
         self.address_family = family
         self.owner = owner
-        super().__init__(address, _Handler)
+        super().__init__(address, handler)
+
+    def run_in_thread(self) -> threading.Thread:
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        thread.start()
+        return thread
+
+    def close(self, thread: threading.Thread | None) -> None:
+        """Stop serving, close the socket and wait for the serving thread."""
+        self.shutdown()
+        with contextlib.suppress(OSError):
+            self.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """HTTP/1.0 answers, no log lines."""
+
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+class _Server(QuietServer):
+    owner: LoopbackHTTP
 
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, peer = super().get_request()
@@ -29,12 +62,8 @@ class _Server(ThreadingHTTPServer):
         return conn, peer
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-    protocol_version = "HTTP/1.0"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
 
     def do_GET(self) -> None:  # noqa: N802
         owner = self.server.owner
@@ -122,12 +151,9 @@ class LoopbackHTTP:
         self.connections = 0
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.files: dict[str, tuple[bytes, str]] = {}
-        self.server = _Server((host, 0), family, self)
+        self.server = _Server((host, 0), _Handler, self, family)
         self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.thread = self.server.run_in_thread()
 
     def url(self, path: str, host: str | None = None) -> str:
         name = host or self.host
@@ -141,42 +167,62 @@ class LoopbackHTTP:
             return self.connections
 
     def close(self) -> None:
-        self.server.shutdown()
-        with contextlib.suppress(OSError):
-            self.server.server_close()
-        self.thread.join(timeout=5)
+        self.server.close(self.thread)
+
+    def __enter__(self) -> LoopbackHTTP:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-class Tarpit:
-    """A TCP server on loopback that accepts every connection and never sends a byte: a
-    fetch waits in its headers phase until the deadline, or until it is canceled."""
+class Acceptor:
+    """A TCP listener on loopback whose thread accepts every connection and hands it to
+    :meth:`took`, until :meth:`close`."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.sock = socket.create_server((host, 0))
         self.sock.settimeout(0.2)
         self.host = host
         self.port = int(self.sock.getsockname()[1])
-        self.held: list[socket.socket] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
-    def url(self, path: str = "/video.mp4") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+    def took(self, conn: socket.socket, peer: Any) -> None:
+        raise NotImplementedError
 
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
-                conn, _ = self.sock.accept()
+                conn, peer = self.sock.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return
-            self.held.append(conn)  # kept open, never answered
+            self.took(conn, peer)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self.sock.close()
+
+
+class Tarpit(Acceptor):
+    """A TCP server on loopback that accepts every connection and never sends a byte: a
+    fetch waits in its headers phase until the deadline, or until it is canceled."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.held: list[socket.socket] = []
+        super().__init__(host)
+
+    def url(self, path: str = "/video.mp4") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def took(self, conn: socket.socket, peer: Any) -> None:
+        self.held.append(conn)  # kept open, never answered
+
+    def close(self) -> None:
+        super().close()
         for conn in self.held:
             conn.close()
-        self.sock.close()

@@ -46,27 +46,6 @@ def origin() -> Iterator[LoopbackHTTP]:
     server.close()
 
 
-@pytest.fixture(scope="module")
-def target() -> Iterator[LoopbackHTTP]:
-    """A victim on IPv4 loopback: no test may ever reach it."""
-    server = LoopbackHTTP("127.0.0.1")
-    server.files["secret"] = (b"internal only", "text/plain")
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def target6() -> Iterator[LoopbackHTTP]:
-    """A victim on IPv6 loopback."""
-    try:
-        server = LoopbackHTTP("::1")
-    except OSError:
-        pytest.skip("no IPv6 loopback here")
-    server.files["secret"] = (b"internal only", "text/plain")
-    yield server
-    server.close()
-
-
 def policy(*allow: str, max_bytes: int = 1_000_000, deadline_s: float = 10.0) -> FetchPolicy:
     return FetchPolicy(
         max_bytes=max_bytes, connect_timeout_s=2.0, deadline_s=deadline_s, allow=frozenset(allow)
@@ -106,21 +85,21 @@ def _fetch_traced(url: str, dest: Path, allow: str = "") -> tuple[dict[str, Any]
     return answer, inet
 
 
-def _cases(target: LoopbackHTTP, target6: LoopbackHTTP) -> dict[str, str]:
+def _cases(victim: LoopbackHTTP, victim6: LoopbackHTTP) -> dict[str, str]:
     secret = "/file/secret"
     return {
-        "127.0.0.1": target.url(secret),
-        "[::1]": target6.url(secret),
+        "127.0.0.1": victim.url(secret),
+        "[::1]": victim6.url(secret),
         "10.0.0.1": "http://10.0.0.1/file/secret",
         "169.254.169.254": "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
-        "localhost (a name resolving to loopback)": target.url(secret, host="localhost"),
-        "[::ffff:127.0.0.1] (IPv4-mapped)": f"http://[::ffff:127.0.0.1]:{target.port}{secret}",
+        "localhost (a name resolving to loopback)": victim.url(secret, host="localhost"),
+        "[::ffff:127.0.0.1] (IPv4-mapped)": f"http://[::ffff:127.0.0.1]:{victim.port}{secret}",
         "[::ffff:169.254.169.254]": "http://[::ffff:169.254.169.254]/latest/meta-data/",
-        "0.0.0.0": f"http://0.0.0.0:{target.port}{secret}",
+        "0.0.0.0": f"http://0.0.0.0:{victim.port}{secret}",
         "100.64.0.1 (carrier-grade NAT)": "http://100.64.0.1/x",
         "224.0.0.1 (multicast)": "http://224.0.0.1/x",
         "file://": "file:///etc/passwd",
-        "gopher://": f"gopher://127.0.0.1:{target.port}/_GET%20/file/secret",
+        "gopher://": f"gopher://127.0.0.1:{victim.port}/_GET%20/file/secret",
     }
 
 
@@ -142,22 +121,22 @@ CASE_NAMES = [
 
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_refused_before_any_connection(
-    case: str, target: LoopbackHTTP, target6: LoopbackHTTP, tmp_path: Path
+    case: str, victim: LoopbackHTTP, victim6: LoopbackHTTP, tmp_path: Path
 ) -> None:
-    url = _cases(target, target6)[case]
+    url = _cases(victim, victim6)[case]
     dest = tmp_path / "video.part"
     answer, connects = _fetch_traced(url, dest, allow="")
     assert answer.get("code") == "fetch_refused", answer
     assert connects == [], f"{case}: the fetcher connected to {connects}"
     assert not dest.exists()
-    assert target.settled_connections() == 0
-    assert target6.settled_connections(0) == 0
+    assert victim.settled_connections() == 0
+    assert victim6.settled_connections(0) == 0
 
 
 def test_redirect_to_loopback_from_an_allowed_host_is_refused(
-    origin: LoopbackHTTP, target: LoopbackHTTP, tmp_path: Path
+    origin: LoopbackHTTP, victim: LoopbackHTTP, tmp_path: Path
 ) -> None:
-    hop = quote(target.url("/file/secret"), safe="")
+    hop = quote(victim.url("/file/secret"), safe="")
     url = origin.url(f"/to?url={hop}", host="localhost")
     served = len(origin.requests)
     answer, connects = _fetch_traced(url, tmp_path / "v.part", allow="localhost")
@@ -165,7 +144,7 @@ def test_redirect_to_loopback_from_an_allowed_host_is_refused(
     assert "127.0.0.1 is a loopback address" in answer["message"]
     assert connects and all(c.endswith(f":{origin.port}") for c in connects), connects
     assert len(origin.requests) == served + 1  # the allowed hop was asked, the next one never
-    assert target.settled_connections() == 0
+    assert victim.settled_connections() == 0
 
 
 def test_redirect_to_another_scheme_is_refused(origin: LoopbackHTTP, tmp_path: Path) -> None:
@@ -190,10 +169,10 @@ def test_allowed_host_is_fetched_with_its_name_in_host(
     assert headers["Accept-Encoding"] == "identity"
 
 
-def test_allowed_ip_literals(origin: LoopbackHTTP, target6: LoopbackHTTP, tmp_path: Path) -> None:
+def test_allowed_ip_literals(origin: LoopbackHTTP, victim6: LoopbackHTTP, tmp_path: Path) -> None:
     assert fetch(origin.url("/file/a.mp4"), tmp_path / "a", policy("127.0.0.1")).size == len(MEDIA)
-    target6.files["a.mp4"] = (MEDIA, "video/mp4")
-    got = fetch(target6.url("/file/a.mp4"), tmp_path / "b", policy("::1"))
+    victim6.files["a.mp4"] = (MEDIA, "video/mp4")
+    got = fetch(victim6.url("/file/a.mp4"), tmp_path / "b", policy("::1"))
     assert got.size == len(MEDIA)
 
 

@@ -10,10 +10,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from tests.app.service_harness import free_port
+from tests.service.loopback_http import QuietHandler, QuietServer
 
 
 @dataclass
@@ -25,21 +24,12 @@ class Received:
     answer: int | None  # None: the receiver slept instead (the sender gave up first)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], owner: Receiver) -> None:
-        self.owner = owner
-        super().__init__(address, _Handler)
+class _Server(QuietServer):
+    owner: Receiver
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-    protocol_version = "HTTP/1.0"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
 
     def do_POST(self) -> None:  # noqa: N802
         owner = self.server.owner
@@ -87,11 +77,8 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     def start(self) -> Receiver:
-        self._server = _Server(("127.0.0.1", self.port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = _Server(("127.0.0.1", self.port), _Handler, self)
+        self._thread = self._server.run_in_thread()
         return self
 
     def received(self) -> list[Received]:
@@ -100,8 +87,4 @@ class Receiver:
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            with contextlib.suppress(OSError):
-                self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._server.close(self._thread)
