@@ -18,9 +18,15 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from lipsync.engines.musetalk.published import PUBLISHED_UNET, PUBLISHED_VAE, WHISPER_TINY
+
+# The MuseTalk engine's networks need the musetalk extra: a test module importing these
+# helpers is skipped without it.
+pytest.importorskip("diffusers")
+pytest.importorskip("transformers")
 
 # The same schemas with reduced widths and depth, for runs on CI's two cores.
 SMALL_UNET = {

@@ -21,40 +21,32 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-pytest.importorskip("transformers")
-
-from lipsync.engines import ENGINES, create_engine  # noqa: E402
-from lipsync.engines.base import EngineContext  # noqa: E402
-from lipsync.engines.musetalk import MuseTalkEngine  # noqa: E402
-from lipsync.engines.musetalk import audio as mt_audio  # noqa: E402
-from lipsync.engines.musetalk import face as mt_face  # noqa: E402
-from lipsync.engines.musetalk.engine import MuseTalkRunner  # noqa: E402
-from lipsync.engines.musetalk.loaders import FILES, load_models  # noqa: E402
-from lipsync.engines.musetalk.published import PUBLISHED_UNET  # noqa: E402
-from lipsync.errors import ModelMismatch, ModelMissing  # noqa: E402
-from lipsync.models import model_by_filename  # noqa: E402
-from lipsync.types import FaceObs  # noqa: E402
-from tests import media_factory as mf  # noqa: E402
-from tests.engines._musetalk_helpers import (  # noqa: E402
+from lipsync.engines import ENGINES, create_engine
+from lipsync.engines.base import EngineContext
+from lipsync.engines.musetalk import MuseTalkEngine
+from lipsync.engines.musetalk import audio as mt_audio
+from lipsync.engines.musetalk import face as mt_face
+from lipsync.engines.musetalk.engine import MuseTalkRunner
+from lipsync.engines.musetalk.loaders import FILES, load_models
+from lipsync.engines.musetalk.published import PUBLISHED_UNET
+from lipsync.errors import ModelMismatch, ModelMissing
+from lipsync.models import model_by_filename
+from lipsync.types import FaceObs
+from tests import media_factory as mf
+from tests.engines._musetalk_helpers import (
     FPS,
     SMALL_UNET,
-    SMALL_VAE,
     face_landmarks,
     psnr,
     reference_chunks,
     reference_faces,
     reference_windows,
     speech,
-    write_published,
 )
 
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_published(tmp_path_factory.mktemp("models"), SMALL_UNET, SMALL_VAE)
+MODELS = ("musetalk",)  # models_dir: tests/engines/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -12,41 +12,30 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-pytest.importorskip("transformers")
-from PIL import Image  # noqa: E402
-
-from lipsync.engines import create_engine  # noqa: E402
-from lipsync.engines.base import EngineContext  # noqa: E402
-from lipsync.engines.musetalk import audio as mt_audio  # noqa: E402
-from lipsync.engines.musetalk import blendmask as bm  # noqa: E402
-from lipsync.engines.musetalk import face as mt_face  # noqa: E402
-from lipsync.engines.musetalk.engine import MuseTalkEngine, MuseTalkRunner  # noqa: E402
-from lipsync.engines.musetalk.loaders import load_models  # noqa: E402
-from lipsync.engines.musetalk.parsing import PARSER_WEIGHTS, load_parser  # noqa: E402
-from lipsync.errors import InvalidOption, ModelMismatch  # noqa: E402
-from lipsync.options import RunOptions, engine_options, parse_public_fields, spec_of  # noqa: E402
-from lipsync.types import FaceObs, Patch  # noqa: E402
-from tests import media_factory as mf  # noqa: E402
-from tests.engines._musetalk_helpers import (  # noqa: E402
-    SMALL_UNET,
-    SMALL_VAE,
+from lipsync.engines import create_engine
+from lipsync.engines.base import EngineContext
+from lipsync.engines.musetalk import audio as mt_audio
+from lipsync.engines.musetalk import blendmask as bm
+from lipsync.engines.musetalk import face as mt_face
+from lipsync.engines.musetalk.engine import MuseTalkEngine, MuseTalkRunner
+from lipsync.engines.musetalk.loaders import load_models
+from lipsync.engines.musetalk.parsing import PARSER_WEIGHTS, load_parser
+from lipsync.errors import InvalidOption, ModelMismatch
+from lipsync.options import RunOptions, engine_options, parse_public_fields, spec_of
+from lipsync.types import FaceObs, Patch
+from tests import media_factory as mf
+from tests.engines._musetalk_helpers import (
     face_landmarks,
     reference_chunks,
-    write_parser,
-    write_published,
 )
 
 SPEECH = mf.SHARED_MEDIA / "audio_Real3DPortrait_Obama_5s.wav"
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = write_published(tmp_path_factory.mktemp("models"), SMALL_UNET, SMALL_VAE)
-    write_parser(directory)
-    return directory
+MODELS = ("musetalk", "face-parser")  # models_dir: tests/engines/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -23,27 +23,20 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("diffusers")
-pytest.importorskip("transformers")
-
-from lipsync.composite import composite  # noqa: E402
-from lipsync.engines.base import EngineContext  # noqa: E402
-from lipsync.engines.musetalk import face as mt_face  # noqa: E402
-from lipsync.engines.musetalk.engine import MuseTalkEngine, MuseTalkRunner  # noqa: E402
-from lipsync.engines.musetalk.loaders import load_models  # noqa: E402
-from lipsync.engines.musetalk.parsing import PARSER_WEIGHTS, ResNet18  # noqa: E402
-from lipsync.types import FaceObs, Patch  # noqa: E402
-from tests import media_factory as mf  # noqa: E402
-from tests.engines._musetalk_helpers import (  # noqa: E402
-    SMALL_UNET,
-    SMALL_VAE,
+from lipsync.composite import composite
+from lipsync.engines.base import EngineContext
+from lipsync.engines.musetalk import face as mt_face
+from lipsync.engines.musetalk.engine import MuseTalkEngine, MuseTalkRunner
+from lipsync.engines.musetalk.loaders import load_models
+from lipsync.engines.musetalk.parsing import PARSER_WEIGHTS, ResNet18
+from lipsync.types import FaceObs, Patch
+from tests import media_factory as mf
+from tests.engines._musetalk_helpers import (
     face_landmarks,
     psnr,
     speech,
-    write_parser,
-    write_published,
 )
 
 SPEECH = mf.SHARED_MEDIA / "audio_Real3DPortrait_Obama_5s.wav"
@@ -60,12 +53,20 @@ def _reference() -> Path:
     return Path(root)
 
 
+MODELS = ("musetalk", "face-parser")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def reference() -> Path:
+    """The reference checkout (every test here skips without one, before any set-up)."""
+    return _reference()
+
+
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    _reference()
-    directory = write_published(tmp_path_factory.mktemp("models"), SMALL_UNET, SMALL_VAE)
-    write_parser(directory)
-    # The reference also opens the ImageNet backbone (then overwritten by 79999_iter.pth).
+def models_dir(models_dir: Path) -> Path:
+    """The conftest's models directory, with the ImageNet backbone the reference also opens
+    (then overwritten by 79999_iter.pth)."""
+    directory = models_dir
     backbone = ResNet18().state_dict()
     backbone["fc.weight"], backbone["fc.bias"] = torch.zeros(1000, 512), torch.zeros(1000)
     torch.save(backbone, directory / "face-parse-bisent" / "resnet18-5c106cde.pth")

@@ -18,29 +18,12 @@ from lipsync.errors import ModelMismatch, ModelMissing
 from lipsync.types import FaceObs
 from tests.engines._wav2lip_helpers import (
     FPS,
-    detect_face,
-    random_generator,
     reference_patch,
     speech_like,
 )
 from tests.media_factory import astronaut
 
-
-@pytest.fixture(scope="module")
-def model() -> Wav2Lip:
-    return random_generator(seed=1)
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory, model: Wav2Lip) -> Path:
-    directory = tmp_path_factory.mktemp("models")
-    save_published(model, directory / "wav2lip_gan.pth")
-    return directory
-
-
-@pytest.fixture(scope="module")
-def face() -> FaceObs:
-    return detect_face(astronaut())
+MODELS = ("wav2lip",)  # models_dir, model and face: tests/engines/conftest.py
 
 
 def test_network_layout_matches_published_checkpoints() -> None:

@@ -13,15 +13,13 @@ from onnx import TensorProto, helper
 from lipsync.engines import create_engine
 from lipsync.engines.base import EngineContext
 from lipsync.engines.wav2lip import Wav2LipEngine
-from lipsync.engines.wav2lip.export import export_onnx, save_published
+from lipsync.engines.wav2lip.export import export_onnx
 from lipsync.engines.wav2lip.net import Wav2Lip
 from lipsync.engines.wav2lip_onnx import Wav2LipOnnxEngine
 from lipsync.errors import ModelMismatch, ModelMissing
 from lipsync.types import FaceObs, Patch
 from tests.engines._wav2lip_helpers import (
     FPS,
-    detect_face,
-    random_generator,
     speech_like,
 )
 from tests.media_factory import astronaut
@@ -40,22 +38,7 @@ class _NhwcFaceFirst(torch.nn.Module):
         return self.net(mel.permute(0, 3, 1, 2), face.permute(0, 3, 1, 2))
 
 
-@pytest.fixture(scope="module")
-def model() -> Wav2Lip:
-    return random_generator(seed=2)
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory, model: Wav2Lip) -> Path:
-    directory = tmp_path_factory.mktemp("models")
-    save_published(model, directory / "wav2lip_gan.pth")
-    export_onnx(model, directory / "wav2lip_gan_96.onnx", dynamic_batch=True)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def face() -> FaceObs:
-    return detect_face(astronaut())
+MODELS = ("wav2lip", "wav2lip-onnx")  # models_dir, model and face: tests/engines/conftest.py
 
 
 def _run(engine_name: str, ctx: EngineContext, face: FaceObs) -> list[Patch]:
