@@ -7,33 +7,14 @@ its figures are in docs/RELIABILITY.md.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import run_benchmark
 
 
 def test_load_benchmark_smoke(tmp_path: Path) -> None:
     doc, figures = tmp_path / "RELIABILITY.md", tmp_path / "load.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.load",
-            "--smoke",
-            "--doc",
-            str(doc),
-            "--json",
-            str(figures),
-        ],  # fmt: skip
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run_benchmark("load", "--smoke", "--doc", str(doc), "--json", str(figures), timeout=300)
     got = json.loads(figures.read_text())
     assert got["ok"] and got["poll_errors"] == 0 and got["push_errors"] == 0
     assert got["polls"] == 150 and got["pushes"] == 2
@@ -48,15 +29,7 @@ def test_load_benchmark_pollers_smoke(tmp_path: Path) -> None:
     nice 0), 3 s each; every poll answered, the job still rendering at the window's end."""
     doc, figures = tmp_path / "RELIABILITY.md", tmp_path / "pollers.json"
     args = ["--pollers", "30", "--smoke", "--doc", str(doc), "--json", str(figures)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.load", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    run_benchmark("load", *args)
     windows = {w["case"]: w for w in json.loads(figures.read_text())}
     assert list(windows) == ["idle", "render", "render-nice0"]
     for w in windows.values():

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import run_benchmark
 
 
 def test_quality_benchmark_smoke(tmp_path: Path, shared_media: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.quality",
-            "--smoke",
-            "--engines",
-            "viseme",
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_benchmark("quality", "--smoke", "--engines", "viseme", "--out", str(tmp_path))
     doc = (tmp_path / "QUALITY.md").read_text()
     row = next(line for line in doc.splitlines() if line.startswith("| video_"))
     header = next(line for line in doc.splitlines() if line.startswith("| clip |"))

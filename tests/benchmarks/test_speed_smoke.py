@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import run_benchmark
 
 
 def test_speed_benchmark_smoke(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed", "--smoke", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_benchmark("speed", "--smoke", "--out", str(tmp_path))
     doc = (tmp_path / "BENCHMARKS.md").read_text()
     assert "error" not in doc
     for engine in ("viseme", "wav2lip-onnx"):
