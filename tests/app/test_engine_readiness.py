@@ -8,6 +8,7 @@ from __future__ import annotations
 import wave
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,14 +25,15 @@ API = "/api/v1/lipsync"
 
 
 class StubStore:
+    """What of the job store the routes here read: Redis answers, one live worker, an
+    empty queue."""
+
+    def __init__(self) -> None:
+        self.workers = SimpleNamespace(live=lambda max_age_s=30.0: ["w@host"])
+        self.stats = SimpleNamespace(queue_depth=lambda: 0)
+
     def ping(self) -> bool:
         return True
-
-    def live_workers(self) -> list[str]:
-        return ["w@host"]
-
-    def queue_depth(self) -> int:
-        return 0
 
 
 @pytest.fixture
