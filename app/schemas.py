@@ -108,7 +108,7 @@ class OptionInfo(BaseModel):
     """One option a push may set, as declared (lipsync/options.py)."""
 
     name: str = Field(description="the form field")
-    type: Literal["str", "int", "float", "bool", "path", "ints"]
+    type: Literal["str", "int", "float", "bool", "path", "ints", "json"]
     count: int | None = Field(default=None, description="how many integers (type ints)")
     label: str
     help: str

@@ -11,6 +11,7 @@ Nothing heavy is imported until :func:`run` is called.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from os import PathLike
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ __version__ = "0.1.0"
 
 def run(
     video: str | PathLike[str],
-    audio: str | PathLike[str],
+    audio: str | PathLike[str] | Sequence[str | PathLike[str]],
     output: str | PathLike[str],
     options: RunOptions | None = None,
     *,
@@ -51,6 +52,7 @@ def run(
 
     opts = replace(options or RunOptions(), **overrides) if overrides else (options or RunOptions())
     pipeline = Pipeline(opts, engines=engines)
+    audios = Path(audio) if isinstance(audio, str | PathLike) else [Path(a) for a in audio]
     return pipeline.run(
-        Path(video), Path(audio), Path(output), progress=progress, should_cancel=should_cancel
+        Path(video), audios, Path(output), progress=progress, should_cancel=should_cancel
     )

@@ -26,12 +26,21 @@ EXIT_INTERNAL = 1
 def _argument_type(spec: OptionSpec) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
         try:
+            if spec.kind == "json" and not text.lstrip().startswith(("[", "{")):
+                text = _read_json_file(text)  # a file (--segments segments.json)
             return spec.parse(text)
         except InvalidOption as exc:
             raise argparse.ArgumentTypeError(exc.message) from None
 
     convert.__name__ = spec.kind  # argparse names it in "invalid ... value"
     return convert
+
+
+def _read_json_file(name: str) -> str:
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {name}: {exc}") from None
 
 
 class _IntsAction(argparse.Action):
@@ -145,7 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="lip-sync a video or portrait to a speech recording")
     run.add_argument("--video", type=Path, required=True, help="face video or still image")
-    run.add_argument("--audio", type=Path, required=True, help="speech (audio or video file)")
+    run.add_argument(
+        "--audio",
+        type=Path,
+        required=True,
+        action="append",
+        help="speech (audio or video file); with --segments, give it once per audio input "
+        "(the segments number them from 0)",
+    )
     run.add_argument("--output", "-o", type=Path, required=True, help="output .mp4")
     add_option_arguments(run)
     run.add_argument(
@@ -330,7 +346,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(**given, limits=MediaLimits(max_duration_s=args.max_duration))
     bar = ProgressBar(sys.stderr, enabled=not args.no_progress and not args.json)
     try:
-        result = lipsync.run(args.video, args.audio, args.output, options, progress=bar)
+        audio = args.audio[0] if len(args.audio) == 1 else args.audio
+        result = lipsync.run(args.video, audio, args.output, options, progress=bar)
     finally:
         bar.done()
     data = result.to_dict()

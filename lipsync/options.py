@@ -35,12 +35,14 @@ from lipsync.licences import check_commercial_use, commercial_only_from_env
 from lipsync.models import default_models_dir
 from lipsync.optionspec import OptionMeta, OptionSpec, option, read_by, specs_of
 from lipsync.registry import engine_specs
+from lipsync.segments import SEGMENT_AUDIO_MODES, Segment, check_segments
 
 __all__ = [
     "DETECTORS",
     "DEVICES",
     "ENHANCERS",
     "LANDMARKERS",
+    "SEGMENT_AUDIO_MODES",
     "SYNC_MODES",
     "MediaLimits",
     "OptionMeta",
@@ -250,6 +252,42 @@ class RunOptions:
         group="face",
         metavar="X,Y",
         example="256,200",
+        public=True,
+        advanced=True,
+    )
+    segments: tuple[Segment, ...] = option(
+        (),
+        help="several speech tracks in one job: a JSON list of segments, each "
+        '{"start": S, "end": S, "audio": N, "audio_start": S, "audio_end": S, "face": F}: '
+        "from start to end seconds of the output the mouth follows audio input N (0-based, "
+        "in the order the audio inputs are given) from audio_start to audio_end; face is "
+        '"auto", a face index or a point [x, y] (default: the face options). Outside every '
+        "segment the frames and the original sound are kept as they are (the output is "
+        "encoded at crf 3 at most, so kept frames stay within 45 dB PSNR of the input) "
+        "(CLI: a file, or the JSON itself)",
+        label="Segments (JSON)",
+        structured=check_segments,
+        metavar="FILE|JSON",
+        example='[{"start": 1, "end": 4, "audio": 0}, {"start": 6, "end": 9, "audio": 1}]',
+        public=True,
+        advanced=True,
+    )
+    segment_audio: str = option(
+        "replace",
+        help="with segments: what happens to the original sound under a segment",
+        label="Original sound under a segment",
+        choices=lambda: SEGMENT_AUDIO_MODES,
+        public=True,
+        advanced=True,
+    )
+    duck_db: float = option(
+        12.0,
+        help="with segments and segment_audio duck: how many decibels the original sound is "
+        "lowered under a segment",
+        label="Duck by (dB)",
+        minimum=0,
+        maximum=60,
+        example="12",
         public=True,
         advanced=True,
     )
@@ -506,4 +544,4 @@ def parse_public_fields(fields_: Mapping[str, str]) -> dict[str, Any]:
             raise InvalidOption(f"unknown field {name!r}", field=name)
         values[name] = spec.parse(text, public=True)
     check_groups(values)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    return {k: specs[k].to_json(v) for k, v in values.items()}

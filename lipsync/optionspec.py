@@ -7,6 +7,7 @@ pipeline's options) and of each engine's options class (its wing's ``options``).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -16,7 +17,7 @@ from typing import Any, Literal, get_args, get_type_hints
 
 from lipsync.errors import InvalidOption
 
-Kind = Literal["str", "int", "float", "bool", "path", "ints"]
+Kind = Literal["str", "int", "float", "bool", "path", "ints", "json"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class OptionMeta:
     example: str | None = None
     advanced: bool = False  # the web page shows it under "More options"
     cli: bool = True
+    # A structured option (kind "json": a JSON list or object, e.g. segments): checks and
+    # normalises the decoded value, raising InvalidOption with the field path at fault.
+    structured: Callable[[Any], Any] | None = None
 
 
 def option(
@@ -86,6 +90,12 @@ class OptionSpec:
         """A value from text (a form field, a CLI argument), checked (``public``: as a
         push's value, see :meth:`check`)."""
         text = text.strip()
+        if self.kind == "json":
+            try:
+                decoded = json.loads(text)
+            except ValueError:
+                raise self._fail("must be JSON") from None
+            return self.check(decoded, public=public)
         if self.kind == "ints":
             parts = [p for p in _SPLIT.split(text) if p]
             what = f"takes {self.count} integers separated by commas or spaces"
@@ -149,6 +159,18 @@ class OptionSpec:
             self._range(v)
         return tuple(value)
 
+    def _check_json(self, value: Any, public: bool) -> Any:
+        assert self.meta.structured is not None
+        return self.meta.structured(value)
+
+    def to_json(self, value: Any) -> Any:
+        """A checked value as JSON (a job record's, a push's)."""
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, tuple):
+            return [v.to_json() if hasattr(v, "to_json") else v for v in value]
+        return value
+
     def _check_bool(self, value: Any, public: bool) -> bool:
         if not isinstance(value, bool):
             raise self._fail("must be true or false")
@@ -173,7 +195,7 @@ class OptionSpec:
         """The declaration as JSON (``GET /api/v1/lipsync/options`` and the docs)."""
         default = self.default
         if isinstance(default, tuple):
-            default = list(default)
+            default = self.to_json(default)
         return {
             "name": self.name,
             "type": self.kind,
@@ -211,7 +233,11 @@ def specs_of(cls: type[Any]) -> tuple[OptionSpec, ...]:
         meta = f.metadata.get("option")
         if meta is None:
             continue
-        kind, count, optional = _kind_of(hints[f.name])
+        kind: Kind
+        if meta.structured is not None:
+            kind, count, optional = "json", 1, False
+        else:
+            kind, count, optional = _kind_of(hints[f.name])
         default = f.default if f.default is not MISSING else None
         specs.append(OptionSpec(f.name, kind, count, optional, default, meta))
     return tuple(specs)

@@ -4,9 +4,10 @@ composite -> encode + mux, streaming frames in batches with bounded memory."""
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import islice
 from pathlib import Path
@@ -33,6 +34,16 @@ from lipsync.media.timeline import Timeline, build_timeline, fit_audio
 from lipsync.occlusion import OcclusionMasker
 from lipsync.options import RunOptions, engine_options
 from lipsync.render import Batch, BatchRenderer, Geometry, Scale, StageTimer, trust_shares
+from lipsync.segments import (
+    Face,
+    Segment,
+    check_against_media,
+    face_groups,
+    mix_track,
+    output_seconds,
+    segment_shares,
+    speech_track,
+)
 from lipsync.types import CancelCheck, EngineReport, ProgressCallback, Result
 
 log = logging.getLogger(__name__)
@@ -55,6 +66,8 @@ class _Job:
     output: Path
     progress: ProgressCallback | None
     should_cancel: CancelCheck | None
+    # With segments: this pass's segments (frames outside them are kept as they are).
+    segments: tuple[Segment, ...] = ()
     timer: StageTimer = field(default_factory=StageTimer)
     started: float = field(default_factory=time.perf_counter)
 
@@ -98,6 +111,10 @@ class _Faces:
     valid: npt.NDArray[np.bool_]
     analysis: FaceAnalysis
 
+
+#: With segments the output is encoded at this x264 crf at most: most of its frames are the
+#: input's, and at the default crf (12) a re-encode keeps ~41 dB PSNR of them, at 3 >= 45 dB.
+SEGMENTS_CRF = 3
 
 # Decoded frames the render's decoder may hold ahead: a batch's worth (it decodes the next
 # batch while the engine works on this one), up to this many bytes of I420 frames.
@@ -155,20 +172,36 @@ class Pipeline:
     def run(
         self,
         video: Path,
-        audio: Path,
+        audio: Path | Sequence[Path],
         output: Path,
         *,
         progress: ProgressCallback | None = None,
         should_cancel: CancelCheck | None = None,
     ) -> Result:
-        """Probe, analyse the faces, prepare the speech, render; the job's :class:`Result`."""
+        """Probe, analyse the faces, prepare the speech, render; the job's :class:`Result`.
+
+        ``audio``: the speech, or with segments the job's audio inputs (in the order the
+        segments' ``audio`` numbers them)."""
         if output.suffix.lower() != ".mp4":
             raise InvalidOption(f"output must be an .mp4 file, got {output.name}")
         if output.exists() and output.is_dir():
             raise OutputError(f"{output} is a directory")
-        job = _Job(video, audio, output, progress, should_cancel)
+        audios = [audio] if isinstance(audio, Path) else list(audio)
+        if not audios:
+            raise InvalidOption("no audio input given", field="audio")
+        if self.options.segments:
+            return self._run_segments(video, audios, output, progress, should_cancel)
+        if len(audios) > 1:
+            raise InvalidOption(
+                f"{len(audios)} audio inputs but no segments saying where each one plays",
+                field="segments",
+            )
+        return self._run(_Job(video, audios[0], output, progress, should_cancel))
+
+    def _run(self, job: _Job, speech: _Speech | None = None) -> Result:
         inputs = self._probe(job)
-        speech = self._load_speech(job, inputs)
+        if speech is None:
+            speech = self._load_speech(job, inputs)
         geometry = self._geometry(inputs.vinfo)
         faces = self._analyse(job, inputs, geometry)
         timeline, mux = self._prepare_engine(job, inputs, geometry, faces, speech)
@@ -180,6 +213,73 @@ class Pipeline:
         result = self._result(job, inputs, geometry, faces, timeline, renderer)
         if self.engines is None:
             inputs.engine.close()
+        return result
+
+    def _run_segments(
+        self,
+        video: Path,
+        audios: list[Path],
+        output: Path,
+        progress: ProgressCallback | None,
+        should_cancel: CancelCheck | None,
+    ) -> Result:
+        """A job with segments: checked against its inputs before any work, then one pass
+        per face the segments name (each re-animating only its segments' frames, the
+        passes before the last written losslessly), the output's sound mixed once."""
+        o = self.options
+        vinfo = probe(video, o.limits, kind="video")
+        ainfos = [probe(a, o.limits, kind="audio") for a in audios]
+        check_against_media(
+            o.segments,
+            vinfo.duration_s,
+            [a.duration_s for a in ainfos],
+            o.sync_mode,
+            vinfo.is_image,
+        )
+        seconds = output_seconds(o.segments, vinfo.duration_s, vinfo.is_image)
+        used = sorted({s.audio for s in o.segments})
+        speech16k: dict[int, npt.NDArray[np.float32]] = {}
+        for i in used:
+            speech16k[i] = to_mono(load_audio(audios[i], sample_rate=16000, channels=1)[0])
+            check_not_silent(speech16k[i], 16000, audios[i].name)
+        first = ainfos[used[0]].audio
+        assert first is not None
+        rate = mux_rate(vinfo.audio.sample_rate if vinfo.audio else first.sample_rate)
+        original = load_audio(video, sample_rate=rate)[0] if vinfo.audio else None
+        channels = original.shape[0] if original is not None else None
+        speech = {i: load_audio(audios[i], sample_rate=rate, channels=channels)[0] for i in used}
+        track = mix_track(
+            o.segments, original, _dense(speech), rate, seconds, o.segment_audio, o.duck_db
+        )
+        groups = face_groups(o.segments)
+        result: Result | None = None
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".lipsync-seg-", dir=output.parent) as tmp:
+            source = video
+            for k, (face, segs) in enumerate(groups):
+                last = k == len(groups) - 1
+                target = output if last else Path(tmp) / f"pass{k}.mp4"
+                opts = replace(
+                    o,
+                    segments=(),
+                    # Lossless between passes; the output at most SEGMENTS_CRF, so the
+                    # frames outside the segments pass through at >= 45 dB PSNR.
+                    crf=min(o.crf, SEGMENTS_CRF) if last else 0,
+                    sync_mode=o.sync_mode if k == 0 else "silence",
+                    **_face_fields(o, face),
+                )
+                job = _Job(
+                    source,
+                    audios[segs[0].audio],
+                    target,
+                    _pass_progress(progress, k, len(groups)),
+                    should_cancel,
+                    segments=segs,
+                )
+                pass_speech = _Speech(speech_track(segs, _dense(speech16k), seconds), track, rate)
+                result = Pipeline(opts, self.engines)._run(job, pass_speech)
+                source = target
+        assert result is not None
         return result
 
     def _probe(self, job: _Job) -> _Inputs:
@@ -324,9 +424,12 @@ class Pipeline:
             job.timer,
             people=analysis.person_of,
             shots=analysis.shot_of,
-            shares=trust_shares(timeline.source_index, analysis.untrusted),
+            shares=_shares(job, timeline, analysis.untrusted, float(inputs.fps)),
             occlusion=OcclusionMasker(analysis.occlusion) if analysis.occlusion else None,
         )
+        if job.segments and renderer.shares is not None:
+            outside = np.flatnonzero(renderer.shares == 0)
+            renderer.kept_reasons.update(dict.fromkeys(outside.tolist(), "outside_segments"))
         # The decoder runs ahead on a thread of its own: "decode" is the time spent waiting.
         ahead_n = render_prefetch(o.batch_size, width * height)
         with writer, Prefetch(reader.frames(timeline.source_index), ahead_n) as ahead:
@@ -384,6 +487,43 @@ class Pipeline:
                 "work_scale_frames": renderer.work_frames,
             },
         )
+
+
+def _dense(tracks: dict[int, npt.NDArray[np.float32]]) -> list[npt.NDArray[np.float32]]:
+    """``{audio index: samples}`` as a list indexed by audio input (unused ones empty)."""
+    some = next(iter(tracks.values()))
+    empty = np.zeros(some.shape[:-1] + (0,), np.float32)
+    return [tracks.get(i, empty) for i in range(max(tracks) + 1)]
+
+
+def _face_fields(options: RunOptions, face: Face) -> dict[str, Any]:
+    """The face options for a pass over segments naming ``face`` (None: the job's own)."""
+    if face is None:
+        return {}
+    if isinstance(face, str):
+        return {"face": face, "face_index": None, "face_point": None}
+    if isinstance(face, int):
+        return {"face": None, "face_index": face, "face_point": None}
+    return {"face": None, "face_index": None, "face_point": face}
+
+
+def _pass_progress(progress: ProgressCallback | None, k: int, n: int) -> ProgressCallback | None:
+    """Pass ``k`` of ``n`` reports its share of the bar."""
+    if progress is None or n == 1:
+        return progress
+    return lambda phase, frac: progress(phase, (k + frac) / n)
+
+
+def _shares(
+    job: _Job, timeline: Timeline, untrusted: dict[int, str], fps: float
+) -> npt.NDArray[np.float32] | None:
+    """Per output frame, the generated mouth's share: the trusted frames' (see
+    :func:`trust_shares`), and with segments 0 outside them, eased in at their edges."""
+    shares = trust_shares(timeline.source_index, untrusted)
+    if not job.segments:
+        return shares
+    inside = segment_shares(job.segments, timeline.n_out, fps)
+    return inside if shares is None else np.minimum(shares, inside)
 
 
 def people_summary(analysis: FaceAnalysis, report: EngineReport) -> list[dict[str, Any]]:

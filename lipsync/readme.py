@@ -20,7 +20,7 @@ from lipsync.optionspec import OptionSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_VALUE_FORMS = {"int": "N", "float": "X", "str": "TEXT", "path": "PATH"}
+_VALUE_FORMS = {"int": "N", "float": "X", "str": "TEXT", "path": "PATH", "json": "JSON"}
 
 
 def _cell(text: str) -> str:
