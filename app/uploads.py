@@ -24,6 +24,7 @@ FILE_FIELDS = ("audio", "video")
 MAX_FIELD_BYTES = 1024
 MAX_PARTS = 16
 _SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+_EXTRA_AUDIO = re.compile(r"^audio_[1-9]$")  # audio inputs 1, 2, … of a job with segments
 
 
 class UploadError(Exception):
@@ -135,7 +136,7 @@ class _Receiver:
         self._value = bytearray()
         self._size = 0
         filename = params.get(b"filename")
-        if name in FILE_FIELDS:
+        if name in FILE_FIELDS or _EXTRA_AUDIO.match(name):
             if name in self.result.files:
                 raise UploadError(f"{name} was sent twice", field=name)
             self._filename = (filename or b"").decode("utf-8", "replace")
@@ -144,7 +145,9 @@ class _Receiver:
             self._hash = hashlib.sha256()
             self.result.files[name] = SavedFile(path, 0, self._filename, "")
         elif filename is not None:
-            raise UploadError(f"unexpected file field {name!r}; send files as audio and video")
+            raise UploadError(
+                f"unexpected file field {name!r}; send files as audio (audio_1, …) and video"
+            )
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]

@@ -26,8 +26,8 @@ EXIT_INTERNAL = 1
 def _argument_type(spec: OptionSpec) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
         try:
-            if spec.kind == "json" and not text.lstrip().startswith(("[", "{")):
-                text = _read_json_file(text)  # a file (--segments segments.json)
+            if spec.kind == "json":  # checked with the job (error [invalid_option]: PATH)
+                return _json_argument(text)
             return spec.parse(text)
         except InvalidOption as exc:
             raise argparse.ArgumentTypeError(exc.message) from None
@@ -36,11 +36,18 @@ def _argument_type(spec: OptionSpec) -> Callable[[str], Any]:
     return convert
 
 
-def _read_json_file(name: str) -> str:
+def _json_argument(text: str) -> Any:
+    """A structured option's value: the JSON itself, or a file holding it
+    (``--segments segments.json``); decoded here, checked with the job's options."""
+    if not text.lstrip().startswith(("[", "{")):
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {text}: {exc}") from None
     try:
-        return Path(name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise argparse.ArgumentTypeError(f"cannot read {name}: {exc}") from None
+        return json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
 
 
 class _IntsAction(argparse.Action):
@@ -261,8 +268,17 @@ def _add_remote(sub: Any) -> None:
     video.add_argument("--video", type=Path, help="face video or still image to upload")
     video.add_argument("--video-url", help="or an http(s) URL the service fetches it from")
     audio = rr.add_mutually_exclusive_group(required=True)
-    audio.add_argument("--audio", type=Path, help="speech (audio or video file) to upload")
-    audio.add_argument("--audio-url", help="or an http(s) URL the service fetches it from")
+    audio.add_argument(
+        "--audio",
+        type=Path,
+        action="append",
+        help="speech (audio or video file) to upload; with --segments, once per audio input",
+    )
+    audio.add_argument(
+        "--audio-url",
+        action="append",
+        help="or an http(s) URL the service fetches it from (as --audio, repeatable)",
+    )
     rr.add_argument("--output", "-o", type=Path, required=True, help="output .mp4")
     add_option_arguments(rr, public_specs())
     rr.add_argument("--idempotency-key", help="Idempotency-Key header: a retried push is one job")
@@ -484,6 +500,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_or_list(values: list[Any] | None) -> Any:
+    """A repeated flag's values: None, the one value, or the list (several audio inputs)."""
+    return values[0] if values and len(values) == 1 else values
+
+
 def _cmd_remote(args: argparse.Namespace) -> int:
     from lipsync.client import Client
 
@@ -494,9 +515,9 @@ def _cmd_remote(args: argparse.Namespace) -> int:
     with Client(args.server, api_key=api_key) as client:
         job = client.submit(
             video=args.video,
-            audio=args.audio,
+            audio=_one_or_list(args.audio),
             video_url=args.video_url,
-            audio_url=args.audio_url,
+            audio_url=_one_or_list(args.audio_url),
             webhook_url=args.webhook_url,
             idempotency_key=args.idempotency_key,
             evaluate=False if args.no_evaluate else None,

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
 
     # Admission control.
     max_queue_depth: int = Field(default=100, ge=1)
+    max_segments: int = Field(default=32, ge=1, le=256)  # segments one push may carry
     retry_after_s: int = Field(default=30, ge=1)
 
     # Optional API keys (comma-separated). Empty: no authentication.

@@ -65,6 +65,35 @@ def fetch_inputs(
     return video, audio
 
 
+def fetch_extra_audio(
+    record: JobRecord,
+    settings: Settings,
+    progress: Callable[[str, float], None],
+    should_cancel: Callable[[], bool] | None = None,
+) -> list[Path]:
+    """A job with segments: its audio inputs 1, 2, … as local files (uploaded, or fetched
+    now and probed); [] for a job with one audio input."""
+    out: list[Path] = []
+    urls = sum(1 for e in record.extra_audio if e.get("url"))
+    dest = job_paths(settings, record.id).uploads
+    policy = FetchPolicy.from_settings(settings) if urls else None
+    fetched = 0
+    for k, entry in enumerate(record.extra_audio, start=1):
+        if entry.get("path"):
+            out.append(settings.data_dir / entry["path"])
+            continue
+        assert policy is not None
+        dest.mkdir(parents=True, exist_ok=True)
+        share = _Share(progress, fetched, urls, settings.max_upload_bytes)
+        out.append(
+            _fetch_one(
+                record, "audio", entry["url"], dest, settings, policy, should_cancel, share, k
+            )
+        )
+        fetched += 1
+    return out
+
+
 def _fetch_one(
     record: JobRecord,
     name: Literal["video", "audio"],
@@ -74,11 +103,13 @@ def _fetch_one(
     policy: FetchPolicy,
     should_cancel: Callable[[], bool] | None,
     on_bytes: Callable[[int, int | None], object] | None = None,
+    index: int = 0,
 ) -> Path:
-    field = f"{name}_url"
-    for old in dest.glob(f"{name}.*"):  # an earlier attempt's file (the job was redelivered)
+    field = f"{name}_url" if index == 0 else f"{name}_url_{index}"
+    stem = name if index == 0 else f"{name}_{index}"  # audio input 1, 2, … (segments)
+    for old in dest.glob(f"{stem}.*"):  # an earlier attempt's file (the job was redelivered)
         old.unlink(missing_ok=True)
-    partial = dest / f"{name}.part"
+    partial = dest / f"{stem}.part"
     partial.unlink(missing_ok=True)
     host = urlsplit(url).hostname or "?"  # logged without path or query (they may be secret)
     try:
@@ -88,7 +119,7 @@ def _fetch_one(
     except LipsyncError as exc:
         log.info("job %s: %s from %s not fetched: %s", record.id, field, host, exc.code)
         raise _prefixed(exc, field) from None
-    path = dest / f"{name}{_extension(got.url, got.content_type)}"
+    path = dest / f"{stem}{_extension(got.url, got.content_type)}"
     partial.replace(path)
     log.info("job %s: %s fetched from %s (%d bytes)", record.id, field, host, got.size)
     _probe(path, name, settings, field)

@@ -156,11 +156,13 @@ def _render(
     quality task, after the result is published (:mod:`worker.quality`)."""
     import lipsync
     from lipsync.errors import Canceled
-    from worker.fetch import FETCH_SHARE, fetch_inputs
+    from worker.fetch import FETCH_SHARE, fetch_extra_audio, fetch_inputs
 
     job_id = record.id
     options = build_run_options(record.options, settings)
-    fetches = bool(record.video_url or record.audio_url)
+    fetches = bool(
+        record.video_url or record.audio_url or any(e.get("url") for e in record.extra_audio)
+    )
     progress = ProgressReporter(store, job_id, scale=FETCH_SHARE if fetches else 1.0)
     cancel = CancelFlag(store, job_id, worker=worker)
     with LeaseKeeper(store, job_id, holder), job_tempdir(partial.parent / "tmp"):
@@ -168,11 +170,12 @@ def _render(
             with Stopper(cancel):
                 # URL inputs are fetched first (stage "fetching", worker/fetch.py)
                 video, audio = fetch_inputs(record, settings, progress, cancel)
+                more = fetch_extra_audio(record, settings, progress, cancel)
                 if fetches:  # the pipeline's bar follows the fetch's share
                     progress.offset, progress.scale = FETCH_SHARE, 1.0 - FETCH_SHARE
                 result = lipsync.run(
                     video,
-                    audio,
+                    [audio, *more] if more else audio,
                     partial,
                     options,
                     progress=progress,

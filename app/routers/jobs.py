@@ -31,6 +31,12 @@ from app.schemas import (
     json_example,
     route_responses,
 )
+from app.segment_inputs import (
+    SegmentRefused,
+    check_push_segments,
+    extra_audio,
+    is_extra_audio_field,
+)
 from app.uploads import FILE_FIELDS, ParsedUpload, UploadError, UploadTooLarge, receive_multipart
 from lipsync.errors import InvalidOption, LipsyncError
 from service import jobs
@@ -162,10 +168,15 @@ async def push(
     try:
         upload, urls = await _receive(request, settings, dest)
         webhook = _webhook(upload, settings)
-        fields = {k: v for k, v in upload.fields.items() if k not in _NOT_OPTIONS}
+        fields = {
+            k: v
+            for k, v in upload.fields.items()
+            if k not in _NOT_OPTIONS and not is_extra_audio_field(k)
+        }
         options = _validate_options(fields, settings)
         _check_weights(options, settings)
         await _probe_upload(upload, settings)
+        extra = await run_in_threadpool(_check_segments, upload, options, settings)
         job = JobRecord(
             id=job_id,
             owner=owner,
@@ -179,6 +190,7 @@ async def push(
             webhook=WebhookRecord(url=webhook) if webhook else None,
             video_name=_given_name(upload, "video"),
             audio_name=_given_name(upload, "audio"),
+            extra_audio=extra,
         )
         digest = upload.digest() if idempotency_key is not None else ""
         try:
@@ -195,6 +207,24 @@ async def push(
     finally:
         if not keep:
             shutil.rmtree(dest, ignore_errors=True)
+
+
+def _check_segments(
+    upload: ParsedUpload, options: dict[str, Any], settings: Settings
+) -> list[dict[str, str]]:
+    """The push's audio inputs after the first (``audio_1``…, ``audio_url_1``…), and its
+    segments checked against all its inputs (app/segment_inputs.py); 422 otherwise."""
+    files = {name: saved.path for name, saved in upload.files.items()}
+    try:
+        extra = extra_audio(files, upload.fields, settings)
+        check_push_segments(options, files.get("video"), files.get("audio"), extra, settings)
+    except SegmentRefused as exc:
+        raise problem(422, exc.message, exc.code, exc.field) from exc
+    except InvalidOption as exc:
+        raise problem(422, exc.message, exc.code, exc.field) from exc
+    except LipsyncError as exc:
+        raise problem(422, exc.message, exc.code, "segments") from exc
+    return extra.inputs
 
 
 async def _admit(

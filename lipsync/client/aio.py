@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -82,10 +82,10 @@ class AsyncClient:
     async def submit(
         self,
         video: StrPath | None = None,
-        audio: StrPath | None = None,
+        audio: StrPath | Sequence[StrPath] | None = None,
         *,
         video_url: str | None = None,
-        audio_url: str | None = None,
+        audio_url: str | Sequence[str] | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         evaluate: bool | None = None,

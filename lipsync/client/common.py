@@ -7,7 +7,7 @@ import email.utils
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +186,10 @@ def _base(url: str) -> str:
 
 
 def _form_text(name: str, value: Any) -> str:
+    if isinstance(value, list | tuple) and any(
+        isinstance(v, dict) or hasattr(v, "to_json") for v in value
+    ):  # a structured option (segments): JSON
+        return json.dumps([v.to_json() if hasattr(v, "to_json") else v for v in value])
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | tuple):
@@ -223,11 +227,56 @@ class _Submission:
         return parts
 
 
+def _audio_inputs(
+    audio: StrPath | Sequence[StrPath] | None, audio_url: str | Sequence[str] | None
+) -> list[tuple[str, StrPath | None, str | None]]:
+    """The audio inputs as ``(field, file, url)``: ``audio``/``audio_url`` for the first,
+    ``audio_1``/``audio_url_1``… for the others (a job with segments)."""
+    if isinstance(audio, list | tuple) and audio_url is None:
+        return [(_nth("audio", k), p, None) for k, p in enumerate(audio)]
+    if isinstance(audio_url, list | tuple) and audio is None:
+        return [(_nth("audio", k), None, str(u)) for k, u in enumerate(audio_url)]
+    if isinstance(audio, list | tuple) or isinstance(audio_url, list | tuple):
+        message = "give audio (files) or audio_url (URLs), not both"
+        raise LipsyncAPIError(0, "conflicting_fields", message, "audio")
+    return [("audio", audio, audio_url)]  # type: ignore[list-item]
+
+
+def _url_field(name: str) -> str:
+    """``video_url``, ``audio_url``, ``audio_url_1``…"""
+    base, _, k = name.partition("_")
+    return f"{base}_url_{k}" if k else f"{base}_url"
+
+
+def _nth(name: str, k: int) -> str:
+    return name if k == 0 else f"{name}_{k}"
+
+
+def _check_segment_audio(options: Mapping[str, Any], count: int) -> None:
+    """Each segment names one of the audio inputs given, and several need segments."""
+    from lipsync.segments import check_against_media, check_segments
+
+    raw = options.get("segments")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raw = None  # refused by the option check
+    try:
+        segments = check_segments(raw) if raw else ()
+        check_against_media(segments, float("inf"), [float("inf")] * count, "loop")
+    except InvalidOption as exc:
+        raise LipsyncAPIError(0, exc.code, exc.message, exc.field) from None
+    if count > 1 and not segments:
+        message = f"{count} audio inputs but no segments saying where each one plays"
+        raise LipsyncAPIError(0, "invalid_option", message, "segments")
+
+
 def _prepare(
     video: StrPath | None,
-    audio: StrPath | None,
+    audio: StrPath | Sequence[StrPath] | None,
     video_url: str | None,
-    audio_url: str | None,
+    audio_url: str | Sequence[str] | None,
     idempotency_key: str | None,
     options: Mapping[str, Any],
     webhook_url: str | None = None,
@@ -235,7 +284,8 @@ def _prepare(
 ) -> _Submission:
     files: dict[str, Path] = {}
     fields: list[tuple[str, str]] = []
-    for name, path, url in (("video", video, video_url), ("audio", audio, audio_url)):
+    audios = _audio_inputs(audio, audio_url)
+    for name, path, url in [("video", video, video_url), *audios]:
         if (path is None) == (url is None):
             message = f"give {name} (a file) or {name}_url, one of them"
             raise LipsyncAPIError(0, "missing_field", message, name)
@@ -245,12 +295,13 @@ def _prepare(
                 raise LipsyncAPIError(0, "missing_field", f"{name}: no file {p}", name)
             files[name] = p
         else:
-            fields.append((f"{name}_url", str(url)))
+            fields.append((_url_field(name), str(url)))
     if webhook_url is not None:
         fields.append(("webhook_url", str(webhook_url)))
     if evaluate is not None:
         fields.append(("evaluate", "true" if evaluate else "false"))
     fields += _option_fields(options)
+    _check_segment_audio(options, len(audios))
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
     return _Submission(files, fields, headers)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -85,17 +85,18 @@ class Client:
     def submit(
         self,
         video: StrPath | None = None,
-        audio: StrPath | None = None,
+        audio: StrPath | Sequence[StrPath] | None = None,
         *,
         video_url: str | None = None,
-        audio_url: str | None = None,
+        audio_url: str | Sequence[str] | None = None,
         webhook_url: str | None = None,
         idempotency_key: str | None = None,
         evaluate: bool | None = None,
         **options: Any,
     ) -> Job:
         """Push a job: a face ``video`` (or image) file or ``video_url``, and a speech
-        ``audio`` file or ``audio_url``; ``options`` are the push's option fields (e.g.
+        ``audio`` file or ``audio_url`` (with ``segments``, a list of them: the segments'
+        ``audio`` numbers index it); ``options`` are the push's option fields (e.g.
         ``engine="retrieval"``, ``pads=(0, 10, 0, 0)``). Checked before anything is sent.
         ``webhook_url``: the job's final status is POSTed there, signed (check it with
         :func:`lipsync.client.verify_webhook`); ``job.status().webhook`` tells how that went.

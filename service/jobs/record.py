@@ -122,6 +122,8 @@ class JobRecord:
     # the inputs a succeeded job ran on, for its measurement (JSON: video, audio paths
     # relative to the data dir; URL inputs were fetched into its uploads dir)
     raw_inputs: str = ""
+    # a job with segments: audio inputs 1, 2, … ({"path": relative} or {"url": …})
+    extra_audio: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -160,4 +162,5 @@ class JobRecord:
             video_name=data.get("video_name", ""),
             audio_name=data.get("audio_name", ""),
             raw_inputs=data.get("q_inputs", ""),
+            extra_audio=opt_json("extra_audio") or [],
         )

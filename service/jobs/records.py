@@ -38,6 +38,7 @@ class Jobs(Part):
             **({"webhook_url": job.webhook.url, "wh_state": "waiting"} if job.webhook else {}),
             **({"video_name": job.video_name} if job.video_name else {}),
             **({"audio_name": job.audio_name} if job.audio_name else {}),
+            **({"extra_audio": json.dumps(job.extra_audio)} if job.extra_audio else {}),
             "options": json.dumps(job.options),
             "progress": "0",
             "stage": job.stage,
