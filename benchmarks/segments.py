@@ -67,7 +67,7 @@ def _clip(frames: list[Any], audio: npt.NDArray[np.float32] | None, path: Path) 
     return path
 
 
-def two_languages(out: Path) -> dict[str, Any]:
+def two_languages(out: Path, audio_codec: str = "aac") -> dict[str, Any]:
     import lipsync
     from lipsync.evaluate import evaluate
     from lipsync.options import RunOptions
@@ -78,12 +78,14 @@ def two_languages(out: Path) -> dict[str, Any]:
         {"start": 6, "end": 9, "audio": 1, "audio_start": 0.5},
     ]
     audios = [SHARED_MEDIA / GERMAN, SHARED_MEDIA / JAPANESE]
-    result = lipsync.run(video, audios, out / "two.mp4", RunOptions(segments=segments))
-    src, dst = _frames(video), _frames(out / "two.mp4")
+    target = out / f"two_{audio_codec}.mp4"
+    options = RunOptions(segments=segments, audio_codec=audio_codec)
+    result = lipsync.run(video, audios, target, options)
+    src, dst = _frames(video), _frames(target)
     inside = np.zeros(len(src), bool)
     inside[25:100] = inside[150:225] = True
     outside = [_psnr(a, b) for a, b, i in zip(src, dst, inside, strict=True) if not i]
-    a_in, a_out = _audio16k(video), _audio16k(out / "two.mp4")
+    a_in, a_out = _audio16k(video), _audio16k(target)
     n = min(a_in.size, a_out.size)
     keep = np.ones(n, bool)
     for s in segments:  # the segments and 20 ms beyond each edge
@@ -99,16 +101,19 @@ def two_languages(out: Path) -> dict[str, Any]:
         got = _clip(dst[f0:f1], piece, out / f"seg{k}_out.mp4")
         ref = _clip(src[f0:f1], None, out / f"seg{k}_in.mp4")
         report = evaluate(got, reference=ref).to_dict()
-        sync, reference = report.get("sync", {}), report.get("reference") or {}
+        sync, reference = report.get("sync") or {}, report.get("reference_metrics") or {}
         per_segment.append(
             {
                 "range_s": [s["start"], s["end"]],
                 "offset_frames": sync.get("offset_frames"),
+                "sync_best_lag": sync.get("best_lag"),
+                "sync_r": sync.get("best_r"),
                 "articulation_ratio": reference.get("articulation_ratio"),
                 "psnr_inside_mean": float(np.mean([_psnr(src[i], dst[i]) for i in range(f0, f1)])),
             }
         )
     return {
+        "audio_codec": audio_codec,
         "frames": result.frames,
         "outside_psnr_min": round(min(outside), 2),
         "outside_psnr_mean": round(float(np.mean(outside)), 2),
@@ -195,6 +200,7 @@ def main() -> None:
     report: dict[str, Any] = {}
     if args.only in (None, "two"):
         report["two_languages"] = two_languages(args.out)
+        report["two_languages_flac"] = two_languages(args.out, "flac")
     if args.only in (None, "people"):
         report["two_people"] = two_people(args.out)
     if args.baseline and args.only in (None, "plain"):

@@ -117,6 +117,13 @@ ENHANCERS: dict[str, str] = {
     "none": "leave the drawn mouth as it is",
 }
 
+#: The output's sound codecs (:class:`lipsync.media.encode.VideoWriter`).
+AUDIO_CODECS: dict[str, str] = {
+    "aac": "AAC at 160 kb/s (plays everywhere)",
+    "flac": "FLAC in MP4, lossless 16-bit: with segments, the original sound outside them "
+    "decodes as the input's (to 16 bits); not every player takes it",
+}
+
 X264_PRESETS: dict[str, str] = dict.fromkeys(
     ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"), ""
 )
@@ -340,6 +347,14 @@ class RunOptions:
         12, help="x264 quality of the output (lower is better)", minimum=0, maximum=51
     )
     preset: str = option("veryfast", help="x264 speed preset", choices=lambda: X264_PRESETS)
+    audio_codec: str = option(
+        "aac",
+        help="the output's sound codec",
+        label="Sound codec",
+        choices=lambda: AUDIO_CODECS,
+        public=True,
+        advanced=True,
+    )
     max_size: int | None = option(
         None,
         help="scale the output so its longer side is at most this many pixels (sides even); "

@@ -411,7 +411,15 @@ class Pipeline:
         reader = FrameReader(job.video, faces.times, inputs.vinfo.is_image, size=size)
         width, height = geometry.size
         writer = VideoWriter(
-            job.output, width, height, inputs.fps, mux.track, mux.rate, crf=o.crf, preset=o.preset
+            job.output,
+            width,
+            height,
+            inputs.fps,
+            mux.track,
+            mux.rate,
+            crf=o.crf,
+            preset=o.preset,
+            audio_codec=o.audio_codec,
         )
         analysis = faces.analysis
         renderer = BatchRenderer(

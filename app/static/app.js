@@ -429,6 +429,36 @@
     announce(`${stage}, ${Math.floor(pct / 25) * 25}%`);
   }
 
+  // A second speech file with its start time: two segments (the first speech from 0 until
+  // the second starts, the second for its own length). A segments field typed in the
+  // options wins.
+  let secondSeconds = NaN;
+  function readSecondLength() {
+    const file = $("audio2-file").files && $("audio2-file").files[0];
+    secondSeconds = NaN;
+    if (!file) return;
+    const probe = document.createElement("audio");
+    probe.preload = "metadata";
+    probe.onloadedmetadata = () => { secondSeconds = probe.duration; URL.revokeObjectURL(probe.src); };
+    probe.src = URL.createObjectURL(file);
+  }
+
+  function secondSpeech(options) {
+    const file = $("audio2-file").files && $("audio2-file").files[0];
+    if (!file || options.segments) return null;
+    const start = parseFloat($("audio2-start").value);
+    if (!(start > 0)) return { error: "Say when the second speech starts (seconds, above 0)." };
+    if (!(secondSeconds > 0) || !isFinite(secondSeconds)) {
+      return { error: "The second speech file's length could not be read; try another format." };
+    }
+    const end = Math.round((start + secondSeconds) * 1000) / 1000;
+    const segments = JSON.stringify([
+      { start: 0, end: start, audio: 0 },
+      { start: start, end: end, audio: 1 },
+    ]);
+    return { file, segments };
+  }
+
   function submit(ev) {
     ev.preventDefault();
     const video = el.videoFile.files && el.videoFile.files[0];
@@ -451,6 +481,18 @@
     for (const field of el.form.querySelectorAll("select[name], input[name]:not([type=file])")) {
       const value = field.value.trim();
       if (value !== "") { data.append(field.name, value); options[field.name] = value; }
+    }
+    const second = secondSpeech(options);
+    if (second && second.error) {
+      el.formError.textContent = second.error;
+      el.formError.hidden = false;
+      $("audio2-start").focus();
+      return;
+    }
+    if (second) {
+      data.append("audio_1", second.file, second.file.name);
+      data.append("segments", second.segments);
+      options.segments = second.segments;
     }
 
     stopCurrent();
@@ -812,6 +854,7 @@
   // a file dropped outside the boxes must not navigate away from the page
   ["dragover", "drop"].forEach((type) => window.addEventListener(type, (e) => e.preventDefault()));
   el.form.addEventListener("submit", submit);
+  $("audio2-file").addEventListener("change", readSecondLength);
   el.cancel.addEventListener("click", cancel);
   el.recentClear.addEventListener("click", () => { jobs = []; saveJobs(); renderJobs(); el.submit.focus(); });
   renderJobs();

@@ -43,6 +43,7 @@ class VideoWriter:
         preset: str = "veryfast",
         threads: int = 0,
         queue_size: int = 8,
+        audio_codec: str = "aac",
     ) -> None:
         self.output = Path(output)
         self.width, self.height = width + width % 2, height + height % 2  # yuv420p needs even
@@ -50,6 +51,7 @@ class VideoWriter:
         self.fps = Fraction(fps).limit_denominator(100000)
         self.audio = audio
         self.audio_rate = audio_rate
+        self.audio_codec = audio_codec  # aac, or flac (lossless, 16-bit)
         self.crf, self.preset, self.threads = crf, preset, threads
         self.tmp = temp_path_for(self.output)
         self.frames_written = 0  # accepted by write()
@@ -80,8 +82,11 @@ class VideoWriter:
             self._vstream = vs
             if self.audio is not None:
                 layout = "mono" if self.audio.shape[0] == 1 else "stereo"
-                ast = self._container.add_stream("aac", rate=self.audio_rate, layout=layout)
-                ast.bit_rate = 160_000
+                ast = self._container.add_stream(
+                    self.audio_codec, rate=self.audio_rate, layout=layout
+                )
+                if self.audio_codec == "aac":
+                    ast.bit_rate = 160_000
                 self._astream = ast
         except Exception as exc:
             self._cleanup()
@@ -161,9 +166,14 @@ class VideoWriter:
         while self._audio_pos < end:
             stop = min(end, self._audio_pos + step * 8)
             chunk = np.ascontiguousarray(self.audio[:, self._audio_pos : stop], dtype=np.float32)
-            frame = av.AudioFrame.from_ndarray(
-                chunk, format="fltp", layout="mono" if chunk.shape[0] == 1 else "stereo"
-            )
+            layout = "mono" if chunk.shape[0] == 1 else "stereo"
+            if self.audio_codec == "flac":  # 16-bit, rounded (no dither)
+                pcm = np.clip(np.round(chunk * 32768.0), -32768, 32767).astype(np.int16)
+                frame = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(pcm.T.reshape(1, -1)), format="s16", layout=layout
+                )
+            else:
+                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
             frame.sample_rate = self.audio_rate
             frame.pts = self._audio_pos
             frame.time_base = Fraction(1, self.audio_rate)
