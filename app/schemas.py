@@ -81,8 +81,21 @@ def push_form_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "description": "each input is a file (audio, video) or a URL (audio_url, video_url), "
-        "exactly one of the two",
+        "exactly one of the two; a job with segments may give more audio inputs, numbered "
+        "from 1 without gaps: audio_1 … audio_7 (files) or audio_url_1 … (URLs), which its "
+        "segments name by number (audio is 0)",
         "properties": properties,
+        "patternProperties": {
+            "^audio_[1-7]$": {
+                "type": "string",
+                "format": "binary",
+                "description": "another speech input (segments)",
+            },
+            "^audio_url_[1-7]$": {
+                **url,
+                "description": "http(s) URL of another speech input, instead of audio_N",
+            },
+        },
         "allOf": [
             {"oneOf": [{"required": [name]}, {"required": [f"{name}_url"]}]}
             for name in ("video", "audio")

@@ -22,8 +22,8 @@ from service.settings import Settings
 
 #: The most audio inputs a push may carry (``audio`` and ``audio_1`` … ``audio_7``).
 MAX_AUDIO_INPUTS = 8
-EXTRA_AUDIO_FILE = re.compile(r"^audio_([1-9])$")
-EXTRA_AUDIO_URL = re.compile(r"^audio_url_([1-9])$")
+EXTRA_AUDIO_FILE = re.compile(r"^audio_([1-7])$")
+EXTRA_AUDIO_URL = re.compile(r"^audio_url_([1-7])$")
 
 
 @dataclass

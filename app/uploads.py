@@ -24,7 +24,7 @@ FILE_FIELDS = ("audio", "video")
 MAX_FIELD_BYTES = 1024
 MAX_PARTS = 16
 _SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
-_EXTRA_AUDIO = re.compile(r"^audio_[1-9]$")  # audio inputs 1, 2, … of a job with segments
+_EXTRA_AUDIO = re.compile(r"^audio_[1-7]$")  # audio inputs 1, 2, … of a job with segments
 
 
 class UploadError(Exception):

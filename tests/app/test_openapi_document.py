@@ -296,3 +296,13 @@ def test_readme_typescript_example_names_real_operations() -> None:
     used = set(re.findall(r"\b(push|status|download|listJobs|deleteJob|events)\(", code))
     assert {"push", "download"} <= used and used & {"status", "events"}, used
     assert used <= set(OPERATION_IDS.values())
+
+
+def test_segments_are_documented_with_an_example(doc: dict[str, Any]) -> None:
+    form = doc["components"]["schemas"]["PushForm"]
+    segments = form["properties"]["segments"]
+    example = json.loads(segments["examples"][0])
+    assert example[1] == {"start": 6, "end": 9, "audio": 1}
+    assert "audio_start" in segments["description"]
+    assert set(form["patternProperties"]) == {"^audio_[1-7]$", "^audio_url_[1-7]$"}
+    assert form["properties"]["segment_audio"]["enum"] == ["replace", "duck", "mix"]
