@@ -169,3 +169,26 @@ def test_bad_url_fields_are_422_and_queue_nothing(svc: Any, media: dict[str, Pat
         assert resp.status_code == 422 and resp.json()["detail"]["field"] == "audio"
     after = set(uploads.iterdir()) if uploads.exists() else set()
     assert after <= before, "nothing is kept for a refused push"
+
+
+def test_a_second_audio_input_by_url(
+    svc: Any, media_server: LoopbackHTTP, media: dict[str, Path]
+) -> None:
+    """``audio_url_1`` is fetched by the worker; a segment past its end fails the job with
+    the same field path a file would have been refused with at the push."""
+    url = media_server.url("/file/speech.wav")
+    files = {"video": media["astronaut"], "audio": media["speech"]}
+    good = '[{"start": 0, "end": 1, "audio": 0}, {"start": 1, "end": 2, "audio": 1}]'
+    bad = '[{"start": 0, "end": 1, "audio": 1, "audio_start": 60}]'
+    with svc.client() as c:
+        resp = _push(c, files, audio_url_1=url, segments=good)
+        assert resp.status_code == 202, resp.text
+        task_id = resp.json()["task_id"]
+        body = wait_for(c, task_id, timeout=240)
+        assert body["state"] == "succeeded", f"{body}\n{svc.logs()}"
+        assert f"job {task_id}: audio_url_1 fetched from 127.0.0.1" in svc.worker_log()
+        resp = _push(c, files, audio_url_1=url, segments=bad)
+        assert resp.status_code == 202, resp.text
+        body = wait_for(c, resp.json()["task_id"], timeout=240)
+    assert body["state"] == "failed" and body["error"]["code"] == "invalid_option", body
+    assert "segments[0].audio_start" in body["error"]["message"]
