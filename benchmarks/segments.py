@@ -112,7 +112,9 @@ def two_languages(out: Path, audio_codec: str = "aac") -> dict[str, Any]:
                 "psnr_inside_mean": float(np.mean([_psnr(src[i], dst[i]) for i in range(f0, f1)])),
             }
         )
+    sheet = contact_sheet(dst, [25, 100, 150, 225], out / f"seams_{audio_codec}.png")
     return {
+        "contact_sheet": str(sheet),
         "audio_codec": audio_codec,
         "frames": result.frames,
         "outside_psnr_min": round(min(outside), 2),
@@ -122,6 +124,28 @@ def two_languages(out: Path, audio_codec: str = "aac") -> dict[str, Any]:
         "segments": per_segment,
         "wall_s": round(result.wall_s, 1),
     }
+
+
+def contact_sheet(frames: list[Any], edges: list[int], path: Path) -> Path:
+    """The mouth region of the 4 frames before and after each segment edge (one row per
+    edge), to look at the seams."""
+    import cv2
+
+    from lipsync.face.tracker import FaceTracker
+
+    lm = FaceTracker().update(frames[0])
+    assert lm is not None
+    (x1, y1), (x2, y2) = lm[48:68].min(axis=0), lm[48:68].max(axis=0)
+    cx, cy, r = int((x1 + x2) / 2), int((y1 + y2) / 2), int((x2 - x1) * 0.9)
+    rows = []
+    for edge in edges:
+        tiles = [
+            np.ascontiguousarray(frames[i][cy - r : cy + r, cx - r : cx + r])
+            for i in range(edge - 4, edge + 4)
+        ]
+        rows.append(np.hstack(tiles))
+    cv2.imwrite(str(path), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    return path
 
 
 def _apertures(frames: list[Any], half: int) -> npt.NDArray[np.float64]:

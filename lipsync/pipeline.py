@@ -242,6 +242,9 @@ class Pipeline:
         for i in used:
             speech16k[i] = to_mono(load_audio(audios[i], sample_rate=16000, channels=1)[0])
             check_not_silent(speech16k[i], 16000, audios[i].name)
+        own16k = (
+            to_mono(load_audio(video, sample_rate=16000, channels=1)[0]) if vinfo.audio else None
+        )
         first = ainfos[used[0]].audio
         assert first is not None
         rate = mux_rate(vinfo.audio.sample_rate if vinfo.audio else first.sample_rate)
@@ -276,7 +279,8 @@ class Pipeline:
                     should_cancel,
                     segments=segs,
                 )
-                pass_speech = _Speech(speech_track(segs, _dense(speech16k), seconds), track, rate)
+                engine_speech = speech_track(segs, _dense(speech16k), seconds, own16k)
+                pass_speech = _Speech(engine_speech, track, rate)
                 result = Pipeline(opts, self.engines)._run(job, pass_speech)
                 source = target
         assert result is not None

@@ -32,6 +32,8 @@ MAX_SEGMENTS = 256
 EASE_FRAMES = 3
 #: Seconds over which a segment's speech and the original sound are cross-faded.
 CROSSFADE_S = 0.010
+#: The same in the engine's speech (the own sound outside the segments): the eased frames.
+ENGINE_FADE_S = 0.12
 
 #: What happens to the original sound under a segment (the ``segment_audio`` option).
 SEGMENT_AUDIO_MODES: dict[str, str] = {
@@ -206,24 +208,28 @@ def output_seconds(segments: Sequence[Segment], video_s: float, is_image: bool) 
 
 
 def _place(
-    out: npt.NDArray[np.float32], speech: npt.NDArray[np.float32], seg: Segment, rate: int
+    out: npt.NDArray[np.float32],
+    speech: npt.NDArray[np.float32],
+    seg: Segment,
+    rate: int,
+    fade_s: float = CROSSFADE_S,
 ) -> tuple[int, int]:
-    """Copy ``seg``'s range of ``speech`` (C, N) into ``out`` (C, M) at its start, faded in
-    and out over :data:`CROSSFADE_S`; the output range it covers."""
+    """Add ``seg``'s range of ``speech`` (C, N) into ``out`` (C, M) at its start, faded in
+    and out over ``fade_s``; the output range it covers."""
     a0, a1 = seg.speech_span(speech.shape[-1] / rate)
     piece = speech[..., int(round(a0 * rate)) : int(round(a1 * rate))]
     o0 = int(round(seg.start * rate))
     o1 = min(out.shape[-1], int(round(seg.end * rate)), o0 + piece.shape[-1])
     if o1 <= o0:
         return o0, o0
-    piece = piece[..., : o1 - o0].astype(np.float32) * fade_envelope(o1 - o0, rate)
+    piece = piece[..., : o1 - o0].astype(np.float32) * fade_envelope(o1 - o0, rate, fade_s)
     out[..., o0:o1] += piece
     return o0, o1
 
 
-def fade_envelope(n: int, rate: int) -> npt.NDArray[np.float32]:
-    """1 over ``n`` samples, ramped from and to 0 over :data:`CROSSFADE_S` at each end."""
-    k = max(1, min(n // 2, int(round(CROSSFADE_S * rate))))
+def fade_envelope(n: int, rate: int, fade_s: float = CROSSFADE_S) -> npt.NDArray[np.float32]:
+    """1 over ``n`` samples, ramped from and to 0 over ``fade_s`` at each end."""
+    k = max(1, min(n // 2, int(round(fade_s * rate))))
     env = np.ones(n, np.float32)
     ramp = (np.arange(k, dtype=np.float32) + 0.5) / k
     env[:k] = ramp
@@ -235,12 +241,25 @@ def speech_track(
     segments: Sequence[Segment],
     speech16k: Sequence[npt.NDArray[np.float32]],
     seconds: float,
+    own16k: npt.NDArray[np.float32] | None = None,
+    fade_s: float = ENGINE_FADE_S,
 ) -> npt.NDArray[np.float32]:
-    """The engine's speech, mono 16 kHz, ``seconds`` long: silence outside the segments,
-    each segment's audio range placed at its start."""
-    out = np.zeros((1, int(round(seconds * 16000))), np.float32)
+    """The engine's speech, mono 16 kHz, ``seconds`` long: each segment's audio range
+    placed at its start; outside the segments the video's own sound (``own16k``; None:
+    silence), cross-faded over ``fade_s``. Only the frames at a segment's edges show what
+    the engine draws from the own sound: there the generated mouth is close to the
+    original one, so the eased blend of the two shows one mouth, not two."""
+    n = int(round(seconds * 16000))
+    out = np.zeros((1, n), np.float32)
+    keep = np.ones(n, np.float32)  # the own sound's share
     for seg in segments:
-        _place(out, speech16k[seg.audio].reshape(1, -1), seg, 16000)
+        _place(out, speech16k[seg.audio].reshape(1, -1), seg, 16000, fade_s)
+        o0, o1 = int(round(seg.start * 16000)), min(n, int(round(seg.end * 16000)))
+        if o1 > o0:
+            keep[o0:o1] = np.minimum(keep[o0:o1], 1.0 - fade_envelope(o1 - o0, 16000, fade_s))
+    if own16k is not None:
+        m = min(n, own16k.size)
+        out[0, :m] += own16k[:m] * keep[:m]
     return out[0]
 
 

@@ -125,9 +125,14 @@ def test_speech_track_places_each_range_at_its_start() -> None:
     track = speech_track(segs, [a, b], 10.0)
     assert track.shape == (160000,)
     assert not track[:16000].any() and not track[64000:96000].any()
-    assert np.allclose(track[17000:63000], 0.5)
-    assert np.allclose(track[97000:143000], -0.25)
+    assert np.allclose(track[18000:62000], 0.5)
+    assert np.allclose(track[98000:142000], -0.25)
     assert not track[152000:].any(), "audio 1 plays 0-3.5 s: 6-9.5 cut at 9"
+    own = np.full(160000, 0.1, np.float32)
+    with_own = speech_track(segs, [a, b], 10.0, own)
+    assert np.allclose(with_own[:15000], 0.1) and np.allclose(with_own[66000:94000], 0.1)
+    assert np.allclose(with_own[18000:62000], 0.5), "inside: the segment's speech alone"
+    assert np.all(np.abs(np.diff(with_own[15000:19000])) < 1e-3), "cross-faded"
 
 
 @pytest.mark.parametrize(("mode", "under"), [("replace", 0.0), ("duck", 0.1), ("mix", 0.1)])
