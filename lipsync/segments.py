@@ -28,11 +28,17 @@ from lipsync.errors import InvalidOption
 
 #: The most segments a job may carry (the service has its own, lower or equal, setting).
 MAX_SEGMENTS = 256
-#: Frames over which the mouth eases from the original frames into the generated ones.
-EASE_FRAMES = 3
+#: Frames over which the picture cross-fades from the original frames into the generated
+#: ones: none. A new mouth faded over the frame's own shows both (doubled lips on the seam's
+#: contact sheet at 3), so the picture switches at the edge; the seam is eased in the mouth's
+#: motion instead: the engine hears the video's own sound up to the edge, cross-faded into
+#: the segment's speech (:data:`ENGINE_FADE_S`), so the generated mouth takes over from the
+#: original one's shape.
+EASE_FRAMES = 0
 #: Seconds over which a segment's speech and the original sound are cross-faded.
 CROSSFADE_S = 0.010
-#: The same in the engine's speech (the own sound outside the segments): the eased frames.
+#: The cross-fade in the engine's speech from the own sound outside the segments into the
+#: segment's speech (three frames at 25 fps).
 ENGINE_FADE_S = 0.12
 
 #: What happens to the original sound under a segment (the ``segment_audio`` option).
@@ -305,7 +311,8 @@ def segment_shares(
     segments: Sequence[Segment], n_out: int, fps: float, ease: int = EASE_FRAMES
 ) -> npt.NDArray[np.float32]:
     """Per output frame, the generated mouth's share: 0 outside every segment (the frame is
-    kept as it is), 1 inside, eased over ``ease`` frames at each edge inside the segment."""
+    kept as it is), 1 inside, eased over ``ease`` frames at each edge inside the segment
+    (default: none, see :data:`EASE_FRAMES`)."""
     shares = np.zeros(n_out, np.float32)
     for seg in segments:
         f0 = max(0, int(math.ceil(seg.start * fps - 1e-6)))

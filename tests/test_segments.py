@@ -154,9 +154,11 @@ def test_mix_keeps_the_original_outside_bit_for_bit(mode: str, under: float) -> 
     assert np.max(np.abs(np.diff(out[0, rate - 200 : rate + 200]))) < 0.05
 
 
-def test_shares_are_zero_outside_and_eased_at_the_edges() -> None:
+def test_shares_are_zero_outside_and_switch_at_the_edges() -> None:
     shares = segment_shares(check_segments(TWO), 250, 25.0)
     assert not shares[:25].any() and not shares[100:150].any() and not shares[225:].any()
-    assert list(shares[25:29]) == [0.25, 0.5, 0.75, 1.0]
-    assert list(shares[96:100]) == [1.0, 0.75, 0.5, 0.25]
-    assert (shares[29:96] == 1).all()
+    assert (shares[25:100] == 1).all() and (shares[150:225] == 1).all()
+    # An easing, where asked for, ramps inside the segment.
+    eased = segment_shares(check_segments(TWO), 250, 25.0, ease=3)
+    assert list(eased[25:29]) == [0.25, 0.5, 0.75, 1.0]
+    assert list(eased[96:100]) == [1.0, 0.75, 0.5, 0.25]
