@@ -27,6 +27,7 @@ LUMA_K = 3.5  # robust standard deviations of brightness beyond which: not this 
 OCCLUDED_KEEP = 0.6  # more of the lips hidden than this: the frame keeps its own pixels
 MIN_SAMPLES = 200
 WORK_MOUTH_PX = 40.0  # the mask is worked out where the mouth is about this wide
+JAW_BAND = 0.25  # mouth widths inside the jaw line where an object must join a deeper one
 
 
 @dataclass
@@ -144,6 +145,7 @@ class Regions:
     inner: npt.NDArray[np.bool_]
     mouth: npt.NDArray[np.bool_]  # the lips and their opening, grown a little
     scope: npt.NDArray[np.bool_]  # the lower face as the compositor's mask reaches it
+    face: npt.NDArray[np.bool_]  # the lower face within its jaw line
 
 
 def face_regions(lm: F32, shape: tuple[int, int]) -> Regions:
@@ -171,7 +173,18 @@ def face_regions(lm: F32, shape: tuple[int, int]) -> Regions:
         inner=opening > 0,
         mouth=near_lips > 0,
         scope=scope > 0,
+        face=lower > 0,
     )
+
+
+def _joined(found: npt.NDArray[np.bool_], more: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``found`` plus the pixels of ``more`` connected to it."""
+    if not found.any() or not more.any():
+        return found
+    _, labels = cv2.connectedComponents((found | more).astype(np.uint8), connectivity=8)
+    touched = np.unique(labels[found])
+    joined: npt.NDArray[np.bool_] = found | (more & np.isin(labels, touched[touched > 0]))
+    return joined
 
 
 def _reach_into_mouth(
@@ -230,7 +243,12 @@ class OcclusionMasker:
         # found outside it: then the object reaches over the mouth.
         # Only the mouth region is judged (a patch may reach further: Wav2Lip's --box).
         strange = model.skin.foreign(ycc) & model.lips.foreign(ycc) & regions.scope
-        occ = strange & ~regions.mouth
+        # Near and past the jaw line (the shadow under the chin, hair, a collar) only what
+        # joins an object found well inside the face: the warp moves the chin there, and
+        # keeping the input's shadow under a moved chin drew a dark block on the neck.
+        band = max(2, int(JAW_BAND * float(np.linalg.norm(lm_s[54] - lm_s[48]))))
+        inside = cv2.erode(regions.face.astype(np.uint8), np.ones((band, band), np.uint8)) > 0
+        occ = _joined(strange & ~regions.mouth & inside, strange & ~inside)
         reach = max(2, int(0.5 * float(np.linalg.norm(lm_s[54] - lm_s[48]))))
         occ = _reach_into_mouth(occ, strange & regions.mouth, reach)
         outer = np.zeros(occ.shape, np.uint8)

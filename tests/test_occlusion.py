@@ -74,3 +74,32 @@ def test_colour_stats_tell_skin_from_an_object() -> None:
     dark = np.array([[24, 128, 129]], np.float32)  # a black microphone
     blue = np.array([[120, 110, 160]], np.float32)  # a blue cup
     assert stats.foreign(dark).all() and stats.foreign(blue).all()
+
+
+def test_nothing_in_front_of_the_face_masks_nothing(media: Path) -> None:
+    """A talking head with nothing in front of it: the occlusion mask over the lower face
+    is empty on nearly every frame. (The shadow under the chin and the hair beside the jaw
+    read as objects on every frame once: the input's shadow was kept under the moved chin,
+    a dark block on the neck.)"""
+    from lipsync.face.geometry import lower_face_polygon
+    from lipsync.occlusion import OcclusionMasker
+    from tests.face.test_analysis import analyse
+
+    video = SHARED_MEDIA / edited.KATIE
+    analysis = analyse(video)
+    masker = OcclusionMasker(analysis.occlusion)
+    masked, frames = 0, 0
+    for f in iter_frames(video):
+        lm = analysis.landmarks[f.index]
+        if not np.isfinite(lm).all():
+            continue
+        poly = lower_face_polygon(lm)
+        x1, y1 = np.floor(poly.min(axis=0)).astype(int)
+        x2, y2 = np.ceil(poly.max(axis=0)).astype(int)
+        shot = int(analysis.shot_of[f.index])
+        occ = masker.occlusion(f.image, lm, shot, int(x1), int(y1), int(y2 - y1), int(x2 - x1))
+        assert occ is not None  # the shot has a colour model
+        frames += 1
+        masked += int(float(occ.max()) > 0.5)
+    assert frames > 150
+    assert masked <= 0.03 * frames, (masked, frames)
