@@ -194,11 +194,8 @@ def _reach_into_mouth(
     pixels of it (the mouth's own dark beyond that stays the mouth's)."""
     if not outside.any() or not inside.any():
         return outside
-    _, labels = cv2.connectedComponents((outside | inside).astype(np.uint8), connectivity=8)
-    touched = np.unique(labels[outside])
     near = cv2.dilate(outside.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
-    joined = inside & np.isin(labels, touched[touched > 0]) & (near > 0)
-    grown: npt.NDArray[np.bool_] = outside | joined
+    grown: npt.NDArray[np.bool_] = outside | (_joined(outside, inside) & (near > 0))
     return grown
 
 
