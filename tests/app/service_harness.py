@@ -361,7 +361,9 @@ class Service:
     def redeliver_unacked(self) -> int:
         """Do now what the broker does once the visibility timeout has passed: put every
         delivered but unacknowledged message back on the queue (as kombu's
-        ``restore_visible`` does). Returns how many messages were put back."""
+        ``restore_visible`` does). Returns how many messages were put back (the workers
+        acknowledge a message as its task starts: only one a killed worker had taken but
+        not started yet)."""
         import json
 
         with redis.Redis.from_url(self.env["LIPSYNC_BROKER_URL"]) as r:
@@ -375,6 +377,19 @@ class Service:
                 pipe.zrem("unacked_index", tag)
                 pipe.execute()
         return len(unacked)
+
+    def producer(self) -> Any:
+        """A producer-only Celery app on this deployment's broker (close it after use)."""
+        from service.queue import create_celery
+        from service.settings import Settings
+
+        settings = Settings(
+            redis_url=self.redis.url,
+            broker_url=self.env["LIPSYNC_BROKER_URL"],
+            redis_prefix=self.prefix,
+            data_dir=self.data_dir,
+        )
+        return create_celery(settings, with_tasks=False)
 
     def start_api(self, **extra: str) -> str:
         self.api, self.base_url = start_api({**self.env, **extra}, self.root, name="api")
