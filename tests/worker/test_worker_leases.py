@@ -121,16 +121,21 @@ def test_orphan_requeuer_ends_canceled_and_overdue_jobs(
 
 
 def test_requeuer_resends_a_queued_job_whose_message_was_lost(
-    settings: Settings, store: JobStore, media: dict[str, Path], redis_server: sh.RedisServer
+    settings: Settings, store: JobStore, media: dict[str, Path], tmp_path: Path
 ) -> None:
     """A queued job whose message is in no broker list (taken by a process that died before
     its claim) is sent again once ``lost_message_s`` has passed since it was last sent; one
     whose message waits is left alone, and two requeuers scanning at once send it once."""
-    broker = redis_server.db_url(13)
+    with sh.private_redis(tmp_path / "broker") as broker_redis:  # a broker of its own
+        _resends_lost_messages(settings, store, media, broker_redis.url)
+
+
+def _resends_lost_messages(
+    settings: Settings, store: JobStore, media: dict[str, Path], broker: str
+) -> None:
     s = settings.model_copy(update={"lost_message_s": 0.5, "broker_url": broker})
     producer = create_celery(s, with_tasks=False)
     queue = WaitingMessages.from_url(broker)
-    queue.r.flushdb()
     lost = make_job(s, store, media["astronaut"], media["speech"])
     waiting = make_job(s, store, media["astronaut"], media["speech"])
     running = make_job(s, store, media["astronaut"], media["speech"])
@@ -150,7 +155,6 @@ def test_requeuer_resends_a_queued_job_whose_message_was_lost(
     time.sleep(0.6)  # still no message (nothing was really sent): once per lost_message_s
     assert first.scan() == {lost: "resent"}
     producer.close()
-    queue.r.flushdb()
     queue.close()
 
 
