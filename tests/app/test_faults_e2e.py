@@ -63,14 +63,16 @@ def _wait_log(svc: sh.Service, needle: str, timeout: float = 60.0) -> None:
 
 
 def _broker_backlog(svc: sh.Service) -> int:
-    """Messages still waiting in the broker queue of this deployment (every priority)."""
+    """Job messages still waiting in the broker queue of this deployment (pushed, and sent
+    again; not the measurements', which follow the jobs at the lowest priority)."""
     broker = svc.env["LIPSYNC_BROKER_URL"]
     import redis
 
-    from service.jobs.broker import QUEUE_LISTS
+    from service.jobs.broker import queue_list
+    from service.queue import JOB_PRIORITY, REQUEUE_PRIORITY
 
     with redis.Redis.from_url(broker) as r:
-        return sum(int(r.llen(name)) for name in QUEUE_LISTS)
+        return sum(int(r.llen(queue_list(p))) for p in (REQUEUE_PRIORITY, JOB_PRIORITY))
 
 
 def test_worker_killed_with_sigkill_mid_job_completes_exactly_once_after_restart(
