@@ -26,18 +26,6 @@ from typing import Any
 log = logging.getLogger("lipsync.worker")
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (a killed pool process)."""
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def measure(args: dict[str, Any]) -> dict[str, Any]:
     """``lipsync evaluate``'s numbers for ``args["result"]``; ``source`` (the job's input)
     is the reference when it is a video (the articulation and sharpness ratios)."""
@@ -87,7 +75,9 @@ def measure(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    _die_with_parent()
+    from lipsync.evaluate.cancel import die_with_parent
+
+    die_with_parent()
     logging.basicConfig(level=logging.WARNING)
     args = json.loads(argv[1])
     out = Path(args["out"])

@@ -165,6 +165,10 @@ def _audio_side(inp: _Inputs, visemes: bool) -> _AudioSide:
     vad = voice_activity(inp.mono)
     ref_vad, basis = _reference_activity(inp, vad)
     phones = recognise_phones(inp.mono) if visemes else None
+    # What the sync step needs (scipy.signal alone imports in 0.6 s), imported here, beside
+    # the video pass, rather than after it.
+    import lipsync.evaluate.sync  # noqa: F401
+
     return _AudioSide(vad, phones, ref_vad, basis)
 
 
@@ -241,6 +245,7 @@ def evaluate(
     visemes: bool = True,
     lse: bool = True,
     should_cancel: Callable[[], bool] | None = None,
+    processes: int | None = None,
 ) -> EvalReport:
     """Measure ``video`` (a lip-synced output) against the speech in ``audio`` (default:
     the video's own audio track, i.e. what a viewer hears with the picture).
@@ -249,14 +254,13 @@ def evaluate(
     ``models_dir`` is where ``syncnet_v2.model`` is looked for (default: ./models or
     ``$LIPSYNC_MODELS_DIR``). ``should_cancel`` is polled as the work goes (each frame,
     between steps; at least every 0.5 s of work) and its True raises
-    :class:`lipsync.errors.Canceled`. Input problems raise
+    :class:`lipsync.errors.Canceled`. ``processes``: 1 keeps a comparison with
+    ``reference`` in this process; None lets a long one measure its later frames in a
+    second process at the same time (:mod:`.halves`). Input problems raise
     :class:`lipsync.errors.LipsyncError` subclasses.
     """
     from lipsync.evaluate.mouth import measure_mouth
-    from lipsync.evaluate.pauses import closed_in_pauses
     from lipsync.evaluate.reference import measure_with_reference
-    from lipsync.evaluate.sync import measure_sync
-    from lipsync.evaluate.visemes import viseme_contrast
 
     poll = CancelPoll(should_cancel)
     clock = _Stopwatch()
@@ -277,10 +281,17 @@ def evaluate(
                 ref_fps=inp.ref_fps,
                 frames=inp.frames,
                 should_cancel=should_cancel,
+                processes=processes,
             )
             track = joint.out
     with clock.lap("audio_wait"):
         side = sound.wait(poll)
+    # Imported only now (by the sound's side, on its thread): a second process measuring
+    # the comparison's later frames (:mod:`.halves`) starts that much sooner.
+    from lipsync.evaluate.pauses import closed_in_pauses
+    from lipsync.evaluate.sync import measure_sync
+    from lipsync.evaluate.visemes import viseme_contrast
+
     with clock.lap("sync_pauses"):
         sync = measure_sync(
             track.aperture, track.pixels, inp.mono, inp.fps, should_cancel=should_cancel

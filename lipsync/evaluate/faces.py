@@ -56,6 +56,7 @@ CUT_DIFF = 30.0  # mean grey-level change of the 32x32 thumbnail that counts as 
 DETECT_PIXELS = 400 * 400  # whole-frame detection works on a copy of at most this size
 NEAR_FACE_PX = 90  # re-detection scales the window so the face is about this wide
 MIN_FACE_PX = 80  # about the smallest face the CNN finds
+POINTS_PAD = 0.5  # the 5 points are read in the box and this share of its width around it
 
 
 def _model_file(name: str) -> Path:
@@ -142,11 +143,17 @@ class FaceFinder:
     """The CNN detector on sampled frames, the 5-point model on every frame."""
 
     def __init__(
-        self, detect_every: int = DETECT_EVERY, poll: Callable[[], None] | None = None
+        self,
+        detect_every: int = DETECT_EVERY,
+        poll: Callable[[], None] | None = None,
+        seed: Callable[[], BoxF | None] | None = None,
     ) -> None:
         self.detector, self.predictor = _models()
         self.detect_every = max(1, detect_every)
         self.poll: Callable[[], None] = poll if poll is not None else _no_poll
+        # Where a face was seen elsewhere in the video, asked for once, at the first
+        # detection: the CNN looks near it first (a whole-frame pass costs about six).
+        self._seed = seed
         self._box: BoxF | None = None
         self._anchor: tuple[FloatArray, float] | None = None  # (centroid, eye dist) at detection
         self._anchor_box: BoxF | None = None
@@ -229,12 +236,21 @@ class FaceFinder:
         )[0]
         return best
 
-    def _points(self, gray: npt.NDArray[np.uint8], box: BoxF) -> FloatArray:
+    def _points(self, rgb: npt.NDArray[np.uint8], box: BoxF) -> FloatArray:
+        """The 5 points in ``box``, read in the grey of the box and :data:`POINTS_PAD` of
+        its width around it only (a whole 720p frame turned grey cost more than the
+        points; the model reads pixels near its box, and the same ones here)."""
         import dlib
 
-        rect = dlib.rectangle(*(int(round(v)) for v in box))
-        shape = self.predictor(gray, rect)
-        return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        h, w = rgb.shape[:2]
+        pad = int(round(POINTS_PAD * max(x2 - x1, y2 - y1, 1)))
+        cx0, cy0 = min(max(0, x1 - pad), w - 1), min(max(0, y1 - pad), h - 1)
+        cx1, cy1 = max(min(w, x2 + pad), cx0 + 1), max(min(h, y2 + pad), cy0 + 1)
+        crop = np.ascontiguousarray(rgb[cy0:cy1, cx0:cx1])
+        grey = np.asarray(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), np.uint8)
+        shape = self.predictor(grey, dlib.rectangle(x1 - cx0, y1 - cy0, x2 - cx0, y2 - cy0))
+        return np.array([[p.x + cx0, p.y + cy0] for p in shape.parts()], np.float32)
 
     @staticmethod
     def _plausible(pts: FloatArray, box: BoxF) -> bool:
@@ -242,66 +258,62 @@ class FaceFinder:
         eyes = float(np.linalg.norm((pts[0] + pts[1]) / 2 - (pts[2] + pts[3]) / 2))
         return bw > 0 and 0.2 < eyes / bw < 0.8
 
-    def _cut(self, gray: npt.NDArray[np.uint8]) -> bool:
+    def _cut(self, rgb: npt.NDArray[np.uint8]) -> bool:
         """Whether this frame is a cut from the previous one (its thumbnail changed a lot)."""
-        step = max(1, min(gray.shape[:2]) // 64)  # a sparse grid first: ~0.02 ms at 720p
-        small = np.ascontiguousarray(gray[::step, ::step])
+        step = max(1, min(rgb.shape[:2]) // 64)  # a sparse grid first: ~0.02 ms at 720p
+        small = cv2.cvtColor(np.ascontiguousarray(rgb[::step, ::step]), cv2.COLOR_RGB2GRAY)
         thumb = np.asarray(cv2.resize(small, (32, 32), interpolation=cv2.INTER_AREA), np.float32)
         prev, self._thumb = self._thumb, thumb
         return prev is not None and float(np.mean(np.abs(thumb - prev))) > CUT_DIFF
 
     def update(
-        self,
-        rgb: npt.NDArray[np.uint8],
-        hint: BoxF | None = None,
-        gray: npt.NDArray[np.uint8] | None = None,
+        self, rgb: npt.NDArray[np.uint8], hint: BoxF | None = None
     ) -> tuple[FloatArray, BoxF] | None:
         """The 5 points and the box of the face in this frame, or None.
 
         ``hint``: a face box for this frame from elsewhere (the reference's), used instead
-        of the CNN whenever a box is due; ``gray``: this frame in grey, when the caller
-        has it."""
-        if gray is None:
-            gray = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8)
-        cut = self._cut(gray)
+        of the CNN whenever a box is due."""
+        cut = self._cut(rgb)
         if self._box is None and 0 < self._lost < LOST_RETRY and not cut and hint is None:
             self._lost += 1  # no face lately: look again only every few frames
             return None
         due = self._box is None or self._since >= self.detect_every or cut
-        got = self._track(rgb, gray, hint) if due else self._follow(gray)
+        got = self._track(rgb, hint) if due else self._follow(rgb)
         if got is None and not due:  # the tracked face went implausible: look again now
-            got = self._track(rgb, gray, hint)
+            got = self._track(rgb, hint)
         if got is None:
             self._box, self._anchor = None, None
             self._lost = 1
         return got
 
     def _track(
-        self, rgb: npt.NDArray[np.uint8], gray: npt.NDArray[np.uint8], hint: BoxF | None
+        self, rgb: npt.NDArray[np.uint8], hint: BoxF | None
     ) -> tuple[FloatArray, BoxF] | None:
         """Start following a fresh box: ``hint`` when it gives plausible points, else the
         CNN's near the last box, else on the whole frame."""
         self._since = 0
         if hint is not None:
             self._box, self._anchor = hint, None
-            got = self._follow(gray)
+            got = self._follow(rgb)
             if got is not None:
                 return got
         self.poll()
         last = self._box
+        if last is None and self._seed is not None:
+            last, self._seed = self._seed(), None
         box = self._detect_near(rgb, last) if last is not None else None
         if box is None:
             box = self._detect_full(rgb)
         if box is None:
             return None
         self._box, self._anchor = box, None
-        return self._follow(gray)
+        return self._follow(rgb)
 
-    def _follow(self, gray: npt.NDArray[np.uint8]) -> tuple[FloatArray, BoxF] | None:
+    def _follow(self, rgb: npt.NDArray[np.uint8]) -> tuple[FloatArray, BoxF] | None:
         """The 5 points in the current box, and the box moved with them."""
         assert self._box is not None
         self._since += 1
-        pts = self._points(gray, self._box)
+        pts = self._points(rgb, self._box)
         if not self._plausible(pts, self._box):
             return None
         self._lost = 0

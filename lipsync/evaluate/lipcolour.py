@@ -34,12 +34,16 @@ _SPLIT = 0.5  # where between the skin's a* and the lips' a pixel starts to coun
 _CONTRAST = 4.0  # a* units the lips must stand above the skin to be told apart from it
 _DARK = 0.6  # darker than this share of the skin lightness: mouth interior
 _MIN_PIXELS = 20
+_LAB_OFFSET = np.array([0.0, 128.0, 128.0], np.float32)
 
 
 def lip_chroma(patch: npt.NDArray[np.uint8]) -> tuple[float, float] | None:
     """Median (a*, b*) of the lip pixels of an RGB mouth patch (see the module docstring);
     None when too few pixels qualify."""
-    lab = cv2.cvtColor(patch.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    # OpenCV's 8-bit CIELAB (L*255/100, a*+128, b*+128) brought back to CIELAB units: ten
+    # times cheaper than the float conversion, within half a unit of it
+    lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB).astype(np.float32) - _LAB_OFFSET
+    lab[..., 0] *= 100.0 / 255.0
     h, w = lab.shape[:2]
     skin_l = float(np.median(lab[:_SKIN_ROWS, :, 0]))
     skin_a = float(np.median(lab[:_SKIN_ROWS, :, 1]))

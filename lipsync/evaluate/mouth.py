@@ -237,6 +237,7 @@ class TrackBuilder:
         self._small: list[FloatArray | None] = []
         self._diffs: list[float] = []
         self._prev: npt.NDArray[np.float32] | None = None
+        self._first: npt.NDArray[np.float32] | None = None  # the first frame's, with a face
 
     def add(
         self, rgb: npt.NDArray[np.uint8], got: tuple[FloatArray, BoxF] | None
@@ -259,10 +260,28 @@ class TrackBuilder:
         grey = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY).astype(np.float32)
         if self._prev is not None:
             self._diffs.append(float(np.mean(np.abs(grey - self._prev))))
+        elif len(self._profiles) == 1:
+            self._first = grey
         self._prev = grey
         shape = cv2.resize(grey, (SHAPE_SIZE, SHAPE_SIZE), interpolation=cv2.INTER_AREA)
         self._small.append(np.asarray(shape, np.float32).reshape(-1))
         return patch
+
+    def extend(self, later: TrackBuilder) -> None:
+        """Append the frames another builder gathered right after this one's (the two
+        halves of a video measured in two processes)."""
+        if self._prev is not None and later._first is not None:
+            self._diffs.append(float(np.mean(np.abs(later._first - self._prev))))
+        if not self._profiles:
+            self._first = later._first
+        self._profiles += later._profiles
+        self._points += later._points
+        self._boxes += later._boxes
+        self._small += later._small
+        self._diffs += later._diffs
+        self._prev = later._prev
+        if later._profiles:
+            self.width, self.height = later.width, later.height
 
     def finish(self) -> MouthTrack:
         aperture, colour = _apertures(self._profiles)

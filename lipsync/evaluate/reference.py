@@ -34,6 +34,7 @@ videos; flicker and articulation from the two mouth tracks.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -180,16 +181,19 @@ def articulation(
 
 
 def lip_box_sharpness(
-    grey: npt.NDArray[np.float32] | npt.NDArray[np.uint8], frame: FaceFrame
+    image: npt.NDArray[np.float32] | npt.NDArray[np.uint8], frame: FaceFrame
 ) -> float | None:
-    """Variance of the Laplacian of ``grey`` inside the face-aligned lip box of ``frame``."""
-    h, w = grey.shape[:2]
+    """Variance of the Laplacian of ``image`` (grey, or RGB read in grey) inside the
+    face-aligned lip box of ``frame``."""
+    h, w = image.shape[:2]
     poly = frame.polygon(LIP_BOX_X_D, LIP_BOX_Y_D)
     x0, y0 = (max(0, int(np.floor(v)) - 2) for v in poly.min(axis=0))
     x1, y1 = int(min(w, np.ceil(poly[:, 0].max()) + 3)), int(min(h, np.ceil(poly[:, 1].max()) + 3))
     if x1 - x0 < 4 or y1 - y0 < 4:
         return None
-    crop = np.ascontiguousarray(grey[y0:y1, x0:x1], np.float32)
+    crop: npt.NDArray[np.float32] = np.asarray(image[y0:y1, x0:x1], np.float32)
+    if crop.ndim == 3:  # only the box turned grey: a whole frame cost more than the rest
+        crop = np.asarray(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), np.float32)
     mask = np.zeros(crop.shape, np.uint8)
     cv2.fillPoly(mask, [np.round(poly - np.array([x0, y0], np.float32)).astype(np.int32)], 1)
     inside = mask.astype(bool)
@@ -246,6 +250,21 @@ class _Accumulated:
     occlusion: OcclusionMeter = field(default_factory=OcclusionMeter)
     ssim_every: int = 1  # SSIM on every this many frame pairs
 
+    def extend(self, later: _Accumulated) -> None:
+        """Add what a pass over the frames after this one's gathered."""
+        self.sharp_out += later.sharp_out
+        self.sharp_ref += later.sharp_ref
+        self.sharp_at += later.sharp_at
+        self.sq_err += later.sq_err
+        self.count += later.count
+        self.ssim_sum += later.ssim_sum
+        self.ssim_n += later.ssim_n
+        self.frames += later.frames
+        self.size_matched = self.size_matched and later.size_matched
+        self.lip_shift.update(later.lip_shift)
+        self.outside.update(later.outside)
+        self.occlusion.values.update(later.occlusion.finish())
+
 
 @dataclass(frozen=True)
 class _Tracks:
@@ -300,14 +319,6 @@ class FramePair:
     held_face: FaceFrame | None  # the same, held over frames where it is not found
     out_has_face: bool
     ref_patch: npt.NDArray[np.uint8] | None = None  # the reference's mouth patch, if known
-    out_grey: npt.NDArray[np.uint8] | None = None  # the frames in grey, if known
-    ref_grey: npt.NDArray[np.uint8] | None = None
-
-
-def _grey(rgb: npt.NDArray[np.uint8], known: npt.NDArray[np.uint8] | None) -> npt.NDArray[np.uint8]:
-    return (
-        known if known is not None else np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), np.uint8)
-    )
 
 
 def add_pair(acc: _Accumulated, pair: FramePair) -> None:
@@ -315,8 +326,7 @@ def add_pair(acc: _Accumulated, pair: FramePair) -> None:
     h, w = pair.ref_img.shape[:2]
     face = pair.ref_face
     if face is not None and pair.out_has_face:
-        grey = (_grey(pair.out_img, pair.out_grey), _grey(pair.ref_img, pair.ref_grey))
-        sa, sb = lip_box_sharpness(grey[0], face), lip_box_sharpness(grey[1], face)
+        sa, sb = lip_box_sharpness(pair.out_img, face), lip_box_sharpness(pair.ref_img, face)
         if sa is not None and sb is not None:
             acc.sharp_out.append(sa)
             acc.sharp_ref.append(sb)
@@ -459,6 +469,7 @@ class JointPass:
     ref: MouthTrack
     acc: _Accumulated
     detections: int  # CNN face detections run, on both videos together
+    processes: int = 1  # how many processes measured it (:mod:`.halves`)
 
     def result(
         self,
@@ -478,22 +489,120 @@ def _scaled_box(box: BoxF | None, sx: float, sy: float) -> BoxF | None:
 
 
 def _same_upper_face(
-    out_grey: npt.NDArray[np.uint8], ref_grey: npt.NDArray[np.uint8], box: BoxF
+    out_img: npt.NDArray[np.uint8], ref_img: npt.NDArray[np.uint8], box: BoxF
 ) -> bool:
     """Whether the output shows the reference's face in the upper half of ``box`` (eyes,
     brows: what lip-sync leaves alone), so that the reference's box may stand in for a
     detection on the output: mean absolute grey difference under :data:`SAME_FACE_DIFF`.
     The 5-point model finds "points" in any box, a black frame's included."""
-    h, w = ref_grey.shape[:2]
+    h, w = ref_img.shape[:2]
     x0, y0 = int(max(0, box[0])), int(max(0, box[1]))
     x1, y1 = int(min(w, box[2])), int(min(h, (box[1] + box[3]) / 2))
     if x1 - x0 < 4 or y1 - y0 < 4:
         return False
-    if out_grey.shape[:2] != (h, w):
-        out_grey = _to_size(out_grey, h, w)
-    a = out_grey[y0:y1, x0:x1]
-    b = ref_grey[y0:y1, x0:x1]
+    if out_img.shape[:2] != (h, w):
+        out_img = _to_size(out_img, h, w)
+    a, b = (
+        cv2.cvtColor(np.ascontiguousarray(img[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+        for img in (out_img, ref_img)
+    )
     return float(cv2.absdiff(a, b).mean()) < SAME_FACE_DIFF
+
+
+@dataclass
+class Part:
+    """What one pass over a stretch of frame pairs gathers (:func:`measure_part`); the
+    parts of one video pair, in order, make a :class:`JointPass` (:func:`join_parts`)."""
+
+    out: TrackBuilder
+    ref: TrackBuilder
+    acc: _Accumulated
+    detections: int
+    pid: int = 0  # the process that measured it
+
+
+def measure_part(
+    output: Path,
+    reference: Path,
+    fps: float,
+    ref_fps: float,
+    ssim_every: int,
+    poll: Callable[[], None],
+    start: int = 0,
+    stop: int | None = None,
+    *,
+    seed: Callable[[], BoxF | None] | None = None,
+    first_box: Callable[[BoxF | None], None] | None = None,
+) -> Part:
+    """Frame pairs ``start`` .. ``stop`` (None: to the end of both videos; then a longer
+    video's tail is measured too) of ``output`` and ``reference`` (see
+    :func:`measure_with_reference`). Frames before ``start`` are decoded but not
+    converted: the pairs stay paired by index whatever the videos' timestamps. ``seed``:
+    asked once, where the reference's face was seen elsewhere (:class:`.faces.FaceFinder`);
+    ``first_box``: told the reference's face box in the first frame (None: no face)."""
+    ref_finder = FaceFinder(detect_every_for(ref_fps), poll=poll, seed=seed)
+    out_finder = FaceFinder(detect_every_for(fps), poll=poll)
+    out_b, ref_b = TrackBuilder(fps), TrackBuilder(ref_fps)
+    acc = _Accumulated(ssim_every=ssim_every)
+    held: FaceFrame | None = None
+    with (
+        Prefetch(iter_frames(output, start), depth=4, name="evaluate-output") as outs,
+        Prefetch(iter_frames(reference, start), depth=4, name="evaluate-reference") as refs,
+    ):
+        ref_iter = iter(refs)
+        for out_f in outs:
+            if stop is not None and out_f.index >= stop:
+                break
+            poll()
+            out_img = out_f.image
+            ref_f = next(ref_iter, None)
+            if ref_f is None:  # the output is longer: its own face only
+                out_b.add(out_img, out_finder.update(out_img))
+                continue
+            ref_img = ref_f.image
+            h, w = ref_img.shape[:2]
+            oh, ow = out_img.shape[:2]
+            ref_got = ref_finder.update(ref_img)
+            if first_box is not None:
+                first_box(None if ref_got is None else ref_got[1])
+                first_box = None
+            ref_patch = ref_b.add(ref_img, ref_got)
+            hint = None
+            if ref_got is not None and _same_upper_face(out_img, ref_img, ref_got[1]):
+                hint = _scaled_box(ref_got[1], ow / w, oh / h)
+            out_got = out_finder.update(out_img, hint=hint)
+            out_b.add(out_img, out_got)
+            if (oh, ow) != (h, w):
+                acc.size_matched = False
+                out_img = _to_size(out_img, h, w)
+            here = None if ref_got is None else FaceFrame.from_points(ref_got[0])
+            held = here or held
+            found = out_got is not None
+            pair = FramePair(out_f.index, out_img, ref_img, here, held, found, ref_patch)
+            add_pair(acc, pair)
+        if stop is None:
+            for ref_f in ref_iter:  # the reference is longer: its track goes on
+                poll()
+                ref_b.add(ref_f.image, ref_finder.update(ref_f.image))
+    acc.occlusion.finish()
+    return Part(out_b, ref_b, acc, ref_finder.detections + out_finder.detections, os.getpid())
+
+
+def join_parts(parts: list[Part]) -> JointPass:
+    """The :class:`JointPass` of consecutive parts of one video pair."""
+    first, rest = parts[0], parts[1:]
+    for part in rest:
+        first.out.extend(part.out)
+        first.ref.extend(part.ref)
+        first.acc.extend(part.acc)
+        first.detections += part.detections
+    return JointPass(
+        first.out.finish(),
+        first.ref.finish(),
+        first.acc,
+        first.detections,
+        len({first.pid, *(part.pid for part in rest)}),
+    )
 
 
 def measure_with_reference(
@@ -504,6 +613,7 @@ def measure_with_reference(
     frames: int = 0,
     *,
     should_cancel: Callable[[], bool] | None = None,
+    processes: int | None = None,
 ) -> JointPass:
     """One pass over ``output`` and the ``reference`` it was made from, frames paired by
     index: the mouth track of each (as :func:`.mouth.measure_mouth` measures it) and the
@@ -514,52 +624,17 @@ def measure_with_reference(
     reference's (:func:`_same_upper_face`), and detected on its own where it is not, where
     that box gives no plausible face, or past the reference's last frame. ``frames``: the
     output's frame count when known, so that SSIM is read on about :data:`SSIM_FRAMES`
-    evenly spread frame pairs (0: on every :data:`SSIM_EVERY`-th). ``should_cancel`` is
-    polled as frames go (:class:`lipsync.errors.Canceled`)."""
+    evenly spread frame pairs (0: on every :data:`SSIM_EVERY`-th), and so that a long
+    video's later frames can be measured by a second process at the same time
+    (:mod:`.halves`; ``processes``: 1 keeps it all in this one, None decides by the
+    frame count and the CPUs). ``should_cancel`` is polled as frames go
+    (:class:`lipsync.errors.Canceled`)."""
+    from lipsync.evaluate.halves import measure_in_halves, split_at
+
     rfps = ref_fps if ref_fps else fps
     poll = CancelPoll(should_cancel)
-    ref_finder = FaceFinder(detect_every_for(rfps), poll=poll)
-    out_finder = FaceFinder(detect_every_for(fps), poll=poll)
-    out_b, ref_b = TrackBuilder(fps), TrackBuilder(rfps)
-    acc = _Accumulated(ssim_every=max(1, frames // SSIM_FRAMES) if frames > 0 else SSIM_EVERY)
-    held: FaceFrame | None = None
-    with (
-        Prefetch(iter_frames(output), depth=4, name="evaluate-output") as outs,
-        Prefetch(iter_frames(reference), depth=4, name="evaluate-reference") as refs,
-    ):
-        ref_iter = iter(refs)
-        for out_f in outs:
-            poll()
-            out_img = out_f.image
-            ref_f = next(ref_iter, None)
-            if ref_f is None:  # the output is longer: its own face only
-                out_b.add(out_img, out_finder.update(out_img))
-                continue
-            ref_img = ref_f.image
-            h, w = ref_img.shape[:2]
-            oh, ow = out_img.shape[:2]
-            ref_grey, out_grey = _grey(ref_img, None), _grey(out_img, None)
-            ref_got = ref_finder.update(ref_img, gray=ref_grey)
-            ref_patch = ref_b.add(ref_img, ref_got)
-            hint = None
-            if ref_got is not None and _same_upper_face(out_grey, ref_grey, ref_got[1]):
-                hint = _scaled_box(ref_got[1], ow / w, oh / h)
-            out_got = out_finder.update(out_img, hint=hint, gray=out_grey)
-            out_b.add(out_img, out_got)
-            pair_grey: npt.NDArray[np.uint8] | None = out_grey
-            if (oh, ow) != (h, w):
-                acc.size_matched = False
-                out_img, pair_grey = _to_size(out_img, h, w), None
-            here = None if ref_got is None else FaceFrame.from_points(ref_got[0])
-            held = here or held
-            found = out_got is not None
-            pair = FramePair(
-                out_f.index, out_img, ref_img, here, held, found, ref_patch, pair_grey, ref_grey
-            )
-            add_pair(acc, pair)
-        for ref_f in ref_iter:  # the reference is longer: its track goes on
-            poll()
-            ref_b.add(ref_f.image, ref_finder.update(ref_f.image))
-    return JointPass(
-        out_b.finish(), ref_b.finish(), acc, ref_finder.detections + out_finder.detections
-    )
+    every = max(1, frames // SSIM_FRAMES) if frames > 0 else SSIM_EVERY
+    at = split_at(frames, processes)
+    if at is None:
+        return join_parts([measure_part(output, reference, fps, rfps, every, poll)])
+    return join_parts(measure_in_halves(output, reference, fps, rfps, every, poll, at))

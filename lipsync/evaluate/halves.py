@@ -1,0 +1,233 @@
+"""A long comparison measured in two halves at once: the later frames in a process of its own.
+
+The comparison of an output with its reference (:func:`.reference.measure_with_reference`)
+is one pass over both videos, and nearly all of it runs under the interpreter lock (dlib's
+face models hold it for their whole calls, the per-frame numpy work takes it often), so a
+second thread would not help, but a second process does: on a 2-core machine a 20 s 720p
+comparison took 10.0-11.6 s in one process and 7.7-8.9 s in two (``python -m
+benchmarks.evaluate_speed``, docs/BENCHMARKS.md).
+
+* **Where to split**: :func:`split_at`. Only with two CPUs or more, and only for videos of
+  :data:`MIN_SPLIT_FRAMES` frames or more (a short one is not worth a process's start-up,
+  about 1 s of imports). The second process measures the last :data:`LATER_SHARE` of the
+  frames: more than half, because this one also carries the sound's side of the
+  evaluation (voice activity, phones, the sync step's imports) on a thread of its own,
+  while the other pays its start-up and decodes, without converting, the frames before
+  its half; with these shares both end within a few tenths of a second of each other.
+* **The same numbers**: each half runs :func:`.reference.measure_part` on its own frames;
+  the frames of the later half are decoded from the start (not sought to), so frames stay
+  paired by index whatever the videos' timestamps. What a pass carries from frame to frame
+  starts again at the split: the later half detects its face anew (one CNN run more), its
+  occlusion skin model is fitted on its own frames, and the mouth patch's flicker is
+  carried across the split. Its numbers differ from one pass's as much as two passes'
+  face detections differ (tests/evaluate/test_halves.py).
+* **The process**: a fresh interpreter, ``python -m lipsync.evaluate.halves FD PID`` (not a
+  fork of a process whose other threads may hold locks, and not multiprocessing's spawn,
+  which runs the caller's main script again in the child: a script without an
+  ``if __name__ == "__main__"`` guard would fail). Its arguments go in pickled on stdin,
+  its part comes back pickled on its own pipe. It dies with this one (Linux:
+  ``PR_SET_PDEATHSIG``). As soon as this process has found the reference's face in the
+  first frame it sends that box, and the other's first detection looks near it first
+  (a whole-frame CNN pass costs about six near-face ones; one pass would have been
+  following the face there, not looking for it on the whole frame).
+* **Stopping**: this process polls the cancel while it measures its own half and while
+  it waits, and kills the other at once on a cancel or an error.
+* **Never worse**: when the second process cannot start, fails or dies, its frames are
+  measured here after all (a warning in the log): slower, the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import select
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lipsync.evaluate.cancel import die_with_parent
+from lipsync.evaluate.faces import BoxF
+from lipsync.evaluate.reference import Part, measure_part
+
+log = logging.getLogger("lipsync.evaluate")
+
+MIN_SPLIT_FRAMES = 250  # 10 s at 25 fps: shorter comparisons stay in one process
+LATER_SHARE = 0.55  # share of the frames (the last ones) the second process measures
+WAIT_STEP_S = 0.05  # how often the cancel is polled while waiting for the second process
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def split_at(frames: int, processes: int | None = None) -> int | None:
+    """The first frame of the later half, or None to measure in one process: ``frames``
+    the output's frame count (0: unknown), ``processes`` 1 or 2 (None: 2 when there are two
+    CPUs or more and :data:`MIN_SPLIT_FRAMES` frames or more)."""
+    if processes is None:
+        processes = 2 if _cpus() >= 2 and frames >= MIN_SPLIT_FRAMES else 1
+    if processes < 2 or frames < 2:
+        return None
+    return max(1, min(frames - 1, round(frames * (1.0 - LATER_SHARE))))
+
+
+def _no_poll() -> None:
+    return None
+
+
+def _later_half(result_fd: int, parent: int) -> int:
+    """The second process (``python -m lipsync.evaluate.halves FD PID``): the arguments of
+    :func:`.reference.measure_part` pickled on stdin, the part (or the error) pickled back
+    on file descriptor ``FD`` (not stdout, where libraries may print); ``PID``: the first
+    process, which may have died before this one asked to die with it."""
+    die_with_parent()
+    if os.getppid() != parent:
+        return 1
+    output, reference, fps, ref_fps, ssim_every, start = pickle.load(sys.stdin.buffer)
+
+    def seed() -> Any:
+        try:  # the first process's first face box, sent as soon as it has it
+            return pickle.load(sys.stdin.buffer)
+        except (EOFError, pickle.UnpicklingError):
+            return None
+
+    try:
+        answer: tuple[str, Any] = (
+            "ok",
+            measure_part(output, reference, fps, ref_fps, ssim_every, _no_poll, start, seed=seed),
+        )
+    except Exception as exc:  # raised again in the first process
+        answer = ("error", exc)
+    with os.fdopen(result_fd, "wb") as out:
+        try:
+            out.write(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception as exc:  # an error that does not pickle
+            out.write(pickle.dumps(("error", RuntimeError(repr(exc)))))
+    return 0
+
+
+def _child_env() -> dict[str, str]:
+    """This environment, with the folder this ``lipsync`` was imported from first on the
+    child's import path (a checkout run without installing it finds itself)."""
+    import lipsync
+
+    root = str(Path(lipsync.__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+class _Later:
+    """The second process, started at once; :meth:`result` waits for its part."""
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        read_fd, write_fd = os.pipe()
+        self._file = os.fdopen(read_fd, "rb")
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "lipsync.evaluate.halves", str(write_fd), str(os.getpid())],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(write_fd,),
+                env=_child_env(),
+            )
+        finally:
+            os.close(write_fd)
+        assert self._proc.stdin is not None
+        self._stdin = self._proc.stdin
+        self._stdin.write(pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL))
+        self._stdin.flush()
+
+    def send_first_box(self, box: BoxF | None) -> None:
+        """Tell the process where the reference's face was in the first frame: its own
+        first detection looks there first."""
+        try:
+            self._stdin.write(pickle.dumps(box))
+            self._stdin.close()
+        except OSError:  # it has ended; result() says how
+            pass
+
+    def result(self, poll: Callable[[], None]) -> Part:
+        """The part, read while the cancel is polled; RuntimeError when the process
+        failed or died without one."""
+        chunks: list[bytes] = []
+        fd = self._file.fileno()
+        while True:
+            ready, _, _ = select.select([fd], [], [], WAIT_STEP_S)
+            if not ready:
+                poll()
+                continue
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        self._proc.wait()
+        if not chunks:
+            raise RuntimeError(f"the second process ended with {self._proc.returncode}")
+        status, value = pickle.loads(b"".join(chunks))
+        if status != "ok":
+            raise value
+        if not isinstance(value, Part):
+            raise RuntimeError("the second process sent something else")
+        return value
+
+    def close(self) -> None:
+        self._file.close()
+        if not self._stdin.closed:
+            with contextlib.suppress(OSError):
+                self._stdin.close()
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def measure_in_halves(
+    output: Path,
+    reference: Path,
+    fps: float,
+    ref_fps: float,
+    ssim_every: int,
+    poll: Callable[[], None],
+    at: int,
+) -> list[Part]:
+    """Frames before ``at`` here and the rest in a second process, at the same time. When
+    that process cannot start or fails (not a cancel), the rest is measured here after all:
+    a measurement never fails for the sake of being faster."""
+    try:
+        later: _Later | None = _Later((output, reference, fps, ref_fps, ssim_every, at))
+    except OSError:
+        log.warning("the evaluation's second process did not start", exc_info=True)
+        later = None
+    try:
+        first = measure_part(
+            output,
+            reference,
+            fps,
+            ref_fps,
+            ssim_every,
+            poll,
+            0,
+            at,
+            first_box=None if later is None else later.send_first_box,
+        )
+        if later is not None:
+            try:
+                return [first, later.result(poll)]
+            except (RuntimeError, OSError, EOFError, pickle.UnpicklingError):
+                log.warning("the evaluation's second process failed", exc_info=True)
+        return [first, measure_part(output, reference, fps, ref_fps, ssim_every, poll, at)]
+    finally:
+        if later is not None:
+            later.close()
+
+
+if __name__ == "__main__":
+    sys.exit(_later_half(int(sys.argv[1]), int(sys.argv[2])))
