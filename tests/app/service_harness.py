@@ -378,18 +378,22 @@ class Service:
                 pipe.execute()
         return len(unacked)
 
-    def producer(self) -> Any:
-        """A producer-only Celery app on this deployment's broker (close it after use)."""
-        from service.queue import create_celery
+    def settings(self) -> Any:
+        """The service's settings for this deployment (its Redis, broker, prefix, data)."""
         from service.settings import Settings
 
-        settings = Settings(
+        return Settings(
             redis_url=self.redis.url,
             broker_url=self.env["LIPSYNC_BROKER_URL"],
             redis_prefix=self.prefix,
             data_dir=self.data_dir,
         )
-        return create_celery(settings, with_tasks=False)
+
+    def producer(self) -> Any:
+        """A producer-only Celery app on this deployment's broker (close it after use)."""
+        from service.queue import create_celery
+
+        return create_celery(self.settings(), with_tasks=False)
 
     def start_api(self, **extra: str) -> str:
         self.api, self.base_url = start_api({**self.env, **extra}, self.root, name="api")

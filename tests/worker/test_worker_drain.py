@@ -56,15 +56,6 @@ def _nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[16])
 
 
-def _settings(svc: sh.Service) -> Settings:
-    return Settings(
-        redis_url=svc.redis.url,
-        broker_url=svc.env["LIPSYNC_BROKER_URL"],
-        redis_prefix=svc.prefix,
-        data_dir=svc.data_dir,
-    )
-
-
 def _broker_keys(svc: sh.Service) -> dict[str, int]:
     with redis.Redis.from_url(svc.env["LIPSYNC_BROKER_URL"]) as b:
         return {
@@ -99,7 +90,7 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
         (pool,) = sh.pool_children(w1.proc.pid)
         # the render runs below the API's priority; the main process is left alone
         assert _nice(pool) == 10 and _nice(w1.proc.pid) == 0
-        settings, store = _settings(svc), svc.store()
+        settings, store = svc.settings(), svc.store()
         producer = create_celery(settings, with_tasks=False)
         job_id = make_job(settings, store, media["astronaut"], long_speech, {"engine": "viseme"})
         producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
@@ -183,7 +174,7 @@ def test_finished_job_leaves_no_unacked_message_after_its_worker_was_killed(
     with sh.service(redis_server, tmp_path, broker_db=DB_TIDY) as svc:
         _flush(svc)
         svc.start_worker("w1")
-        settings, store = _settings(svc), svc.store()
+        settings, store = svc.settings(), svc.store()
         producer = create_celery(settings, with_tasks=False)
         job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
         producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)

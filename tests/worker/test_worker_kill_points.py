@@ -29,7 +29,6 @@ import pytest
 
 from service.jobs import JobStore
 from service.queue import create_celery, send_job
-from service.settings import Settings
 from tests.app import service_harness as sh
 from tests.worker.jobkit import make_job
 
@@ -42,15 +41,6 @@ ENV = {
     "LIPSYNC_LOST_MESSAGE_S": "2",
     "LIPSYNC_EVALUATE_RESULTS": "false",  # the job alone: no measurement task after it
 }
-
-
-def _settings(svc: sh.Service) -> Settings:
-    return Settings(
-        redis_url=svc.redis.url,
-        broker_url=svc.env["LIPSYNC_BROKER_URL"],
-        redis_prefix=svc.prefix,
-        data_dir=svc.data_dir,
-    )
 
 
 def _finished(store: JobStore, job_id: str, why: str, timeout: float = 90.0) -> None:
@@ -103,7 +93,7 @@ def test_pool_process_killed_at_random_points_gives_one_result_and_no_second_run
     rng = random.Random(seed)
     with sh.service(redis_server, tmp_path, broker_db=BROKER_DB, **ENV) as svc:
         worker = svc.start_worker()
-        settings, store = _settings(svc), svc.store()
+        settings, store = svc.settings(), svc.store()
         producer = create_celery(settings, with_tasks=False)
         results = settings.results_dir
 
