@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -259,16 +260,24 @@ def evaluate(
     second process at the same time (:mod:`.halves`). Input problems raise
     :class:`lipsync.errors.LipsyncError` subclasses.
     """
+    from lipsync.evaluate.halves import split_at
     from lipsync.evaluate.mouth import measure_mouth
     from lipsync.evaluate.reference import measure_with_reference
+    from lipsync.evaluate.visemes import recognise_phones
 
     poll = CancelPoll(should_cancel)
     clock = _Stopwatch()
     poll(force=True)
     with clock.lap("probe_audio"):
         inp = _open_inputs(video, audio, reference)
-    # The sound's side (voice activity, phones) runs on a thread beside the video pass.
-    sound = Background(lambda: _audio_side(inp, visemes), name="evaluate-audio")
+    # The sound's side (voice activity, phones) runs on a thread beside the video pass;
+    # the phones, whose recogniser holds the interpreter lock for its whole call, go to
+    # the comparison's second process when there is one (it ends before this one).
+    split = inp.reference is not None and split_at(inp.frames, processes) is not None
+    phones_beside = visemes and split
+    sound = Background(
+        lambda: _audio_side(inp, visemes and not phones_beside), name="evaluate-audio"
+    )
     joint = None
     with clock.lap("mouth"):
         if inp.reference is None:
@@ -282,6 +291,7 @@ def evaluate(
                 frames=inp.frames,
                 should_cancel=should_cancel,
                 processes=processes,
+                also=partial(recognise_phones, inp.mono) if phones_beside else None,
             )
             track = joint.out
     with clock.lap("audio_wait"):
@@ -297,7 +307,8 @@ def evaluate(
             track.aperture, track.pixels, inp.mono, inp.fps, should_cancel=should_cancel
         )
         pauses = closed_in_pauses(track.aperture, inp.mono, inp.fps, activity=side.vad)
-    vis = None if side.phones is None else viseme_contrast(track.aperture, side.phones, inp.fps)
+    phones = joint.also if phones_beside and joint is not None else side.phones
+    vis = None if phones is None else viseme_contrast(track.aperture, phones, inp.fps)
     ref_metrics = None
     if joint is not None:
         poll(force=True)

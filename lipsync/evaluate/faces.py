@@ -55,6 +55,7 @@ FOLLOW_DEADBAND = 0.05  # the box follows the points once they moved by this sha
 CUT_DIFF = 30.0  # mean grey-level change of the 32x32 thumbnail that counts as a cut
 DETECT_PIXELS = 400 * 400  # whole-frame detection works on a copy of at most this size
 NEAR_FACE_PX = 90  # re-detection scales the window so the face is about this wide
+NEAR_MARGIN = 0.5  # re-detection looks this share of the box's width around it
 MIN_FACE_PX = 80  # about the smallest face the CNN finds
 POINTS_PAD = 0.5  # the 5 points are read in the box and this share of its width around it
 
@@ -222,8 +223,8 @@ class FaceFinder:
     def _detect_near(self, rgb: npt.NDArray[np.uint8], box: BoxF) -> BoxF | None:
         h, w = rgb.shape[:2]
         bw = box[2] - box[0]
-        x1, y1 = int(max(0, box[0] - 0.5 * bw)), int(max(0, box[1] - 0.5 * bw))
-        x2, y2 = int(min(w, box[2] + 0.5 * bw)), int(min(h, box[3] + 0.5 * bw))
+        x1, y1 = int(max(0, box[0] - NEAR_MARGIN * bw)), int(max(0, box[1] - NEAR_MARGIN * bw))
+        x2, y2 = int(min(w, box[2] + NEAR_MARGIN * bw)), int(min(h, box[3] + NEAR_MARGIN * bw))
         if x2 - x1 < 16 or y2 - y1 < 16:
             return None
         found = self._run_detector(rgb[y1:y2, x1:x2], min(3.0, NEAR_FACE_PX / max(bw, 1.0)), x1, y1)

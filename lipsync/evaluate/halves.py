@@ -10,10 +10,12 @@ benchmarks.evaluate_speed``, docs/BENCHMARKS.md).
 * **Where to split**: :func:`split_at`. Only with two CPUs or more, and only for videos of
   :data:`MIN_SPLIT_FRAMES` frames or more (a short one is not worth a process's start-up,
   about 1 s of imports). The second process measures the last :data:`LATER_SHARE` of the
-  frames: more than half, because this one also carries the sound's side of the
-  evaluation (voice activity, phones, the sync step's imports) on a thread of its own,
-  while the other pays its start-up and decodes, without converting, the frames before
-  its half; with these shares both end within a few tenths of a second of each other.
+  frames and then runs what the caller gives it to do beside (``also``): the evaluation
+  gives it the phone recognition, whose recogniser holds the interpreter lock for its
+  whole call and would stall this process's pass (:func:`lipsync.evaluate.evaluate`).
+  This one carries the rest of the sound's side (voice activity, the sync step's
+  imports) on a thread; the other pays its start-up and decodes, without converting, the
+  frames before its half. With these shares both end within a few tenths of a second.
 * **The same numbers**: each half runs :func:`.reference.measure_part` on its own frames;
   the frames of the later half are decoded from the start (not sought to), so frames stay
   paired by index whatever the videos' timestamps. What a pass carries from frame to frame
@@ -56,7 +58,7 @@ from lipsync.evaluate.reference import Part, measure_part
 log = logging.getLogger("lipsync.evaluate")
 
 MIN_SPLIT_FRAMES = 250  # 10 s at 25 fps: shorter comparisons stay in one process
-LATER_SHARE = 0.55  # share of the frames (the last ones) the second process measures
+LATER_SHARE = 0.5  # share of the frames (the last ones) the second process measures
 WAIT_STEP_S = 0.05  # how often the cancel is polled while waiting for the second process
 
 
@@ -90,7 +92,7 @@ def _later_half(result_fd: int, parent: int) -> int:
     die_with_parent()
     if os.getppid() != parent:
         return 1
-    output, reference, fps, ref_fps, ssim_every, start = pickle.load(sys.stdin.buffer)
+    output, reference, fps, ref_fps, ssim_every, start, also = pickle.load(sys.stdin.buffer)
 
     def seed() -> Any:
         try:  # the first process's first face box, sent as soon as it has it
@@ -99,10 +101,8 @@ def _later_half(result_fd: int, parent: int) -> int:
             return None
 
     try:
-        answer: tuple[str, Any] = (
-            "ok",
-            measure_part(output, reference, fps, ref_fps, ssim_every, _no_poll, start, seed=seed),
-        )
+        part = measure_part(output, reference, fps, ref_fps, ssim_every, _no_poll, start, seed=seed)
+        answer: tuple[str, Any] = ("ok", (part, None if also is None else also()))
     except Exception as exc:  # raised again in the first process
         answer = ("error", exc)
     with os.fdopen(result_fd, "wb") as out:
@@ -155,9 +155,9 @@ class _Later:
         except OSError:  # it has ended; result() says how
             pass
 
-    def result(self, poll: Callable[[], None]) -> Part:
-        """The part, read while the cancel is polled; RuntimeError when the process
-        failed or died without one."""
+    def result(self, poll: Callable[[], None]) -> tuple[Part, Any]:
+        """The part and what ``also`` gave, read while the cancel is polled;
+        RuntimeError when the process failed or died without them."""
         chunks: list[bytes] = []
         fd = self._file.fileno()
         while True:
@@ -175,7 +175,7 @@ class _Later:
         status, value = pickle.loads(b"".join(chunks))
         if status != "ok":
             raise value
-        if not isinstance(value, Part):
+        if not isinstance(value, tuple) or not isinstance(value[0], Part):
             raise RuntimeError("the second process sent something else")
         return value
 
@@ -197,12 +197,15 @@ def measure_in_halves(
     ssim_every: int,
     poll: Callable[[], None],
     at: int,
-) -> list[Part]:
-    """Frames before ``at`` here and the rest in a second process, at the same time. When
-    that process cannot start or fails (not a cancel), the rest is measured here after all:
-    a measurement never fails for the sake of being faster."""
+    also: Callable[[], Any] | None = None,
+) -> tuple[list[Part], Any]:
+    """Frames before ``at`` here and the rest in a second process, at the same time, which
+    then also runs ``also`` (picklable: a work that would hold this process's interpreter
+    lock, given to the process that ends first); returns the parts and what ``also``
+    gave (None without it). When that process cannot start or fails (not a cancel), the
+    rest is done here after all: a measurement never fails for the sake of being faster."""
     try:
-        later: _Later | None = _Later((output, reference, fps, ref_fps, ssim_every, at))
+        later: _Later | None = _Later((output, reference, fps, ref_fps, ssim_every, at, also))
     except OSError:
         log.warning("the evaluation's second process did not start", exc_info=True)
         later = None
@@ -220,10 +223,12 @@ def measure_in_halves(
         )
         if later is not None:
             try:
-                return [first, later.result(poll)]
+                part, extra = later.result(poll)
+                return [first, part], extra
             except (RuntimeError, OSError, EOFError, pickle.UnpicklingError):
                 log.warning("the evaluation's second process failed", exc_info=True)
-        return [first, measure_part(output, reference, fps, ref_fps, ssim_every, poll, at)]
+        rest = measure_part(output, reference, fps, ref_fps, ssim_every, poll, at)
+        return [first, rest], None if also is None else also()
     finally:
         if later is not None:
             later.close()

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -470,6 +470,7 @@ class JointPass:
     acc: _Accumulated
     detections: int  # CNN face detections run, on both videos together
     processes: int = 1  # how many processes measured it (:mod:`.halves`)
+    also: Any = None  # what measure_with_reference's ``also`` gave
 
     def result(
         self,
@@ -614,6 +615,7 @@ def measure_with_reference(
     *,
     should_cancel: Callable[[], bool] | None = None,
     processes: int | None = None,
+    also: Callable[[], Any] | None = None,
 ) -> JointPass:
     """One pass over ``output`` and the ``reference`` it was made from, frames paired by
     index: the mouth track of each (as :func:`.mouth.measure_mouth` measures it) and the
@@ -627,7 +629,9 @@ def measure_with_reference(
     evenly spread frame pairs (0: on every :data:`SSIM_EVERY`-th), and so that a long
     video's later frames can be measured by a second process at the same time
     (:mod:`.halves`; ``processes``: 1 keeps it all in this one, None decides by the
-    frame count and the CPUs). ``should_cancel`` is polled as frames go
+    frame count and the CPUs). ``also``: a picklable work to run beside (in the second
+    process once its frames are done, else here after the pass); what it gives is
+    :attr:`JointPass.also`. ``should_cancel`` is polled as frames go
     (:class:`lipsync.errors.Canceled`)."""
     from lipsync.evaluate.halves import measure_in_halves, split_at
 
@@ -636,5 +640,9 @@ def measure_with_reference(
     every = max(1, frames // SSIM_FRAMES) if frames > 0 else SSIM_EVERY
     at = split_at(frames, processes)
     if at is None:
-        return join_parts([measure_part(output, reference, fps, rfps, every, poll)])
-    return join_parts(measure_in_halves(output, reference, fps, rfps, every, poll, at))
+        joint = join_parts([measure_part(output, reference, fps, rfps, every, poll)])
+        extra = None if also is None else also()
+    else:
+        parts, extra = measure_in_halves(output, reference, fps, rfps, every, poll, at, also)
+        joint = join_parts(parts)
+    return replace(joint, also=extra)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 
 import lipsync
 from lipsync.errors import Canceled
+from lipsync.evaluate import evaluate
 from lipsync.evaluate.halves import LATER_SHARE, MIN_SPLIT_FRAMES, split_at
 from lipsync.evaluate.reference import JointPass, measure_with_reference
 from lipsync.media.decode import iter_frames
@@ -70,8 +72,10 @@ def _close(one: JointPass, two: JointPass, rel: float = 0.05) -> None:
 
 def test_two_processes_measure_what_one_does(synced_video: Path, portrait_video: Path) -> None:
     n = sum(1 for _ in iter_frames(synced_video))  # the speech's length: longer than its input
-    one = measure_with_reference(synced_video, portrait_video, frames=n, processes=1)
-    two = measure_with_reference(synced_video, portrait_video, frames=n, processes=2)
+    also = partial(os.getpid)  # run beside: by the second process when there is one
+    one = measure_with_reference(synced_video, portrait_video, frames=n, processes=1, also=also)
+    two = measure_with_reference(synced_video, portrait_video, frames=n, processes=2, also=also)
+    assert one.also == os.getpid() and two.also not in (None, os.getpid())
     assert len(one.out) == n and len(one.ref) == 50
     assert (one.processes, two.processes) == (1, 2)  # really measured in two
     _close(one, two, rel=0.1)
@@ -137,3 +141,17 @@ def test_the_second_process_dies_with_the_first(synced_video: Path, portrait_vid
     finally:
         if first.poll() is None:
             first.kill()
+
+
+def test_evaluate_in_two_processes_recognises_the_same_phones(
+    synced_video: Path, portrait_video: Path
+) -> None:
+    """The phones are recognised by the second process then (the recogniser holds the
+    interpreter lock): the same phones, the same frames per class."""
+    one = evaluate(synced_video, reference=portrait_video, processes=1, lse=False)
+    two = evaluate(synced_video, reference=portrait_video, processes=2, lse=False)
+    assert one.visemes is not None and two.visemes is not None
+    assert one.visemes.phones == two.visemes.phones > 0
+    assert one.visemes.open_vowel_frames == two.visemes.open_vowel_frames
+    assert one.visemes.bilabial_frames == two.visemes.bilabial_frames
+    assert two.reference_metrics is not None and two.reference_metrics.frames_compared > 0
