@@ -101,7 +101,9 @@ def _later_half(result_fd: int, parent: int) -> int:
             return None
 
     try:
-        part = measure_part(output, reference, fps, ref_fps, ssim_every, _no_poll, start, seed=seed)
+        part = measure_part(
+            output, reference, fps, ref_fps, ssim_every, _no_poll, start, seed=seed, threads=1
+        )
         answer: tuple[str, Any] = ("ok", (part, None if also is None else also()))
     except Exception as exc:  # raised again in the first process
         answer = ("error", exc)
@@ -220,6 +222,7 @@ def measure_in_halves(
             0,
             at,
             first_box=None if later is None else later.send_first_box,
+            threads=1,
         )
         if later is not None:
             try:

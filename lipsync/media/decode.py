@@ -29,7 +29,7 @@ def _rotate(image: RGBImage, rotation: int) -> RGBImage:
     return np.ascontiguousarray(np.rot90(image, k=k)) if k else image
 
 
-def _open_video(path: Path) -> tuple[Any, Any]:
+def _open_video(path: Path, threads: int = 0) -> tuple[Any, Any]:
     import av
 
     try:
@@ -41,6 +41,7 @@ def _open_video(path: Path) -> tuple[Any, Any]:
         raise CorruptMedia(f"{path.name}: no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
+    stream.thread_count = threads
     return container, stream
 
 
@@ -191,6 +192,7 @@ def iter_frames(
     start_time_s: float | None = None,
     pixel_format: str = "rgb24",
     size: tuple[int, int] | None = None,
+    threads: int = 0,
 ) -> Iterator[DecodedFrame]:
     """Yield frames in decode order from ``start_index`` on, one at a time.
 
@@ -200,11 +202,12 @@ def iter_frames(
 
     ``start_time_s`` (the time of ``start_index`` from an earlier pass, as this function
     reports it) lets the decoder seek to the nearest keyframe instead of decoding from the
-    start.
+    start. ``threads``: FFmpeg's decoding threads (0: its own choice, one per core and
+    one more; 1 for a caller that keeps every core busy itself).
     """
     import av
 
-    container, stream = _open_video(path)
+    container, stream = _open_video(path, threads)
     with container:
         index = 0
         base = stream.start_time or 0
