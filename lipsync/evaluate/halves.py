@@ -4,7 +4,7 @@ The comparison of an output with its reference (:func:`.reference.measure_with_r
 is one pass over both videos, and nearly all of it runs under the interpreter lock (dlib's
 face models hold it for their whole calls, the per-frame numpy work takes it often), so a
 second thread would not help, but a second process does: on a 2-core machine a 20 s 720p
-comparison took 10.0-11.6 s in one process and 7.7-8.9 s in two (``python -m
+comparison took 10.4-13.2 s in one process and 8.2-9.1 s in two (``python -m
 benchmarks.evaluate_speed``, docs/BENCHMARKS.md).
 
 * **Where to split**: :func:`split_at`. Only with two CPUs or more, and only for videos of
