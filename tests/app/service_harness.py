@@ -474,6 +474,14 @@ class Listener(Acceptor):
         conn.close()
 
 
+def terminal_signals() -> None:
+    """For a child that must act on SIGINT / SIGQUIT as under a terminal (``preexec_fn``):
+    a test run started in the background of a non-interactive shell (``./.ci/run &``)
+    inherits both ignored, and a shell script cannot trap a signal ignored at its start."""
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @dataclass
 class SyscallTrace:
     """``strace`` attached to running processes (all threads, and every child they start):
@@ -491,7 +499,12 @@ class SyscallTrace:
                 "-o", str(out)]  # fmt: skip
         for pid in pids:
             args += ["-p", str(pid)]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=terminal_signals,  # its SIGINT detaches it
+        )
         time.sleep(1.0)  # attaching to every thread takes a moment
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
         return cls(proc, out)

@@ -59,6 +59,7 @@ class Up:
             self.proc = subprocess.Popen(
                 ["bash", "scripts/up.sh"], cwd=sh.REPO, env=self.env, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=sh.terminal_signals,  # Ctrl-C as a terminal's shell gets it
             )  # fmt: skip
         return mark
 
