@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -522,6 +523,18 @@ class Part:
     pid: int = 0  # the process that measured it
 
 
+@contextmanager
+def _opencv_threads(threads: int) -> Iterator[None]:
+    """OpenCV's threads set to ``threads`` inside (0: left as they are), restored after."""
+    before = cv2.getNumThreads()
+    if threads:
+        cv2.setNumThreads(threads)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
 def measure_part(
     output: Path,
     reference: Path,
@@ -545,36 +558,13 @@ def measure_part(
     ``threads``: 1 when another process measures beside this one: the decoders and
     OpenCV then work on one thread each (fewer threads fighting over the cores: 4% less
     wall time on a 2-core machine), 0 their own choice."""
-    cv_threads = cv2.getNumThreads()
-    if threads:
-        cv2.setNumThreads(threads)
-    try:
-        return _measure_part(
-            output, reference, fps, ref_fps, ssim_every, poll, start, stop, seed, first_box, threads
-        )
-    finally:
-        cv2.setNumThreads(cv_threads)
-
-
-def _measure_part(
-    output: Path,
-    reference: Path,
-    fps: float,
-    ref_fps: float,
-    ssim_every: int,
-    poll: Callable[[], None],
-    start: int,
-    stop: int | None,
-    seed: Callable[[], BoxF | None] | None,
-    first_box: Callable[[BoxF | None], None] | None,
-    threads: int,
-) -> Part:
     ref_finder = FaceFinder(detect_every_for(ref_fps), poll=poll, seed=seed)
     out_finder = FaceFinder(detect_every_for(fps), poll=poll)
     out_b, ref_b = TrackBuilder(fps), TrackBuilder(ref_fps)
     acc = _Accumulated(ssim_every=ssim_every)
     held: FaceFrame | None = None
     with (
+        _opencv_threads(threads),
         Prefetch(iter_frames(output, start, threads=threads), name="evaluate-output") as outs,
         Prefetch(iter_frames(reference, start, threads=threads), name="evaluate-reference") as refs,
     ):
