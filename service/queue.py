@@ -17,19 +17,15 @@ TASK_CLEANUP = "lipsync.cleanup"
 TASK_QUALITY = "lipsync.quality"
 QUEUE = "lipsync"
 # The broker's message priorities (kombu's Redis transport: one list per step, 0 first).
-# A pushed job is sent at JOB_PRIORITY; a job sent again (handed back at a stop, its runner
-# or its message lost) at REQUEUE_PRIORITY, so it goes before the jobs pushed after it; the
-# measurement of a finished one at QUALITY_PRIORITY, so a worker takes any waiting job first.
-REQUEUE_PRIORITY = 0
-JOB_PRIORITY = 3
+# A job is sent at JOB_PRIORITY; the measurement of a finished one at QUALITY_PRIORITY, so
+# a worker takes any waiting job before it.
+JOB_PRIORITY = 0
 QUALITY_PRIORITY = 9
 
 
-def send_job(celery: Celery, job_id: str, again: bool = False) -> None:
-    """Send job ``job_id``'s message (its Celery task id is the job id); ``again``: a job
-    going back to the queue, ahead of those pushed since."""
-    priority = REQUEUE_PRIORITY if again else JOB_PRIORITY
-    celery.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE, priority=priority)
+def send_job(celery: Celery, job_id: str) -> None:
+    """Send job ``job_id``'s message (its Celery task id is the job id)."""
+    celery.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
 
 
 def quality_task_id(job_id: str) -> str:
@@ -38,25 +34,21 @@ def quality_task_id(job_id: str) -> str:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Long-GPU-job settings: ack on receipt, nothing prefetched, hard limits.
-
-    Celery does not bring a lost job back: the service's own queue discipline does (the
-    job's lease, the requeuer in each worker's heartbeat; docs/RELIABILITY.md). A message
-    is acknowledged as its task starts, and a pool process that dies is not redelivered by
-    Celery, so the broker's visibility timeout never puts a message back that a worker
-    took while it still lives (it only returns those of a worker killed between taking a
-    message and starting its task; the job's claim turns such a late copy away)."""
+    """Long-GPU-job settings: late acks, one job prefetched, hard limits, long visibility."""
     return {
         "broker_url": settings.effective_broker_url,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"socket_connect_timeout": settings.redis_timeout_s},
+        "broker_transport_options": {
+            # Redis redelivers an unacknowledged message after this long: it must outlast
+            # the hard time limit or a running job would be started a second time.
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_connect_timeout": settings.redis_timeout_s,
+        },
         "result_backend": None,  # job state lives in the service's own Redis keys
         "task_ignore_result": True,
-        "task_acks_late": False,  # acked on receipt: the requeuer brings a lost job back
-        "task_reject_on_worker_lost": False,
-        "worker_prefetch_multiplier": 1,
-        # A busy worker takes no second message: never hold a waiting job hostage.
-        "worker_disable_prefetch": True,
+        "task_acks_late": True,  # ack after the job, so a crash re-queues it
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,  # never hold a second long job hostage
         "worker_concurrency": settings.worker_concurrency,
         "task_soft_time_limit": settings.soft_time_limit_s,
         "task_time_limit": settings.hard_time_limit_s,
@@ -82,6 +74,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Read back by the worker's start-up check and its tasks.
         "lipsync_settings": settings,
     }
+
+
+def check_visibility(conf: Any) -> None:
+    """Refuse to run when Redis could redeliver a job that is still inside its hard limit."""
+    visibility = float(conf.broker_transport_options.get("visibility_timeout", 3600))
+    hard = float(conf.task_time_limit or 0)
+    if hard <= 0:
+        raise RuntimeError("task_time_limit (LIPSYNC_HARD_TIME_LIMIT_S) must be set")
+    if visibility <= hard:
+        raise RuntimeError(
+            f"broker visibility_timeout ({visibility:.0f}s) must exceed the hard time limit "
+            f"({hard:.0f}s); set LIPSYNC_VISIBILITY_TIMEOUT_S higher"
+        )
 
 
 def create_celery(settings: Settings | None = None, *, with_tasks: bool = True) -> Celery:

@@ -40,16 +40,11 @@ class Settings(BaseSettings):
     max_streams: int = Field(default=16, ge=1)
     probe_timeout_s: float = Field(default=15.0, gt=0)
 
-    # Time limits of one job (Celery soft and hard limit).
+    # Time limits of one job (Celery soft and hard limit) and the broker's redelivery window.
     soft_time_limit_s: int = Field(default=3600, ge=1)
     hard_time_limit_s: int = Field(default=3900, ge=2)
-    max_attempts: int = Field(default=3, ge=1)  # starts of one job before it fails
-
-    # Redelivery (the requeuer in each worker's heartbeat; docs/RELIABILITY.md): how often a
-    # worker marks itself alive and looks for lost jobs, and how long a queued job (or a
-    # measurement) may have no message waiting in the broker before it is sent again.
-    heartbeat_s: float = Field(default=5.0, gt=0, le=10)
-    lost_message_s: float = Field(default=30.0, gt=0)
+    visibility_timeout_s: int = Field(default=7200, ge=3)
+    max_attempts: int = Field(default=3, ge=1)  # deliveries of one job before it fails
 
     # Admission control.
     max_queue_depth: int = Field(default=100, ge=1)
@@ -119,6 +114,11 @@ class Settings(BaseSettings):
     def _check_time_limits(self) -> Settings:
         if self.hard_time_limit_s <= self.soft_time_limit_s:
             raise ValueError("LIPSYNC_HARD_TIME_LIMIT_S must be greater than the soft limit")
+        if self.visibility_timeout_s <= self.hard_time_limit_s:
+            raise ValueError(
+                "LIPSYNC_VISIBILITY_TIMEOUT_S must be greater than LIPSYNC_HARD_TIME_LIMIT_S, "
+                "or Redis redelivers a job that is still running"
+            )
         return self
 
     @property

@@ -16,7 +16,7 @@ from pathlib import Path
 from service.jobs import JobStore
 from service.layout import remove_job_files
 from service.settings import Settings
-from worker.lease import LEASE_RENEW_S, holder_is_dead
+from worker.lease import LEASE_RENEW_S, holder_is_dead, started_after_me
 
 log = logging.getLogger("lipsync.cleanup")
 
@@ -25,6 +25,11 @@ _WORKER_FORGET_S = 3600.0
 # A lapsed lease is trusted only after this long (its runner renews every LEASE_RENEW_S;
 # after a Redis restart every lease may have expired while the runners still live).
 ORPHAN_GRACE_S = 2 * LEASE_RENEW_S
+# A dead pool process of this very worker is left this long to Celery, which puts its
+# message back on the queue (task_reject_on_worker_lost) for the next pool process, whose
+# claim breaks the dead lease: requeuing it here as well would send a second message, from
+# the main process's heartbeat thread while the pool forks the replacement process.
+OWN_POOL_GRACE_S = 15.0
 
 
 def _age(path: Path, now: float) -> float:
@@ -102,26 +107,15 @@ def run_cleanup(settings: Settings, store: JobStore, now: float | None = None) -
 
 
 class OrphanRequeuer:
-    """Brings lost jobs back: the one owner of redelivery (Celery acknowledges a message as
-    its task starts and never redelivers it; docs/RELIABILITY.md). Every worker runs
-    :meth:`scan` from its heartbeat thread; each move is a script that acts only from the
-    state it expects, so several workers scanning at once send a job once.
+    """Runs again the jobs whose runner is gone, e.g. after ``kill -9`` of a whole worker.
 
-    * **Lost runner.** A ``running`` job whose lease has lapsed (for ``grace_s``, so a Redis
-      restart that outlived the leases is not mistaken for dead runners), or whose lease
-      holder is a dead process on this host (a killed pool process, a worker killed with
-      it), goes back to ``queued`` and its message is sent again; one that had already run
-      past the soft time limit fails with ``timeout`` instead, and one whose cancel was
-      requested becomes ``canceled``. Its attempt count still bounds how often it runs.
-    * **Lost message.** A ``queued`` job whose message was sent ``lost_s`` ago or more and
-      which no message in the broker's queue names (``waiting``: it was taken by a process
-      that died before claiming the job, or never sent) is sent again.
-    * **Measurements.** The same for the measurement of a succeeded job: a running one whose
-      runner is a dead local process, or has run past the hard time limit, goes back to
-      ``pending``; a pending one whose message was lost is sent again (``send_quality``).
-
-    A message sent again that turns out not to be needed (the first was still on its way)
-    is turned away by the claim: it only ever starts a job that nothing runs.
+    The broker would redeliver such a job only after its visibility timeout (hours). A job
+    is orphaned when it is ``running`` but its lease has lapsed (for ``grace_s``, so a
+    Redis restart that outlived the leases is not mistaken for dead runners), or its lease
+    holder is a dead process on this host. It goes back to ``queued`` and its message is
+    sent again; a job that had already run past the soft time limit fails with ``timeout``
+    instead, and one whose cancel was requested becomes ``canceled``. The job's attempt
+    count still bounds how often it runs. Every worker runs this from its heartbeat thread.
     """
 
     def __init__(
@@ -130,46 +124,53 @@ class OrphanRequeuer:
         store: JobStore,
         send: Callable[[str], object],
         grace_s: float = ORPHAN_GRACE_S,
-        waiting: Callable[[list[str]], set[str]] | None = None,
-        send_quality: Callable[[str], object] | None = None,
-        task_id: Callable[[str], str] = lambda job_id: job_id,
+        node: str = "",
+        own_pool_grace_s: float = OWN_POOL_GRACE_S,
     ) -> None:
-        """``waiting(task ids)``: those with a message waiting in the broker (None: lost
-        messages are not looked for); ``task_id``: the task id of a job's measurement."""
+        """``node``: this worker's name (a job it claimed whose runner started after this
+        process is one of its pool processes: see :data:`OWN_POOL_GRACE_S`)."""
         self.settings = settings
         self.store = store
         self.send = send
         self.grace_s = grace_s
-        self.lost_s = settings.lost_message_s
-        self.waiting = waiting
-        self.send_quality = send_quality
-        self.quality_task_id = task_id
+        self.node = node
+        self.own_pool_grace_s = own_pool_grace_s
         self._lapsed: dict[str, float] = {}  # job id -> when its lease was first seen gone
+        self._own_dead: dict[str, float] = {}  # job id -> when its own pool runner was seen dead
 
     def reset(self) -> None:
         """Forget what was seen (after Redis was unreachable, nothing seen before counts)."""
         self._lapsed.clear()
+        self._own_dead.clear()
+
+    def _left_to_the_pool(self, job_id: str, holder: str, now: float) -> bool:
+        """Whether the dead ``holder`` was a pool process of this worker, dead for less than
+        ``own_pool_grace_s``: Celery requeues its job."""
+        if not self.node or not started_after_me(holder):
+            return False
+        record = self.store.jobs.get(job_id)
+        if record is None or record.worker != self.node:
+            return False
+        return now - self._own_dead.setdefault(job_id, now) < self.own_pool_grace_s
 
     def scan(self) -> dict[str, str]:
-        """Requeue (or end) lost jobs and measurements; returns job id -> what was done."""
-        done = self._lost_runners()
-        if self.waiting is not None:
-            done.update(self._lost_messages())
-        if self.send_quality is not None:
-            done.update(self._lost_measurements())
-        return done
-
-    def _lost_runners(self) -> dict[str, str]:
+        """Requeue (or end) orphaned jobs; returns job id -> what was done."""
         done: dict[str, str] = {}
         running = self.store.jobs.active_ids()["running"]
-        for job_id in set(self._lapsed) - set(running):
-            del self._lapsed[job_id]
+        for seen in (self._lapsed, self._own_dead):
+            for job_id in set(seen) - set(running):
+                del seen[job_id]
         now = time.monotonic()
         for job_id in running:
             holder = self.store.leases.holder(job_id)
             if holder is not None:
                 self._lapsed.pop(job_id, None)
-                if not holder_is_dead(holder) or not self.store.leases.break_dead(job_id, holder):
+                if not holder_is_dead(holder):
+                    self._own_dead.pop(job_id, None)  # a new runner has it
+                    continue
+                if self._left_to_the_pool(job_id, holder, now):
+                    continue
+                if not self.store.leases.break_dead(job_id, holder):
                     continue
             elif now - self._lapsed.setdefault(job_id, now) < self.grace_s:
                 continue
@@ -194,52 +195,4 @@ class OrphanRequeuer:
             if outcome:
                 done[job_id] = outcome
                 log.warning("job %s lost its runner: %s", job_id, outcome)
-        return done
-
-    def _lost_messages(self) -> dict[str, str]:
-        assert self.waiting is not None
-        now = time.time()
-        queued = self.store.jobs.active_ids()["queued"]
-        sent_at = self.store.jobs.sent_at(queued)
-        due = [job_id for job_id, sent in sent_at.items() if now - sent >= self.lost_s]
-        if not due:
-            return {}
-        done: dict[str, str] = {}
-        waiting = self.waiting(due)
-        for job_id in due:
-            if job_id not in waiting and self.store.leases.resend(job_id, self.lost_s):
-                self.send(job_id)
-                done[job_id] = "resent"
-                log.warning("job %s: no message of it in the broker; sent again", job_id)
-        return done
-
-    def _lost_measurements(self) -> dict[str, str]:
-        assert self.send_quality is not None
-        done: dict[str, str] = {}
-        now = time.time()
-        overdue = self.settings.hard_time_limit_s + 60.0
-        due: list[str] = []
-        for job_id, (sent, state, holder, started) in self.store.quality.measuring().items():
-            if state == "pending" and now - sent >= self.lost_s:
-                due.append(job_id)
-            elif state == "running" and holder:
-                if not holder_is_dead(holder) and not (started and now - started > overdue):
-                    continue
-                outcome = self.store.quality.requeue(job_id, holder)
-                if outcome == "pending":
-                    self.send_quality(job_id)
-                elif outcome == "skipped":
-                    remove_job_files(self.settings, job_id)
-                done[job_id] = f"measurement {outcome}"
-                log.warning("the measurement of %s lost its runner: %s", job_id, outcome)
-        if due and self.waiting is not None:
-            waiting = self.waiting([self.quality_task_id(j) for j in due])
-            for job_id in due:
-                if self.quality_task_id(job_id) in waiting:
-                    continue
-                if self.store.quality.resend(job_id, self.lost_s):
-                    self.send_quality(job_id)
-                    done[job_id] = "measurement resent"
-                    log.warning("the measurement of %s: no message in the broker; sent again",
-                                job_id)  # fmt: skip
         return done

@@ -55,6 +55,19 @@ def _local(holder: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
+def started_after_me(holder: str) -> bool:
+    """True when ``holder`` is a process on this host that started after this one (e.g. a
+    pool process this worker forked); False when that cannot be told."""
+    local = _local(holder)
+    if local is None or not local[1].isdigit():
+        return False
+    try:
+        mine = _process_start(os.getpid())
+    except OSError:
+        return False
+    return mine is not None and mine.isdigit() and int(local[1]) > int(mine)
+
+
 def holder_is_dead(holder: str) -> bool:
     """True when ``holder`` is a process on this host that no longer runs (or a zombie)."""
     local = _local(holder)

@@ -6,13 +6,8 @@ A stop (SIGTERM, Ctrl-C, ``docker stop``) starts Celery's warm shutdown, which w
 for the running job to finish, or be cut short by a SIGKILL that costs the job an attempt.
 Instead the main process sets this worker's drain mark in Redis as the shutdown begins; the
 job's pool process sees it at the pipeline's next check (a fraction of a second), hands the
-job back to ``queued`` with its attempt given back, sends its message again (ahead of the
-jobs pushed since) and returns, so the worker exits within seconds and the next worker
-resumes the job.
-
-Celery acknowledges a message as its task starts and never redelivers one: a job whose
-runner or message was lost is brought back by the requeuer in the heartbeat thread
-(:class:`worker.cleanup.OrphanRequeuer`), the one owner of redelivery.
+job back to ``queued`` with its attempt given back, puts its message back at the head of the
+queue and returns, so the worker exits within seconds and the next worker resumes the job.
 
 The webhook dispatcher (:mod:`worker.webhooks`) is a thread of the main process, started
 with the heartbeat when the worker is ready; a stop halts it at once (attempts under way
@@ -38,13 +33,14 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from service.jobs import JobStore, StoreError, WaitingMessages
+from service.jobs import BrokerMessages, JobStore, StoreError
 from service.queue import (
     QUALITY_PRIORITY,
     QUEUE,
     TASK_CLEANUP,
     TASK_PROCESS,
     TASK_QUALITY,
+    check_visibility,
     quality_task_id,
     send_job,
     settings_of,
@@ -58,6 +54,7 @@ from worker.webhooks import WebhookDispatcher
 
 log = logging.getLogger("lipsync.worker")
 
+HEARTBEAT_INTERVAL_S = 5.0
 # How long a stopping worker's drain mark lives (its job sees it within a second; a worker
 # started again under the same name clears it at once).
 DRAIN_MARK_S = 120.0
@@ -79,10 +76,37 @@ def _store() -> JobStore:
     return JobStore.from_url(s.redis_url, s.redis_prefix, s.result_ttl_s, s.redis_timeout_s)
 
 
+@lru_cache(maxsize=1)
+def _broker() -> BrokerMessages:
+    s = _settings()
+    return BrokerMessages.from_url(
+        s.effective_broker_url, dict(app.conf.broker_transport_options or {}), s.redis_timeout_s
+    )
+
+
 def _requeue(job_id: str) -> None:
-    """Send the message of a job that went back to the queue (handed back, or its runner
-    lost), ahead of the jobs pushed since."""
-    send_job(app, job_id, again=True)
+    """Put the job's message back at the head of the queue: its unacked copy (of this
+    worker at a stop, of a lost worker otherwise), else a new one."""
+    try:
+        if _broker().put_back(job_id):
+            return
+    except StoreError:
+        log.warning("could not put back the message of %s; sending a new one", job_id,
+                    exc_info=True)  # fmt: skip
+    send_job(app, job_id)
+
+
+def _drop_unacked(job_id: str) -> None:
+    """A job that has ended leaves no unacked message behind (a lost worker's copy, one
+    sent again): they are forgotten now, not when the visibility timeout passes."""
+    try:
+        record = _store().jobs.get(job_id)
+        if record is None or record.finished:
+            dropped = _broker().drop(job_id)
+            if dropped:
+                log.info("job %s: %d unacked message(s) dropped", job_id, dropped)
+    except StoreError:
+        log.warning("unacked messages of %s not dropped", job_id, exc_info=True)
 
 
 @app.task(name=TASK_PROCESS, bind=True)
@@ -90,6 +114,8 @@ def process(self: Any, job_id: str) -> str:
     """Run one lip-sync job by id (the record in Redis says everything else)."""
     worker = str(self.request.hostname or "")
     outcome = run_job(job_id, _settings(), _store(), worker=worker, requeue=_requeue)
+    if outcome != "handed_back":
+        _drop_unacked(job_id)
     if outcome == "succeeded":
         _queue_quality(job_id)
     return outcome
@@ -159,19 +185,7 @@ class _Heartbeat:
         self._thread.start()
 
     def _loop(self) -> None:
-        s = _settings()
-        broker = s.effective_broker_url
-        queue = None
-        if broker.startswith(("redis://", "rediss://", "unix://")):
-            queue = WaitingMessages.from_url(broker, s.redis_timeout_s)
-        self._orphans = OrphanRequeuer(
-            s,
-            _store(),
-            _requeue,
-            waiting=queue.waiting if queue is not None else None,
-            send_quality=_send_quality,
-            task_id=quality_task_id,
-        )
+        self._orphans = OrphanRequeuer(_settings(), _store(), _requeue, node=self.name)
         while not self._stop.is_set():
             try:
                 _store().workers.heartbeat(self.name)
@@ -179,9 +193,7 @@ class _Heartbeat:
             except Exception:
                 log.warning("heartbeat failed", exc_info=True)
                 self._orphans.reset()
-            self._stop.wait(s.heartbeat_s)
-        if queue is not None:
-            queue.close()
+            self._stop.wait(HEARTBEAT_INTERVAL_S)
 
     def stop(self) -> None:
         self._stop.set()
@@ -199,6 +211,7 @@ _dispatcher: list[WebhookDispatcher] = []  # the main process's, once the worker
 
 @worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    check_visibility(app.conf)  # refuse to start when redelivery could double-run a job
     _settings().ensure_dirs()
 
 

@@ -13,11 +13,11 @@ that hold them, and the functions the API and the worker call.
 | | :mod:`~service.jobs.quality`, :mod:`~service.jobs.stats` |
 | :mod:`~service.jobs.lifecycle` | :func:`submit`, :func:`cancel`, :func:`delete`, |
 | | :func:`hand_back`: the moves the API's routes and the worker make |
-| :mod:`~service.jobs.broker` | the jobs' messages waiting in the broker's Redis |
+| :mod:`~service.jobs.broker` | the job's messages in the broker's Redis |
 | :mod:`~service.jobs.client` | the Redis client: no module outside this package imports it |
 """
 
-from service.jobs.broker import WaitingMessages
+from service.jobs.broker import BrokerMessages
 from service.jobs.client import StoreError, StoreUnreachable
 from service.jobs.keys import Keys
 from service.jobs.lifecycle import (
@@ -36,6 +36,7 @@ from service.jobs.store import JobStore
 __all__ = [
     "JOB_STATES",
     "TERMINAL_STATES",
+    "BrokerMessages",
     "Cancel",
     "IdempotencyConflict",
     "JobRecord",
@@ -45,7 +46,6 @@ __all__ = [
     "QualityRecord",
     "StoreError",
     "StoreUnreachable",
-    "WaitingMessages",
     "WebhookRecord",
     "cancel",
     "delete",

@@ -1,18 +1,21 @@
-"""The job's messages waiting in the broker's Redis: which are there, and the removal of a
-deleted job's.
+"""The broker's unacknowledged messages of a job, read and tidied in its Redis.
 
-kombu's Redis transport keeps the messages waiting on a queue in one list per priority
-step; a worker takes one from a list and its task acknowledges it as it starts (nothing
-else of the broker's bookkeeping is read or written here). :class:`WaitingMessages` tells
-the requeuer which queued jobs still have a message waiting, so that only a job whose
-message was lost is sent again; :func:`drop_queued_message` takes a deleted job's message
-out of the queue. The scripts are in :mod:`service.jobs.lua`; each runs atomically inside
-Redis.
+kombu's Redis transport keeps every delivered message that is not acknowledged yet in the
+hash ``unacked`` (delivery tag -> ``[message, exchange, routing key]``, its delivery time in
+the zset ``unacked_index``) until it is acked, or until the visibility timeout (hours) has
+passed and it is put back on its queue. Two of the service's paths would leave such a
+message behind: a job whose worker was lost (its message is sent again, the dead worker's
+copy stays) and a job handed back at a stop. :class:`BrokerMessages` puts one copy back at
+the head of the queue and forgets the others, or forgets them all once the job has ended.
+:func:`drop_queued_message` takes a deleted job's message out of the queue itself. The
+scripts are in :mod:`service.jobs.lua`; every step is atomic inside Redis.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from service.jobs import lua
 from service.jobs.client import Client, StoreError, connect
@@ -25,30 +28,54 @@ log = logging.getLogger("lipsync.jobs")
 QUEUE_LISTS = [QUEUE] + [f"{QUEUE}\x06\x16{p}" for p in (3, 6, 9)]
 
 
-def queue_list(priority: int) -> str:
-    """The broker's list holding the messages sent at ``priority`` (one of kombu's steps)."""
-    return QUEUE_LISTS[(0, 3, 6, 9).index(priority)]
+class BrokerMessages:
+    """A job's unacked messages in the broker's Redis (``url``, kombu's default key names
+    unless the transport options name others)."""
 
-
-class WaitingMessages:
-    """The messages waiting in the broker's queue (Redis at ``url``)."""
-
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, transport_options: dict[str, Any] | None = None):
+        opts = transport_options or {}
+        prefix = str(opts.get("global_keyprefix", "") or "")
         self.r = client
-        self._waiting = client.register_script(lua.WAITING_MESSAGES)
+        self.unacked_key = prefix + str(opts.get("unacked_key", "unacked"))
+        self.index_key = prefix + str(opts.get("unacked_index_key", "unacked_index"))
+        self.prefix = prefix
+        self._tags = client.register_script(lua.UNACKED_TAGS)
+        self._restore = client.register_script(lua.UNACKED_RESTORE)
 
     @classmethod
-    def from_url(cls, url: str, timeout_s: float = 3.0) -> WaitingMessages:
-        return cls(connect(url, timeout_s))
+    def from_url(
+        cls, url: str, transport_options: dict[str, Any] | None = None, timeout_s: float = 3.0
+    ) -> BrokerMessages:
+        return cls(connect(url, timeout_s), transport_options)
 
-    def waiting(self, task_ids: list[str]) -> set[str]:
-        """Those of ``task_ids`` (a job's task id is its id) that a waiting message names."""
-        if not task_ids:
-            return set()
-        return {str(t) for t in self._waiting(keys=QUEUE_LISTS, args=task_ids) or []}
+    def tags(self, job_id: str) -> list[str]:
+        """Delivery tags of the unacked messages of task ``job_id`` (the task id is the job id)."""
+        return [str(t) for t in self._tags(keys=[self.unacked_key], args=[job_id]) or []]
 
-    def close(self) -> None:
-        self.r.close()
+    def drop(self, job_id: str) -> int:
+        """Forget every unacked message of a job that has ended (a later ack of one of them
+        is a no-op). Returns how many were dropped."""
+        tags = self.tags(job_id)
+        if tags:
+            self._restore(keys=[self.unacked_key, self.index_key, QUEUE], args=["", "", *tags])
+        return len(tags)
+
+    def put_back(self, job_id: str) -> bool:
+        """Put one unacked message of the job back at the head of its queue and forget the
+        others; False when it has none (the caller sends a new message)."""
+        tags = self.tags(job_id)
+        for tag in tags:
+            raw = self.r.hget(self.unacked_key, tag)
+            if raw is None:  # acked meanwhile
+                continue
+            message, _exchange, routing_key = json.loads(str(raw))
+            message.setdefault("headers", {})["redelivered"] = True
+            queue = self.prefix + str(routing_key or QUEUE)
+            others = [t for t in tags if t != tag]
+            keys = [self.unacked_key, self.index_key, queue]
+            if self._restore(keys=keys, args=[tag, json.dumps(message), *others]):
+                return True
+        return False
 
 
 def drop_queued_message(url: str, task_id: str, timeout_s: float = 3.0) -> int:

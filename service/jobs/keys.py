@@ -8,7 +8,6 @@
 | ``{prefix}:owner:{owner}`` | zset | the owner's job ids by creation time (GET /jobs) |
 | ``{prefix}:idem:{owner}:{key}`` | string | an Idempotency-Key's ``job_id digest`` |
 | ``{prefix}:webhooks`` | zset | ids of the jobs whose webhook is due, by when |
-| ``{prefix}:measuring`` | zset | jobs whose measurement is pending or running, by when sent |
 | ``{prefix}:workers`` | zset | live workers by their last heartbeat |
 | ``{prefix}:draining:{worker}`` | string | a stopping worker's drain mark (expires) |
 | ``{prefix}:stats:finished`` | hash | jobs ended, per final state |
@@ -26,7 +25,6 @@ class Keys:
         self.queued = f"{prefix}:queued"
         self.running = f"{prefix}:running"
         self.webhooks = f"{prefix}:webhooks"
-        self.measuring = f"{prefix}:measuring"
         self.workers = f"{prefix}:workers"
         self.finished = f"{prefix}:stats:finished"
         self.stage_sum = f"{prefix}:stats:stage_seconds_sum"
@@ -56,5 +54,4 @@ class Keys:
             self.finished,
             self.lease(job_id),
             self.webhooks,
-            self.measuring,
         ]

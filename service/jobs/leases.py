@@ -1,6 +1,6 @@
 """Who runs a job: the claim that starts it under a lease, the lease's renewal while it
-runs, the two ways a running job goes back to the queue without finishing (its runner was
-lost; its worker is being stopped), and the resend of a queued job whose message was lost.
+runs, and the two ways a running job goes back to the queue without finishing (its runner
+was lost; its worker is being stopped).
 
 A lease ``{prefix}:lease:{id}`` holds its runner's name (``host:pid:start``,
 :func:`worker.lease.lease_holder`) and expires unless renewed: a running job without one
@@ -21,7 +21,6 @@ class Leases(Part):
     _break = script(lua.BREAK)
     _requeue = script(lua.REQUEUE)
     _hand_back = script(lua.HAND_BACK)
-    _resend = script(lua.RESEND)
 
     def claim(
         self, job_id: str, max_attempts: int, worker: str, holder: str = "", lease_s: float = 0
@@ -52,13 +51,6 @@ class Leases(Part):
             keys=self.keys.lifecycle(job_id), args=[job_id, repr(now()), self.ttl_s]
         )
         return str(out) if out else None
-
-    def resend(self, job_id: str, after_s: float) -> bool:
-        """Move ``resend``: True when the queued job's message was sent at least ``after_s``
-        ago (the caller found none of it waiting in the broker): it is noted as sent now,
-        and the caller sends it. False: not queued, or sent since (by another worker)."""
-        args = [job_id, repr(now()), self.ttl_s, repr(float(after_s))]
-        return bool(self._resend(keys=self.keys.lifecycle(job_id), args=args))
 
     def hand_back(self, job_id: str, holder: str) -> str | None:
         """Move ``hand_back``: a running job goes back to ``queued`` with its attempt given

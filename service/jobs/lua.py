@@ -26,11 +26,11 @@ def _guard(moves: tuple[Move, ...], event: str, state: str, missing: str, other:
 
 # -- the job ---------------------------------------------------------------------------------
 # Every script that moves a job takes these KEYS: job hash, queued zset, running zset,
-# finished-stats hash, lease, webhooks due zset, measuring zset
-# (service.jobs.keys.Keys.lifecycle); and these first ARGV: job id, now, ttl.
+# finished-stats hash, lease, webhooks due zset (service.jobs.keys.Keys.lifecycle); and
+# these first ARGV: job id, now, ttl.
 _JOB_PRELUDE = """
 local job, queued, running, finished = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local lease, webhooks, measuring = KEYS[5], KEYS[6], KEYS[7]
+local lease, webhooks = KEYS[5], KEYS[6]
 local id, now, ttl = ARGV[1], ARGV[2], ARGV[3]
 local state = redis.call('HGET', job, 'state')
 
@@ -61,10 +61,9 @@ local function canceled_meanwhile()
   return true
 end
 
--- Back in the queue at ``score``, as if it had not started; its caller sends its message
--- now ('sent_at': the requeuer's sweep for lost messages counts from it).
+-- Back in the queue at ``score``, as if it had not started.
 local function back_to_queue(score)
-  redis.call('HSET', job, 'state', 'queued', 'stage', 'queued', 'progress', '0', 'sent_at', now)
+  redis.call('HSET', job, 'state', 'queued', 'stage', 'queued', 'progress', '0')
   redis.call('ZREM', running, id)
   redis.call('ZADD', queued, score, id)
 end
@@ -114,18 +113,13 @@ return 'run'
 )
 
 # ARGV: job id, now, ttl, the final state, then field/value pairs. The final state, or false
-# (the job was not running). A measurement to come ('q_state' pending) joins the measuring
-# zset (scored by when its message is sent: now, by the caller).
+# (the job was not running).
 FINISH = _job_script(
     "finish",
     """
 local fields = {}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
-finish_as(ARGV[4], fields)
-if redis.call('HGET', job, 'q_state') == 'pending' then
-  redis.call('ZADD', measuring, now, id)
-end
-return ARGV[4]
+return finish_as(ARGV[4], fields)
 """,
     other="false",
 )
@@ -140,21 +134,6 @@ if redis.call('EXISTS', lease) == 1 then return false end
 if canceled_meanwhile() then return 'canceled' end
 back_to_queue(now)
 return 'queued'
-""",
-    other="false",
-)
-
-# ARGV: job id, now, ttl, seconds. A queued job whose message was sent at least that long
-# ago ('sent_at', else 'created_at') and which no message in the broker names (the caller
-# looked): 'resend', and 'sent_at' is now (the caller sends it again). False: not queued,
-# or sent more recently (another worker's requeuer sent it meanwhile).
-RESEND = _job_script(
-    "resend",
-    """
-local sent = tonumber(redis.call('HGET', job, 'sent_at') or redis.call('HGET', job, 'created_at'))
-if sent and tonumber(now) - sent < tonumber(ARGV[4]) then return false end
-redis.call('HSET', job, 'sent_at', now)
-return 'resend'
 """,
     other="false",
 )
@@ -207,16 +186,15 @@ return 1
 """
 
 # KEYS: job, queued, running, lease, owner index, idempotency key (the job key when none),
-# webhooks due, measuring. ARGV: job id. DELETE /jobs/{id}: every service key naming the
-# job goes at once; the idempotency binding only while it still names this job (a later
-# push may have taken it).
+# webhooks due. ARGV: job id. DELETE /jobs/{id}: every service key naming the job goes at
+# once; the idempotency binding only while it still names this job (a later push may have
+# taken it).
 PURGE = """
 redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
-redis.call('ZREM', KEYS[8], ARGV[1])
 if KEYS[6] ~= KEYS[1] then
   local bound = redis.call('GET', KEYS[6])
   if bound and string.sub(bound, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
@@ -230,30 +208,15 @@ return 1
 # Its own fields on the job's hash: q_state (pending, running, ready, failed, skipped), q_note,
 # q_metrics (JSON), q_cancel, q_attempts, q_holder, q_started_at, q_finished_at, q_yields.
 # None of these scripts recreates a record that is gone (deleted or expired): they answer
-# 'missing'. The measuring zset holds the job ids whose measurement is pending or running,
-# scored by when its message was last sent (the requeuer looks there for lost ones).
-# KEYS: job, measuring; ARGV: now, job id, then the script's own.
+# 'missing'. KEYS: job; ARGV: now, then the script's own.
 _QUALITY_PRELUDE = """
-local job, measuring, now, id = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local job, now = KEYS[1], ARGV[1]
 local q = redis.call('HGET', job, 'q_state')
-
--- The measurement has reached a final state: nothing to bring back any more.
-local function over(state)
-  redis.call('ZREM', measuring, id)
-  return state
-end
 
 -- A measurement canceled (terminate or DELETE of its job) before it ran to its end.
 local function skipped_as_canceled()
   redis.call('HSET', job, 'q_state', 'skipped', 'q_note', 'canceled', 'q_finished_at', now)
-  return over('skipped')
-end
-
--- Pending again; its caller sends its message now.
-local function pending_again()
-  redis.call('HSET', job, 'q_state', 'pending')
-  redis.call('ZADD', measuring, now, id)
-  return 'pending'
+  return 'skipped'
 end
 """
 # no measurement: 'missing' when the job is gone too, else 'none'
@@ -264,83 +227,58 @@ def _quality_script(event: str, body: str, missing: str = "return 'missing'") ->
     return _QUALITY_PRELUDE + _guard(QUALITY_MOVES, event, "q", missing, "q") + body
 
 
-# ARGV: now, job id, holder, max attempts. Start the measurement: 'run', or why not (its
-# state when it is over or running: a late copy of its message; 'skipped' when a cancel
-# came before it started).
+# ARGV: now, holder, max attempts. Start the measurement: 'run', or why not (its state when
+# it is over; 'skipped' when a cancel came before it started).
 QUALITY_CLAIM = _quality_script(
     "q_claim",
     """
 if redis.call('HGET', job, 'q_cancel') == '1' then return skipped_as_canceled() end
 local attempts = redis.call('HINCRBY', job, 'q_attempts', 1)
-if attempts > tonumber(ARGV[4]) then
+if attempts > tonumber(ARGV[3]) then
   redis.call('HSET', job, 'q_state', 'failed', 'q_finished_at', now, 'q_note',
              'the measurement was started ' .. (attempts - 1) ..
              ' times and its worker was lost each time')
-  return over('failed')
+  return 'failed'
 end
-redis.call('HSET', job, 'q_state', 'running', 'q_holder', ARGV[3], 'q_started_at', now)
+redis.call('HSET', job, 'q_state', 'running', 'q_holder', ARGV[2], 'q_started_at', now)
 return 'run'
 """,
     missing=_NO_MEASUREMENT,
 )
 
-# ARGV: now, job id, holder, state (ready, failed, skipped), note ('' for none), metrics
-# JSON ('' for none). Record the end of a measurement, only by the runner that claimed it
-# and only once (a repeat is answered with the state already recorded).
+# ARGV: now, holder, state (ready, failed, skipped), note ('' for none), metrics JSON ('' for
+# none). Record the end of a measurement, only by the runner that claimed it and only once
+# (a repeat is answered with the state already recorded).
 QUALITY_FINISH = _quality_script(
     "q_finish",
     """
-if redis.call('HGET', job, 'q_holder') ~= ARGV[3] then return 'busy' end
-redis.call('HSET', job, 'q_state', ARGV[4], 'q_finished_at', now)
-if ARGV[5] ~= '' then redis.call('HSET', job, 'q_note', ARGV[5]) end
-if ARGV[6] ~= '' then redis.call('HSET', job, 'q_metrics', ARGV[6]) end
+if redis.call('HGET', job, 'q_holder') ~= ARGV[2] then return 'busy' end
+redis.call('HSET', job, 'q_state', ARGV[3], 'q_finished_at', now)
+if ARGV[4] ~= '' then redis.call('HSET', job, 'q_note', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', job, 'q_metrics', ARGV[5]) end
 redis.call('HDEL', job, 'q_holder')
-return over(ARGV[4])
+return ARGV[3]
 """,
 )
 
-# ARGV: now, job id, holder. Give a running measurement back (its worker stops, or a job is
-# waiting for the worker): pending again, its attempt not counted; 'skipped' instead when a
-# cancel came meanwhile.
+# ARGV: now, holder. Give a running measurement back (its worker stops, or a job is waiting
+# for the worker): pending again, its attempt not counted; 'skipped' instead when a cancel
+# came meanwhile.
 QUALITY_HAND_BACK = _quality_script(
     "q_hand_back",
     """
-if redis.call('HGET', job, 'q_holder') ~= ARGV[3] then return 'busy' end
+if redis.call('HGET', job, 'q_holder') ~= ARGV[2] then return 'busy' end
 redis.call('HDEL', job, 'q_holder', 'q_started_at')
 if redis.call('HGET', job, 'q_cancel') == '1' then return skipped_as_canceled() end
 if redis.call('HINCRBY', job, 'q_attempts', -1) < 0 then
   redis.call('HSET', job, 'q_attempts', '0')
 end
-return pending_again()
+redis.call('HSET', job, 'q_state', 'pending')
+return 'pending'
 """,
 )
 
-# ARGV: now, job id, holder. The runner ``holder`` of a running measurement is gone (a dead
-# process, or past the hard time limit): pending again, its attempt counted ('skipped' when
-# a cancel came meanwhile); 'busy' when another runner holds it.
-QUALITY_REQUEUE = _quality_script(
-    "q_requeue",
-    """
-if redis.call('HGET', job, 'q_holder') ~= ARGV[3] then return 'busy' end
-redis.call('HDEL', job, 'q_holder', 'q_started_at')
-if redis.call('HGET', job, 'q_cancel') == '1' then return skipped_as_canceled() end
-return pending_again()
-""",
-)
-
-# ARGV: now, job id, seconds. A pending measurement whose message was sent at least that long
-# ago and which no message in the broker names (the caller looked): 'pending', sent now
-# (by the caller); 'sent' when it was sent more recently.
-QUALITY_RESEND = _quality_script(
-    "q_resend",
-    """
-local sent = tonumber(redis.call('ZSCORE', measuring, id) or '0')
-if tonumber(now) - sent < tonumber(ARGV[3]) then return 'sent' end
-return pending_again()
-""",
-)
-
-# ARGV: now, job id. Cancel a measurement: one not started yet is skipped at once ('skipped'); a
+# ARGV: now. Cancel a measurement: one not started yet is skipped at once ('skipped'); a
 # running one is flagged ('canceling') and stops at its next check; else its state ('none'
 # for a job without one, 'missing' for no job).
 QUALITY_CANCEL = _quality_script(
@@ -353,12 +291,11 @@ return skipped_as_canceled()
     missing=_NO_MEASUREMENT,
 )
 
-# KEYS: job, measuring; ARGV: note, job id. A measurement whose task could not be sent:
-# failed, if it still waits to be sent (1), else nothing (0).
+# KEYS: job; ARGV: note. A measurement whose task could not be sent: failed, if it still
+# waits to be sent (1), else nothing (0).
 QUALITY_UNSENT = """
 if redis.call('HGET', KEYS[1], 'q_state') ~= 'pending' then return 0 end
 redis.call('HSET', KEYS[1], 'q_state', 'failed', 'q_note', ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
 """
 
@@ -443,9 +380,45 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 1
 """
 
-# -- the broker's queue (service/jobs/broker.py) ------------------------------------------------
-# kombu's Redis transport keeps the messages waiting on a queue in one list per priority step,
-# each message a JSON object whose ``headers.id`` is its Celery task id (for a job: its id).
+# -- the broker's own keys (service/jobs/broker.py) ---------------------------------------------
+# kombu's Redis transport keeps each delivered, not yet acknowledged message in a hash
+# ``unacked`` {delivery tag: [message, exchange, routing key]} and its delivery time in the
+# zset ``unacked_index``.
+
+# KEYS: unacked hash; ARGV: task id. The delivery tags of that task's unacked messages.
+UNACKED_TAGS = """
+local tags = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local ok, entry = pcall(cjson.decode, all[i + 1])
+  if ok and type(entry) == 'table' and type(entry[1]) == 'table' then
+    local msg = entry[1]
+    local id = type(msg.headers) == 'table' and msg.headers.id or nil
+    if id == nil and type(msg.properties) == 'table' then id = msg.properties.correlation_id end
+    if id == ARGV[1] then table.insert(tags, all[i]) end
+  end
+end
+return tags
+"""
+
+# KEYS: unacked hash, unacked index, queue list; ARGV: tag to put back ('' for none), the
+# message to push for it, then tags to drop. Puts one unacked message back at the head of
+# its queue (the next one a worker takes; kombu pops from the right) and forgets the others,
+# all at once. Returns 1 if the message was put back (0: its tag was gone, e.g. acked).
+UNACKED_RESTORE = """
+local restored = 0
+if ARGV[1] ~= '' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('RPUSH', KEYS[3], ARGV[2])
+  restored = 1
+end
+for i = 3, #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+end
+return restored
+"""
 
 # KEYS: the Celery queue's lists in the broker (one per priority); ARGV: job id. DELETE
 # /jobs/{id} of a queued job: its message (Celery task id = job id) leaves the queue, so no
@@ -461,22 +434,4 @@ for _, list in ipairs(KEYS) do
   end
 end
 return dropped
-"""
-
-# KEYS: the Celery queue's lists in the broker; ARGV: task ids. Those of the ids that a
-# message waiting in one of the lists names (read only).
-WAITING_MESSAGES = """
-local wanted, found = {}, {}
-for _, id in ipairs(ARGV) do wanted[id] = true end
-for _, list in ipairs(KEYS) do
-  for _, item in ipairs(redis.call('LRANGE', list, 0, -1)) do
-    local ok, msg = pcall(cjson.decode, item)
-    local id = ok and type(msg) == 'table' and type(msg.headers) == 'table' and msg.headers.id
-    if id and wanted[id] then
-      found[#found + 1] = id
-      wanted[id] = nil
-    end
-  end
-end
-return found
 """

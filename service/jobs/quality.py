@@ -4,7 +4,7 @@ Lua script only its claimant can end, once (the ``q_*`` fields of the job's hash
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 
 from service.jobs import lua
 from service.jobs.client import Part, now, script
@@ -18,14 +18,10 @@ class Measurements(Part):
     _hand_back = script(lua.QUALITY_HAND_BACK)
     _cancel = script(lua.QUALITY_CANCEL)
     _unsent = script(lua.QUALITY_UNSENT)
-    _requeue = script(lua.QUALITY_REQUEUE)
-    _resend = script(lua.QUALITY_RESEND)
 
     def _run(self, move: Any, job_id: str, *args: Any) -> str:
-        """Run script ``move`` on the job's record: KEYS the job and the measuring zset,
-        ARGV now, the job id, then ``args``."""
-        keys = [self.keys.job(job_id), self.keys.measuring]
-        return str(move(keys=keys, args=[repr(now()), job_id, *args]))
+        """Run script ``move`` on the job's record: KEYS the job, ARGV now then ``args``."""
+        return str(move(keys=[self.keys.job(job_id)], args=[repr(now()), *args]))
 
     def claim(self, job_id: str, holder: str, max_attempts: int) -> str:
         """Start the measurement: ``run``, or why not (``missing``, ``none``, ``skipped``,
@@ -57,42 +53,7 @@ class Measurements(Part):
     def unsent(self, job_id: str, note: str) -> bool:
         """A measurement whose task could not be sent: ``failed`` with ``note``, if it was
         still waiting to be sent."""
-        keys = [self.keys.job(job_id), self.keys.measuring]
-        return bool(self._unsent(keys=keys, args=[note, job_id]))
-
-    def requeue(self, job_id: str, holder: str) -> str:
-        """Move ``q_requeue``: the measurement's runner ``holder`` is gone; ``pending``
-        (the caller sends it again), ``skipped`` (a cancel came meanwhile), ``busy``
-        (another runner holds it) or its state."""
-        return self._run(self._requeue, job_id, holder)
-
-    def resend(self, job_id: str, after_s: float) -> bool:
-        """Move ``q_resend``: True when the pending measurement's message was sent at least
-        ``after_s`` ago (the caller found none of it waiting in the broker); noted as
-        sent now, the caller sends it."""
-        return self._run(self._resend, job_id, repr(float(after_s))) == "pending"
-
-    def measuring(self) -> dict[str, tuple[float, str, str, float]]:
-        """The measurements pending or running: job id -> (when its message was last sent,
-        its state, its runner, when that started); an entry whose job is gone is dropped."""
-        scored = cast(
-            list[tuple[str, float]], self.r.zrange(self.keys.measuring, 0, -1, withscores=True)
-        )
-        entries = [(str(i), float(s)) for i, s in scored]
-        pipe = self.r.pipeline(transaction=False)
-        for job_id, _ in entries:
-            pipe.hmget(self.keys.job(job_id), "q_state", "q_holder", "q_started_at")
-        fields = cast(list[list[str | None]], pipe.execute() if entries else [])
-        out: dict[str, tuple[float, str, str, float]] = {}
-        gone: list[str] = []
-        for (job_id, sent), (state, holder, started) in zip(entries, fields, strict=True):
-            if state in ("pending", "running"):
-                out[job_id] = (sent, str(state), str(holder or ""), float(started or 0))
-            else:
-                gone.append(job_id)
-        if gone:
-            self.r.zrem(self.keys.measuring, *gone)
-        return out
+        return bool(self._unsent(keys=[self.keys.job(job_id)], args=[note]))
 
     def stop_requested(self, job_id: str, worker: str = "") -> tuple[bool, bool]:
         """(measurement cancel requested, ``worker`` draining) in one round trip."""

@@ -110,18 +110,6 @@ class Jobs(Part):
             job_id, "failed", stage="failed", error={"code": code, "message": message}
         )
 
-    def sent_at(self, job_ids: list[str]) -> dict[str, float]:
-        """When each job's message was last sent: ``sent_at`` (written when it goes back to
-        the queue or is sent again), else its push's ``created_at`` (jobs gone are left out)."""
-        pipe = self.r.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.hmget(self.keys.job(job_id), "sent_at", "created_at")
-        out: dict[str, float] = {}
-        for job_id, (sent, created) in zip(job_ids, pipe.execute() if job_ids else [], strict=True):
-            if sent or created:
-                out[job_id] = float(sent or created)
-        return out
-
     def active_ids(self) -> dict[str, list[str]]:
         return {
             "queued": [str(x) for x in self.r.zrange(self.keys.queued, 0, -1)],
@@ -227,7 +215,6 @@ class Jobs(Part):
                 self.keys.owner(owner),
                 self.keys.idem(owner, str(idem)) if idem else job_key,
                 self.keys.webhooks,
-                self.keys.measuring,
             ],
             args=[job_id],
         )

@@ -361,9 +361,7 @@ class Service:
     def redeliver_unacked(self) -> int:
         """Do now what the broker does once the visibility timeout has passed: put every
         delivered but unacknowledged message back on the queue (as kombu's
-        ``restore_visible`` does). Returns how many messages were put back (the workers
-        acknowledge a message as its task starts: only one a killed worker had taken but
-        not started yet)."""
+        ``restore_visible`` does). Returns how many messages were put back."""
         import json
 
         with redis.Redis.from_url(self.env["LIPSYNC_BROKER_URL"]) as r:
@@ -388,12 +386,6 @@ class Service:
             redis_prefix=self.prefix,
             data_dir=self.data_dir,
         )
-
-    def producer(self) -> Any:
-        """A producer-only Celery app on this deployment's broker (close it after use)."""
-        from service.queue import create_celery
-
-        return create_celery(self.settings(), with_tasks=False)
 
     def start_api(self, **extra: str) -> str:
         self.api, self.base_url = start_api({**self.env, **extra}, self.root, name="api")

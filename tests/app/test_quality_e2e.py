@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import redis
 
-from service.jobs.broker import queue_list
 from service.queue import (
     JOB_PRIORITY,
     QUALITY_PRIORITY,
@@ -143,9 +142,9 @@ def test_a_waiting_job_goes_before_a_measurement(
         store.client.hset(store.keys.job(done_id), mapping=mapping)
         store.client.zrem(store.keys.queued, done_id)  # as a finished job: not waiting
         job_id = make_job(settings, store, media["astronaut"], media["speech"])
-        jobs, low = queue_list(JOB_PRIORITY), queue_list(QUALITY_PRIORITY)  # kombu's lists
+        low = f"{QUEUE}\x06\x169"  # kombu's list for priority 9
         with redis.Redis.from_url(svc.env["LIPSYNC_BROKER_URL"]) as broker:
-            before = (broker.llen(jobs), broker.llen(low))  # the 2nd job's measurement waits
+            before = (broker.llen(QUEUE), broker.llen(low))  # the 2nd job's measurement waits
         producer = create_celery(settings, with_tasks=False)
         producer.send_task(TASK_QUALITY, args=[done_id], task_id=quality_task_id(done_id),
                            queue=QUEUE, priority=QUALITY_PRIORITY)  # fmt: skip
@@ -153,7 +152,7 @@ def test_a_waiting_job_goes_before_a_measurement(
                            priority=JOB_PRIORITY)  # fmt: skip
         producer.close()
         with redis.Redis.from_url(svc.env["LIPSYNC_BROKER_URL"]) as broker:
-            assert (broker.llen(jobs), broker.llen(low)) == (before[0] + 1, before[1] + 1)
+            assert (broker.llen(QUEUE), broker.llen(low)) == (before[0] + 1, before[1] + 1)
         svc.start_worker("w2")
         deadline = time.monotonic() + 240
         w2_log = svc.workers["w2"].log

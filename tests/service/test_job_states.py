@@ -44,7 +44,6 @@ def _snapshot(store: JobStore, job_id: str) -> tuple[Any, ...]:
         c.zscore(k.queued, job_id),
         c.zscore(k.running, job_id),
         c.get(k.lease(job_id)),
-        c.zscore(k.measuring, job_id),
     )
 
 
@@ -72,7 +71,6 @@ def _job_moves(store: JobStore) -> Iterator[tuple[str, Callable[[str], object]]]
     yield "cancel", store.jobs.request_cancel
     yield "claim", lambda j: store.leases.claim(j, MAX_ATTEMPTS, "w2", "h2", 30)
     yield "requeue", store.leases.requeue_orphan
-    yield "resend", lambda j: store.leases.resend(j, 0)
     for holder in ("h1", "h9"):
         yield "hand_back", lambda j, h=holder: store.leases.hand_back(j, h)  # type: ignore[misc]
     for final in ("succeeded", "failed", "canceled"):
@@ -148,10 +146,8 @@ def _quality_moves(store: JobStore) -> Iterator[tuple[str, Callable[[str], objec
     q = store.quality
     yield "q_cancel", q.request_cancel
     yield "q_claim", lambda j: q.claim(j, "h2", MAX_ATTEMPTS)
-    yield "q_resend", lambda j: q.resend(j, 0)
     for holder in ("h1", "h9"):
         yield "q_hand_back", lambda j, h=holder: q.hand_back(j, h)  # type: ignore[misc]
-        yield "q_requeue", lambda j, h=holder: q.requeue(j, h)  # type: ignore[misc]
         for final in ("ready", "failed", "skipped"):
             yield "q_finish", lambda j, h=holder, f=final: q.finish(j, h, f)  # type: ignore[misc]
 

@@ -78,8 +78,7 @@ def test_killed_pool_process_reruns_the_job_once(
         children = sh.pool_children(proc.proc.pid)
         assert len(children) == 1, children  # one pool process: one job per worker
         os.kill(children[0], signal.SIGKILL)  # the job's process dies mid-render
-        # the heartbeat's requeuer finds its runner dead and sends it again; a fresh pool
-        # process runs it
+        # reject_on_worker_lost re-queues the message; a fresh pool process runs it again
         _wait(store, job_id, lambda j: j.state in ("succeeded", "failed", "canceled"), 180)
         job = store.jobs.get(job_id)
         assert job is not None and job.state == "succeeded", (job, sh.tail(proc.log))
@@ -108,6 +107,7 @@ def test_soft_time_limit_fails_the_job_and_cleans_up(
         "LIPSYNC_BROKER_URL": _broker_url(redis_server, 2),
         "LIPSYNC_SOFT_TIME_LIMIT_S": "2",
         "LIPSYNC_HARD_TIME_LIMIT_S": "30",
+        "LIPSYNC_VISIBILITY_TIMEOUT_S": "60",
     }
     for settings, store, proc in _worker(redis_server, tmp_path, **limits):
         producer = create_celery(settings, with_tasks=False)

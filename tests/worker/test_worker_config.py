@@ -9,30 +9,35 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.queue import TASK_CLEANUP, create_celery
+from service.queue import TASK_CLEANUP, check_visibility, create_celery
 from service.settings import Settings
 from tests.app import service_harness as sh
 
 
 def test_long_job_settings() -> None:
-    s = Settings(soft_time_limit_s=100, hard_time_limit_s=120)
+    s = Settings(soft_time_limit_s=100, hard_time_limit_s=120, visibility_timeout_s=300)
     conf = create_celery(s, with_tasks=False).conf
-    # Celery redelivers nothing: acked on receipt, a lost pool process's task not put back
-    # (the requeuer owns redelivery), and a busy worker takes no second message
-    assert conf.task_acks_late is False
-    assert conf.task_reject_on_worker_lost is False
-    assert conf.worker_disable_prefetch is True
-    assert "visibility_timeout" not in conf.broker_transport_options
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
     assert conf.worker_prefetch_multiplier == 1
     assert conf.worker_concurrency == 1
     assert conf.task_soft_time_limit == 100 and conf.task_time_limit == 120
+    assert conf.broker_transport_options["visibility_timeout"] == 300
     assert conf.result_backend is None and conf.task_ignore_result is True
     assert conf.beat_schedule["cleanup-expired"]["task"] == TASK_CLEANUP
+    check_visibility(conf)
 
 
-def test_hard_limit_must_outlast_the_soft_limit() -> None:
+def test_visibility_must_outlast_the_hard_limit() -> None:
+    with pytest.raises(ValidationError, match="VISIBILITY"):
+        Settings(soft_time_limit_s=10, hard_time_limit_s=20, visibility_timeout_s=20)
     with pytest.raises(ValidationError, match="HARD"):
         Settings(soft_time_limit_s=30, hard_time_limit_s=20)
+    conf = create_celery(Settings(), with_tasks=False).conf
+    conf.broker_transport_options = {"visibility_timeout": 60}
+    conf.task_time_limit = 120
+    with pytest.raises(RuntimeError, match="visibility_timeout"):
+        check_visibility(conf)
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -45,17 +50,18 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert s.media_limits.max_file_bytes == 2048
 
 
-def test_worker_refuses_to_start_with_bad_time_limits(tmp_path: Path) -> None:
+def test_worker_refuses_to_start_with_short_visibility(tmp_path: Path) -> None:
     env = sh.service_env(
         "redis://127.0.0.1:1/0",
         tmp_path,
-        LIPSYNC_SOFT_TIME_LIMIT_S="20",
-        LIPSYNC_HARD_TIME_LIMIT_S="10",
+        LIPSYNC_SOFT_TIME_LIMIT_S="10",
+        LIPSYNC_HARD_TIME_LIMIT_S="20",
+        LIPSYNC_VISIBILITY_TIMEOUT_S="15",
     )
     args = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=solo"]
     proc = subprocess.run(args, cwd=sh.REPO, env=env, capture_output=True, timeout=60)
     assert proc.returncode != 0
-    assert b"HARD_TIME_LIMIT" in proc.stdout + proc.stderr
+    assert b"VISIBILITY_TIMEOUT" in proc.stdout + proc.stderr
 
 
 def test_api_and_celery_config_import_no_pipeline(tmp_path: Path) -> None:

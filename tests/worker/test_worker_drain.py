@@ -3,12 +3,13 @@
 Real processes: a private redis-server, real Celery workers (``service_harness``), SIGTERM
 to the worker's main process as ``docker stop`` or scripts/up.sh send it. Also: the pool
 process renders at a lower CPU priority, the hand-back script is atomic and idempotent, a
-job leaves no unacked broker message behind (Celery acknowledges it on receipt), and the
-beat runs as its own process that a stop takes down with nothing left behind.
+job that ends leaves no unacked broker message behind, and the beat runs as its own process
+that a stop takes down with nothing left behind.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -20,9 +21,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from service.jobs import JobRecord, JobStore
-from service.jobs.broker import QUEUE_LISTS, queue_list
-from service.queue import QUEUE, REQUEUE_PRIORITY, TASK_PROCESS, create_celery
+from service.jobs import BrokerMessages, JobRecord, JobStore
+from service.queue import QUEUE, TASK_PROCESS, create_celery
 from service.settings import Settings
 from tests.app import service_harness as sh
 from tests.worker.jobkit import make_job
@@ -30,7 +30,6 @@ from tests.worker.jobkit import make_job
 # Broker databases of their own (other tests use 1 to 9), so queues and unacked hashes
 # hold only this module's messages.
 DB_DRAIN, DB_TIDY, DB_BEAT = 10, 11, 12
-REQUEUED = queue_list(REQUEUE_PRIORITY)  # a job handed back or requeued is sent again here
 STOP_BOUND_S = 10.0
 
 
@@ -61,7 +60,7 @@ def _broker_keys(svc: sh.Service) -> dict[str, int]:
         return {
             "unacked": int(b.hlen("unacked")),
             "unacked_index": int(b.zcard("unacked_index")),
-            "queue": sum(int(b.llen(name)) for name in QUEUE_LISTS),
+            "queue": int(b.llen(QUEUE)),
         }
 
 
@@ -95,7 +94,7 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
         job_id = make_job(settings, store, media["astronaut"], long_speech, {"engine": "viseme"})
         producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
         _wait(store, job_id, lambda j: j.state == "running" and j.progress >= 0.1, 120)
-        assert _broker_keys(svc)["unacked"] == 0  # acknowledged on receipt
+        assert _broker_keys(svc)["unacked"] == 1  # delivered, not acked while it runs
 
         t0 = time.monotonic()
         w1.proc.send_signal(signal.SIGTERM)  # what docker stop and scripts/up.sh send
@@ -113,10 +112,8 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
         assert store.jobs.active_ids() == {"queued": [job_id], "running": []}
         assert store.leases.holder(job_id) is None
         assert not store.workers.is_draining(f"{svc.prefix}-w1@{socket.gethostname()}")  # cleared
-        # its message is back on the queue, ahead of jobs pushed since; nothing is unacked
+        # its message is back on the queue, nothing is left unacked
         assert _broker_keys(svc) == {"unacked": 0, "unacked_index": 0, "queue": 1}
-        with redis.Redis.from_url(svc.env["LIPSYNC_BROKER_URL"]) as b:
-            assert b.llen(REQUEUED) == 1
         assert (settings.uploads_dir / job_id).is_dir()  # the next worker needs them
         assert not (settings.work_dir / job_id).exists()
         assert f"job {job_id} handed back to the queue" in w1.log.read_text()
@@ -165,12 +162,44 @@ def test_hand_back_is_atomic_and_idempotent(store: JobStore, settings: Settings)
     assert not store.workers.is_draining("w@h") and not store.workers.is_draining("")
 
 
+def _unacked_entry(job_id: str, tag: str) -> str:
+    message = {
+        "body": "",
+        "headers": {"id": job_id, "task": TASK_PROCESS, "timelimit": [None, None]},
+        "properties": {"correlation_id": job_id, "delivery_tag": tag},
+    }
+    return json.dumps([message, QUEUE, QUEUE])
+
+
+def test_broker_messages_put_back_and_drop(redis_server: sh.RedisServer) -> None:
+    """The scripts on kombu's keys: one copy back at the head of the queue, the rest gone,
+    other jobs' messages untouched; the message goes back byte-for-byte but 'redelivered'."""
+    client = redis.Redis.from_url(redis_server.db_url(DB_TIDY), decode_responses=True)
+    client.flushdb()
+    msgs = BrokerMessages(client)
+    a, b = "a" * 32, "b" * 32
+    for tag, job in (("t1", a), ("t2", a), ("t3", b)):
+        client.hset("unacked", tag, _unacked_entry(job, tag))
+        client.zadd("unacked_index", {tag: time.time()})
+    client.lpush(QUEUE, "older")
+    assert sorted(msgs.tags(a)) == ["t1", "t2"] and msgs.tags(b) == ["t3"]
+    assert msgs.put_back(a)
+    assert client.hkeys("unacked") == ["t3"] and client.zrange("unacked_index", 0, -1) == ["t3"]
+    head = json.loads(client.lrange(QUEUE, -1, -1)[0])  # kombu takes from the right
+    assert head["headers"]["id"] == a and head["headers"]["redelivered"] is True
+    assert head["headers"]["timelimit"] == [None, None]
+    assert client.llen(QUEUE) == 2
+    assert not msgs.put_back(a)  # nothing left of it
+    assert msgs.drop(b) == 1 and client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+    client.flushdb()
+    client.close()
+
+
 def test_finished_job_leaves_no_unacked_message_after_its_worker_was_killed(
     redis_server: sh.RedisServer, tmp_path: Path, media: dict[str, Path]
 ) -> None:
-    """kill -9 of a worker mid-job: its message was acknowledged on receipt, so the broker
-    keeps no copy to redeliver; the requeuer sends it again, and once the job has run, the
-    broker holds nothing of it."""
+    """kill -9 of a worker mid-job: the orphan requeuer puts the dead worker's own message
+    back (no second copy); once the job has run, the broker holds nothing of it."""
     with sh.service(redis_server, tmp_path, broker_db=DB_TIDY) as svc:
         _flush(svc)
         svc.start_worker("w1")
@@ -180,7 +209,7 @@ def test_finished_job_leaves_no_unacked_message_after_its_worker_was_killed(
         producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
         _wait(store, job_id, lambda j: j.state == "running" and j.progress >= 0.2, 120)
         svc.kill_worker("w1")
-        assert _broker_keys(svc)["unacked"] == 0  # acknowledged when its task started
+        assert _broker_keys(svc)["unacked"] == 1  # the dead worker's delivery
         svc.start_worker("w2")
         _wait(store, job_id, lambda j: j.finished, 240)
         job = store.jobs.get(job_id)

@@ -1,6 +1,5 @@
-"""Job leases and the requeuer on a real Redis: a running job is never started twice, a dead
-runner's job is run again (or ends), a queued job whose message was lost is sent again once,
-and a measurement whose runner or message was lost comes back the same way."""
+"""Job leases on a real Redis: a running job is never started twice, a dead runner's job is
+run again (or ends), without waiting for the broker's visibility timeout."""
 
 from __future__ import annotations
 
@@ -10,14 +9,18 @@ import sys
 import time
 from pathlib import Path
 
-from service.jobs import JobStore, WaitingMessages
-from service.queue import create_celery, quality_task_id, send_job
+from service.jobs import JobStore
 from service.settings import Settings
-from tests.app import service_harness as sh
 from tests.worker.jobkit import make_job
 from worker.cleanup import OrphanRequeuer
 from worker.jobs import run_job
-from worker.lease import LEASE_S, holder_is_dead, lease_holder
+from worker.lease import (
+    LEASE_S,
+    _process_start,
+    holder_is_dead,
+    lease_holder,
+    started_after_me,
+)
 
 
 def _dead_holder() -> str:
@@ -120,69 +123,46 @@ def test_orphan_requeuer_ends_canceled_and_overdue_jobs(
     assert store.jobs.active_ids() == {"queued": [], "running": []}
 
 
-def test_requeuer_resends_a_queued_job_whose_message_was_lost(
-    settings: Settings, store: JobStore, media: dict[str, Path], tmp_path: Path
-) -> None:
-    """A queued job whose message is in no broker list (taken by a process that died before
-    its claim) is sent again once ``lost_message_s`` has passed since it was last sent; one
-    whose message waits is left alone, and two requeuers scanning at once send it once."""
-    with sh.private_redis(tmp_path / "broker") as broker_redis:  # a broker of its own
-        _resends_lost_messages(settings, store, media, broker_redis.url)
+def _dead_child_holder() -> str:
+    """The holder name of a process started after this one (as a pool process this worker
+    forked would be), which has exited and been reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        holder = f"{socket.gethostname()}:{proc.pid}:{_process_start(proc.pid)}"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert holder_is_dead(holder) and started_after_me(holder)
+    return holder
 
 
-def _resends_lost_messages(
-    settings: Settings, store: JobStore, media: dict[str, Path], broker: str
-) -> None:
-    s = settings.model_copy(update={"lost_message_s": 0.5, "broker_url": broker})
-    producer = create_celery(s, with_tasks=False)
-    queue = WaitingMessages.from_url(broker)
-    lost = make_job(s, store, media["astronaut"], media["speech"])
-    waiting = make_job(s, store, media["astronaut"], media["speech"])
-    running = make_job(s, store, media["astronaut"], media["speech"])
-    send_job(producer, waiting)  # a real message, waiting in the broker's list
-    assert store.leases.claim(running, 3, "w", lease_holder(), LEASE_S) == "run"
-    assert queue.waiting([lost, waiting, running]) == {waiting}
-    sent: list[str] = []
-    first = OrphanRequeuer(s, store, sent.append, grace_s=0.3, waiting=queue.waiting)
-    second = OrphanRequeuer(s, store, sent.append, grace_s=0.3, waiting=queue.waiting)
-    assert first.scan() == {} and sent == []  # pushed just now: its message is on its way
-    time.sleep(0.6)
-    assert {**first.scan(), **second.scan()} == {lost: "resent"}
-    assert sent == [lost]
-    assert first.scan() == {} and second.scan() == {}  # sent again just now
-    job = store.jobs.get(lost)
-    assert job is not None and job.state == "queued" and job.attempts == 0
-    time.sleep(0.6)  # still no message (nothing was really sent): once per lost_message_s
-    assert first.scan() == {lost: "resent"}
-    producer.close()
-    queue.close()
-
-
-def test_requeuer_brings_back_a_measurement_whose_runner_or_message_was_lost(
+def test_a_dead_pool_process_of_this_worker_is_left_to_celery_for_a_while(
     settings: Settings, store: JobStore, media: dict[str, Path]
 ) -> None:
-    s = settings.model_copy(update={"lost_message_s": 0.5})
-    pending = make_job(s, store, media["astronaut"], media["speech"])
-    dead = make_job(s, store, media["astronaut"], media["speech"])
-    alive = make_job(s, store, media["astronaut"], media["speech"])
-    for job_id in (pending, dead, alive):
-        assert store.leases.claim(job_id, 3, "w", lease_holder(), LEASE_S) == "run"
-        assert store.jobs.finish(job_id, "succeeded", q_state="pending")
-    assert store.quality.claim(dead, _dead_holder(), 3) == "run"
-    assert store.quality.claim(alive, lease_holder(), 3) == "run"
-    # a late copy of a running measurement's message is turned away
-    assert store.quality.claim(alive, "otherhost:1:1", 3) == "running"
+    """Celery requeues the message of a killed pool process itself; the worker's own
+    requeuer steps in only if nothing has claimed the job after ``own_pool_grace_s``. A job
+    of another worker node (or a runner older than this process) is requeued at once."""
+    own = make_job(settings, store, media["astronaut"], media["speech"])
+    other_node = make_job(settings, store, media["astronaut"], media["speech"])
+    older = make_job(settings, store, media["astronaut"], media["speech"])
+    assert store.leases.claim(own, 3, "w1@host", _dead_child_holder(), LEASE_S) == "run"
+    assert store.leases.claim(other_node, 3, "w2@host", _dead_child_holder(), LEASE_S) == "run"
+    older_holder = _dead_holder().rsplit(":", 1)[0] + ":1"  # started just after boot
+    assert store.leases.claim(older, 3, "w1@host", older_holder, LEASE_S) == "run"
     sent: list[str] = []
     requeuer = OrphanRequeuer(
-        s, store, lambda _: None, waiting=lambda ids: set(), send_quality=sent.append,
-        task_id=quality_task_id,
-    )  # fmt: skip
-    assert requeuer.scan() == {dead: "measurement pending"}
-    assert sent == [dead]
-    record = store.jobs.get(dead)
-    assert record is not None and record.quality is not None
-    assert record.quality.state == "pending"
+        settings, store, sent.append, grace_s=0.3, node="w1@host", own_pool_grace_s=0.5
+    )
+    assert requeuer.scan() == {other_node: "queued", older: "queued"}
+    assert store.jobs.get(own).state == "running"  # type: ignore[union-attr]
+    # the next pool process claims it (as the redelivered message would): nothing to do
+    assert store.leases.break_dead(own, store.leases.holder(own) or "")
+    assert store.leases.claim(own, 3, "w1@host", lease_holder(), LEASE_S) == "run"
     time.sleep(0.6)
-    assert requeuer.scan() == {pending: "measurement resent", dead: "measurement resent"}
-    assert store.quality.finish(alive, lease_holder(), "ready") == "ready"
-    assert set(store.quality.measuring()) == {pending, dead}  # a finished one leaves the set
+    assert requeuer.scan() == {}
+    # that runner dies too and nothing claims the job: requeued once the grace has passed
+    store.client.set(store.keys.lease(own), _dead_child_holder())
+    assert requeuer.scan() == {}
+    time.sleep(0.6)
+    assert requeuer.scan() == {own: "queued"}
+    assert sent == [other_node, older, own]
