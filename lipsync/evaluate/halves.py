@@ -150,7 +150,9 @@ class _Later:
 
     def send_first_box(self, box: BoxF | None) -> None:
         """Tell the process where the reference's face was in the first frame: its own
-        first detection looks there first."""
+        first detection looks there first. Once only; later calls do nothing."""
+        if self._stdin.closed:
+            return
         try:
             self._stdin.write(pickle.dumps(box))
             self._stdin.close()
@@ -160,6 +162,7 @@ class _Later:
     def result(self, poll: Callable[[], None]) -> tuple[Part, Any]:
         """The part and what ``also`` gave, read while the cancel is polled;
         RuntimeError when the process failed or died without them."""
+        self.send_first_box(None)  # never sent (no reference frame): it must not wait for it
         chunks: list[bytes] = []
         fd = self._file.fileno()
         while True:
@@ -203,9 +206,9 @@ def measure_in_halves(
 ) -> tuple[list[Part], Any]:
     """Frames before ``at`` here and the rest in a second process, at the same time, which
     then also runs ``also`` (picklable: a work that would hold this process's interpreter
-    lock, given to the process that ends first); returns the parts and what ``also``
-    gave (None without it). When that process cannot start or fails (not a cancel), the
-    rest is done here after all: a measurement never fails for the sake of being faster."""
+    lock and stall its pass); returns the parts and what ``also`` gave (None without it).
+    When that process cannot start or fails (not a cancel), the rest is done here after
+    all: a measurement never fails for the sake of being faster."""
     try:
         later: _Later | None = _Later((output, reference, fps, ref_fps, ssim_every, at, also))
     except OSError:
