@@ -131,7 +131,8 @@ BUNDLED: tuple[Component, ...] = (
         name="dlib 68-point shape predictor",
         file="shape_predictor_68_face_landmarks.dat",
         package=_FRM,
-        used_for="68-point face landmarks (--landmarks dlib68)",
+        used_for="68-point face landmarks, only with --landmarks dlib68 (or when the "
+        "default mesh file is not set up)",
         licence="model: public domain (Davis King); trained on iBUG 300-W, whose licence "
         "excludes commercial use",
         commercial=False,
@@ -213,7 +214,8 @@ BUNDLED: tuple[Component, ...] = (
         file="face_landmark.tflite",
         package="mediapipe 0.10.21 wheel on PyPI, taken out by scripts/bootstrap.sh into "
         "models/mediapipe/; run with ai-edge-litert",
-        used_for="face landmarks (--landmarks mediapipe), mapped to the 68-point layout",
+        used_for="face landmarks (the default, --landmarks mediapipe), mapped to the "
+        "68-point layout",
         licence="Apache-2.0",
         commercial=True,
         source="the LICENSE file in the mediapipe wheel; google/mediapipe "

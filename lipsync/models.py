@@ -35,6 +35,8 @@ def default_models_dir() -> Path:
 
 
 _ASSETS = "https://github.com/facefusion/facefusion-assets/releases/download/models-3.0.0/"
+#: MediaPipe's face mesh under the models folder: the default landmark model's file.
+MESH_MODEL_FILE = "mediapipe/face_landmark.tflite"
 
 #: The files no one engine owns.
 SHARED_FILES: tuple[ModelFile, ...] = (
@@ -130,7 +132,7 @@ SHARED_FILES: tuple[ModelFile, ...] = (
     # scripts/bootstrap.sh, so it is normally present; listed here to be verified like the rest.
     ModelFile(
         name="MediaPipe face mesh",
-        filename="mediapipe/face_landmark.tflite",
+        filename=MESH_MODEL_FILE,
         used_by="landmarks mediapipe (the face tracker's 68 points)",
         # SHA-256 of mediapipe/modules/face_landmark/face_landmark.tflite in
         # mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl (PyPI).

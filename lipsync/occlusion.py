@@ -26,6 +26,8 @@ CHROMA_K = 4.0  # robust standard deviations of chroma beyond which a pixel is n
 LUMA_K = 3.5  # robust standard deviations of brightness beyond which: not this face
 OCCLUDED_KEEP = 0.6  # more of the lips hidden than this: the frame keeps its own pixels
 MIN_SAMPLES = 200
+TYPICAL_K = 4.0  # robust standard deviations of a sampled frame's median colour from the shot's
+TYPICAL_FLOOR = np.array([6.0, 3.0, 3.0], np.float32)  # least such deviation (Y, Cr, Cb)
 WORK_MOUTH_PX = 40.0  # the mask is worked out where the mouth is about this wide
 JAW_BAND = 0.25  # mouth widths inside the jaw line where an object must join a deeper one
 
@@ -95,10 +97,30 @@ class OcclusionSampler:
     def model(self) -> OcclusionModel | None:
         if not self.skin or not self.lips:
             return None
-        skin, lips = np.concatenate(self.skin), np.concatenate(self.lips)
+        keep = _typical_frames(self.skin) & _typical_frames(self.lips)
+        skin = np.concatenate([s for s, k in zip(self.skin, keep, strict=True) if k])
+        lips = np.concatenate([s for s, k in zip(self.lips, keep, strict=True) if k])
         if len(skin) < MIN_SAMPLES or len(lips) < MIN_SAMPLES // 4:
             return None
         return OcclusionModel(ColourStats.fit(skin), ColourStats.fit(lips))
+
+
+def _typical_frames(frames: list[F32]) -> npt.NDArray[np.bool_]:
+    """Which sampled frames show this part of the face as most of the shot's frames do:
+    a frame whose median colour lies far from the median of all frames' medians (an
+    object held over the mouth for a while, whose pixels the landmarks still call lips or
+    skin) is left out of the model, else the object would be learnt as this face. Frames
+    with no pixels of the part count as typical (they add nothing)."""
+    keep = np.ones(len(frames), bool)
+    have = [i for i, f in enumerate(frames) if len(f)]
+    if len(have) < 4:
+        return keep
+    med = np.array([np.median(frames[i], axis=0) for i in have], np.float32)
+    centre = np.median(med, axis=0)
+    dev = np.abs(med - centre)
+    scale = np.maximum(np.median(dev, axis=0) * 1.4826, TYPICAL_FLOOR)
+    keep[have] = np.all(dev <= TYPICAL_K * scale, axis=1)
+    return keep
 
 
 THUMB = (32, 20)  # (w, h) of the mouth thumbnails kept per frame to find occluded frames

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lipsync.enginespec import EngineContext, EngineSpec
 from lipsync.errors import InvalidOption
 from lipsync.licences import check_commercial_use, commercial_only_from_env
-from lipsync.models import default_models_dir
+from lipsync.models import MESH_MODEL_FILE, default_models_dir
 from lipsync.optionspec import OptionMeta, OptionSpec, option, read_by, specs_of
 from lipsync.registry import engine_specs
 from lipsync.segments import SEGMENT_AUDIO_MODES, Segment, check_segments
@@ -308,9 +308,9 @@ class RunOptions:
     )
     landmarks: str | None = option(
         None,
-        help="face landmark model (default: dlib68, or mediapipe in commercial-only mode; "
-        "mediapipe: Apache-2.0, commercially clean; dlib68: trained on iBUG 300-W, not for "
-        "commercial use)",
+        help="face landmark model (default: mediapipe, Apache-2.0, commercially clean; "
+        "dlib68 only where mediapipe's model file is not set up and commercial-only mode is "
+        "off; dlib68: trained on iBUG 300-W, not for commercial use)",
         label="Landmark model",
         choices=lambda: LANDMARKERS,
         public=True,
@@ -379,11 +379,16 @@ class RunOptions:
 
     @property
     def landmark_model(self) -> str:
-        """The landmark model a job uses: the one asked for, else dlib68 (the measured
-        default), or mediapipe in commercial-only mode."""
+        """The landmark model a job uses: the one asked for, else ``mediapipe`` (the
+        commercially clean default, docs/QUALITY.md "Landmark models"). Only where its model
+        file is not set up (a bare ``pip install``, no ``make setup``) and commercial-only
+        mode is off does a job fall back to ``dlib68`` (with its licence notice); in
+        commercial-only mode the missing file is an error (``model_missing``)."""
         if self.landmarks is not None:
             return self.landmarks
-        return "mediapipe" if self.commercial_only else "dlib68"
+        if self.commercial_only or (Path(self.models_dir) / MESH_MODEL_FILE).is_file():
+            return "mediapipe"
+        return "dlib68"
 
     def value(self, name: str) -> Any:
         """Any option's value by name: a field above or one of the engines' own."""

@@ -31,6 +31,7 @@ from lipsync.media.prefetch import Prefetch
 from lipsync.media.probe import MediaInfo, probe
 from lipsync.media.reader import FrameReader
 from lipsync.media.timeline import Timeline, build_timeline, fit_audio
+from lipsync.models import MESH_MODEL_FILE
 from lipsync.occlusion import OcclusionMasker
 from lipsync.options import RunOptions, engine_options
 from lipsync.render import Batch, BatchRenderer, Geometry, Scale, StageTimer, trust_shares
@@ -164,6 +165,12 @@ class Pipeline:
             log.warning("licence: %s", line)
         name = self.options.landmark_model
         if name == "dlib68":
+            if self.options.landmarks is None:  # the default's file is not set up
+                log.warning(
+                    "landmarks: MediaPipe's face mesh (%s) is not set up, so this job falls "
+                    "back to dlib68; make setup (scripts/mediapipe_models.sh) puts it there",
+                    Path(self.options.models_dir) / MESH_MODEL_FILE,
+                )
             return None
         from lipsync.face.landmarks import create_landmarker
 

@@ -116,14 +116,26 @@ def test_commercial_only_allows_the_default_path_and_reads_the_environment(
     check_commercial_use({"engine": "retrieval", "enhancer": "classical"})
 
 
-def test_notices_name_the_restricted_choice() -> None:
+def test_notices_name_the_restricted_choice(tmp_path: Path) -> None:
     from lipsync.licences import notices
 
-    # The default path (dlib68 unless commercial-only) says so; the clean path says nothing.
-    (line,) = notices(RunOptions())
-    assert line.startswith("landmarks dlib68: ") and "iBUG 300-W" in line
+    # The default is the clean mesh wherever its file is set up, and says nothing.
+    mesh = tmp_path / "with" / "mediapipe" / "face_landmark.tflite"
+    mesh.parent.mkdir(parents=True)
+    mesh.write_bytes(b"x")
+    assert RunOptions(models_dir=mesh.parents[1]).landmark_model == "mediapipe"
+    assert notices(RunOptions(models_dir=mesh.parents[1])) == []
     assert notices(RunOptions(landmarks="mediapipe")) == []
+    # Where it is not set up, the default falls back to dlib68 and says so.
+    bare = RunOptions(models_dir=tmp_path / "bare")
+    assert bare.landmark_model == "dlib68"
+    (line,) = notices(bare)
+    assert line.startswith("landmarks dlib68: ") and "iBUG 300-W" in line
     assert RunOptions(landmarks="dlib68").landmark_model == "dlib68"
+    # Commercial-only mode never falls back: the mesh, or an error when it is missing.
+    assert RunOptions(models_dir=tmp_path / "bare", commercial_only=True).landmark_model == (
+        "mediapipe"
+    )
 
 
 def test_every_non_commercial_registry_file_is_refused_by_name() -> None:

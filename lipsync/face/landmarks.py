@@ -58,6 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lipsync.errors import InvalidOption, ModelMissing
+from lipsync.models import MESH_MODEL_FILE
 
 #: Landmark models by name -> what it is, declared with the ``landmarks`` option.
 from lipsync.options import LANDMARKERS as LANDMARKERS
@@ -65,8 +66,7 @@ from lipsync.options import LANDMARKERS as LANDMARKERS
 BoxF = tuple[float, float, float, float]
 FloatArray = npt.NDArray[np.float32]
 
-MESH_DIR = "mediapipe"
-MESH_FILE = f"{MESH_DIR}/face_landmark.tflite"
+MESH_FILE = MESH_MODEL_FILE
 MESH_INPUT = 192
 
 # Mean MediaPipe ROI (after refinement) relative to a dlib HOG detector box of width w:
