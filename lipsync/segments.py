@@ -38,8 +38,10 @@ EASE_FRAMES = 0
 #: Seconds over which a segment's speech and the original sound are cross-faded.
 CROSSFADE_S = 0.010
 #: The cross-fade in the engine's speech from the own sound outside the segments into the
-#: segment's speech (three frames at 25 fps).
-ENGINE_FADE_S = 0.12
+#: segment's speech: one frame at 25 fps. Over three frames (0.12 s) the first frames of a
+#: segment still moved with the video's own speech, and a 3 s segment's offset read +2..-3
+#: frames (``benchmarks.segments``; 0 with one frame, the seams' contact sheets alike).
+ENGINE_FADE_S = 0.04
 
 #: What happens to the original sound under a segment (the ``segment_audio`` option).
 SEGMENT_AUDIO_MODES: dict[str, str] = {
