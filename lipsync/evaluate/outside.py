@@ -57,10 +57,15 @@ def _edges(size: int, block: int) -> npt.NDArray[np.intp]:
 
 
 def block_changes(
-    output: npt.NDArray[np.uint8], reference: npt.NDArray[np.uint8], block: int
+    output: npt.NDArray[np.uint8],
+    reference: npt.NDArray[np.uint8],
+    block: int,
+    diff: npt.NDArray[np.uint8] | None = None,
 ) -> npt.NDArray[np.float32]:
-    """Mean absolute difference (over pixels and channels) of each block, (rows, cols)."""
-    diff = cv2.absdiff(output, reference)
+    """Mean absolute difference (over pixels and channels) of each block, (rows, cols);
+    ``diff``: ``cv2.absdiff(output, reference)`` when the caller has it."""
+    if diff is None:
+        diff = np.asarray(cv2.absdiff(output, reference), np.uint8)
     sums = cv2.integral(diff, sdepth=cv2.CV_32S)  # 255 x 3 x 8.3 Mpx still fits
     channels = 1 if diff.ndim == 2 else diff.shape[2]
     ys, xs = _edges(diff.shape[0], block), _edges(diff.shape[1], block)
@@ -103,12 +108,14 @@ def outside_change(
     reference: npt.NDArray[np.uint8],
     face: FaceFrame | None,
     block: int | None = None,
+    diff: npt.NDArray[np.uint8] | None = None,
 ) -> float:
     """The largest block change outside the reference's padded lower face (see the module
     docstring); ``face``: the reference frame's face frame, None when it shows no face;
-    ``block``: the block side (default :func:`block_size`). Frames of the same size."""
+    ``block``: the block side (default :func:`block_size`); ``diff``: their
+    ``cv2.absdiff`` when the caller has it. Frames of the same size."""
     h, w = reference.shape[:2]
     b = block if block is not None else block_size(h, w)
-    changes = block_changes(output, reference, b)
+    changes = block_changes(output, reference, b, diff)
     keep = outside_blocks(face, h, w, b)
     return float(changes[keep].max()) if keep.any() else 0.0
