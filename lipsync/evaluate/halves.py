@@ -14,11 +14,16 @@ benchmarks.evaluate_speed``, docs/BENCHMARKS.md).
   gives it the phone recognition, whose recogniser holds the interpreter lock for its
   whole call and would stall this process's pass (:func:`lipsync.evaluate.evaluate`).
   This one carries the rest of the sound's side (voice activity, the sync step's
-  imports) on a thread; the other pays its start-up and decodes, without converting, the
-  frames before its half. With these shares both end within a few tenths of a second.
-* **The same numbers**: each half runs :func:`.reference.measure_part` on its own frames;
-  the frames of the later half are decoded from the start (not sought to), so frames stay
-  paired by index whatever the videos' timestamps. What a pass carries from frame to frame
+  imports) on a thread; the other pays its start-up.
+* **The same numbers**: each half runs :func:`.reference.measure_part` on its own frames.
+  The later half's decoders seek to the keyframe before its first frame, found by the
+  frames' times read from the packets (:func:`~lipsync.media.decode.frame_times`, no
+  decoding). Frames must stay paired by index as one pass pairs them, whatever the
+  videos' timestamps: the first process's last pair must have the times of the frame
+  before the split and the second's first pair those of the split frame, else the later
+  frames are measured again here (a decoder that gave other than one frame per packet).
+  Where a packet has no timestamp, the later half decodes from the start without
+  converting. What a pass carries from frame to frame
   starts again at the split: the later half detects its face anew (one CNN run more), its
   occlusion skin model is fitted on its own frames, and the mouth patch's flicker is
   carried across the split. Its numbers differ from one pass's as much as two passes'
@@ -54,6 +59,7 @@ from typing import Any
 from lipsync.evaluate.cancel import die_with_parent
 from lipsync.evaluate.faces import BoxF
 from lipsync.evaluate.reference import Part, measure_part
+from lipsync.media.decode import frame_times
 
 log = logging.getLogger("lipsync.evaluate")
 
@@ -92,7 +98,8 @@ def _later_half(result_fd: int, parent: int) -> int:
     die_with_parent()
     if os.getppid() != parent:
         return 1
-    output, reference, fps, ref_fps, ssim_every, start, also = pickle.load(sys.stdin.buffer)
+    args = pickle.load(sys.stdin.buffer)
+    output, reference, fps, ref_fps, ssim_every, start, start_times, also = args
 
     def seed() -> Any:
         try:  # the first process's first face box, sent as soon as it has it
@@ -102,7 +109,16 @@ def _later_half(result_fd: int, parent: int) -> int:
 
     try:
         part = measure_part(
-            output, reference, fps, ref_fps, ssim_every, _no_poll, start, seed=seed, threads=1
+            output,
+            reference,
+            fps,
+            ref_fps,
+            ssim_every,
+            _no_poll,
+            start,
+            seed=seed,
+            threads=1,
+            start_times=start_times,
         )
         answer: tuple[str, Any] = ("ok", (part, None if also is None else also()))
     except Exception as exc:  # raised again in the first process
@@ -194,6 +210,24 @@ class _Later:
             self._proc.wait()
 
 
+Times = tuple[float, float]  # (output, reference) seconds, as iter_frames reports them
+
+
+def _seek_plan(output: Path, reference: Path, at: int) -> tuple[Times, Times] | None:
+    """Where the second process seeks to (the times of frame ``at`` of both videos, from
+    their packets) and the times the first process's last pair must have for the seek to
+    pair the frames as one pass does (those of frame ``at - 1``); None: it decodes from
+    the start (a packet without a timestamp, a video shorter than that)."""
+    out_t, ref_t = frame_times(output), frame_times(reference)
+    if out_t is None or ref_t is None or min(len(out_t), len(ref_t)) <= at:
+        return None
+    return (out_t[at], ref_t[at]), (out_t[at - 1], ref_t[at - 1])
+
+
+def _same_times(a: Times | None, b: Times) -> bool:
+    return a is not None and all(abs(x - y) < 1e-6 for x, y in zip(a, b, strict=True))
+
+
 def measure_in_halves(
     output: Path,
     reference: Path,
@@ -209,8 +243,11 @@ def measure_in_halves(
     lock and stall its pass); returns the parts and what ``also`` gave (None without it).
     When that process cannot start or fails (not a cancel), the rest is done here after
     all: a measurement never fails for the sake of being faster."""
+    plan = _seek_plan(output, reference, at)
+    seek = None if plan is None else plan[0]
     try:
-        later: _Later | None = _Later((output, reference, fps, ref_fps, ssim_every, at, also))
+        args = (output, reference, fps, ref_fps, ssim_every, at, seek, also)
+        later: _Later | None = _Later(args)
     except OSError:
         log.warning("the evaluation's second process did not start", exc_info=True)
         later = None
@@ -230,7 +267,18 @@ def measure_in_halves(
         if later is not None:
             try:
                 part, extra = later.result(poll)
-                return [first, part], extra
+                if plan is None or (
+                    _same_times(first.last_times, plan[1])
+                    and _same_times(part.first_times, plan[0])
+                ):
+                    return [first, part], extra
+                log.warning(
+                    "the evaluation's second process sought to other frames than one pass "
+                    "pairs (%s, %s against %s): measured here",
+                    first.last_times,
+                    part.first_times,
+                    plan,
+                )
             except (RuntimeError, OSError, EOFError, pickle.UnpicklingError):
                 log.warning("the evaluation's second process failed", exc_info=True)
         rest = measure_part(output, reference, fps, ref_fps, ssim_every, poll, at)

@@ -528,6 +528,10 @@ class Part:
     acc: _Accumulated
     detections: int
     pid: int = 0  # the process that measured it
+    #: (output, reference) times of the first and the last frame pair measured, as
+    #: :func:`~lipsync.media.decode.iter_frames` reports them (None: no pair)
+    first_times: tuple[float, float] | None = None
+    last_times: tuple[float, float] | None = None
 
 
 @contextmanager
@@ -555,16 +559,23 @@ def measure_part(
     seed: Callable[[], BoxF | None] | None = None,
     first_box: Callable[[BoxF | None], None] | None = None,
     threads: int = 0,
+    start_times: tuple[float, float] | None = None,
 ) -> Part:
     """Frame pairs ``start`` .. ``stop`` (None: to the end of both videos; then a longer
     video's tail is measured too) of ``output`` and ``reference`` (see
     :func:`measure_with_reference`). Frames before ``start`` are decoded but not
-    converted: the pairs stay paired by index whatever the videos' timestamps. ``seed``:
+    converted: the pairs stay paired by index whatever the videos' timestamps; with
+    ``start_times`` (the times of frame ``start`` in the output and the reference, from
+    their packets) each decoder seeks to the keyframe before it instead, and the caller
+    checks the pairing by the parts' ``first_times`` and ``last_times``. ``seed``:
     asked once, where the reference's face was seen elsewhere (:class:`.faces.FaceFinder`);
     ``first_box``: told the reference's face box in the first frame (None: no face);
     ``threads``: 1 when another process measures beside this one: the decoders and
     OpenCV then work on one thread each (fewer threads fighting over the cores: 4% less
     wall time on a 2-core machine), 0 their own choice."""
+    out_t, ref_t = start_times if start_times is not None else (None, None)
+    first_times: tuple[float, float] | None = None
+    last_times: tuple[float, float] | None = None
     ref_finder = FaceFinder(detect_every_for(ref_fps), poll=poll, seed=seed)
     out_finder = FaceFinder(detect_every_for(fps), poll=poll)
     out_b, ref_b = TrackBuilder(fps), TrackBuilder(ref_fps)
@@ -572,8 +583,12 @@ def measure_part(
     held: FaceFrame | None = None
     with (
         _opencv_threads(threads),
-        Prefetch(iter_frames(output, start, threads=threads), name="evaluate-output") as outs,
-        Prefetch(iter_frames(reference, start, threads=threads), name="evaluate-reference") as refs,
+        Prefetch(
+            iter_frames(output, start, out_t, threads=threads), name="evaluate-output"
+        ) as outs,
+        Prefetch(
+            iter_frames(reference, start, ref_t, threads=threads), name="evaluate-reference"
+        ) as refs,
     ):
         ref_iter = iter(refs)
         for out_f in outs:
@@ -585,6 +600,8 @@ def measure_part(
             if ref_f is None:  # the output is longer: its own face only
                 out_b.add(out_img, out_finder.update(out_img))
                 continue
+            last_times = (out_f.time_s, ref_f.time_s)
+            first_times = first_times or last_times
             ref_img = ref_f.image
             h, w = ref_img.shape[:2]
             oh, ow = out_img.shape[:2]
@@ -611,7 +628,8 @@ def measure_part(
                 poll()
                 ref_b.add(ref_f.image, ref_finder.update(ref_f.image))
     acc.occlusion.finish()
-    return Part(out_b, ref_b, acc, ref_finder.detections + out_finder.detections, os.getpid())
+    detections = ref_finder.detections + out_finder.detections
+    return Part(out_b, ref_b, acc, detections, os.getpid(), first_times, last_times)
 
 
 def join_parts(parts: list[Part]) -> JointPass:

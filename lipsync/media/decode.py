@@ -186,6 +186,36 @@ def _convert(frame: Any, pixel_format: str) -> npt.NDArray[np.uint8]:
     return _rotate(frame.to_ndarray(format=pixel_format), rot)
 
 
+def frame_times(path: Path) -> list[float] | None:
+    """The presentation times of the video's frames in order, as :func:`iter_frames`
+    reports them, read from its packets without decoding any (a few milliseconds for a
+    minute of video); None when a packet has no timestamp or the file can't be read.
+    The k-th time is frame k's wherever the decoder gives one frame per packet, which
+    a caller that seeks by it checks against a decoded frame (lipsync.evaluate.halves)."""
+    import av
+
+    try:
+        container, stream = _open_video(path, 1)
+    except CorruptMedia:
+        return None
+    try:
+        with container:
+            base = stream.start_time or 0
+            tb = stream.time_base
+            if not tb:
+                return None
+            pts = []
+            for packet in container.demux(stream):
+                if packet.size == 0:  # the demuxer's flush packet
+                    continue
+                if packet.pts is None:
+                    return None
+                pts.append(packet.pts)
+    except av.error.FFmpegError:
+        return None
+    return [float((p - base) * tb) for p in sorted(pts)]
+
+
 def iter_frames(
     path: Path,
     start_index: int = 0,

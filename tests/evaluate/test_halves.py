@@ -93,6 +93,58 @@ def test_two_processes_on_a_real_dub(shared_media: Path, tmp_path: Path) -> None
     _close(one, two)
 
 
+def test_the_later_half_seeks_and_pairs_the_frames_as_one_pass(
+    shared_media: Path, tmp_path: Path
+) -> None:
+    """The second process seeks by the packets' times to the split frame of both videos
+    (no decoding of the frames before it): each video's frame times read from its packets
+    are the decoded ones, and two processes measure what one does."""
+    from lipsync.media.decode import frame_times
+
+    clip = mf.shared_file(shared_media, "video_videoretalking_face2.mp4")
+    speech = mf.shared_file(shared_media, "audio_SadTalker_deyu_german.wav")
+    out = tmp_path / "dub.mp4"
+    lipsync.run(clip, speech, out)
+    for video in (out, clip):
+        assert frame_times(video) == [f.time_s for f in iter_frames(video, pixel_format="luma")]
+    at = split_at(125, processes=2)
+    assert at is not None
+    from lipsync.evaluate.halves import measure_in_halves
+
+    parts, _ = measure_in_halves(out, clip, 25.0, 25.0, 10, lambda: None, at)
+    first, later = parts
+    assert later.pid != os.getpid()  # measured by the second process, not again here
+    want = (frame_times(out), frame_times(clip))
+    assert first.last_times == (want[0][at - 1], want[1][at - 1])  # type: ignore[index]
+    assert later.first_times == (want[0][at], want[1][at])  # type: ignore[index]
+
+
+def test_a_seek_that_pairs_other_frames_is_measured_again_here(
+    shared_media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Times off by one frame (as from a decoder that gives other than one frame per
+    packet): the second process's part is not used, its frames are measured here, and the
+    numbers are one pass's."""
+    import lipsync.evaluate.halves as halves
+
+    clip = mf.shared_file(shared_media, "video_videoretalking_face2.mp4")
+    speech = mf.shared_file(shared_media, "audio_SadTalker_deyu_german.wav")
+    out = tmp_path / "dub.mp4"
+    lipsync.run(clip, speech, out)
+    real = halves.frame_times
+
+    def one_frame_late(path: Path) -> list[float] | None:
+        times = real(path)
+        return None if times is None else times[1:] + [times[-1] + 0.04]
+
+    monkeypatch.setattr(halves, "frame_times", one_frame_late)
+    at = split_at(125, processes=2)
+    assert at is not None
+    parts, _ = halves.measure_in_halves(out, clip, 25.0, 25.0, 10, lambda: None, at)
+    assert parts[1].pid == os.getpid()  # measured again here
+    assert parts[1].first_times == (real(out)[at], real(clip)[at])  # type: ignore[index]
+
+
 def test_a_cancel_stops_both_processes(synced_video: Path, portrait_video: Path) -> None:
     requested: list[float] = []
     timer = threading.Timer(0.3, lambda: requested.append(time.monotonic()))
