@@ -64,7 +64,8 @@ from lipsync.media.decode import frame_times
 log = logging.getLogger("lipsync.evaluate")
 
 MIN_SPLIT_FRAMES = 250  # 10 s at 25 fps: shorter comparisons stay in one process
-LATER_SHARE = 0.5  # share of the frames (the last ones) the second process measures
+LATER_SHARE = 0.45  # share of the frames (the last ones) the second process measures: it also
+# starts an interpreter and recognises the phones; at 0.45 the first waits ~0.1 s for it
 WAIT_STEP_S = 0.05  # how often the cancel is polled while waiting for the second process
 
 
