@@ -332,9 +332,10 @@ def occluded(
         img = f
         if lm is not None and span[0] <= t < span[1]:
             m = occluder_mask(kind, lm, f.shape[:2], t - span[0])
-            skin = f[
-                int(lm[29, 1]) - 3 : int(lm[29, 1]) + 3, int(lm[2, 0]) + 5 : int(lm[2, 0]) + 15
-            ]
+            # The cheek: halfway between the jaw line and the side of the nose, at the
+            # nose's height (beside the jaw line itself lie hair and background).
+            cx, cy = (int(v) for v in (lm[2] + lm[31]) / 2)
+            skin = f[cy - 3 : cy + 3, cx - 5 : cx + 5]
             look = occluder_pixels(kind, f.shape[:2], skin.reshape(-1, 3).mean(axis=0))
             img = np.where(m[..., None], look, f).astype(np.uint8)
         shown.append(img)
