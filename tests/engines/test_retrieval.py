@@ -396,3 +396,37 @@ def test_end_to_end_on_a_talking_video(
     stack = np.stack(lms).astype(np.float32)
     gaps = measure(stack, rigid_template(stack, np.ones(len(stack), bool))).gap
     assert float(np.median(gaps)) < 0.08, gaps
+
+
+def test_the_colour_fit_ignores_an_object_over_part_of_the_skin_ring() -> None:
+    """The gain that matches a pasted mouth to the frame is fitted on a ring of skin around
+    the mouth; a dark object over a third of the ring (a microphone, kept in front by the
+    occlusion mask) must not darken the mouth and the skin around it (the half-covered
+    clip's sheets showed a grey tint on the visible side before)."""
+    from lipsync.engines.retrieval.blend import apply_colour, colour_field
+
+    h = w = 96
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    u, v = (xx - 48) / 30, (yy - 48) / 30
+    r = np.sqrt(u * u + v * v)
+    alpha = np.clip(1.5 - r, 0.0, 1.0).astype(np.float32)  # feathers from r 0.5 to 1.5
+    lips = np.array(
+        [[48 + 12 * np.cos(a), 48 + 5 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 12)],
+        np.float32,
+    )
+    tgt = np.zeros((68, 2), np.float32)
+    tgt[48:60] = lips
+    rng = np.random.default_rng(3)
+    src = np.clip(rng.normal((170, 120, 100), 4, (h, w, 3)), 0, 255).astype(np.float32)
+    base = src * np.float32(1.1)  # the frame is 10% brighter: the fit's gain
+    covered = base.copy()
+    covered[:, 64:] = (24, 22, 26)  # an object over the ring's right third
+    gains = []
+    for frame in (base, covered):
+        coef = colour_field(src, frame, alpha, (u, v), tgt, (0, 0))
+        assert coef is not None
+        matched = apply_colour(src, (u, v), coef, (0.5, 2.0))
+        seen = (r > 0.6) & (r < 1.4) & (xx < 60)  # the visible skin around the mouth
+        gains.append(float(np.median(matched[seen] / src[seen])))
+    assert gains[0] == pytest.approx(1.1, abs=0.02)
+    assert gains[1] == pytest.approx(1.1, abs=0.03), gains

@@ -15,6 +15,10 @@ from lipsync.engines.retrieval.tuning import RetrievalTuning
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
+#: Largest distance (mean over channels, natural-log gain) of a ring pixel's gain from the
+#: ring's median gain for it to take part in the colour fit (0.35: a third brighter or darker)
+COLOUR_INLIER = 0.35
+
 
 def ellipse_alpha(
     tgt: F32, origin: tuple[int, int], shape: tuple[int, int], tuning: RetrievalTuning
@@ -53,9 +57,18 @@ def colour_field(
     x = np.stack([np.ones(int(sel.sum())), u[sel], v[sel]], axis=1).astype(np.float64)
     ls = np.log(src[sel].astype(np.float64) + 8.0)
     lb = np.log(base[sel].astype(np.float64) + 8.0)
+    d = lb - ls
+    # Only the ring's pixels whose gain lies near its median take part: something in front
+    # of the face (a hand, a microphone; kept in front by the occlusion mask) would
+    # otherwise darken or tint the whole pasted mouth and the skin around it.
+    off = np.abs(d - np.median(d, axis=0)).mean(axis=1)
+    inlier = off <= COLOUR_INLIER
+    if int(inlier.sum()) < 30:
+        return None
+    wts = wts * inlier
     xw = x * wts[:, None]
     reg = np.diag([1e-3, 5.0, 5.0]) * wts.sum() * 1e-2
-    coef: F64 = np.linalg.solve(x.T @ xw + reg, xw.T @ (lb - ls))
+    coef: F64 = np.linalg.solve(x.T @ xw + reg, xw.T @ d)
     return coef
 
 
