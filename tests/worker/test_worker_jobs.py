@@ -200,7 +200,9 @@ def test_result_carries_evaluate_numbers_unless_switched_off(
     moving = job.quality.metrics
     assert moving is not None
     assert set(moving) == set(quality)
-    assert moving["articulation_ratio"] is not None and moving["articulation_ratio"] > 1.3
+    # (1.1: the default face mesh reads this photo's shut mouth as shut and the engine opens
+    # it about as a speaker does, 1.17-1.25; dlib68's landmarks had it open wider, ~1.75)
+    assert moving["articulation_ratio"] is not None and moving["articulation_ratio"] > 1.1
     assert moving["sharpness_ratio"] is not None and 0.3 < moving["sharpness_ratio"] < 3
 
     quiet = settings.model_copy(update={"evaluate_results": False})
