@@ -67,7 +67,7 @@ def _clip(frames: list[Any], audio: npt.NDArray[np.float32] | None, path: Path) 
     return path
 
 
-def two_languages(out: Path, audio_codec: str = "aac") -> dict[str, Any]:
+def two_languages(out: Path, audio_codec: str = "auto") -> dict[str, Any]:
     import lipsync
     from lipsync.evaluate import evaluate
     from lipsync.options import RunOptions
@@ -115,7 +115,7 @@ def two_languages(out: Path, audio_codec: str = "aac") -> dict[str, Any]:
     sheet = contact_sheet(dst, [25, 100, 150, 225], out / f"seams_{audio_codec}.png")
     return {
         "contact_sheet": str(sheet),
-        "audio_codec": audio_codec,
+        "audio_codec": f"{audio_codec} ({_sound_codec(target)})",
         "frames": result.frames,
         "outside_psnr_min": round(min(outside), 2),
         "outside_psnr_mean": round(float(np.mean(outside)), 2),
@@ -124,6 +124,13 @@ def two_languages(out: Path, audio_codec: str = "aac") -> dict[str, Any]:
         "segments": per_segment,
         "wall_s": round(result.wall_s, 1),
     }
+
+
+def _sound_codec(path: Path) -> str:
+    import av
+
+    with av.open(str(path)) as c:
+        return str(c.streams.audio[0].codec_context.name)
 
 
 def contact_sheet(frames: list[Any], edges: list[int], path: Path) -> Path:
@@ -224,7 +231,7 @@ def main() -> None:
     report: dict[str, Any] = {}
     if args.only in (None, "two"):
         report["two_languages"] = two_languages(args.out)
-        report["two_languages_flac"] = two_languages(args.out, "flac")
+        report["two_languages_aac"] = two_languages(args.out, "aac")
     if args.only in (None, "people"):
         report["two_people"] = two_people(args.out)
     if args.baseline and args.only in (None, "plain"):

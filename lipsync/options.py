@@ -119,10 +119,21 @@ ENHANCERS: dict[str, str] = {
 
 #: The output's sound codecs (:class:`lipsync.media.encode.VideoWriter`).
 AUDIO_CODECS: dict[str, str] = {
+    "auto": "AAC, or FLAC when the job has segments (the original sound between them stays "
+    "as the input's instead of re-encoded)",
     "aac": "AAC at 160 kb/s (plays everywhere)",
     "flac": "FLAC in MP4, lossless 16-bit: with segments, the original sound outside them "
     "decodes as the input's (to 16 bits); not every player takes it",
 }
+
+
+def audio_codec_for(choice: str, has_segments: bool) -> str:
+    """The codec an ``audio_codec`` choice encodes with: ``auto`` keeps the sound between
+    segments lossless (an AAC re-encode moves it by about -35 dB), and is AAC otherwise."""
+    if choice != "auto":
+        return choice
+    return "flac" if has_segments else "aac"
+
 
 X264_PRESETS: dict[str, str] = dict.fromkeys(
     ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"), ""
@@ -348,7 +359,7 @@ class RunOptions:
     )
     preset: str = option("veryfast", help="x264 speed preset", choices=lambda: X264_PRESETS)
     audio_codec: str = option(
-        "aac",
+        "auto",
         help="the output's sound codec",
         label="Sound codec",
         choices=lambda: AUDIO_CODECS,

@@ -33,7 +33,7 @@ from lipsync.media.reader import FrameReader
 from lipsync.media.timeline import Timeline, build_timeline, fit_audio
 from lipsync.models import MESH_MODEL_FILE
 from lipsync.occlusion import OcclusionMasker
-from lipsync.options import RunOptions, engine_options
+from lipsync.options import RunOptions, audio_codec_for, engine_options
 from lipsync.render import Batch, BatchRenderer, Geometry, Scale, StageTimer, trust_shares
 from lipsync.segments import (
     Face,
@@ -430,7 +430,7 @@ class Pipeline:
             mux.rate,
             crf=o.crf,
             preset=o.preset,
-            audio_codec=o.audio_codec,
+            audio_codec=audio_codec_for(o.audio_codec, bool(job.segments)),
         )
         analysis = faces.analysis
         renderer = BatchRenderer(

@@ -145,3 +145,13 @@ def test_public_options_are_a_declared_subset() -> None:
     for spec in public_specs():
         described = spec.describe()
         assert described["name"] == spec.name and described["help"] == spec.meta.help
+
+
+def test_the_automatic_sound_codec_is_lossless_only_for_segments() -> None:
+    from lipsync.options import AUDIO_CODECS, audio_codec_for
+
+    assert RunOptions().audio_codec == "auto" and "auto" in AUDIO_CODECS
+    assert audio_codec_for("auto", has_segments=False) == "aac"
+    assert audio_codec_for("auto", has_segments=True) == "flac"
+    assert audio_codec_for("aac", has_segments=True) == "aac"
+    assert audio_codec_for("flac", has_segments=False) == "flac"
