@@ -395,6 +395,7 @@ class Pipeline:
                     own_audio,
                     shots=faces.analysis.shot_of,
                     people=faces.analysis.person_of,
+                    output_source=np.asarray(timeline.source_index, np.int64),
                 )
                 engine.prepare_source(source)
             job.check_cancel()

@@ -35,6 +35,8 @@ class SourceVideo:
     audio16k: npt.NDArray[np.float32] | None  # the video's own speech, mono 16 kHz, if any
     shots: npt.NDArray[np.int32] | None = None  # (N,) the shot of each frame (None: one)
     people: npt.NDArray[np.int32] | None = None  # (N,) whose face (-1: none; None: one person)
+    #: (n_out,) the source frame each output frame shows (the timeline); None: not known
+    output_source: npt.NDArray[np.int64] | None = None
 
     def shot_of(self) -> npt.NDArray[np.int32]:
         n = len(self.frame_times)

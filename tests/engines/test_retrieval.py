@@ -430,3 +430,33 @@ def test_the_colour_fit_ignores_an_object_over_part_of_the_skin_ring() -> None:
         gains.append(float(np.median(matched[seen] / src[seen])))
     assert gains[0] == pytest.approx(1.1, abs=0.02)
     assert gains[1] == pytest.approx(1.1, abs=0.03), gains
+
+
+def test_each_person_speaks_their_own_lines_with_their_whole_range() -> None:
+    """With several people, a person's speech is ranked among the frames that show them:
+    a quiet speaker's lines open that person's mouth as wide as a loud speaker's do theirs,
+    instead of staying in the lower part of the range."""
+    from lipsync.audio.visemes import MouthTrack
+    from lipsync.engines.retrieval.calibrate import ShapeModel, speech_features
+
+    rng = np.random.default_rng(0)
+    n = 200
+    loud = 0.4 + 0.6 * rng.random(n // 2)
+    quiet = 0.1 + 0.3 * rng.random(n // 2)  # the second speaker's lines: softer speech
+    track = MouthTrack(
+        open=np.concatenate([loud, quiet]).astype(np.float32),
+        spread=np.zeros(n, np.float32),
+        speech=np.ones(n, np.float32),
+    )
+    gaps = np.linspace(0.05, 0.4, DEFAULT_TUNING.n_quantiles)
+    model = ShapeModel("default", 0.05, 0.4, np.array([0.5, 0.0, 0.0]), gaps)
+    second = np.arange(n) >= n // 2
+    pooled, _ = model.predict(track, speech_features(track))
+    own, _ = model.predict(track, speech_features(track), second)
+    p90 = float(np.percentile(gaps, 90))
+    assert np.percentile(pooled[second], 90) < 0.7 * p90  # squeezed by the loud lines
+    assert np.percentile(own[second], 90) >= p90  # the person's own range
+    # Too few frames of speech to rank among: the pooled ranking stays.
+    few = np.zeros(n, bool)
+    few[-3:] = True
+    assert np.array_equal(model.predict(track, speech_features(track), few)[0], pooled)

@@ -75,6 +75,9 @@ class ShapeModel:
     calibrated on the person's own audio/video pairs), emphasised by the vowel's openness;
     its rank among the new speech's talking frames picks the same quantile of the person's
     own lip gaps over their own speech (``speech_gaps``). Pauses take the closed mouth.
+    When the video shows several people, each person's drive is ranked among the frames
+    that show them (their own lines), so each speaks with their whole range however loud
+    the other people's lines are.
     """
 
     kind: str  # "default" | "quantile" | "regression": what the drive is
@@ -100,12 +103,18 @@ class ShapeModel:
             raw = raw * np.maximum(factor, 0.0)
         return raw
 
-    def predict(self, track: MouthTrack, feats: F32) -> tuple[F32, F32]:
+    def predict(
+        self, track: MouthTrack, feats: F32, lines: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[F32, F32]:
+        """Lip gap and mouth width per frame; ``lines``: the frames that show this
+        person (ranked among themselves when they hold enough speech)."""
         open_ = track.open.astype(np.float64)
         pause = (open_ < 0.03) & (track.speech < 0.5)
         talking = (track.speech >= 0.5) & ~pause
         qs = np.linspace(0.0, 1.0, len(self.speech_gaps))
         t = self.tuning
+        if lines is not None and int((talking & lines).sum()) >= t.min_speech_frames:
+            talking = talking & lines
         if int(talking.sum()) >= t.min_speech_frames:
             drive = self.drive(track, feats)
             u = _ranks(drive, drive[talking])

@@ -60,6 +60,9 @@ class RetrievalEngine(Engine):
         self.path = "viseme"
         self.reason = "no source video given"
         self._own: tuple[MouthTrack, F32] | None = None
+        # The output frames that show this engine's person, when it draws one of several:
+        # their speech is ranked among their own lines (None: every frame).
+        self._lines: npt.NDArray[np.bool_] | None = None
         self._last: tuple[int, int] | None = None  # (output index, candidate position)
         self._chosen: dict[int, int] = {}
         self._timings: dict[str, float] = {}
@@ -134,6 +137,9 @@ class RetrievalEngine(Engine):
             lms = np.where(mine[:, None, None], source.landmarks, np.nan).astype(np.float32)
             child = RetrievalEngine(self.ctx, self.tuning)
             view = replace(source, landmarks=lms, people=np.where(mine, 0, -1).astype(np.int32))
+            if source.output_source is not None and len(people):
+                at = np.clip(source.output_source, 0, len(people) - 1)
+                child._lines = mine[at]
             if child._can_index(view):
                 views[pid] = view
             self._people[pid] = child
@@ -189,7 +195,8 @@ class RetrievalEngine(Engine):
         t0 = time.perf_counter()
         track = self.viseme.track
         assert track is not None
-        gap, width = self.model.predict(track, speech_features(track))
+        lines = self._lines if self._lines is not None and len(self._lines) == len(track) else None
+        gap, width = self.model.predict(track, speech_features(track), lines)
         gap = np.minimum(gaussian_filter1d(gap, self.tuning.target_sigma), gap).astype(np.float32)
         self._target = (gap, width)
         self.plan = make_plan(self.index, gap, width, track.speech, self.tuning)
