@@ -242,11 +242,15 @@ def widescreen(frame: RGB, height: int) -> RGB:
     return np.asarray(canvas, np.uint8)
 
 
+#: The people the speed benchmark's edited footage cuts between, in turn.
+CUT_PEOPLE = (FACE2, KATIE, FACE4)
+
+
 def widescreen_cuts(out: Path, height: int, seconds: float, cuts: int) -> Edited:
     """A ``seconds`` long 16:9 video with ``cuts`` cuts between three people (the shared
     clips in turn, each shot played forward and backward as long as it lasts), for the
     speed benchmark's edited-footage case."""
-    names = [FACE2, KATIE, FACE4]
+    names = list(CUT_PEOPLE)
     clips = {n: [_fit(f, (512, 512)) for f in clip_frames(n)] for n in names}
     n_frames = int(round(seconds * FPS))
     edges = np.linspace(0, n_frames, cuts + 2).round().astype(int)
@@ -264,6 +268,19 @@ def widescreen_cuts(out: Path, height: int, seconds: float, cuts: int) -> Edited
     if not path.exists():
         write(path, frames())
     return Edited(path, starts, people, n_frames)
+
+
+def widescreen_shot(out: Path, height: int, seconds: float, name: str) -> Path:
+    """One uncut ``seconds`` long shot of the shared clip ``name`` laid out as
+    :func:`widescreen_cuts` lays out each of its shots (the speed benchmark's baseline for
+    the same people without cuts)."""
+    path = out / f"shot_{Path(name).stem}_{height}p_{seconds:g}s.mp4"
+    if not path.exists():
+        base = [_fit(f, (512, 512)) for f in clip_frames(name)]
+        seq = base + base[-2:0:-1]
+        n_frames = int(round(seconds * FPS))
+        write(path, (widescreen(seq[i % len(seq)], height) for i in range(n_frames)))
+    return path
 
 
 OCCLUDERS = ("dark", "textured", "skin", "half", "full")
