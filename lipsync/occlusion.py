@@ -30,6 +30,21 @@ TYPICAL_K = 4.0  # robust standard deviations of a sampled frame's median colour
 TYPICAL_FLOOR = np.array([6.0, 3.0, 3.0], np.float32)  # least such deviation (Y, Cr, Cb)
 WORK_MOUTH_PX = 40.0  # the mask is worked out where the mouth is about this wide
 JAW_BAND = 0.25  # mouth widths inside the jaw line where an object must join a deeper one
+# The place model: what this face looks like at each place of the lower face (landmark-
+# aligned), learnt over a shot's sampled frames.
+PLACE_K = 4.0  # robust standard deviations from a place's usual colour: not this face
+PLACE_FLOOR = np.array([5.0, 3.0, 3.0], np.float32)  # least spread of a place (Y, Cr, Cb)
+PLACE_SLACK = 0.025  # mouth widths: a place's range takes its neighbours' (landmarks move)
+PLACE_FRAMES = 48  # at most this many sampled frames are kept for the place model
+PLACE_MIN_FRAMES = 8
+PLACE_ODD = 0.08  # a sampled frame with more of its places off than this is left out
+# The lip band between the outer and inner contours, as triangles of landmarks.
+LIP_BAND = (
+    (48, 49, 60), (49, 60, 61), (49, 50, 61), (50, 61, 62), (50, 51, 62), (51, 52, 62),
+    (52, 62, 63), (52, 53, 63), (53, 63, 64), (53, 54, 64), (54, 55, 64), (55, 64, 65),
+    (55, 56, 65), (56, 65, 66), (56, 57, 66), (57, 58, 66), (58, 66, 67), (58, 59, 67),
+    (59, 67, 60), (59, 48, 60),
+)  # fmt: skip
 
 
 @dataclass
@@ -66,33 +81,215 @@ class ColourStats:
         return out
 
 
+def place_points(lm: F32) -> F32:
+    """The points the place model is tied to: the lower face's outline (jaw, nose; as
+    :func:`lower_face_polygon` draws it) and the 20 lip landmarks."""
+    return np.vstack([lower_face_polygon(lm, extend=0.0), lm[48:68]]).astype(np.float32)
+
+
+def _pt(k: int) -> int:
+    """The index in :func:`place_points` of lip landmark ``k`` (48..67)."""
+    return 16 + k - 48
+
+
+def _affines(src: F32, dst: F32, tris: npt.NDArray[np.int32]) -> F32:
+    """Per triangle, the 2x3 affine map taking its corners in ``dst`` to those in ``src``
+    (a degenerate triangle gets the least-squares one)."""
+    d = dst[tris]  # (T, 3, 2)
+    a = np.concatenate([d, np.ones((*d.shape[:2], 1), np.float32)], axis=2)
+    m = np.linalg.pinv(a) @ src[tris]  # (T, 3, 2)
+    out: F32 = np.transpose(m, (0, 2, 1)).astype(np.float32)
+    return out
+
+
+def _raster(pts: F32, tris: npt.NDArray[np.int32], shape: tuple[int, int]) -> npt.NDArray[np.int32]:
+    """Per pixel, 1 + the index of the triangle of ``pts`` it lies in (0: none; the mouth's
+    opening inside the inner lips: none)."""
+    ids = np.zeros(shape, np.int32)
+    corners = np.round(pts[tris]).astype(np.int32)
+    for t in range(len(tris)):
+        cv2.fillConvexPoly(ids, corners[t], t + 1)
+    cv2.fillPoly(ids, [np.round(pts[_pt(60) :]).astype(np.int32)], 0)
+    return ids
+
+
+def _place_map(ids: npt.NDArray[np.int32], aff: F32) -> tuple[F32, F32, npt.NDArray[np.bool_]]:
+    """remap()'s maps for the pixels of raster ``ids`` through the per-triangle affine maps
+    ``aff``, and which pixels have a triangle."""
+    h, w = ids.shape
+    has = ids > 0
+    ys, xs = np.nonzero(has)
+    m = aff[ids[has] - 1]  # (n, 2, 3)
+    mx = np.full((h, w), -1e4, np.float32)
+    my = np.full((h, w), -1e4, np.float32)
+    mx[has] = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]
+    my[has] = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
+    return mx, my, has
+
+
+@dataclass
+class PlaceModel:
+    """What this person's lower face looks like at each of its places in one shot: per
+    pixel of a landmark-aligned template, the usual range of Y, Cr and Cb (median +- PLACE_K
+    robust standard deviations over the shot's sampled frames, widened to the neighbours'
+    so landmarks a pixel or two off do not matter). A pixel out of its place's range (a
+    lip-red stripe where the chin is, a flat skin-coloured patch where the lips are) is not
+    this face, even when its colour is this face's somewhere else."""
+
+    shape: F32  # (36, 2) the template's place_points
+    tris: npt.NDArray[np.int32]  # (T, 3) triangles of place_points
+    ranges: F32  # (h, w, 9): low Y Cr Cb, high Y Cr Cb, median Y Cr Cb
+
+    @classmethod
+    def fit(cls, frames: list[tuple[U8, F32]]) -> PlaceModel | None:
+        """From sampled frames (YCrCb at the working scale, landmarks in its pixels)."""
+        if len(frames) < PLACE_MIN_FRAMES:
+            return None
+        pts = [place_points(lm) for _, lm in frames]
+        ref = pts[0]
+        aligned = []
+        for p in pts:
+            m, _ = cv2.estimateAffinePartial2D(p[:16], ref[:16])
+            if m is None:
+                continue
+            aligned.append(p @ m[:, :2].T + m[:, 2])
+        if len(aligned) < PLACE_MIN_FRAMES:
+            return None
+        shape = np.median(np.stack(aligned), axis=0).astype(np.float32)
+        mouth_w = float(np.linalg.norm(shape[_pt(54)] - shape[_pt(48)])) or 1.0
+        shape = shape * (WORK_MOUTH_PX / mouth_w)
+        shape = (shape - shape.min(axis=0) + 2.0).astype(np.float32)
+        size = (int(np.ceil(shape[:, 1].max())) + 3, int(np.ceil(shape[:, 0].max())) + 3)
+        tris = _triangles(shape)
+        ids = _raster(shape, tris, size)
+        samples = np.full((len(frames), *size, 3), np.nan, np.float32)
+        for k, ((ycc, _), p) in enumerate(zip(frames, pts, strict=True)):
+            mx, my, has = _place_map(ids, _affines(p, shape, tris))
+            h, w = ycc.shape[:2]
+            inside = has & (mx >= 0) & (my >= 0) & (mx <= w - 1) & (my <= h - 1)
+            warped = cv2.remap(ycc.astype(np.float32), mx, my, cv2.INTER_LINEAR)
+            samples[k][inside] = warped[inside]
+        return cls._from_samples(shape, tris, samples, ids > 0)
+
+    @classmethod
+    def _from_samples(
+        cls, shape: F32, tris: npt.NDArray[np.int32], s: F32, region: npt.NDArray[np.bool_]
+    ) -> PlaceModel | None:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN places
+            med = np.nanmedian(s, axis=0)
+            # Per frame, a global shift of each channel (the light).
+            off = np.nanmedian((s - med).reshape(len(s), -1, 3), axis=1)
+            s = s - off[:, None, None, :]
+            med = np.nanmedian(s, axis=0)
+            sd = np.maximum(np.nanmedian(np.abs(s - med), axis=0) * 1.4826, PLACE_FLOOR)
+            # Frames with an object over part of the face are left out.
+            odd = (np.abs(s - med) > PLACE_K * sd).any(axis=-1)
+            frac = (odd & region).sum(axis=(1, 2)) / max(1, int(region.sum()))
+            keep = frac <= PLACE_ODD
+            if int(keep.sum()) < PLACE_MIN_FRAMES:
+                return None
+            s = s[keep]
+            med = np.nanmedian(s, axis=0)
+            sd = np.maximum(np.nanmedian(np.abs(s - med), axis=0) * 1.4826, PLACE_FLOOR)
+        known = np.isfinite(med).all(axis=-1) & region
+        lo = np.where(known[..., None], med - PLACE_K * sd, 1e4).astype(np.float32)
+        hi = np.where(known[..., None], med + PLACE_K * sd, -1e4).astype(np.float32)
+        r = max(1, round(PLACE_SLACK * WORK_MOUTH_PX))
+        kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+        lo = np.asarray(cv2.erode(lo, kernel), np.float32)
+        hi = np.asarray(cv2.dilate(hi, kernel), np.float32)
+        med = np.where(known[..., None], med, np.nan).astype(np.float32)
+        ranges = np.concatenate([lo, hi, med], axis=-1).astype(np.float32)
+        return cls(shape, tris, ranges)
+
+    def foreign(
+        self, ycc: F32, lm: F32, ignore: npt.NDArray[np.bool_] | None = None
+    ) -> npt.NDArray[np.bool_]:
+        """Pixels of ``ycc`` (a face at about the working scale, landmarks ``lm``) out of
+        their place's usual range, after the frame's light is matched to the shot's (the
+        median shift over its places, ``ignore``'s pixels left out)."""
+        ids = _raster(place_points(lm), self.tris, ycc.shape[:2])
+        mx, my, has = _place_map(ids, _affines(self.shape, place_points(lm), self.tris))
+        r = cv2.remap(
+            self.ranges, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+            borderValue=np.nan,
+        )  # fmt: skip
+        known = has & np.isfinite(r[..., 6])
+        out = np.zeros(ycc.shape[:2], bool)
+        if not known.any():
+            return out
+        use = known if ignore is None else known & ~ignore
+        if int(use.sum()) < 20:
+            use = known
+        shift = np.median(ycc[use] - r[use][:, 6:9], axis=0)
+        v = ycc[known] - shift
+        rk = r[known]
+        out[known] = ((v < rk[:, 0:3]) | (v > rk[:, 3:6])).any(axis=1)
+        return out
+
+
+def _triangles(shape: F32) -> npt.NDArray[np.int32]:
+    """The template's triangles: Delaunay's over the outline and the outer lips, those
+    inside the lower face and outside the lips, then the lip band's."""
+    from scipy.spatial import Delaunay
+
+    idx = np.arange(_pt(60))  # the outline and the outer lips
+    tri = Delaunay(shape[idx]).simplices
+    poly = shape[:16]
+    lips = shape[_pt(48) : _pt(60)]
+    keep = []
+    for t in tri:
+        c = shape[idx[t]].mean(axis=0)
+        pt = (float(c[0]), float(c[1]))
+        if cv2.pointPolygonTest(poly, pt, False) > 0 and cv2.pointPolygonTest(lips, pt, False) < 0:
+            keep.append(idx[t])
+    band = [[_pt(a), _pt(b), _pt(c)] for a, b, c in LIP_BAND]
+    return np.array(keep + band, np.int32)
+
+
 @dataclass
 class OcclusionModel:
     """A person's skin and lips in one shot."""
 
     skin: ColourStats
     lips: ColourStats
+    places: PlaceModel | None = None
 
 
 @dataclass
 class OcclusionSampler:
-    """Collects a shot's skin and lip pixels (YCrCb) from some of its frames."""
+    """Collects a shot's skin and lip pixels (YCrCb) from some of its frames, and some of
+    those frames whole (at the working scale) for the place model."""
 
     every: int = 4
     per_frame: int = 300
     skin: list[F32] = field(default_factory=list)
     lips: list[F32] = field(default_factory=list)
+    # (sample index, YCrCb face at the working scale, its landmarks), one in ``stride``
+    faces: list[tuple[int, U8, F32]] = field(default_factory=list)
+    stride: int = 1
 
     def add(self, rgb: U8, lm: F32, rng: np.random.Generator) -> None:
         """Frame ``rgb`` (the face's box) with its landmarks in that box (the caller takes
         one frame in ``every``)."""
         regions = face_regions(lm, rgb.shape[:2])
-        ycc = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+        ycc = np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb), np.uint8)
         for mask, into in ((regions.skin, self.skin), (regions.lips, self.lips)):
-            pts = ycc[mask]
+            pts = ycc[mask].astype(np.float32)
             if len(pts) > self.per_frame:
                 pts = pts[rng.choice(len(pts), self.per_frame, replace=False)]
             into.append(pts)
+        k = len(self.skin) - 1
+        if k % self.stride:
+            return
+        small, lm_s = _to_work_scale(ycc, lm)
+        self.faces.append((k, small, lm_s))
+        if len(self.faces) > PLACE_FRAMES:  # a long shot: every other one is kept
+            self.stride *= 2
+            self.faces = [f for f in self.faces if f[0] % self.stride == 0]
 
     def model(self) -> OcclusionModel | None:
         if not self.skin or not self.lips:
@@ -102,7 +299,20 @@ class OcclusionSampler:
         lips = np.concatenate([s for s, k in zip(self.lips, keep, strict=True) if k])
         if len(skin) < MIN_SAMPLES or len(lips) < MIN_SAMPLES // 4:
             return None
-        return OcclusionModel(ColourStats.fit(skin), ColourStats.fit(lips))
+        places = PlaceModel.fit([(f, lm) for k, f, lm in self.faces if keep[k]])
+        return OcclusionModel(ColourStats.fit(skin), ColourStats.fit(lips), places)
+
+
+def _to_work_scale(img: U8, lm: F32) -> tuple[U8, F32]:
+    """``img`` (and its landmarks) scaled down so the mouth is about WORK_MOUTH_PX wide."""
+    mouth_w = float(np.linalg.norm(lm[54] - lm[48])) or 1.0
+    scale = min(1.0, WORK_MOUTH_PX / mouth_w)
+    if scale >= 1.0:
+        return img, lm
+    size = (max(4, round(img.shape[1] * scale)), max(4, round(img.shape[0] * scale)))
+    small = np.asarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA), np.uint8)
+    sx, sy = small.shape[1] / img.shape[1], small.shape[0] / img.shape[0]
+    return small, (lm * np.array([sx, sy], np.float32)).astype(np.float32)
 
 
 def _typical_frames(frames: list[F32]) -> npt.NDArray[np.bool_]:
@@ -267,6 +477,10 @@ class OcclusionMasker:
         # keeping the input's shadow under a moved chin drew a dark block on the neck.
         band = max(2, int(JAW_BAND * float(np.linalg.norm(lm_s[54] - lm_s[48]))))
         inside = cv2.erode(regions.face.astype(np.uint8), np.ones((band, band), np.uint8)) > 0
+        if model.places is not None:
+            # Colours of this face, but not the ones it has at that place (a lip-red stripe
+            # on the chin, a skin-coloured patch over the lips).
+            strange |= model.places.foreign(ycc, lm_s, strange) & regions.scope
         occ = _joined(strange & ~regions.mouth & inside, strange & ~inside)
         reach = max(2, int(0.5 * float(np.linalg.norm(lm_s[54] - lm_s[48]))))
         occ = _reach_into_mouth(occ, strange & regions.mouth, reach)

@@ -133,3 +133,32 @@ def test_nothing_in_front_of_the_face_masks_nothing(media: Path) -> None:
         masked += int(float(occ.max()) > 0.5)
     assert frames > 150
     assert masked <= 0.03 * frames, (masked, frames)
+
+
+def test_the_place_model_tells_lip_red_on_the_chin(media: Path) -> None:
+    """The place model (issue 28): a stripe of this person's own lip colour pasted on the
+    chin fits the shot's colour model (skin or lips) but not what the chin looks like; the
+    same frame without it has next to nothing out of place."""
+    import cv2
+
+    from lipsync.occlusion import _to_work_scale
+    from tests.face.test_analysis import analyse
+
+    video = SHARED_MEDIA / edited.KATIE
+    analysis = analyse(video)
+    model = analysis.occlusion[0]
+    assert model.places is not None
+    frame = next(iter_frames(video, start_index=100))
+    small, lm = _to_work_scale(frame.image, analysis.landmarks[100])
+    clean = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    assert model.places.foreign(clean, lm).mean() < 0.01
+    lips = clean[int(lm[57, 1]) - 1, int(lm[57, 0])]  # the lower lip's middle
+    mouth_w = float(lm[54, 0] - lm[48, 0])
+    x1, x2 = int(lm[57, 0] - 0.3 * mouth_w), int(lm[57, 0] + 0.3 * mouth_w)
+    y1 = int(lm[57, 1] + 0.25 * mouth_w)
+    y2 = int(y1 + 0.12 * mouth_w)
+    striped = clean.copy()
+    striped[y1:y2, x1:x2] = lips
+    assert not model.lips.foreign(lips[None]).any()  # the colour model lets it pass
+    found = model.places.foreign(striped, lm)[y1:y2, x1:x2]
+    assert found.mean() > 0.8
