@@ -37,7 +37,7 @@ def object_change(video: Path, mask: Path, output: Path) -> list[float]:
     return out
 
 
-@pytest.mark.parametrize("kind", ["dark", "half", "full"])
+@pytest.mark.parametrize("kind", ["dark", "half", "full", "skin"])
 def test_the_object_stays_in_front(media: Path, tmp_path: Path, kind: str) -> None:
     video, mask = edited.occluded(tmp_path, kind)
     result = lipsync.run(video, media / SPEECH, tmp_path / "out.mp4", sync_mode="silence")
@@ -162,3 +162,60 @@ def test_the_place_model_tells_lip_red_on_the_chin(media: Path) -> None:
     assert not model.lips.foreign(lips[None]).any()  # the colour model lets it pass
     found = model.places.foreign(striped, lm)[y1:y2, x1:x2]
     assert found.mean() > 0.8
+
+
+def _bar_scene(
+    rng: np.random.Generator, x: int, flat: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 60x80 face-like field (YCrCb, each place near its usual colour: ``dev`` about 1)
+    with a flat bar of a skin-like colour at columns ``x``..``x`` + 30, rows 30..55, near
+    enough to the face's colour that the place model lets it pass (``dev`` 3); the bar's
+    mask."""
+    h, w = 60, 80
+    ycc = np.stack(
+        [rng.normal(150, 8, (h, w)), rng.normal(146, 3, (h, w)), rng.normal(110, 3, (h, w))],
+        axis=-1,
+    ).astype(np.float32)
+    dev = np.abs(rng.normal(0, 1, (h, w))).astype(np.float32)
+    bar = np.zeros((h, w), bool)
+    if flat:
+        bar[30:55, x : x + 30] = True
+        ycc[bar] = np.array([145, 142, 122], np.float32) + rng.normal(0, 0.7, (int(bar.sum()), 3))
+        dev[bar] = 3.0
+    return ycc, dev, bar
+
+
+def test_a_flat_object_found_in_part_is_found_whole() -> None:
+    """A skin-coloured bar: the models find only its top rows (where it crosses the lips);
+    the rest is found by the bar's own colour, from that part and, on the next frames, from
+    the last frame's colour; once the bar is gone (or in another shot) nothing is."""
+    from lipsync.occlusion import OcclusionMasker, Regions
+
+    rng = np.random.default_rng(3)
+    h, w = 60, 80
+    every = np.ones((h, w), bool)
+    inner = np.zeros((h, w), bool)
+    inner[20:26, 30:50] = True  # the mouth's opening, away from the bar
+    regions = Regions(every, every, inner, every, every, every)
+    masker = OcclusionMasker({})
+    ycc, dev, bar = _bar_scene(rng, 20)
+    seed = bar.copy()
+    seed[36:] = False  # its top rows: 180 px
+    found = masker._object(seed, ycc, dev, regions, 10, 0, 40.0)
+    assert found[bar].mean() > 0.97 and found[~bar].mean() < 0.01
+    # Next frame: the bar moved on and the models find none of it.
+    ycc, dev, bar = _bar_scene(rng, 23)
+    found = masker._object(np.zeros((h, w), bool), ycc, dev, regions, 10, 0, 40.0)
+    assert found[bar].mean() > 0.97 and found[~bar].mean() < 0.01
+    # Another shot: the colour is not carried over.
+    shot1 = OcclusionMasker({})
+    shot1._colour = masker._colour
+    found = shot1._object(np.zeros((h, w), bool), ycc, dev, regions, 10, 1, 40.0)
+    assert not found.any()
+    # The bar is gone: the face's own patches of about its colour are not taken for it.
+    ycc, dev, _ = _bar_scene(rng, 0, flat=False)
+    for y, x in ((5, 5), (40, 10), (45, 60)):
+        ycc[y : y + 8, x : x + 8] = (146, 141, 121)
+        dev[y : y + 8, x : x + 8] = 3.0
+    found = masker._object(np.zeros((h, w), bool), ycc, dev, regions, 10, 0, 40.0)
+    assert not found.any()
