@@ -85,8 +85,10 @@ class ColourStats:
     def foreign(self, ycc: F32) -> npt.NDArray[np.bool_]:
         """Pixels (..., 3) that are not of this part: chroma too far, or far too dark or
         too bright."""
-        d = (ycc[..., 1:] - self.centre) / self.spread
-        far = np.sqrt((d * d).sum(axis=-1)) > CHROMA_K
+        # Channel by channel (numpy reduces a last axis of 2 slowly).
+        d1 = (ycc[..., 1] - self.centre[0]) / self.spread[0]
+        d2 = (ycc[..., 2] - self.centre[1]) / self.spread[1]
+        far = d1 * d1 + d2 * d2 > CHROMA_K * CHROMA_K
         y = ycc[..., 0]
         out: npt.NDArray[np.bool_] = far | (y < self.y_lo) | (y > self.y_hi)
         return out
@@ -106,9 +108,15 @@ def _pt(k: int) -> int:
 def _affines(src: F32, dst: F32, tris: npt.NDArray[np.int32]) -> F32:
     """Per triangle, the 2x3 affine map taking its corners in ``dst`` to those in ``src``
     (a degenerate triangle gets the least-squares one)."""
-    d = dst[tris]  # (T, 3, 2)
-    a = np.concatenate([d, np.ones((*d.shape[:2], 1), np.float32)], axis=2)
-    m = np.linalg.pinv(a) @ src[tris]  # (T, 3, 2)
+    d = dst[tris].astype(np.float64)  # (T, 3, 2)
+    a = np.concatenate([d, np.ones((*d.shape[:2], 1))], axis=2)
+    det = np.linalg.det(a)
+    ok = np.abs(det) > 1e-6
+    inv = np.empty_like(a)
+    inv[ok] = np.linalg.inv(a[ok])
+    if not ok.all():
+        inv[~ok] = np.linalg.pinv(a[~ok])
+    m = inv @ src[tris]  # (T, 3, 2)
     out: F32 = np.transpose(m, (0, 2, 1)).astype(np.float32)
     return out
 
@@ -126,16 +134,16 @@ def _raster(pts: F32, tris: npt.NDArray[np.int32], shape: tuple[int, int]) -> np
 
 def _place_map(ids: npt.NDArray[np.int32], aff: F32) -> tuple[F32, F32, npt.NDArray[np.bool_]]:
     """remap()'s maps for the pixels of raster ``ids`` through the per-triangle affine maps
-    ``aff``, and which pixels have a triangle."""
+    ``aff``, and which pixels have a triangle (the others map far outside)."""
     h, w = ids.shape
-    has = ids > 0
-    ys, xs = np.nonzero(has)
-    m = aff[ids[has] - 1]  # (n, 2, 3)
-    mx = np.full((h, w), -1e4, np.float32)
-    my = np.full((h, w), -1e4, np.float32)
-    mx[has] = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]
-    my[has] = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
-    return mx, my, has
+    # Per triangle id (0: none), the map's coefficients: a lookup per pixel.
+    coef = np.concatenate([np.array([[[0, 0, -1e4], [0, 0, -1e4]]], np.float32), aff])
+    c = coef.reshape(len(coef), 6)[ids]  # (h, w, 6)
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    mx = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
+    my = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
+    return mx.astype(np.float32), my.astype(np.float32), ids > 0
 
 
 @dataclass
@@ -230,26 +238,34 @@ class PlaceModel:
         """:meth:`foreign`, and per pixel how far it lies from its place's usual colour
         (the largest over Y, Cr, Cb, in robust standard deviations of the place; NaN where
         the model has no place)."""
-        ids = _raster(place_points(lm), self.tris, ycc.shape[:2])
-        mx, my, has = _place_map(ids, _affines(self.shape, place_points(lm), self.tris))
+        pts = place_points(lm)
+        ids = _raster(pts, self.tris, ycc.shape[:2])
+        mx, my, has = _place_map(ids, _affines(self.shape, pts, self.tris))
         r = cv2.remap(
             self.ranges, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
             borderValue=np.nan,
         )  # fmt: skip
         known = has & np.isfinite(r[..., 6])
-        out = np.zeros(ycc.shape[:2], bool)
-        dev = np.full(ycc.shape[:2], np.nan, np.float32)
         if not known.any():
-            return out, dev
+            return np.zeros(ycc.shape[:2], bool), np.full(ycc.shape[:2], np.nan, np.float32)
         use = known if ignore is None else known & ~ignore
         if int(use.sum()) < 20:
             use = known
-        shift = np.median(ycc[use] - r[use][:, 6:9], axis=0)
-        v = ycc[known] - shift
-        rk = r[known]
-        out[known] = ((v < rk[:, 0:3]) | (v > rk[:, 3:6])).any(axis=1)
-        sd = np.maximum(rk[:, 3:6] - rk[:, 0:3], 1e-3) / (2.0 * PLACE_K)
-        dev[known] = (np.abs(v - rk[:, 6:9]) / sd).max(axis=1)
+        diff = np.empty((3, int(use.sum())), np.float32)  # a row per channel: faster
+        for c in range(3):
+            diff[c] = ycc[..., c][use] - r[..., 6 + c][use]
+        shift = np.median(diff, axis=1)
+        # Channel by channel (numpy reduces a last axis of 3 slowly).
+        out = np.zeros(ycc.shape[:2], bool)
+        dev = np.zeros(ycc.shape[:2], np.float32)
+        for c in range(3):
+            v = ycc[..., c] - np.float32(shift[c])
+            lo, hi, med = r[..., c], r[..., 3 + c], r[..., 6 + c]
+            out |= (v < lo) | (v > hi)
+            sd = np.maximum(hi - lo, np.float32(1e-3)) * np.float32(1.0 / (2.0 * PLACE_K))
+            dev = np.maximum(dev, np.abs(v - med) / sd)
+        out &= known
+        dev[~known] = np.nan
         return out, dev
 
 
