@@ -586,6 +586,12 @@ class OcclusionMasker:
         outer = np.zeros(occ.shape, np.uint8)
         cv2.fillPoly(outer, [np.round(lm_s[48:60]).astype(np.int32)], 1)
         self.hidden = float(occ[outer > 0].mean()) if outer.any() else 0.0
+        last = self._last
+        if not occ.any() and (last is None or last[0] != shot or not last[4].any()):
+            # Nothing in front, now or in the last frame: no mask (a clean face's usual
+            # frame skips the scaling, smoothing and feathering of an empty one).
+            self._last = (shot, lm[30].astype(np.float32), x1, y1, out)
+            return out
         occ_u8 = self._clean(occ.astype(np.uint8), lm_s)
         soft = occ_u8.astype(np.float32)
         if scale < 1.0:

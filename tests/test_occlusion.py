@@ -219,3 +219,33 @@ def test_a_flat_object_found_in_part_is_found_whole() -> None:
         dev[y : y + 8, x : x + 8] = 3.0
     found = masker._object(np.zeros((h, w), bool), ycc, dev, regions, 10, 0, 40.0)
     assert not found.any()
+
+
+def test_a_mask_is_held_one_frame_after_the_object_goes(media: Path) -> None:
+    """Nothing in front: no mask at all (the masker skips the empty mask's work); the frame
+    after one with an object still holds half of its mask (moved with the face), the next
+    one none."""
+    from lipsync.face.geometry import lower_face_polygon
+    from lipsync.occlusion import OcclusionMasker
+    from tests.face.test_analysis import analyse
+
+    video = SHARED_MEDIA / edited.KATIE
+    analysis = analyse(video)
+    masker = OcclusionMasker(analysis.occlusion)
+    frames = [f.image for f in iter_frames(video, start_index=100) if f.index < 104]
+    lm = analysis.landmarks[100]
+    poly = lower_face_polygon(lm)
+    x1, y1 = (int(v) for v in np.floor(poly.min(axis=0)))
+    x2, y2 = (int(v) for v in np.ceil(poly.max(axis=0)))
+    mouth_w = float(lm[54, 0] - lm[48, 0])
+    bar = frames[1].copy()
+    bx, by = int(lm[57, 0] - 0.5 * mouth_w), int(lm[57, 1] + 0.15 * mouth_w)
+    bar[by : by + int(0.5 * mouth_w), bx : bx + int(mouth_w)] = (24, 22, 26)
+    shown = [frames[0], bar, frames[2], frames[3]]
+    peaks = []
+    for k, img in enumerate(shown):
+        occ = masker.occlusion(img, analysis.landmarks[100 + k], 0, x1, y1, y2 - y1, x2 - x1)
+        assert occ is not None
+        peaks.append(float(occ.max()))
+    assert peaks[0] == 0.0 and peaks[1] > 0.9
+    assert 0.3 < peaks[2] < 0.9 and peaks[3] == 0.0
