@@ -29,6 +29,7 @@ MIN_SAMPLES = 200
 TYPICAL_K = 4.0  # robust standard deviations of a sampled frame's median colour from the shot's
 TYPICAL_FLOOR = np.array([6.0, 3.0, 3.0], np.float32)  # least such deviation (Y, Cr, Cb)
 WORK_MOUTH_PX = 40.0  # the mask is worked out where the mouth is about this wide
+LIPS_NEAR = 0.2  # mouth widths around the lips where lip colours are this face's
 JAW_BAND = 0.25  # mouth widths inside the jaw line where an object must join a deeper one
 # The place model: what this face looks like at each place of the lower face (landmark-
 # aligned), learnt over a shot's sampled frames.
@@ -565,7 +566,8 @@ class OcclusionMasker:
         # are its own (teeth, tongue, the dark of the mouth), unless they join an object
         # found outside it: then the object reaches over the mouth.
         # Only the mouth region is judged (a patch may reach further: Wav2Lip's --box).
-        strange = model.skin.foreign(ycc) & model.lips.foreign(ycc) & regions.scope
+        skin_off, lips_off = model.skin.foreign(ycc), model.lips.foreign(ycc)
+        strange = skin_off & lips_off & regions.scope
         # Near and past the jaw line (the shadow under the chin, hair, a collar) only what
         # joins an object found well inside the face: the warp moves the chin there, and
         # keeping the input's shadow under a moved chin drew a dark block on the neck.
@@ -581,6 +583,13 @@ class OcclusionMasker:
         mouth_ws = float(np.linalg.norm(lm_s[54] - lm_s[48]))
         reach = max(2, int(0.5 * mouth_ws))
         occ = _reach_into_mouth(occ, strange & regions.mouth, reach)
+        if occ.sum() >= OBJECT_MIN * mouth_ws * mouth_ws:
+            # Past the jaw line, an object of some size found inside the face goes on
+            # into lip colours too (dark-red strands): there are no lips there.
+            near = max(3, int(2 * LIPS_NEAR * mouth_ws) | 1)
+            lips_near = cv2.dilate(regions.mouth.astype(np.uint8), np.ones((near, near), np.uint8))
+            away = skin_off & ~lips_off & (lips_near == 0) & ~inside & regions.scope
+            occ = _joined(occ, away)
         if dev is not None:
             occ = self._object(occ, ycc, dev, regions, reach, shot, mouth_ws)
         outer = np.zeros(occ.shape, np.uint8)

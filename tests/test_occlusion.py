@@ -37,7 +37,7 @@ def object_change(video: Path, mask: Path, output: Path) -> list[float]:
     return out
 
 
-@pytest.mark.parametrize("kind", ["dark", "half", "full", "skin"])
+@pytest.mark.parametrize("kind", ["dark", "half", "full", "skin", "textured"])
 def test_the_object_stays_in_front(media: Path, tmp_path: Path, kind: str) -> None:
     video, mask = edited.occluded(tmp_path, kind)
     result = lipsync.run(video, media / SPEECH, tmp_path / "out.mp4", sync_mode="silence")
@@ -249,3 +249,60 @@ def test_a_mask_is_held_one_frame_after_the_object_goes(media: Path) -> None:
         peaks.append(float(occ.max()))
     assert peaks[0] == 0.0 and peaks[1] > 0.9
     assert 0.3 < peaks[2] < 0.9 and peaks[3] == 0.0
+
+
+def test_an_object_goes_on_past_the_jaw_in_lip_colours(media: Path) -> None:
+    """A dark bar over the chin whose lower part, past the jaw line, has dark-red strands
+    that pass as this person's lip colour (the textured clip's): they are masked with the
+    bar (there are no lips there); the same strands past the jaw line with nothing over
+    the face are not (there only what joins an object found inside it)."""
+    from dataclasses import replace
+
+    import cv2
+
+    from lipsync.face.geometry import lower_face_polygon
+    from lipsync.occlusion import ColourStats, OcclusionMasker
+    from tests.face.test_analysis import analyse
+
+    video = SHARED_MEDIA / edited.KATIE
+    analysis = analyse(video)
+    frame = next(iter_frames(video, start_index=100)).image
+    lm = analysis.landmarks[100]
+    poly = lower_face_polygon(lm)
+    x1, y1 = (int(v) for v in np.floor(poly.min(axis=0)))
+    x2, y2 = (int(v) for v in np.ceil(poly.max(axis=0)))
+    mouth_w = float(lm[54, 0] - lm[48, 0])
+    # Dark-red strands (YCrCb about 25-60, 137, 122 as in the textured clip), a tenth of a
+    # mouth wide each: not flat (see _flat_object).
+    h, w = frame.shape[:2]
+    stripe = (np.arange(w) // max(2, int(0.1 * mouth_w))) % 2
+    ycc = np.zeros((h, w, 3), np.uint8)
+    ycc[...] = (137, 137, 122)
+    ycc[..., 0] = np.where(stripe, 25, 60)[None, :]
+    strands = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+    cx, chin = int(lm[57, 0]), int(lm[8, 1])
+    left, right = cx - int(0.35 * mouth_w), cx + int(0.35 * mouth_w)
+    top, mid = int(lm[57, 1] + 0.25 * mouth_w), chin - int(0.35 * mouth_w)
+    bottom = chin + int(0.2 * mouth_w)
+    past = np.zeros(frame.shape[:2], bool)
+    past[chin:bottom, left:right] = True  # the strands below the chin
+    # The lips' colours as wide as the pipeline (MediaPipe's landmarks) learns them on this
+    # clip: the strands pass as lips.
+    wide = ColourStats(np.float32([167, 112]), np.float32([13.3, 4.4]), -19.0, 251.0)
+    model = replace(analysis.occlusion[0], lips=wide)
+    for with_bar in (True, False):
+        img = frame.copy()
+        if with_bar:
+            img[top:mid, left:right] = (24, 22, 26)
+            img[mid:bottom, left:right] = strands[mid:bottom, left:right]
+        else:
+            img[past] = strands[past]
+        masker = OcclusionMasker({0: model})
+        occ = masker.occlusion(img, lm, 0, x1, y1, y2 - y1, x2 - x1)
+        assert occ is not None
+        full = np.zeros(frame.shape[:2], np.float32)
+        full[y1:y2, x1:x2] = occ
+        if with_bar:
+            assert full[past].mean() > 0.8
+        else:
+            assert full[past].mean() < 0.2
