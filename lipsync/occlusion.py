@@ -29,6 +29,7 @@ MIN_SAMPLES = 200
 TYPICAL_K = 4.0  # robust standard deviations of a sampled frame's median colour from the shot's
 TYPICAL_FLOOR = np.array([6.0, 3.0, 3.0], np.float32)  # least such deviation (Y, Cr, Cb)
 WORK_MOUTH_PX = 40.0  # the mask is worked out where the mouth is about this wide
+LIPS_NEAR = 0.2  # mouth widths around the lips where lip colours are this face's
 JAW_BAND = 0.25  # mouth widths inside the jaw line where an object must join a deeper one
 # The place model: what this face looks like at each place of the lower face (landmark-
 # aligned), learnt over a shot's sampled frames.
@@ -38,6 +39,17 @@ PLACE_SLACK = 0.025  # mouth widths: a place's range takes its neighbours' (land
 PLACE_FRAMES = 48  # at most this many sampled frames are kept for the place model
 PLACE_MIN_FRAMES = 8
 PLACE_ODD = 0.08  # a sampled frame with more of its places off than this is left out
+# A flat object (a bar, a card, a sleeve of one colour): once part of it is found, the rest of
+# it is found by its own colour where that fits it better than the face's place.
+OBJECT_MIN = 0.03  # found pixels (in squared mouth widths) needed to learn an object's colour
+OBJECT_FLAT = np.array([4.0, 2.5, 2.5], np.float32)  # an object this flat or flatter (robust sd)
+OBJECT_FLOOR = np.array([3.0, 2.0, 2.0], np.float32)  # least spread of an object's colour
+OBJECT_K = 3.0  # robust standard deviations from the object's colour: more of the object
+OBJECT_FACE = 1.0  # ... if at least this far from its place's usual colour (and farther
+# than from the object's)
+OBJECT_SURE = 1.5  # ... or nearer the object's colour than this, wherever it lies
+OBJECT_CARRY = 12  # frames a flat object's colour is carried on without being learnt anew
+OBJECT_SAME = 0.5  # ... to a piece of that colour at least this share of the last one's size
 # The lip band between the outer and inner contours, as triangles of landmarks.
 LIP_BAND = (
     (48, 49, 60), (49, 60, 61), (49, 50, 61), (50, 61, 62), (50, 51, 62), (51, 52, 62),
@@ -74,8 +86,10 @@ class ColourStats:
     def foreign(self, ycc: F32) -> npt.NDArray[np.bool_]:
         """Pixels (..., 3) that are not of this part: chroma too far, or far too dark or
         too bright."""
-        d = (ycc[..., 1:] - self.centre) / self.spread
-        far = np.sqrt((d * d).sum(axis=-1)) > CHROMA_K
+        # Channel by channel (numpy reduces a last axis of 2 slowly).
+        d1 = (ycc[..., 1] - self.centre[0]) / self.spread[0]
+        d2 = (ycc[..., 2] - self.centre[1]) / self.spread[1]
+        far = d1 * d1 + d2 * d2 > CHROMA_K * CHROMA_K
         y = ycc[..., 0]
         out: npt.NDArray[np.bool_] = far | (y < self.y_lo) | (y > self.y_hi)
         return out
@@ -95,9 +109,15 @@ def _pt(k: int) -> int:
 def _affines(src: F32, dst: F32, tris: npt.NDArray[np.int32]) -> F32:
     """Per triangle, the 2x3 affine map taking its corners in ``dst`` to those in ``src``
     (a degenerate triangle gets the least-squares one)."""
-    d = dst[tris]  # (T, 3, 2)
-    a = np.concatenate([d, np.ones((*d.shape[:2], 1), np.float32)], axis=2)
-    m = np.linalg.pinv(a) @ src[tris]  # (T, 3, 2)
+    d = dst[tris].astype(np.float64)  # (T, 3, 2)
+    a = np.concatenate([d, np.ones((*d.shape[:2], 1))], axis=2)
+    det = np.linalg.det(a)
+    ok = np.abs(det) > 1e-6
+    inv = np.empty_like(a)
+    inv[ok] = np.linalg.inv(a[ok])
+    if not ok.all():
+        inv[~ok] = np.linalg.pinv(a[~ok])
+    m = inv @ src[tris]  # (T, 3, 2)
     out: F32 = np.transpose(m, (0, 2, 1)).astype(np.float32)
     return out
 
@@ -115,16 +135,16 @@ def _raster(pts: F32, tris: npt.NDArray[np.int32], shape: tuple[int, int]) -> np
 
 def _place_map(ids: npt.NDArray[np.int32], aff: F32) -> tuple[F32, F32, npt.NDArray[np.bool_]]:
     """remap()'s maps for the pixels of raster ``ids`` through the per-triangle affine maps
-    ``aff``, and which pixels have a triangle."""
+    ``aff``, and which pixels have a triangle (the others map far outside)."""
     h, w = ids.shape
-    has = ids > 0
-    ys, xs = np.nonzero(has)
-    m = aff[ids[has] - 1]  # (n, 2, 3)
-    mx = np.full((h, w), -1e4, np.float32)
-    my = np.full((h, w), -1e4, np.float32)
-    mx[has] = m[:, 0, 0] * xs + m[:, 0, 1] * ys + m[:, 0, 2]
-    my[has] = m[:, 1, 0] * xs + m[:, 1, 1] * ys + m[:, 1, 2]
-    return mx, my, has
+    # Per triangle id (0: none), the map's coefficients: a lookup per pixel.
+    coef = np.concatenate([np.array([[[0, 0, -1e4], [0, 0, -1e4]]], np.float32), aff])
+    c = coef.reshape(len(coef), 6)[ids]  # (h, w, 6)
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    mx = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
+    my = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
+    return mx.astype(np.float32), my.astype(np.float32), ids > 0
 
 
 @dataclass
@@ -211,24 +231,43 @@ class PlaceModel:
         """Pixels of ``ycc`` (a face at about the working scale, landmarks ``lm``) out of
         their place's usual range, after the frame's light is matched to the shot's (the
         median shift over its places, ``ignore``'s pixels left out)."""
-        ids = _raster(place_points(lm), self.tris, ycc.shape[:2])
-        mx, my, has = _place_map(ids, _affines(self.shape, place_points(lm), self.tris))
+        return self.judge(ycc, lm, ignore)[0]
+
+    def judge(
+        self, ycc: F32, lm: F32, ignore: npt.NDArray[np.bool_] | None = None
+    ) -> tuple[npt.NDArray[np.bool_], F32]:
+        """:meth:`foreign`, and per pixel how far it lies from its place's usual colour
+        (the largest over Y, Cr, Cb, in robust standard deviations of the place; NaN where
+        the model has no place)."""
+        pts = place_points(lm)
+        ids = _raster(pts, self.tris, ycc.shape[:2])
+        mx, my, has = _place_map(ids, _affines(self.shape, pts, self.tris))
         r = cv2.remap(
             self.ranges, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
             borderValue=np.nan,
         )  # fmt: skip
         known = has & np.isfinite(r[..., 6])
-        out = np.zeros(ycc.shape[:2], bool)
         if not known.any():
-            return out
+            return np.zeros(ycc.shape[:2], bool), np.full(ycc.shape[:2], np.nan, np.float32)
         use = known if ignore is None else known & ~ignore
         if int(use.sum()) < 20:
             use = known
-        shift = np.median(ycc[use] - r[use][:, 6:9], axis=0)
-        v = ycc[known] - shift
-        rk = r[known]
-        out[known] = ((v < rk[:, 0:3]) | (v > rk[:, 3:6])).any(axis=1)
-        return out
+        diff = np.empty((3, int(use.sum())), np.float32)  # a row per channel: faster
+        for c in range(3):
+            diff[c] = ycc[..., c][use] - r[..., 6 + c][use]
+        shift = np.median(diff, axis=1)
+        # Channel by channel (numpy reduces a last axis of 3 slowly).
+        out = np.zeros(ycc.shape[:2], bool)
+        dev = np.zeros(ycc.shape[:2], np.float32)
+        for c in range(3):
+            v = ycc[..., c] - np.float32(shift[c])
+            lo, hi, med = r[..., c], r[..., 3 + c], r[..., 6 + c]
+            out |= (v < lo) | (v > hi)
+            sd = np.maximum(hi - lo, np.float32(1e-3)) * np.float32(1.0 / (2.0 * PLACE_K))
+            dev = np.maximum(dev, np.abs(v - med) / sd)
+        out &= known
+        dev[~known] = np.nan
+        return out, dev
 
 
 def _triangles(shape: F32) -> npt.NDArray[np.int32]:
@@ -431,6 +470,59 @@ def _reach_into_mouth(
     return grown
 
 
+def _object_colour(occ: npt.NDArray[np.bool_], ycc: F32, mouth_w: float) -> F32 | None:
+    """The colour of the object found (``occ``): (2, 3) median and robust standard
+    deviation of Y, Cr, Cb, when it is flat (most of its found pixels share one colour) and
+    enough of it is found; else None."""
+    if int(occ.sum()) < OBJECT_MIN * mouth_w * mouth_w:
+        return None
+    px = ycc[occ]
+    med = np.median(px, axis=0)
+    near = (np.abs(px - med) <= OBJECT_K * OBJECT_FLAT).all(axis=1)
+    if near.mean() < 0.5:
+        return None
+    px = px[near]
+    med = np.median(px, axis=0)
+    sd = np.median(np.abs(px - med), axis=0) * 1.4826
+    if (sd > OBJECT_FLAT).any():
+        return None
+    return np.stack([med, np.maximum(sd, OBJECT_FLOOR)]).astype(np.float32)
+
+
+def _flat_object(
+    occ: npt.NDArray[np.bool_],
+    colour: F32,
+    ycc: F32,
+    dev: F32,
+    regions: Regions,
+    reach: int,
+    seeds: int = 0,
+) -> npt.NDArray[np.bool_]:
+    """``occ`` (the object found so far) plus the pixels connected to it whose colour is
+    the flat object's (``colour``, see :func:`_object_colour`): a skin-coloured bar is found
+    only where it crosses the lips, and its part over the chin, near enough to the chin's
+    colour to be let through by the place model, is still nearer the bar's. A pixel counts
+    as the object's when its colour lies within OBJECT_K of the object's and farther (and
+    at least OBJECT_FACE) from its place's usual colour (``dev``, NaN where the place model
+    has none: there the colour alone). With ``seeds``, such pixels in one piece of at least
+    that many count as found (the colour is the last frame's)."""
+    d_obj = (np.abs(ycc - colour[0]) / colour[1]).max(axis=-1)
+    with np.errstate(invalid="ignore"):
+        face_like = (dev <= np.maximum(d_obj, OBJECT_FACE)) & (d_obj > OBJECT_SURE)
+    like = regions.scope & (d_obj <= OBJECT_K) & ~face_like
+    outside = like & ~regions.inner
+    if seeds:
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(
+            outside.astype(np.uint8), connectivity=8
+        )
+        big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= seeds) + 1
+        occ = occ | np.isin(labels, big)
+    # Into the mouth's opening (the landmarks put it where the object hides the lips) no
+    # farther than an object found outside it reaches (see _reach_into_mouth).
+    grown = _joined(occ, outside)
+    return _reach_into_mouth(grown, like & regions.inner, reach)
+
+
 @dataclass
 class OcclusionMasker:
     """Per frame, the share of generated pixels allowed at each pixel of a patch (1 = the
@@ -439,6 +531,9 @@ class OcclusionMasker:
     models: dict[int, OcclusionModel]  # per shot
     _last: tuple[int, F32, int, int, F32] | None = None  # (shot, nose, x1, y1, occlusion)
     hidden: float = 0.0  # the share of the lips found hidden in the last frame (ungrown)
+    # (shot, colour, size in squared mouth widths, frames since learnt) of the last frame's
+    # flat object
+    _colour: tuple[int, F32, float, int] | None = None
 
     def occlusion(
         self, rgb: U8, lm: F32, shot: int, x1: int, y1: int, h: int, w: int
@@ -471,22 +566,41 @@ class OcclusionMasker:
         # are its own (teeth, tongue, the dark of the mouth), unless they join an object
         # found outside it: then the object reaches over the mouth.
         # Only the mouth region is judged (a patch may reach further: Wav2Lip's --box).
-        strange = model.skin.foreign(ycc) & model.lips.foreign(ycc) & regions.scope
+        skin_off, lips_off = model.skin.foreign(ycc), model.lips.foreign(ycc)
+        strange = skin_off & lips_off & regions.scope
         # Near and past the jaw line (the shadow under the chin, hair, a collar) only what
         # joins an object found well inside the face: the warp moves the chin there, and
         # keeping the input's shadow under a moved chin drew a dark block on the neck.
         band = max(2, int(JAW_BAND * float(np.linalg.norm(lm_s[54] - lm_s[48]))))
         inside = cv2.erode(regions.face.astype(np.uint8), np.ones((band, band), np.uint8)) > 0
+        dev = None
         if model.places is not None:
             # Colours of this face, but not the ones it has at that place (a lip-red stripe
             # on the chin, a skin-coloured patch over the lips).
-            strange |= model.places.foreign(ycc, lm_s, strange) & regions.scope
+            off, dev = model.places.judge(ycc, lm_s, strange)
+            strange |= off & regions.scope
         occ = _joined(strange & ~regions.mouth & inside, strange & ~inside)
-        reach = max(2, int(0.5 * float(np.linalg.norm(lm_s[54] - lm_s[48]))))
+        mouth_ws = float(np.linalg.norm(lm_s[54] - lm_s[48]))
+        reach = max(2, int(0.5 * mouth_ws))
         occ = _reach_into_mouth(occ, strange & regions.mouth, reach)
+        if occ.sum() >= OBJECT_MIN * mouth_ws * mouth_ws:
+            # Past the jaw line, an object of some size found inside the face goes on
+            # into lip colours too (dark-red strands): there are no lips there.
+            near = max(3, int(2 * LIPS_NEAR * mouth_ws) | 1)
+            lips_near = cv2.dilate(regions.mouth.astype(np.uint8), np.ones((near, near), np.uint8))
+            away = skin_off & ~lips_off & (lips_near == 0) & ~inside & regions.scope
+            occ = _joined(occ, away)
+        if dev is not None:
+            occ = self._object(occ, ycc, dev, regions, reach, shot, mouth_ws)
         outer = np.zeros(occ.shape, np.uint8)
         cv2.fillPoly(outer, [np.round(lm_s[48:60]).astype(np.int32)], 1)
         self.hidden = float(occ[outer > 0].mean()) if outer.any() else 0.0
+        last = self._last
+        if not occ.any() and (last is None or last[0] != shot or not last[4].any()):
+            # Nothing in front, now or in the last frame: no mask (a clean face's usual
+            # frame skips the scaling, smoothing and feathering of an empty one).
+            self._last = (shot, lm[30].astype(np.float32), x1, y1, out)
+            return out
         occ_u8 = self._clean(occ.astype(np.uint8), lm_s)
         soft = occ_u8.astype(np.float32)
         if scale < 1.0:
@@ -499,6 +613,42 @@ class OcclusionMasker:
         sigma = max(1.0, 0.015 * float(np.linalg.norm(lm[16] - lm[0])))
         out = np.maximum(out, cv2.GaussianBlur(out, (0, 0), sigma))
         return np.clip(out, 0.0, 1.0)
+
+    def _object(
+        self,
+        occ: npt.NDArray[np.bool_],
+        ycc: F32,
+        dev: F32,
+        regions: Regions,
+        reach: int,
+        shot: int,
+        mouth_w: float,
+    ) -> npt.NDArray[np.bool_]:
+        """``occ`` grown over the rest of a flat object (:func:`_flat_object`). Its colour is
+        learnt from what is found in this frame, or else is the last frame's: an object that
+        moves on as it was is still found where the place model finds too little of it to
+        learn from (a mouth opened wide behind it moves the landmarks)."""
+        colour = _object_colour(occ, ycc, mouth_w)
+        last, self._colour = self._colour, None
+        seeds, age = 0, 0
+        if colour is None:
+            if last is None or last[0] != shot or last[3] >= OBJECT_CARRY:
+                return occ
+            # Only a piece of the last frame's colour about as big as the last frame's
+            # object (the face's own patches of that colour are small).
+            colour, age = last[1], last[3] + 1
+            seeds = max(1, int(max(OBJECT_MIN, OBJECT_SAME * last[2]) * mouth_w * mouth_w))
+        grown = _flat_object(occ, colour, ycc, dev, regions, reach, seeds)
+        if seeds:
+            if int((grown & ~occ).sum()) < seeds:
+                return occ
+            # The object's colour as this frame shows it (the light, its own shading).
+            now = _object_colour(grown, ycc, mouth_w)
+            if now is not None:
+                colour = now
+                grown = _flat_object(grown, colour, ycc, dev, regions, reach)
+        self._colour = (shot, colour, float(grown.sum()) / (mouth_w * mouth_w), age)
+        return grown
 
     @staticmethod
     def _clean(occ: U8, lm: F32) -> U8:

@@ -37,7 +37,7 @@ def object_change(video: Path, mask: Path, output: Path) -> list[float]:
     return out
 
 
-@pytest.mark.parametrize("kind", ["dark", "half", "full"])
+@pytest.mark.parametrize("kind", ["dark", "half", "full", "skin", "textured"])
 def test_the_object_stays_in_front(media: Path, tmp_path: Path, kind: str) -> None:
     video, mask = edited.occluded(tmp_path, kind)
     result = lipsync.run(video, media / SPEECH, tmp_path / "out.mp4", sync_mode="silence")
@@ -162,3 +162,147 @@ def test_the_place_model_tells_lip_red_on_the_chin(media: Path) -> None:
     assert not model.lips.foreign(lips[None]).any()  # the colour model lets it pass
     found = model.places.foreign(striped, lm)[y1:y2, x1:x2]
     assert found.mean() > 0.8
+
+
+def _bar_scene(
+    rng: np.random.Generator, x: int, flat: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 60x80 face-like field (YCrCb, each place near its usual colour: ``dev`` about 1)
+    with a flat bar of a skin-like colour at columns ``x``..``x`` + 30, rows 30..55, near
+    enough to the face's colour that the place model lets it pass (``dev`` 3); the bar's
+    mask."""
+    h, w = 60, 80
+    ycc = np.stack(
+        [rng.normal(150, 8, (h, w)), rng.normal(146, 3, (h, w)), rng.normal(110, 3, (h, w))],
+        axis=-1,
+    ).astype(np.float32)
+    dev = np.abs(rng.normal(0, 1, (h, w))).astype(np.float32)
+    bar = np.zeros((h, w), bool)
+    if flat:
+        bar[30:55, x : x + 30] = True
+        ycc[bar] = np.array([145, 142, 122], np.float32) + rng.normal(0, 0.7, (int(bar.sum()), 3))
+        dev[bar] = 3.0
+    return ycc, dev, bar
+
+
+def test_a_flat_object_found_in_part_is_found_whole() -> None:
+    """A skin-coloured bar: the models find only its top rows (where it crosses the lips);
+    the rest is found by the bar's own colour, from that part and, on the next frames, from
+    the last frame's colour; once the bar is gone (or in another shot) nothing is."""
+    from lipsync.occlusion import OcclusionMasker, Regions
+
+    rng = np.random.default_rng(3)
+    h, w = 60, 80
+    every = np.ones((h, w), bool)
+    inner = np.zeros((h, w), bool)
+    inner[20:26, 30:50] = True  # the mouth's opening, away from the bar
+    regions = Regions(every, every, inner, every, every, every)
+    masker = OcclusionMasker({})
+    ycc, dev, bar = _bar_scene(rng, 20)
+    seed = bar.copy()
+    seed[36:] = False  # its top rows: 180 px
+    found = masker._object(seed, ycc, dev, regions, 10, 0, 40.0)
+    assert found[bar].mean() > 0.97 and found[~bar].mean() < 0.01
+    # Next frame: the bar moved on and the models find none of it.
+    ycc, dev, bar = _bar_scene(rng, 23)
+    found = masker._object(np.zeros((h, w), bool), ycc, dev, regions, 10, 0, 40.0)
+    assert found[bar].mean() > 0.97 and found[~bar].mean() < 0.01
+    # Another shot: the colour is not carried over.
+    shot1 = OcclusionMasker({})
+    shot1._colour = masker._colour
+    found = shot1._object(np.zeros((h, w), bool), ycc, dev, regions, 10, 1, 40.0)
+    assert not found.any()
+    # The bar is gone: the face's own patches of about its colour are not taken for it.
+    ycc, dev, _ = _bar_scene(rng, 0, flat=False)
+    for y, x in ((5, 5), (40, 10), (45, 60)):
+        ycc[y : y + 8, x : x + 8] = (146, 141, 121)
+        dev[y : y + 8, x : x + 8] = 3.0
+    found = masker._object(np.zeros((h, w), bool), ycc, dev, regions, 10, 0, 40.0)
+    assert not found.any()
+
+
+def test_a_mask_is_held_one_frame_after_the_object_goes(media: Path) -> None:
+    """Nothing in front: no mask at all (the masker skips the empty mask's work); the frame
+    after one with an object still holds half of its mask (moved with the face), the next
+    one none."""
+    from lipsync.face.geometry import lower_face_polygon
+    from lipsync.occlusion import OcclusionMasker
+    from tests.face.test_analysis import analyse
+
+    video = SHARED_MEDIA / edited.KATIE
+    analysis = analyse(video)
+    masker = OcclusionMasker(analysis.occlusion)
+    frames = [f.image for f in iter_frames(video, start_index=100) if f.index < 104]
+    lm = analysis.landmarks[100]
+    poly = lower_face_polygon(lm)
+    x1, y1 = (int(v) for v in np.floor(poly.min(axis=0)))
+    x2, y2 = (int(v) for v in np.ceil(poly.max(axis=0)))
+    mouth_w = float(lm[54, 0] - lm[48, 0])
+    bar = frames[1].copy()
+    bx, by = int(lm[57, 0] - 0.5 * mouth_w), int(lm[57, 1] + 0.15 * mouth_w)
+    bar[by : by + int(0.5 * mouth_w), bx : bx + int(mouth_w)] = (24, 22, 26)
+    shown = [frames[0], bar, frames[2], frames[3]]
+    peaks = []
+    for k, img in enumerate(shown):
+        occ = masker.occlusion(img, analysis.landmarks[100 + k], 0, x1, y1, y2 - y1, x2 - x1)
+        assert occ is not None
+        peaks.append(float(occ.max()))
+    assert peaks[0] == 0.0 and peaks[1] > 0.9
+    assert 0.3 < peaks[2] < 0.9 and peaks[3] == 0.0
+
+
+def test_an_object_goes_on_past_the_jaw_in_lip_colours(media: Path) -> None:
+    """A dark bar over the chin whose lower part, past the jaw line, has dark-red strands
+    that pass as this person's lip colour (the textured clip's): they are masked with the
+    bar (there are no lips there); the same strands past the jaw line with nothing over
+    the face are not (there only what joins an object found inside it)."""
+    from dataclasses import replace
+
+    import cv2
+
+    from lipsync.face.geometry import lower_face_polygon
+    from lipsync.occlusion import ColourStats, OcclusionMasker
+    from tests.face.test_analysis import analyse
+
+    video = SHARED_MEDIA / edited.KATIE
+    analysis = analyse(video)
+    frame = next(iter_frames(video, start_index=100)).image
+    lm = analysis.landmarks[100]
+    poly = lower_face_polygon(lm)
+    x1, y1 = (int(v) for v in np.floor(poly.min(axis=0)))
+    x2, y2 = (int(v) for v in np.ceil(poly.max(axis=0)))
+    mouth_w = float(lm[54, 0] - lm[48, 0])
+    # Dark-red strands (YCrCb about 25-60, 137, 122 as in the textured clip), a tenth of a
+    # mouth wide each: not flat (see _flat_object).
+    h, w = frame.shape[:2]
+    stripe = (np.arange(w) // max(2, int(0.1 * mouth_w))) % 2
+    ycc = np.zeros((h, w, 3), np.uint8)
+    ycc[...] = (137, 137, 122)
+    ycc[..., 0] = np.where(stripe, 25, 60)[None, :]
+    strands = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+    cx, chin = int(lm[57, 0]), int(lm[8, 1])
+    left, right = cx - int(0.35 * mouth_w), cx + int(0.35 * mouth_w)
+    top, mid = int(lm[57, 1] + 0.25 * mouth_w), chin - int(0.35 * mouth_w)
+    bottom = chin + int(0.2 * mouth_w)
+    past = np.zeros(frame.shape[:2], bool)
+    past[chin:bottom, left:right] = True  # the strands below the chin
+    # The lips' colours as wide as the pipeline (MediaPipe's landmarks) learns them on this
+    # clip: the strands pass as lips.
+    wide = ColourStats(np.float32([167, 112]), np.float32([13.3, 4.4]), -19.0, 251.0)
+    model = replace(analysis.occlusion[0], lips=wide)
+    for with_bar in (True, False):
+        img = frame.copy()
+        if with_bar:
+            img[top:mid, left:right] = (24, 22, 26)
+            img[mid:bottom, left:right] = strands[mid:bottom, left:right]
+        else:
+            img[past] = strands[past]
+        masker = OcclusionMasker({0: model})
+        occ = masker.occlusion(img, lm, 0, x1, y1, y2 - y1, x2 - x1)
+        assert occ is not None
+        full = np.zeros(frame.shape[:2], np.float32)
+        full[y1:y2, x1:x2] = occ
+        if with_bar:
+            assert full[past].mean() > 0.8
+        else:
+            assert full[past].mean() < 0.2
