@@ -270,6 +270,16 @@ def widescreen_cuts(out: Path, height: int, seconds: float, cuts: int) -> Edited
     return Edited(path, starts, people, n_frames)
 
 
+def cut_shares(seconds: float, cuts: int) -> dict[str, float]:
+    """Each person's share of the frames of :func:`widescreen_cuts`'s video."""
+    n_frames = int(round(seconds * FPS))
+    edges = np.linspace(0, n_frames, cuts + 2).round().astype(int)
+    shares: dict[str, float] = dict.fromkeys(CUT_PEOPLE, 0.0)
+    for k, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        shares[CUT_PEOPLE[k % len(CUT_PEOPLE)]] += float(b - a) / max(n_frames, 1)
+    return shares
+
+
 def widescreen_shot(out: Path, height: int, seconds: float, name: str) -> Path:
     """One uncut ``seconds`` long shot of the shared clip ``name`` laid out as
     :func:`widescreen_cuts` lays out each of its shots (the speed benchmark's baseline for
