@@ -101,11 +101,13 @@ def test_killed_pool_process_reruns_the_job_once(
 def test_soft_time_limit_fails_the_job_and_cleans_up(
     redis_server: sh.RedisServer, tmp_path: Path, media: dict[str, Path]
 ) -> None:
-    """Wherever the 2 s limit lands (the pipeline on a slow machine, the per-job evaluation
-    on a fast one), the job fails with ``timeout`` and leaves no result behind."""
+    """A job still rendering at its soft limit fails with ``timeout`` and leaves no result
+    behind. The limit is 1 s: the quality measurement is a step of its own after the result,
+    so a render of this still and speech done within 2 s (a fresh-clone CI saw one) would
+    succeed before a 2 s limit."""
     limits = {
         "LIPSYNC_BROKER_URL": _broker_url(redis_server, 2),
-        "LIPSYNC_SOFT_TIME_LIMIT_S": "2",
+        "LIPSYNC_SOFT_TIME_LIMIT_S": "1",
         "LIPSYNC_HARD_TIME_LIMIT_S": "30",
         "LIPSYNC_VISIBILITY_TIMEOUT_S": "60",
     }
