@@ -552,14 +552,7 @@ class OcclusionMasker:
         crop = np.ascontiguousarray(rgb[by1:by2, bx1:bx2])
         local = (lm - np.array([bx1, by1], np.float32)).astype(np.float32)
         # Worked out at a scale where the mouth is about WORK_MOUTH_PX wide, then scaled up.
-        mouth_w = float(np.linalg.norm(lm[54] - lm[48])) or 1.0
-        scale = min(1.0, WORK_MOUTH_PX / mouth_w)
-        small = crop
-        if scale < 1.0:
-            size = (max(4, round(crop.shape[1] * scale)), max(4, round(crop.shape[0] * scale)))
-            small = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA), np.uint8)
-        sx, sy = small.shape[1] / crop.shape[1], small.shape[0] / crop.shape[0]
-        lm_s = (local * np.array([sx, sy], np.float32)).astype(np.float32)
+        small, lm_s = _to_work_scale(crop, local)
         regions = face_regions(lm_s, small.shape[:2])
         ycc = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb).astype(np.float32)
         # Neither this person's skin nor their lips. In and around the mouth such colours
@@ -571,7 +564,8 @@ class OcclusionMasker:
         # Near and past the jaw line (the shadow under the chin, hair, a collar) only what
         # joins an object found well inside the face: the warp moves the chin there, and
         # keeping the input's shadow under a moved chin drew a dark block on the neck.
-        band = max(2, int(JAW_BAND * float(np.linalg.norm(lm_s[54] - lm_s[48]))))
+        mouth_ws = float(np.linalg.norm(lm_s[54] - lm_s[48]))
+        band = max(2, int(JAW_BAND * mouth_ws))
         inside = cv2.erode(regions.face.astype(np.uint8), np.ones((band, band), np.uint8)) > 0
         dev = None
         if model.places is not None:
@@ -580,7 +574,6 @@ class OcclusionMasker:
             off, dev = model.places.judge(ycc, lm_s, strange)
             strange |= off & regions.scope
         occ = _joined(strange & ~regions.mouth & inside, strange & ~inside)
-        mouth_ws = float(np.linalg.norm(lm_s[54] - lm_s[48]))
         reach = max(2, int(0.5 * mouth_ws))
         occ = _reach_into_mouth(occ, strange & regions.mouth, reach)
         if occ.sum() >= OBJECT_MIN * mouth_ws * mouth_ws:
@@ -603,7 +596,7 @@ class OcclusionMasker:
             return out
         occ_u8 = self._clean(occ.astype(np.uint8), lm_s)
         soft = occ_u8.astype(np.float32)
-        if scale < 1.0:
+        if small is not crop:  # worked out smaller: back to the box's size
             soft = np.asarray(
                 cv2.resize(soft, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR),
                 np.float32,
