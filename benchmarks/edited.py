@@ -250,17 +250,14 @@ def widescreen_cuts(out: Path, height: int, seconds: float, cuts: int) -> Edited
     """A ``seconds`` long 16:9 video with ``cuts`` cuts between three people (the shared
     clips in turn, each shot played forward and backward as long as it lasts), for the
     speed benchmark's edited-footage case."""
-    names = list(CUT_PEOPLE)
-    clips = {n: [_fit(f, (512, 512)) for f in clip_frames(n)] for n in names}
-    n_frames = int(round(seconds * FPS))
-    edges = np.linspace(0, n_frames, cuts + 2).round().astype(int)
+    n_frames, edges = _cut_edges(seconds, cuts)
     starts = [int(e) for e in edges[:-1]]
-    people = [names[k % len(names)] for k in range(cuts + 1)]
+    people = [CUT_PEOPLE[k % len(CUT_PEOPLE)] for k in range(cuts + 1)]
 
     def frames() -> Iterator[RGB]:
+        clips = {n: _forth_and_back(n) for n in CUT_PEOPLE}
         for k, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
-            base = clips[people[k]]
-            seq = base + base[-2:0:-1]
+            seq = clips[people[k]]
             for i in range(int(b - a)):
                 yield widescreen(seq[i % len(seq)], height)
 
@@ -270,10 +267,22 @@ def widescreen_cuts(out: Path, height: int, seconds: float, cuts: int) -> Edited
     return Edited(path, starts, people, n_frames)
 
 
+def _cut_edges(seconds: float, cuts: int) -> tuple[int, npt.NDArray[np.int64]]:
+    """The frame count of :func:`widescreen_cuts`'s video and its shots' edges."""
+    n_frames = int(round(seconds * FPS))
+    return n_frames, np.linspace(0, n_frames, cuts + 2).round().astype(np.int64)
+
+
+def _forth_and_back(name: str) -> list[RGB]:
+    """The shared clip ``name`` fitted to 512x512, played forward then backward (a loop
+    without a jump)."""
+    base = [_fit(f, (512, 512)) for f in clip_frames(name)]
+    return base + base[-2:0:-1]
+
+
 def cut_shares(seconds: float, cuts: int) -> dict[str, float]:
     """Each person's share of the frames of :func:`widescreen_cuts`'s video."""
-    n_frames = int(round(seconds * FPS))
-    edges = np.linspace(0, n_frames, cuts + 2).round().astype(int)
+    n_frames, edges = _cut_edges(seconds, cuts)
     shares: dict[str, float] = dict.fromkeys(CUT_PEOPLE, 0.0)
     for k, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
         shares[CUT_PEOPLE[k % len(CUT_PEOPLE)]] += float(b - a) / max(n_frames, 1)
@@ -286,9 +295,8 @@ def widescreen_shot(out: Path, height: int, seconds: float, name: str) -> Path:
     the same people without cuts)."""
     path = out / f"shot_{Path(name).stem}_{height}p_{seconds:g}s.mp4"
     if not path.exists():
-        base = [_fit(f, (512, 512)) for f in clip_frames(name)]
-        seq = base + base[-2:0:-1]
-        n_frames = int(round(seconds * FPS))
+        seq = _forth_and_back(name)
+        n_frames, _ = _cut_edges(seconds, 0)
         write(path, (widescreen(seq[i % len(seq)], height) for i in range(n_frames)))
     return path
 

@@ -136,7 +136,11 @@ def _child(case: Case, out: Path, models_dir: Path) -> dict[str, Any]:
 
 def _median_run(case: Case, out: Path, models_dir: Path, repeat: int) -> dict[str, Any]:
     """``repeat`` runs of ``case``; the one with the median wall time (an error if all failed)."""
-    runs = [_child(case, out, models_dir) for _ in range(max(1, repeat))]
+    return _median_of([_child(case, out, models_dir) for _ in range(max(1, repeat))])
+
+
+def _median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median wall time (an error if all failed)."""
     good = sorted((x for x in runs if "error" not in x), key=_wall)
     return good[len(good) // 2] if good else runs[0]
 
@@ -152,11 +156,7 @@ def _alternated(
             r = _child(c, out, models_dir)
             print(f"edited {c.name}: {r.get('wall_s', r.get('error'))}", flush=True)
             runs[c.name].append(r)
-    picked = []
-    for c in cases:
-        good = sorted((x for x in runs[c.name] if "error" not in x), key=_wall)
-        picked.append((c, good[len(good) // 2] if good else runs[c.name][0]))
-    return picked
+    return [(c, _median_of(runs[c.name])) for c in cases]
 
 
 def _wall(r: dict[str, Any]) -> float:
@@ -300,30 +300,29 @@ def edited_section(edits: list[tuple[Case, dict[str, Any]]]) -> list[str]:
             + f" | {r['wall_s']:.1f} | {r['realtime_factor']:.2f} |"
         )
     ok = {c: r for c, r in edits if "error" not in r}
-    cut = [r for c, r in ok.items() if c.cuts]
+    cut = [(c, r) for c, r in ok.items() if c.cuts]
     plain = [r for c, r in ok.items() if not c.cuts and not c.person]
-    people = [r for c, r in ok.items() if c.person]
+    alone = {c.person: r["wall_s"] for c, r in ok.items() if c.person}
     if cut and plain:
-        ratio = cut[0]["wall_s"] / plain[0]["wall_s"]
+        ratio = cut[0][1]["wall_s"] / plain[0]["wall_s"]
         verdict = "met" if ratio <= TARGET_CUTS_RATIO else "**missed**"
         lines += [
             "",
             f"Edited footage takes {ratio:.2f}x the default single shot's time "
             f"(target <= {TARGET_CUTS_RATIO}x): {verdict}.",
         ]
-    if cut and people:
+    if cut and alone:
         from benchmarks.edited import cut_shares
 
-        c_cut = next(c for c in ok if c.cuts)
+        (c_cut, r_cut), *_ = cut
         shares = cut_shares(c_cut.seconds, c_cut.cuts)
-        alone = {c.person: r["wall_s"] for c, r in ok.items() if c.person}
         if set(alone) == set(shares):
             mean = sum(shares[p] * alone[p] for p in shares)
-            ratio = cut[0]["wall_s"] / mean
+            ratio = r_cut["wall_s"] / mean
             verdict = "met" if ratio <= TARGET_CUTS_RATIO else "**missed**"
             lines += [
                 "",
-                f"Against uncut shots of the same {len(people)} people ({mean:.1f} s: their "
+                f"Against uncut shots of the same {len(alone)} people ({mean:.1f} s: their "
                 "times weighted by each one's share of the cut video's frames) it takes "
                 f"{ratio:.2f}x: {verdict}. This isolates what the cuts cost from what the "
                 "people cost (faces of other sizes and textures cost the engine and x264 "
