@@ -502,9 +502,18 @@ class SyscallTrace:
         return cls(proc, out)
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # detach; the traced processes go on
-            self.proc.wait(timeout=15)
+        """Detach and return the trace. On a loaded machine detaching from every thread of
+        the worker's pool can outlast a fixed wait (one CI run: over 15 s); then strace is
+        made to end, and the kernel detaches its tracees, which go on. What it had written
+        up to then is the trace."""
+        for sig, wait_s in ((signal.SIGINT, 30.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+            if self.proc.poll() is not None:
+                break
+            self.proc.send_signal(sig)  # SIGINT detaches; the traced processes go on
+            try:
+                self.proc.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
+                continue
         return self.out.read_text(errors="replace")
 
 
