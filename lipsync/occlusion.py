@@ -29,8 +29,11 @@ MIN_SAMPLES = 200
 TYPICAL_K = 4.0  # robust standard deviations of a sampled frame's median colour from the shot's
 TYPICAL_FLOOR = np.array([6.0, 3.0, 3.0], np.float32)  # least such deviation (Y, Cr, Cb)
 WORK_MOUTH_PX = 40.0  # the mask is worked out where the mouth is about this wide
+MOUTH_AROUND = 0.1  # mouth widths around the mouth where only what joins an object counts
 LIPS_NEAR = 0.2  # mouth widths around the lips where lip colours are this face's
 JAW_BAND = 0.25  # mouth widths inside the jaw line where an object must join a deeper one
+JOIN_MOST = 5.0  # ... no more than this many times as big as the deeper one's part (a speck
+# of shading inside the face joined the hair and the shadow along the whole jaw line)
 # The place model: what this face looks like at each place of the lower face (landmark-
 # aligned), learnt over a shot's sampled frames.
 PLACE_K = 4.0  # robust standard deviations from a place's usual colour: not this face
@@ -403,7 +406,14 @@ def lips_hidden_in_thumb(model: OcclusionModel, thumb: F32, outer: F32) -> float
     # The mouth's own opening is dark or white: only the lip band counts (its outer half).
     band = cv2.erode(mask, np.ones((3, 3), np.uint8)) == 0
     ring = (mask > 0) & band
-    return float(strange[ring].mean()) if ring.any() else 0.0
+    if not ring.any():
+        return 0.0
+    # Only what joins something strange beyond the lips (and a pixel or two of the
+    # landmarks' slack) hides them: an object comes from outside the mouth. A lip darker
+    # than the shot's usual lips (in shadow, a dark lipstick) lies within them.
+    beyond = cv2.dilate(mask, np.ones((5, 5), np.uint8)) == 0
+    hiding = _joined(strange & beyond, strange & ~beyond)
+    return float(hiding[ring].mean())
 
 
 @dataclass
@@ -448,14 +458,32 @@ def face_regions(lm: F32, shape: tuple[int, int]) -> Regions:
     )
 
 
-def _joined(found: npt.NDArray[np.bool_], more: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """``found`` plus the pixels of ``more`` connected to it."""
+def _joined(
+    found: npt.NDArray[np.bool_], more: npt.NDArray[np.bool_], most: float | None = None
+) -> npt.NDArray[np.bool_]:
+    """``found`` plus the pixels of ``more`` connected to it; with ``most``, only those of
+    a piece no more than ``most`` times as big as the part of ``found`` in it."""
     if not found.any() or not more.any():
         return found
-    _, labels = cv2.connectedComponents((found | more).astype(np.uint8), connectivity=8)
-    touched = np.unique(labels[found])
+    n, labels = cv2.connectedComponents((found | more).astype(np.uint8), connectivity=8)
+    if most is None:
+        touched = np.unique(labels[found])
+    else:
+        seeds = np.bincount(labels[found], minlength=n)
+        added = np.bincount(labels[more & ~found], minlength=n)
+        touched = np.flatnonzero((seeds > 0) & (added <= most * seeds))
     joined: npt.NDArray[np.bool_] = found | (more & np.isin(labels, touched[touched > 0]))
     return joined
+
+
+def _pieces(mask: npt.NDArray[np.bool_], least: float) -> npt.NDArray[np.bool_]:
+    """The connected pieces of ``mask`` of at least ``least`` pixels."""
+    if not mask.any():
+        return mask
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= least) + 1
+    kept: npt.NDArray[np.bool_] = np.isin(labels, big)
+    return kept
 
 
 def _reach_into_mouth(
@@ -572,10 +600,16 @@ class OcclusionMasker:
             # Colours of this face, but not the ones it has at that place (a lip-red stripe
             # on the chin, a skin-coloured patch over the lips).
             off, dev = model.places.judge(ycc, lm_s, strange)
+            # Only pieces of some size: a fold or a shadow that comes and goes is small.
+            off = _pieces(off & ~strange, OBJECT_MIN * mouth_ws * mouth_ws)
             strange |= off & regions.scope
-        occ = _joined(strange & ~regions.mouth & inside, strange & ~inside)
+        # Just around the lips (their shadow, a lip fuller than the landmarks that lag a
+        # moving mouth put it) as in the mouth: only what joins an object found beyond.
+        k = max(3, int(2 * MOUTH_AROUND * mouth_ws) | 1)
+        around = cv2.dilate(regions.mouth.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+        occ = _joined(strange & ~around & inside, strange & ~inside, JOIN_MOST)
         reach = max(2, int(0.5 * mouth_ws))
-        occ = _reach_into_mouth(occ, strange & regions.mouth, reach)
+        occ = _reach_into_mouth(occ, strange & around, reach)
         if occ.sum() >= OBJECT_MIN * mouth_ws * mouth_ws:
             # Past the jaw line, an object of some size found inside the face goes on
             # into lip colours too (dark-red strands): there are no lips there.
