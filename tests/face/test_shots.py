@@ -48,3 +48,27 @@ def test_shots_and_ids_from_cuts() -> None:
     assert [(s.start, s.end) for s in shots] == [(0, 5), (5, 9), (9, 12)]
     assert shot_ids(shots, 12).tolist() == [0] * 5 + [1] * 4 + [2] * 3
     assert np.all(shot_ids(shots_from_cuts([], 4), 4) == 0)
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (1080, 1920), (512, 512), (6, 4)])
+def test_the_detectors_copy_is_small_and_keeps_the_colours(size: tuple[int, int]) -> None:
+    """The cut detector's thumbnail (block means, see ``thumbnail``): about THUMB_WIDTH
+    wide, the frame's shape, and each half of a frame split in two colours keeps its own
+    colour."""
+    import cv2
+
+    from lipsync.face.shots import THUMB_WIDTH, thumbnail
+
+    w, h = size
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[:, : w // 2] = (200, 50, 30)
+    rgb[:, w // 2 :] = (20, 90, 220)
+    small = thumbnail(np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), np.uint8))
+    th, tw = small.shape[:2]
+    assert small.shape[2] == 3 and tw <= w and th <= h
+    if w >= 2 * THUMB_WIDTH:
+        assert 0.75 * THUMB_WIDTH <= tw <= 1.25 * THUMB_WIDTH
+        assert abs(th / tw - h / w) < 0.05
+        left, right = small[th // 2, 2][::-1], small[th // 2, tw - 3][::-1]  # BGR -> RGB
+        assert np.abs(left.astype(int) - (200, 50, 30)).max() <= 6
+        assert np.abs(right.astype(int) - (20, 90, 220)).max() <= 6
