@@ -5,6 +5,7 @@ without the shared clips; everything stays in pytest's temporary folder."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 
 import lipsync
 from benchmarks import edited
+from lipsync.face.analysis import FaceAnalysis
 from lipsync.media.decode import iter_frames
 from lipsync.occlusion import ColourStats, OcclusionSampler
 from tests.media_factory import SHARED_MEDIA
@@ -106,29 +108,38 @@ def test_an_object_held_over_the_mouth_for_a_while_is_not_learnt_as_the_face() -
     assert model.skin.foreign(part(148, 146, 10, 3)).mean() < 0.05
 
 
-def test_nothing_in_front_of_the_face_masks_nothing(media: Path) -> None:
-    """A talking head with nothing in front of it: the occlusion mask over the lower face
-    is empty on nearly every frame. (The shadow under the chin and the hair beside the jaw
-    read as objects on every frame once: the input's shadow was kept under the moved chin,
-    a dark block on the neck.)"""
+def _lower_face_masks(
+    video: Path, analysis: FaceAnalysis
+) -> Iterator[tuple[np.ndarray, int, int, np.ndarray]]:
+    """Per frame with a face: its landmarks, and the occlusion mask over the box of its
+    lower face (x1, y1, mask), as the renderer asks for it."""
     from lipsync.face.geometry import lower_face_polygon
     from lipsync.occlusion import OcclusionMasker
-    from tests.face.test_analysis import analyse
 
-    video = SHARED_MEDIA / edited.KATIE
-    analysis = analyse(video)
     masker = OcclusionMasker(analysis.occlusion)
-    masked, frames = 0, 0
     for f in iter_frames(video):
         lm = analysis.landmarks[f.index]
         if not np.isfinite(lm).all():
             continue
         poly = lower_face_polygon(lm)
-        x1, y1 = np.floor(poly.min(axis=0)).astype(int)
-        x2, y2 = np.ceil(poly.max(axis=0)).astype(int)
+        x1, y1 = (int(v) for v in np.floor(poly.min(axis=0)))
+        x2, y2 = (int(v) for v in np.ceil(poly.max(axis=0)))
         shot = int(analysis.shot_of[f.index])
-        occ = masker.occlusion(f.image, lm, shot, int(x1), int(y1), int(y2 - y1), int(x2 - x1))
+        occ = masker.occlusion(f.image, lm, shot, x1, y1, y2 - y1, x2 - x1)
         assert occ is not None  # the shot has a colour model
+        yield lm, x1, y1, occ
+
+
+def test_nothing_in_front_of_the_face_masks_nothing(media: Path) -> None:
+    """A talking head with nothing in front of it: the occlusion mask over the lower face
+    is empty on nearly every frame. (The shadow under the chin and the hair beside the jaw
+    read as objects on every frame once: the input's shadow was kept under the moved chin,
+    a dark block on the neck.)"""
+    from tests.face.test_analysis import analyse
+
+    video = SHARED_MEDIA / edited.KATIE
+    masked, frames = 0, 0
+    for _, _, _, occ in _lower_face_masks(video, analyse(video)):
         frames += 1
         masked += int(float(occ.max()) > 0.5)
     assert frames > 150
@@ -153,7 +164,6 @@ def test_a_clean_face_keeps_no_pixels_below_its_mouth_and_lends_every_mouth(name
     from lipsync.face.analysis import FaceAnalyser, FaceSetup
     from lipsync.face.geometry import lower_face_polygon
     from lipsync.face.landmarks import create_landmarker
-    from lipsync.occlusion import OcclusionMasker
     from lipsync.options import RunOptions
 
     video = SHARED_MEDIA / name
@@ -166,18 +176,8 @@ def test_a_clean_face_keeps_no_pixels_below_its_mouth_and_lends_every_mouth(name
         analyser.feed(frame)
     analysis = analyser.finish()
     assert analysis.covered == set()
-    masker = OcclusionMasker(analysis.occlusion)
     worst, frames = 0.0, 0
-    for f in iter_frames(video):
-        lm = analysis.landmarks[f.index]
-        if not np.isfinite(lm).all():
-            continue
-        poly = lower_face_polygon(lm)
-        x1, y1 = (int(v) for v in np.floor(poly.min(axis=0)))
-        x2, y2 = (int(v) for v in np.ceil(poly.max(axis=0)))
-        shot = int(analysis.shot_of[f.index])
-        occ = masker.occlusion(f.image, lm, shot, x1, y1, y2 - y1, x2 - x1)
-        assert occ is not None  # the shot has a colour model
+    for lm, x1, y1, occ in _lower_face_masks(video, analysis):
         # The lower face below the mouth corners and no farther sideways than a quarter of
         # a mouth width past them (beside it, hair over the edge of a cheek is in front).
         below = np.zeros(occ.shape, np.uint8)
