@@ -5,7 +5,6 @@ without the shared clips; everything stays in pytest's temporary folder."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 
 import lipsync
 from benchmarks import edited
-from lipsync.face.analysis import FaceAnalysis
+from benchmarks.occlusion import clean_clip, lower_face_masks, object_change
 from lipsync.media.decode import iter_frames
 from lipsync.occlusion import ColourStats, OcclusionSampler
 from tests.media_factory import SHARED_MEDIA
@@ -27,16 +26,6 @@ def media() -> Path:
         if not (SHARED_MEDIA / name).is_file():
             pytest.skip(f"{name} is not in ../shared/media")
     return SHARED_MEDIA
-
-
-def object_change(video: Path, mask: Path, output: Path) -> list[float]:
-    """Per frame with the object, the mean absolute difference inside it (0-255)."""
-    out = []
-    for a, b, m in zip(iter_frames(video), iter_frames(output), iter_frames(mask), strict=True):
-        sel = m.image[..., 0] > 128
-        if sel.any():
-            out.append(float(np.abs(a.image[sel].astype(np.int16) - b.image[sel]).mean()))
-    return out
 
 
 @pytest.mark.parametrize("kind", ["dark", "half", "full", "skin", "textured"])
@@ -108,28 +97,6 @@ def test_an_object_held_over_the_mouth_for_a_while_is_not_learnt_as_the_face() -
     assert model.skin.foreign(part(148, 146, 10, 3)).mean() < 0.05
 
 
-def _lower_face_masks(
-    video: Path, analysis: FaceAnalysis
-) -> Iterator[tuple[np.ndarray, int, int, np.ndarray]]:
-    """Per frame with a face: its landmarks, and the occlusion mask over the box of its
-    lower face (x1, y1, mask), as the renderer asks for it."""
-    from lipsync.face.geometry import lower_face_polygon
-    from lipsync.occlusion import OcclusionMasker
-
-    masker = OcclusionMasker(analysis.occlusion)
-    for f in iter_frames(video):
-        lm = analysis.landmarks[f.index]
-        if not np.isfinite(lm).all():
-            continue
-        poly = lower_face_polygon(lm)
-        x1, y1 = (int(v) for v in np.floor(poly.min(axis=0)))
-        x2, y2 = (int(v) for v in np.ceil(poly.max(axis=0)))
-        shot = int(analysis.shot_of[f.index])
-        occ = masker.occlusion(f.image, lm, shot, x1, y1, y2 - y1, x2 - x1)
-        assert occ is not None  # the shot has a colour model
-        yield lm, x1, y1, occ
-
-
 def test_nothing_in_front_of_the_face_masks_nothing(media: Path) -> None:
     """A talking head with nothing in front of it: the occlusion mask over the lower face
     is empty on nearly every frame. (The shadow under the chin and the hair beside the jaw
@@ -139,7 +106,7 @@ def test_nothing_in_front_of_the_face_masks_nothing(media: Path) -> None:
 
     video = SHARED_MEDIA / edited.KATIE
     masked, frames = 0, 0
-    for _, _, _, occ in _lower_face_masks(video, analyse(video)):
+    for _, _, _, occ in lower_face_masks(video, analyse(video)):
         frames += 1
         masked += int(float(occ.max()) > 0.5)
     assert frames > 150
@@ -159,40 +126,13 @@ def test_a_clean_face_keeps_no_pixels_below_its_mouth_and_lends_every_mouth(name
     on face4 a speck of shading inside the face joined the hair along the whole jaw line
     (LatentSync's: 5.9% of this region), the shadow under a fuller lower lip read as an
     object, and a dark upper lip as the lips hidden on 17 frames."""
-    import cv2
-
-    from lipsync.face.analysis import FaceAnalyser, FaceSetup
-    from lipsync.face.geometry import lower_face_polygon
-    from lipsync.face.landmarks import create_landmarker
-    from lipsync.options import RunOptions
-
     video = SHARED_MEDIA / name
     if not video.is_file():
         pytest.skip(f"{name} is not in ../shared/media")
-    options = RunOptions()  # the default: MediaPipe's mesh once set up, else dlib68
-    landmarker = create_landmarker(options.landmark_model, options.models_dir)
-    analyser = FaceAnalyser(FaceSetup(), 25.0, occlusion=True, landmarker=landmarker)
-    for frame in iter_frames(video, pixel_format="i420"):
-        analyser.feed(frame)
-    analysis = analyser.finish()
-    assert analysis.covered == set()
-    worst, frames = 0.0, 0
-    for lm, x1, y1, occ in _lower_face_masks(video, analysis):
-        # The lower face below the mouth corners and no farther sideways than a quarter of
-        # a mouth width past them (beside it, hair over the edge of a cheek is in front).
-        below = np.zeros(occ.shape, np.uint8)
-        face = np.round(lower_face_polygon(lm, extend=0.0) - (x1, y1)).astype(np.int32)
-        cv2.fillPoly(below, [face], 1)
-        mouth_w = float(np.linalg.norm(lm[54] - lm[48]))
-        below[: int(max(lm[48, 1], lm[54, 1])) - y1] = 0
-        below[:, : max(0, int(lm[48, 0] - 0.25 * mouth_w) - x1)] = 0
-        below[:, int(lm[54, 0] + 0.25 * mouth_w) - x1 :] = 0
-        frames += 1
-        worst = max(worst, float((occ[below > 0] > 0.5).mean()))
-    assert frames > 150
-    # Not quite none: on KatieHill's fastest turn (frames 36-37) a specular highlight beside
-    # the nose, feathered, reaches 1.4% of it (the frames look clean).
-    assert worst <= 0.02, worst
+    clean = clean_clip(video)
+    assert clean.frames > 150
+    assert clean.covered == 0
+    assert clean.below <= 0.01, clean  # all three read 0.0% (python -m benchmarks.occlusion)
 
 
 def test_the_place_model_tells_lip_red_on_the_chin(media: Path) -> None:
