@@ -106,6 +106,11 @@ def two_languages(out: Path, audio_codec: str = "auto") -> dict[str, Any]:
             {
                 "range_s": [s["start"], s["end"]],
                 "offset_frames": sync.get("offset_frames"),
+                # How far the calibrated score's peak stands above its median over lags: on
+                # a 3 s segment the curve can be flat (0.05), and then the offset is noise
+                # (two outputs within encoding noise of each other read 0 and +3); the best
+                # lag of the aperture's correlation with the speech is steadier there.
+                "offset_confidence": (sync.get("calibrated") or {}).get("confidence"),
                 "sync_best_lag": sync.get("best_lag"),
                 "sync_r": sync.get("best_r"),
                 "articulation_ratio": reference.get("articulation_ratio"),
