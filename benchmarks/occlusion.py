@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from lipsync.face.analysis import FaceAnalysis
 
 F32 = npt.NDArray[np.float32]
+Mask = npt.NDArray[np.bool_]
 OBJECTS = ("dark", "textured", "skin", "half", "full")
 OBJECT_SPEECH = "audio_SadTalker_deyu_german.wav"
 MASKED_SHARE = 0.02
@@ -76,7 +77,7 @@ def lower_face_masks(video: Path, analysis: FaceAnalysis) -> Iterator[tuple[F32,
         yield lm, x1, y1, occ
 
 
-def regions(lm: F32, x1: int, y1: int, shape: tuple[int, int]) -> tuple[F32, F32]:
+def regions(lm: F32, x1: int, y1: int, shape: tuple[int, int]) -> tuple[Mask, Mask]:
     """The lower face (within its jaw line) and its part below the mouth corners (no
     farther sideways than a quarter of a mouth width past them), in the box at x1, y1."""
     from lipsync.face.geometry import lower_face_polygon
@@ -89,7 +90,7 @@ def regions(lm: F32, x1: int, y1: int, shape: tuple[int, int]) -> tuple[F32, F32
     below[: max(0, int(max(lm[48, 1], lm[54, 1])) - y1)] = 0
     below[:, : max(0, int(lm[48, 0] - 0.25 * mouth_w) - x1)] = 0
     below[:, max(0, int(lm[54, 0] + 0.25 * mouth_w) - x1) :] = 0
-    return face.astype(np.float32), below.astype(np.float32)
+    return face > 0, below > 0
 
 
 def clean_clip(video: Path) -> Clean:
@@ -110,9 +111,9 @@ def clean_clip(video: Path) -> Clean:
         face, under = regions(lm, x1, y1, occ.shape[:2])
         kept = occ > 0.5
         frames += 1
-        masked += int(float(kept[face > 0].mean()) > MASKED_SHARE) if face.any() else 0
+        masked += int(float(kept[face].mean()) > MASKED_SHARE) if face.any() else 0
         if under.any():
-            below = max(below, float(kept[under > 0].mean()))
+            below = max(below, float(kept[under].mean()))
     return Clean(video.name, frames, masked, below, len(analysis.covered))
 
 

@@ -540,11 +540,7 @@ def _flat_object(
     like = regions.scope & (d_obj <= OBJECT_K) & ~face_like
     outside = like & ~regions.inner
     if seeds:
-        _, labels, stats, _ = cv2.connectedComponentsWithStats(
-            outside.astype(np.uint8), connectivity=8
-        )
-        big = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= seeds) + 1
-        occ = occ | np.isin(labels, big)
+        occ = occ | _pieces(outside, seeds)
     # Into the mouth's opening (the landmarks put it where the object hides the lips) no
     # farther than an object found outside it reaches (see _reach_into_mouth).
     grown = _joined(occ, outside)

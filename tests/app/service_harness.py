@@ -510,10 +510,8 @@ class SyscallTrace:
             if self.proc.poll() is not None:
                 break
             self.proc.send_signal(sig)  # SIGINT detaches; the traced processes go on
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=wait_s)
-            except subprocess.TimeoutExpired:
-                continue
         return self.out.read_text(errors="replace")
 
 
