@@ -23,6 +23,9 @@ models and not the engines' own.
 * **A box from elsewhere** (``hint``): the output of ``lipsync evaluate --reference`` is
   tracked with the reference's box of the same frame where its own would be re-detected, so
   the CNN runs on the input's sampled frames only; the output's 5 points are still its own.
+* **Small faces**: where the whole-frame pass finds nothing, dlib's HOG detector looks
+  for faces of half its size (tens of milliseconds) and the CNN looks near each; only
+  where that finds nothing too does the CNN run on a copy twice the size (seconds).
 * **Cancel**: the finder calls its ``poll`` before each CNN run; the whole-frame pass at
   twice the size (for small faces) runs in 2 x 2 tiles so that no single call is long.
 * **Face frame**: ``shape_predictor_5_face_landmarks.dat`` (same wheel): the two corners of
@@ -57,6 +60,7 @@ DETECT_PIXELS = 400 * 400  # whole-frame detection works on a copy of at most th
 NEAR_FACE_PX = 90  # re-detection scales the window so the face is about this wide
 NEAR_MARGIN = 0.5  # re-detection looks this share of the box's width around it
 MIN_FACE_PX = 80  # about the smallest face the CNN finds
+LOCATE_MOST = 3  # the CNN looks near at most this many HOG faces (more: the tiled pass)
 POINTS_PAD = 0.5  # the 5 points are read in the box and this share of its width around it
 
 
@@ -161,6 +165,7 @@ class FaceFinder:
         self._since = 0
         self._lost = 0  # frames since the face was lost (0: not lost)
         self._thumb: npt.NDArray[np.float32] | None = None
+        self._hog: Any = None  # dlib's HOG face detector, made when first needed
         self.detections = 0
 
     def _run_detector(
@@ -192,16 +197,47 @@ class FaceFinder:
         ]
 
     def _detect_full(self, rgb: npt.NDArray[np.uint8]) -> BoxF | None:
-        """Whole-frame detection on a small copy; twice the size when nothing is found
-        (the CNN needs faces of about 80 px), in tiles (:meth:`_detect_tiled`)."""
+        """Whole-frame detection on a small copy; where it finds nothing (the CNN needs
+        faces of about 80 px), near the faces dlib's HOG detector finds in that copy at
+        twice its size (:meth:`_located`), else on a copy twice the size, in tiles
+        (:meth:`_detect_tiled`)."""
         h, w = rgb.shape[:2]
         scale = min(1.0, float(np.sqrt(DETECT_PIXELS / float(h * w))))
         found = self._run_detector(rgb, scale)
+        if not found:
+            found = self._located(rgb, scale)
         if not found:
             found = self._detect_tiled(rgb, 2 * scale)
         if found:
             return max(found, key=lambda f: (f[0][2] - f[0][0]) * f[1])[0]
         return None
+
+    def _located(self, rgb: npt.NDArray[np.uint8], scale: float) -> list[tuple[BoxF, float]]:
+        """The CNN's faces near each of the (at most :data:`LOCATE_MOST`) faces dlib's HOG
+        detector finds in ``rgb`` at ``scale``, upsampled once (faces of 40-80 px there,
+        the ones the tiled pass at twice the size is for), each looked for as the
+        periodic re-detection looks near the last box (:meth:`_near`). On a 1080x1920
+        frame whose face the first pass missed, 0.5 s against 8 s for the tiled pass on a
+        2-core CPU. Where the HOG finds nothing (a face in profile), too many faces, or
+        the CNN nothing near them, the tiled pass runs as before."""
+        if self._hog is None:
+            import dlib
+
+            self._hog = dlib.get_frontal_face_detector()
+        h, w = rgb.shape[:2]
+        small = cv2.resize(
+            rgb, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA
+        )
+        self.poll()
+        located = self._hog(np.ascontiguousarray(small), 1)
+        if len(located) > LOCATE_MOST:
+            return []
+        found: list[tuple[BoxF, float]] = []
+        for r in located:
+            self.poll()
+            box = (r.left() / scale, r.top() / scale, r.right() / scale, r.bottom() / scale)
+            found += self._near(rgb, box)
+        return found
 
     def _detect_tiled(self, rgb: npt.NDArray[np.uint8], scale: float) -> list[tuple[BoxF, float]]:
         """Detection at ``scale`` in 2 x 2 tiles, the cancel polled before each: a whole
@@ -220,14 +256,20 @@ class FaceFinder:
                 found += self._run_detector(rgb[y0:y1, x0:x1], scale, x0, y0)
         return found
 
-    def _detect_near(self, rgb: npt.NDArray[np.uint8], box: BoxF) -> BoxF | None:
+    def _near(self, rgb: npt.NDArray[np.uint8], box: BoxF) -> list[tuple[BoxF, float]]:
+        """The CNN's faces in a window :data:`NEAR_MARGIN` of ``box``'s width around it,
+        scaled so that a face of its size is about :data:`NEAR_FACE_PX` wide."""
         h, w = rgb.shape[:2]
         bw = box[2] - box[0]
         x1, y1 = int(max(0, box[0] - NEAR_MARGIN * bw)), int(max(0, box[1] - NEAR_MARGIN * bw))
         x2, y2 = int(min(w, box[2] + NEAR_MARGIN * bw)), int(min(h, box[3] + NEAR_MARGIN * bw))
         if x2 - x1 < 16 or y2 - y1 < 16:
-            return None
-        found = self._run_detector(rgb[y1:y2, x1:x2], min(3.0, NEAR_FACE_PX / max(bw, 1.0)), x1, y1)
+            return []
+        return self._run_detector(rgb[y1:y2, x1:x2], min(3.0, NEAR_FACE_PX / max(bw, 1.0)), x1, y1)
+
+    def _detect_near(self, rgb: npt.NDArray[np.uint8], box: BoxF) -> BoxF | None:
+        """The CNN's face nearest ``box``, looked for near it (:meth:`_near`), or None."""
+        found = self._near(rgb, box)
         if not found:
             return None
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2

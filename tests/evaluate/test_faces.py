@@ -58,3 +58,27 @@ def test_a_box_hint_replaces_the_cnn(shared_media: Path) -> None:
         assert mine is not None
         assert float(np.abs(mine[0] - got[0]).max()) <= 2.0
     assert hinted.detections == 0
+
+
+def test_a_face_too_small_for_the_first_pass_is_found_near_where_the_hog_sees_it() -> None:
+    """A 1080x1920 portrait frame whose face is about 55 px in the whole-frame pass's copy
+    (the CNN needs about 80): the finder looks near the face dlib's HOG detector sees
+    (the tiled pass at twice the size, which it replaces there, took 8 s on such a frame
+    on a 2-core CPU, and misses this face), and its box is the CNN's on the photo alone."""
+    photo = cv2.resize(mf.astronaut(), (560, 560), interpolation=cv2.INTER_AREA)
+    frame = np.full((1920, 1080, 3), 90, np.uint8)
+    frame[900:1460, 300:860] = photo
+    finder = FaceFinder()
+    box = finder._detect_full(frame)
+    # the first pass, then the CNN near the HOG's one face: no tiles
+    assert box is not None and finder.detections == 2
+    alone = FaceFinder()._run_detector(photo, 1.0)
+    assert len(alone) == 1
+    ref = tuple(v + d for v, d in zip(alone[0][0], (300, 900, 300, 900), strict=True))
+    ix = max(0.0, min(box[2], ref[2]) - max(box[0], ref[0]))
+    iy = max(0.0, min(box[3], ref[3]) - max(box[1], ref[1]))
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (ref[2] - ref[0]) * (ref[3] - ref[1])
+    assert ix * iy / (union - ix * iy) > 0.6, (box, ref)
+    got = finder.update(frame)  # and the 5 points read in it land on the face
+    assert got is not None
+    assert ref[0] < got[0][4][0] < ref[2] and ref[1] < got[0][4][1] < ref[3]
