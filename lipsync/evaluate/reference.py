@@ -288,24 +288,40 @@ def _to_size(img: npt.NDArray[np.uint8], h: int, w: int) -> npt.NDArray[np.uint8
 def _add_outside(
     acc: _Accumulated,
     images: tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]],
-    keep: npt.NDArray[np.uint8],
+    hole: npt.NDArray[np.float32] | None,
     with_ssim: bool,
     diff: npt.NDArray[np.uint8] | None = None,
 ) -> None:
-    """Squared error (and, ``with_ssim``, SSIM) of the output and the reference over the
-    ``keep`` pixels (a 0/1 mask); ``diff``: their ``cv2.absdiff`` when the caller has it
-    (the same sum, from one frame's pixels instead of two)."""
+    """Squared error (and, ``with_ssim``, SSIM) of the output and the reference outside
+    the polygon ``hole`` (None: over the whole frame); ``diff``: their ``cv2.absdiff`` when
+    the caller has it. The error is the whole frame's less the hole's, the hole drawn in
+    its bounding box only (the same sums as over a whole-frame mask, for a third of the
+    cost); a whole-frame mask is drawn for the SSIM only."""
     out_img, ref_img = images
-    kept = int(cv2.countNonZero(keep))
+    h, w = ref_img.shape[:2]
+    if diff is None:
+        diff = np.asarray(cv2.absdiff(out_img, ref_img), np.uint8)
+    sq_err, kept = float(cv2.norm(diff, cv2.NORM_L2SQR)), h * w
+    pts = None if hole is None else np.round(hole).astype(np.int32)
+    if pts is not None:
+        x0, y0 = (int(min(max(v, 0), lim)) for v, lim in zip(pts.min(axis=0), (w, h), strict=True))
+        x1, y1 = (
+            int(min(max(v + 1, 0), lim)) for v, lim in zip(pts.max(axis=0), (w, h), strict=True)
+        )
+        if x1 > x0 and y1 > y0:
+            sub = np.zeros((y1 - y0, x1 - x0), np.uint8)
+            cv2.fillPoly(sub, [pts - np.array([x0, y0], np.int32)], 1)
+            kept -= int(cv2.countNonZero(sub))
+            sq_err -= float(cv2.norm(diff[y0:y1, x0:x1], cv2.NORM_L2SQR, mask=sub))
     if not kept:
         return
-    if diff is None:
-        acc.sq_err += float(cv2.norm(out_img, ref_img, cv2.NORM_L2SQR, mask=keep))
-    else:
-        acc.sq_err += float(cv2.norm(diff, cv2.NORM_L2SQR, mask=keep))
+    acc.sq_err += sq_err
     acc.count += kept * 3
     acc.frames += 1
     if with_ssim:
+        keep = np.ones((h, w), np.uint8)
+        if pts is not None:
+            cv2.fillPoly(keep, [pts], 0)
         ga = cv2.cvtColor(out_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
         gb = cv2.cvtColor(ref_img, cv2.COLOR_RGB2GRAY).astype(np.float32)
         smap = _ssim_map(ga, gb)
@@ -329,7 +345,6 @@ class FramePair:
 
 def add_pair(acc: _Accumulated, pair: FramePair) -> None:
     """Everything one frame pair adds to the comparison."""
-    h, w = pair.ref_img.shape[:2]
     face = pair.ref_face
     if face is not None and pair.out_has_face:
         sa, sb = lip_box_sharpness(pair.out_img, face), lip_box_sharpness(pair.ref_img, face)
@@ -344,12 +359,11 @@ def add_pair(acc: _Accumulated, pair: FramePair) -> None:
         acc.occlusion.add(pair.index, pair.out_img, pair.ref_img, face)
     diff = np.asarray(cv2.absdiff(pair.out_img, pair.ref_img), np.uint8)  # read twice below
     acc.outside[pair.index] = outside_change(pair.out_img, pair.ref_img, face, diff=diff)
-    keep = np.ones((h, w), np.uint8)
+    hole = None
     if pair.held_face is not None:
-        poly = pair.held_face.polygon(LOWER_FACE_X_D, LOWER_FACE_Y_D)
-        cv2.fillPoly(keep, [np.round(poly).astype(np.int32)], 0)
+        hole = pair.held_face.polygon(LOWER_FACE_X_D, LOWER_FACE_Y_D)
     with_ssim = pair.index % acc.ssim_every == 0
-    _add_outside(acc, (pair.out_img, pair.ref_img), keep, with_ssim, diff)
+    _add_outside(acc, (pair.out_img, pair.ref_img), hole, with_ssim, diff)
 
 
 def _compare_frames(output: Path, reference: Path, tracks: _Tracks) -> _Accumulated:
