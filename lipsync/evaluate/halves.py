@@ -9,10 +9,13 @@ benchmarks.evaluate_speed``, docs/BENCHMARKS.md).
 
 * **Where to split**: :func:`split_at`. Only with two CPUs or more, and only for videos of
   :data:`MIN_SPLIT_FRAMES` frames or more (a short one is not worth a process's start-up,
-  about 1 s of imports). The second process measures the last :data:`LATER_SHARE` of the
-  frames and then runs what the caller gives it to do beside (``also``): the evaluation
-  gives it the phone recognition, whose recogniser holds the interpreter lock for its
-  whole call and would stall this process's pass (:func:`lipsync.evaluate.evaluate`).
+  about 1 s of imports). The second process first runs what the caller gives it to do
+  beside (``also``), then measures the last :data:`LATER_SHARE` of the frames: the
+  evaluation gives it the phone recognition, whose recogniser holds the interpreter lock
+  for its whole call and would stall this process's pass (:func:`lipsync.evaluate.evaluate`),
+  and which takes about as long as this process's whole-frame face detection, which the
+  other's first detection waits for (below): run after its frames, as it was, that
+  process sat idle for that second.
   This one carries the rest of the sound's side (voice activity, the sync step's
   imports) on a thread; the other pays its start-up.
 * **The same numbers**: each half runs :func:`.reference.measure_part` on its own frames.
@@ -64,8 +67,9 @@ from lipsync.media.decode import frame_times
 log = logging.getLogger("lipsync.evaluate")
 
 MIN_SPLIT_FRAMES = 250  # 10 s at 25 fps: shorter comparisons stay in one process
-LATER_SHARE = 0.45  # share of the frames (the last ones) the second process measures: it also
-# starts an interpreter and recognises the phones; at 0.45 the first waits ~0.1 s for it
+LATER_SHARE = 0.5  # share of the frames (the last ones) the second process measures: it also
+# starts an interpreter and recognises the phones while the first finds its first face
+# (0.45 when it recognised them after its frames; 0.48-0.55 tried since, 0.5 the fastest)
 WAIT_STEP_S = 0.05  # how often the cancel is polled while waiting for the second process
 
 
@@ -109,6 +113,10 @@ def _later_half(result_fd: int, parent: int) -> int:
             return None
 
     try:
+        # ``also`` first: the first process sends its first face box only after its
+        # whole-frame detection (about 1 s on a 2-core CPU), which this one's first
+        # detection waits for; that second is spent on ``also`` instead of waiting
+        extra = None if also is None else also()
         part = measure_part(
             output,
             reference,
@@ -121,7 +129,7 @@ def _later_half(result_fd: int, parent: int) -> int:
             threads=1,
             start_times=start_times,
         )
-        answer: tuple[str, Any] = ("ok", (part, None if also is None else also()))
+        answer: tuple[str, Any] = ("ok", (part, extra))
     except Exception as exc:  # raised again in the first process
         answer = ("error", exc)
     with os.fdopen(result_fd, "wb") as out:
@@ -240,7 +248,7 @@ def measure_in_halves(
     also: Callable[[], Any] | None = None,
 ) -> tuple[list[Part], Any]:
     """Frames before ``at`` here and the rest in a second process, at the same time, which
-    then also runs ``also`` (picklable: a work that would hold this process's interpreter
+    first runs ``also`` (picklable: a work that would hold this process's interpreter
     lock and stall its pass); returns the parts and what ``also`` gave (None without it).
     When that process cannot start or fails (not a cancel), the rest is done here after
     all: a measurement never fails for the sake of being faster."""
