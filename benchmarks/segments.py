@@ -111,6 +111,9 @@ def two_languages(out: Path, audio_codec: str = "auto") -> dict[str, Any]:
                 # (two outputs within encoding noise of each other read 0 and +3); the best
                 # lag of the aperture's correlation with the speech is steadier there.
                 "offset_confidence": (sync.get("calibrated") or {}).get("confidence"),
+                # False on a 3 s segment: too little speech to read the offset to a frame
+                # (lipsync.evaluate.sync.RELIABLE_OFFSET_S)
+                "offset_reliable": sync.get("offset_reliable"),
                 "sync_best_lag": sync.get("best_lag"),
                 "sync_r": sync.get("best_r"),
                 "articulation_ratio": reference.get("articulation_ratio"),

@@ -149,7 +149,13 @@ def _sync_rows(sync: dict[str, Any], pauses: dict[str, Any]) -> Rows:
             "-"
             if sync.get("offset_frames") is None
             else f"{sync['offset_frames']:+d} frames ({sync['offset_ms']:+.0f} ms; "
-            "+ = video late, - = audio late)",
+            "+ = video late, - = audio late)"
+            + (
+                ""
+                if sync.get("offset_reliable")
+                else f"  rough: read from {sync['calibrated']['seconds_used']:g} s of "
+                "speech (too little to be sure to a frame)"
+            ),
         ),
         (
             "sync score / confidence",

@@ -168,3 +168,26 @@ def test_calibrated_offset_follows_shifted_speech_and_own_ranks_first(
                 got.offset_frames,
             )
         assert got.score < own.score - 0.05, (frames, got.score, own.score)
+
+
+def test_the_offset_is_called_rough_when_read_from_a_few_seconds(
+    clip_track: MouthTrack, shared_media: Path
+) -> None:
+    """The whole 10 s clip reads its offset from enough speech; its first 3 s do not (on
+    such windows the offset lands within a frame of the whole clip's only about half the
+    time), and the report says so instead of printing the number as sure."""
+    from lipsync.evaluate.report import _sync_rows
+
+    speech = _speech(mf.shared_file(shared_media, CLIP))
+    whole = measure_sync(clip_track.aperture, clip_track.pixels, speech, 25.0)
+    assert whole.calibrated is not None and whole.calibrated.seconds_used >= 8.0
+    assert whole.to_dict()["offset_reliable"] is True
+    n = 75  # 3 s
+    short = measure_sync(clip_track.aperture[:n], clip_track.pixels[:n], speech[: 3 * 16000], 25.0)
+    assert short.calibrated is not None and short.calibrated.seconds_used == pytest.approx(3.0)
+    data = short.to_dict()
+    assert data["offset_reliable"] is False
+    pauses = {"pause_frames": 0, "closed_share": None}
+    row = dict(_sync_rows(data, pauses))["A/V offset"]
+    assert "rough: read from 3 s of speech" in row
+    assert "rough" not in dict(_sync_rows(whole.to_dict(), pauses))["A/V offset"]
