@@ -12,7 +12,7 @@ import pytest
 
 import lipsync
 from benchmarks import edited
-from benchmarks.occlusion import clean_clip, lower_face_masks, object_change
+from benchmarks.occlusion import articulation_kept, clean_clip, lower_face_masks, object_change
 from lipsync.media.decode import iter_frames
 from lipsync.occlusion import ColourStats, OcclusionSampler
 from tests.media_factory import SHARED_MEDIA
@@ -42,6 +42,10 @@ def test_the_object_stays_in_front(media: Path, tmp_path: Path, kind: str) -> No
         # Half the mouth still shows: most of those frames get the new mouth around it.
         kept = result.frames_kept_original["reasons"].get("occluded", 0)
         assert kept < len(change) // 2
+        # and it moves with the speech about as much as where nothing covers it (the
+        # evaluator's aperture, output against input, object frames against the others)
+        moved = articulation_kept(video, mask, result.output)
+        assert moved is not None and moved >= 0.7, moved
 
 
 def test_with_the_mask_off_the_mouth_is_painted_over_the_object(
