@@ -687,7 +687,7 @@ def measure_with_reference(
     video's later frames can be measured by a second process at the same time
     (:mod:`.halves`; ``processes``: 1 keeps it all in this one, None decides by the
     frame count and the CPUs). ``also``: a picklable work to run beside (in the second
-    process once its frames are done, else here after the pass); what it gives is
+    process before its frames, else here after the pass); what it gives is
     :attr:`JointPass.also`. ``should_cancel`` is polled as frames go
     (:class:`lipsync.errors.Canceled`)."""
     from lipsync.evaluate.halves import measure_in_halves, split_at
