@@ -135,6 +135,21 @@ class FaceFrame:
         )
 
 
+def _scaled(rgb: npt.NDArray[np.uint8], scale: float) -> npt.NDArray[np.uint8]:
+    """``rgb`` resized by ``scale``: area averaging to shrink, bilinear to enlarge."""
+    if scale == 1.0:
+        return rgb
+    h, w = rgb.shape[:2]
+    return np.asarray(
+        cv2.resize(
+            rgb,
+            (max(1, int(w * scale)), max(1, int(h * scale))),
+            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+        ),
+        np.uint8,
+    )
+
+
 def _no_poll() -> None:
     return None
 
@@ -171,18 +186,8 @@ class FaceFinder:
     def _run_detector(
         self, rgb: npt.NDArray[np.uint8], scale: float, x0: int = 0, y0: int = 0
     ) -> list[tuple[BoxF, float]]:
-        h, w = rgb.shape[:2]
-        img = (
-            rgb
-            if scale == 1.0
-            else cv2.resize(
-                rgb,
-                (max(1, int(w * scale)), max(1, int(h * scale))),
-                interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-            )
-        )
         self.detections += 1
-        found = self.detector(np.ascontiguousarray(img), 0)
+        found = self.detector(np.ascontiguousarray(_scaled(rgb, scale)), 0)
         return [
             (
                 (
@@ -224,12 +229,8 @@ class FaceFinder:
             import dlib
 
             self._hog = dlib.get_frontal_face_detector()
-        h, w = rgb.shape[:2]
-        small = cv2.resize(
-            rgb, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA
-        )
         self.poll()
-        located = self._hog(np.ascontiguousarray(small), 1)
+        located = self._hog(np.ascontiguousarray(_scaled(rgb, scale)), 1)
         if len(located) > LOCATE_MOST:
             return []
         found: list[tuple[BoxF, float]] = []
