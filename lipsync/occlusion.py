@@ -11,7 +11,7 @@ averaged with the last frame's (moved with the face) so it does not flicker.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -53,6 +53,12 @@ OBJECT_FACE = 1.0  # ... if at least this far from its place's usual colour (and
 OBJECT_SURE = 1.5  # ... or nearer the object's colour than this, wherever it lies
 OBJECT_CARRY = 12  # frames a flat object's colour is carried on without being learnt anew
 OBJECT_SAME = 0.5  # ... to a piece of that colour at least this share of the last one's size
+# Teeth: the brightest of the mouth's opening over the shot's sampled frames. An object found
+# next to the mouth takes the dark of the mouth with it, not the person's own teeth (an
+# object over the lower lip kept the input's lower teeth under a new, closed mouth).
+TEETH_SHARE = 0.3  # the brightest share of the opening's sampled pixels taken for teeth
+TEETH_BRIGHTER = 25.0  # ... when that is this much brighter (Y) than the lips
+TEETH_OBJECT = 0.2  # an object with more of its found pixels of the teeth's colour: white
 # The lip band between the outer and inner contours, as triangles of landmarks.
 LIP_BAND = (
     (48, 49, 60), (49, 60, 61), (49, 50, 61), (50, 61, 62), (50, 51, 62), (51, 52, 62),
@@ -299,6 +305,7 @@ class OcclusionModel:
     skin: ColourStats
     lips: ColourStats
     places: PlaceModel | None = None
+    teeth: ColourStats | None = None  # their colour where the shot shows them (_teeth)
 
 
 @dataclass
@@ -310,6 +317,7 @@ class OcclusionSampler:
     per_frame: int = 300
     skin: list[F32] = field(default_factory=list)
     lips: list[F32] = field(default_factory=list)
+    inner: list[F32] = field(default_factory=list)  # the mouth's opening
     # (sample index, YCrCb face at the working scale, its landmarks), one in ``stride``
     faces: list[tuple[int, U8, F32]] = field(default_factory=list)
     stride: int = 1
@@ -324,6 +332,9 @@ class OcclusionSampler:
             if len(pts) > self.per_frame:
                 pts = pts[rng.choice(len(pts), self.per_frame, replace=False)]
             into.append(pts)
+        # The opening evenly thinned (the random draws above stay those of the skin and lips)
+        inner = ycc[regions.inner].astype(np.float32)
+        self.inner.append(inner[:: max(1, -(-len(inner) // self.per_frame))])
         k = len(self.skin) - 1
         if k % self.stride:
             return
@@ -342,7 +353,30 @@ class OcclusionSampler:
         if len(skin) < MIN_SAMPLES or len(lips) < MIN_SAMPLES // 4:
             return None
         places = PlaceModel.fit([(f, lm) for k, f, lm in self.faces if keep[k]])
-        return OcclusionModel(ColourStats.fit(skin), ColourStats.fit(lips), places)
+        lip_stats = ColourStats.fit(lips)
+        # (a sampler filled by hand may have no openings)
+        opening = self.inner if len(self.inner) == len(keep) else []
+        inner = [s for s, k in zip(opening, keep, strict=False) if k and len(s)]
+        teeth = _teeth(np.concatenate(inner), lip_stats) if inner else None
+        return OcclusionModel(ColourStats.fit(skin), lip_stats, places, teeth)
+
+
+def _teeth(inner: F32, lips: ColourStats) -> ColourStats | None:
+    """The colour of this person's teeth: the brightest :data:`TEETH_SHARE` of the mouth's
+    opening as sampled (YCrCb), when the shot shows them (that part brighter than the lips
+    by :data:`TEETH_BRIGHTER`); None for a shot that never does (a closed mouth's opening
+    is lips and shadow)."""
+    if len(inner) < MIN_SAMPLES:
+        return None
+    bright = inner[inner[:, 0] >= np.quantile(inner[:, 0], 1.0 - TEETH_SHARE)]
+    if len(bright) < MIN_SAMPLES // 4:
+        return None
+    lips_y = (lips.y_lo + lips.y_hi) / 2
+    if float(np.median(bright[:, 0])) < lips_y + TEETH_BRIGHTER:
+        return None
+    # Only bright: the dark of the mouth (and a dark object) is not the teeth's.
+    fit = ColourStats.fit(bright)
+    return replace(fit, y_lo=max(fit.y_lo, lips_y + TEETH_BRIGHTER))
 
 
 def _to_work_scale(img: U8, lm: F32) -> tuple[U8, F32]:
@@ -605,7 +639,7 @@ class OcclusionMasker:
         around = cv2.dilate(regions.mouth.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
         occ = _joined(strange & ~around & inside, strange & ~inside, JOIN_MOST)
         reach = max(2, int(0.5 * mouth_ws))
-        occ = _reach_into_mouth(occ, strange & around, reach)
+        occ = _reach_into_mouth(occ, self._not_teeth(model, ycc, occ, strange & around), reach)
         if occ.sum() >= OBJECT_MIN * mouth_ws * mouth_ws:
             # Past the jaw line, an object of some size found inside the face goes on
             # into lip colours too (dark-red strands): there are no lips there.
@@ -636,6 +670,21 @@ class OcclusionMasker:
         sigma = max(1.0, 0.015 * float(np.linalg.norm(lm[16] - lm[0])))
         out = np.maximum(out, cv2.GaussianBlur(out, (0, 0), sigma))
         return np.clip(out, 0.0, 1.0)
+
+    @staticmethod
+    def _not_teeth(
+        model: OcclusionModel, ycc: F32, occ: npt.NDArray[np.bool_], mouthy: npt.NDArray[np.bool_]
+    ) -> npt.NDArray[np.bool_]:
+        """``mouthy`` (what an object found beyond the mouth may take into it) less the
+        pixels of this person's teeth colour, unless the object found is of that colour
+        too (a white cup: its part over the mouth is the cup's)."""
+        if model.teeth is None or not occ.any() or not mouthy.any():
+            return mouthy
+        own = ~model.teeth.foreign(ycc)
+        if float(own[occ].mean()) > TEETH_OBJECT:
+            return mouthy
+        kept: npt.NDArray[np.bool_] = mouthy & ~own
+        return kept
 
     def _object(
         self,

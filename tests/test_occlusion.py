@@ -139,6 +139,60 @@ def test_a_clean_face_keeps_no_pixels_below_its_mouth_and_lends_every_mouth(name
     assert clean.below <= 0.01, clean  # all three read 0.0% (python -m benchmarks.occlusion)
 
 
+def test_an_object_at_the_lips_does_not_take_the_teeth_above_it(
+    media: Path, tmp_path: Path
+) -> None:
+    """The textured object (cut from a photo: dark, red, pale highlights) over the lower lip
+    and the chin, analysed as the pipeline does: the person's own teeth, visible above the
+    object, stay the mouth's (the new mouth is drawn over them). Before, the mask took the
+    lower teeth touching the object as part of it and kept them under a new, closed mouth:
+    a white block below its lips (frames 53-55, 68-70; up to 48% of a frame's teeth kept)."""
+    import cv2
+
+    from lipsync.face.analysis import FaceAnalyser, FaceSetup
+    from lipsync.face.geometry import lower_face_polygon
+    from lipsync.face.landmarks import create_landmarker
+    from lipsync.occlusion import OcclusionMasker
+    from lipsync.options import RunOptions
+
+    video, mask = edited.occluded(tmp_path, "textured")
+    options = RunOptions()
+    landmarker = create_landmarker(options.landmark_model, options.models_dir)
+    analyser = FaceAnalyser(FaceSetup(), 25.0, occlusion=True, landmarker=landmarker)
+    for frame in iter_frames(video, pixel_format="i420"):
+        analyser.feed(frame)
+    analysis = analyser.finish()
+    masker = OcclusionMasker(analysis.occlusion)
+    shares, teeth_frames = [], 0
+    for f, m in zip(iter_frames(video), iter_frames(mask), strict=True):
+        lm = analysis.landmarks[f.index]
+        if not np.isfinite(lm).all():
+            continue
+        poly = lower_face_polygon(lm)
+        x1, y1 = (int(v) for v in np.floor(poly.min(axis=0)))
+        x2, y2 = (int(v) for v in np.ceil(poly.max(axis=0)))
+        shot = int(analysis.shot_of[f.index])
+        occ = masker.occlusion(f.image, lm, shot, x1, y1, y2 - y1, x2 - x1)
+        obj = m.image[..., 0] > 128
+        if occ is None or not obj.any():
+            continue
+        # The teeth: bright, colourless pixels in the mouth's opening, off the object.
+        inner = np.zeros(obj.shape, np.uint8)
+        cv2.fillPoly(inner, [np.round(lm[60:68]).astype(np.int32)], 1)
+        hsv = cv2.cvtColor(f.image, cv2.COLOR_RGB2HSV)
+        near_obj = cv2.dilate(obj.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        teeth = (inner > 0) & (hsv[..., 2] > 170) & (hsv[..., 1] < 60) & ~near_obj
+        ys, xs = np.nonzero(teeth)
+        inside = (ys >= y1) & (ys < y2) & (xs >= x1) & (xs < x2)
+        ys, xs = ys[inside], xs[inside]
+        if len(ys) < 20:
+            continue
+        teeth_frames += 1
+        shares.append(float((occ[ys - y1, xs - x1] > 0.5).mean()))
+    assert teeth_frames >= 10, teeth_frames
+    assert max(shares) <= 0.05, (int(np.argmax(shares)), max(shares))
+
+
 def test_the_place_model_tells_lip_red_on_the_chin(media: Path) -> None:
     """The place model (issue 28): a stripe of this person's own lip colour pasted on the
     chin fits the shot's colour model (skin or lips) but not what the chin looks like; the

@@ -432,6 +432,35 @@ def test_the_colour_fit_ignores_an_object_over_part_of_the_skin_ring() -> None:
     assert gains[1] == pytest.approx(1.1, abs=0.03), gains
 
 
+def test_the_colour_fit_is_the_skin_s_under_an_object_over_most_of_the_ring() -> None:
+    """An object over most of the ring (a microphone beside half the mouth, the ring's
+    median now the object's gain) still leaves the fit to the skin around it; an object over
+    all of it gives no fit. Before, the median decided: the half-covered clip's pasted mouth
+    and the skin beside it went grey (frames 63-74), and after the full cover the dark fit
+    was carried into the frames where the object had gone (75-77)."""
+    from lipsync.engines.retrieval.blend import apply_colour, colour_field
+
+    h = w = 96
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    u, v = (xx - 48) / 30, (yy - 48) / 30
+    r = np.sqrt(u * u + v * v)
+    alpha = np.clip(1.5 - r, 0.0, 1.0).astype(np.float32)
+    tgt = np.zeros((68, 2), np.float32)
+    tgt[48:60] = [[48 + 12 * np.cos(a), 48 + 5 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 12)]
+    rng = np.random.default_rng(4)
+    src = np.clip(rng.normal((170, 120, 100), 4, (h, w, 3)), 0, 255).astype(np.float32)
+    base = src * np.float32(1.1)
+    most = base.copy()
+    most[:, 40:] = (24, 22, 26)  # the ring's right 60%
+    coef = colour_field(src, most, alpha, (u, v), tgt, (0, 0))
+    assert coef is not None
+    matched = apply_colour(src, (u, v), coef, (0.5, 2.0))
+    seen = (r > 0.6) & (r < 1.4) & (xx < 36)
+    assert float(np.median(matched[seen] / src[seen])) == pytest.approx(1.1, abs=0.03)
+    everything = np.full_like(base, 25.0)
+    assert colour_field(src, everything, alpha, (u, v), tgt, (0, 0)) is None
+
+
 def test_each_person_speaks_their_own_lines_with_their_whole_range() -> None:
     """With several people, a person's speech is ranked among the frames that show them:
     a quiet speaker's lines open that person's mouth as wide as a loud speaker's do theirs,

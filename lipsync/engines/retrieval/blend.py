@@ -67,7 +67,18 @@ def colour_field(
     # sizeable part of the ring's weight has a gain far from the ring's median, only the
     # pixels near it take part. A few stray ones (a strand of hair, a nostril's shadow)
     # barely move the fit and are kept, so a clip with nothing in front is fitted as ever.
-    off = np.abs(d - np.median(d, axis=0)).mean(axis=1)
+    centre = np.median(d, axis=0)
+    if float(np.abs(centre).mean()) > COLOUR_INLIER:
+        # The median itself far from 1: an object covers most of the ring (the same face
+        # in the same shot differs by the light, a gain near 1). Centre on the pixels near
+        # that, when there are enough of them, not on the object (a dark one over half
+        # the mouth darkened the whole pasted mouth and the skin beside it); too few of
+        # them (all of it covered): no fit, which the frames after would have inherited.
+        near = np.abs(d).mean(axis=1) <= COLOUR_INLIER
+        if int(near.sum()) < 30:
+            return None
+        centre = np.median(d[near], axis=0)
+    off = np.abs(d - centre).mean(axis=1)
     inlier = off <= COLOUR_INLIER
     if float(wts[~inlier].sum()) > COLOUR_OUTLIER_SHARE * float(wts.sum()):
         if int(inlier.sum()) < 30:
