@@ -59,6 +59,7 @@ OBJECT_SAME = 0.5  # ... to a piece of that colour at least this share of the la
 TEETH_SHARE = 0.3  # the brightest share of the opening's sampled pixels taken for teeth
 TEETH_BRIGHTER = 25.0  # ... when that is this much brighter (Y) than the lips
 TEETH_OBJECT = 0.2  # an object with more of its found pixels of the teeth's colour: white
+OBJECT_NOTCH = 0.25  # mouth widths: a notch this narrow in an object's top edge is filled
 # The lip band between the outer and inner contours, as triangles of landmarks.
 LIP_BAND = (
     (48, 49, 60), (49, 60, 61), (49, 50, 61), (50, 61, 62), (50, 51, 62), (51, 52, 62),
@@ -581,6 +582,28 @@ def _flat_object(
     return _reach_into_mouth(grown, like & regions.inner, reach)
 
 
+def _even_top(occ: U8, width: int) -> U8:
+    """``occ`` with notches narrower than ``width`` columns in its top edge filled: an
+    object held up to the mouth has colours this face has at some of its places (a dark-red
+    texture where the hidden lower lip would be), which left notches in its edge that the
+    new lip was drawn into, bending it. Per column that has the object, its top edge is
+    raised to the grey opening of the edges over ``width`` columns (the lower of the
+    highest edges on its either side); a single column of it that reaches higher (a hand's
+    finger) stays as it is, and columns without it stay empty."""
+    has = occ.any(axis=0)
+    if not has.any():
+        return occ
+    h = occ.shape[0]
+    top = np.where(has, occ.argmax(axis=0), h).astype(np.float32)[None, :]
+    kernel = np.ones((1, width), np.uint8)
+    opened = cv2.dilate(cv2.erode(top, kernel, borderType=cv2.BORDER_REPLICATE), kernel,
+                        borderType=cv2.BORDER_REPLICATE)[0]  # fmt: skip
+    out = occ.copy()
+    for x in np.flatnonzero(has & (opened < top[0])):
+        out[int(opened[x]) : int(top[0, x]), x] = 1
+    return out
+
+
 @dataclass
 class OcclusionMasker:
     """Per frame, the share of generated pixels allowed at each pixel of a patch (1 = the
@@ -658,7 +681,12 @@ class OcclusionMasker:
             # frame skips the scaling, smoothing and feathering of an empty one).
             self._last = (shot, lm[30].astype(np.float32), x1, y1, out)
             return out
-        occ_u8 = self._clean(occ.astype(np.uint8), lm_s)
+        # An object held up to the mouth from below (at the mouth and well below the lower
+        # lip): the notches in its top edge are filled (not in the hair or a collar found
+        # beside the jaw, nor in a patch of the face's own light read as strange)
+        below = int(lm_s[57, 1] + 0.3 * mouth_ws) + 1
+        held = bool((occ & around).any() and occ[below:].any())
+        occ_u8 = self._clean(occ.astype(np.uint8), lm_s, even=held)
         soft = occ_u8.astype(np.float32)
         if small is not crop:  # worked out smaller: back to the box's size
             soft = np.asarray(
@@ -723,13 +751,16 @@ class OcclusionMasker:
         return grown
 
     @staticmethod
-    def _clean(occ: U8, lm: F32) -> U8:
-        """Specks dropped, holes closed, grown by a few pixels (an object's edge)."""
+    def _clean(occ: U8, lm: F32, even: bool = False) -> U8:
+        """Specks dropped, holes closed, with ``even`` notches in the top edge filled
+        (:func:`_even_top`), grown by a few pixels (an object's edge)."""
         mouth_w = float(np.linalg.norm(lm[54] - lm[48]))
         k = max(3, int(0.06 * mouth_w) | 1)
         kernel = np.ones((k, k), np.uint8)
         occ = np.asarray(cv2.morphologyEx(occ, cv2.MORPH_OPEN, kernel), np.uint8)
         occ = np.asarray(cv2.morphologyEx(occ, cv2.MORPH_CLOSE, kernel), np.uint8)
+        if even:
+            occ = _even_top(occ, max(3, int(OBJECT_NOTCH * mouth_w) | 1))
         grow = max(3, int(0.04 * mouth_w) | 1)
         return np.asarray(cv2.dilate(occ, np.ones((grow, grow), np.uint8)), np.uint8)
 

@@ -243,6 +243,30 @@ def _bar_scene(
     return ycc, dev, bar
 
 
+def test_notches_in_an_object_s_top_edge_are_filled_and_nothing_else() -> None:
+    """An object found with notches in its top edge (its colours that the face has at those
+    places: the textured object's dark red at the hidden lower lip's) is filled up to its
+    edge where the notch is narrower than the width; a finger reaching higher and a gap
+    between two objects (columns with nothing) are left as they are."""
+    from lipsync.occlusion import _even_top
+
+    occ = np.zeros((40, 60), np.uint8)
+    occ[20:, 5:55] = 1  # the object, its top edge at row 20
+    occ[20:26, 20:25] = 0  # a notch 5 columns wide and 6 rows deep
+    occ[30:33, 10:14] = 0  # a hole inside it (the closing before this one's business)
+    occ[8:20, 40:42] = 1  # a finger, 2 columns wide, up to row 8
+    occ[:, 30:32] = 0  # a gap of 2 empty columns
+    out = _even_top(occ, 9)
+    assert out[20:26, 20:25].all()  # the notch filled to the edge around it
+    assert out[30:33, 10:14].sum() == 0  # below the top edge nothing is touched
+    assert (out[:20, 36:46] == occ[:20, 36:46]).all()  # the finger as it was
+    assert out[:, 30:32].sum() == 0  # the gap stays empty
+    assert (out[:, :20] == occ[:, :20]).all() and (out[:, 46:] == occ[:, 46:]).all()
+    wide = occ.copy()
+    wide[20:26, 10:25] = 0  # a notch 15 columns wide: an edge of its own, not a notch
+    assert (_even_top(wide, 9)[:, 10:25] == wide[:, 10:25]).all()
+
+
 def test_a_flat_object_found_in_part_is_found_whole() -> None:
     """A skin-coloured bar: the models find only its top rows (where it crosses the lips);
     the rest is found by the bar's own colour, from that part and, on the next frames, from
