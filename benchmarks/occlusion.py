@@ -40,6 +40,7 @@ from benchmarks.common import SHARED_MEDIA
 
 if TYPE_CHECKING:
     from lipsync.face.analysis import FaceAnalysis
+    from lipsync.media.decode import DecodedFrame
 
 F32 = npt.NDArray[np.float32]
 Mask = npt.NDArray[np.bool_]
@@ -57,9 +58,11 @@ class Clean:
     covered: int
 
 
-def lower_face_masks(video: Path, analysis: FaceAnalysis) -> Iterator[tuple[F32, int, int, F32]]:
-    """Per frame with a face: its landmarks, and the occlusion mask over the box of its
-    lower face (x1, y1, mask), as the renderer asks for it."""
+def lower_face_masks(
+    video: Path, analysis: FaceAnalysis
+) -> Iterator[tuple[DecodedFrame, F32, int, int, F32]]:
+    """Per frame with a face: the frame, its landmarks, and the occlusion mask over the box
+    of its lower face (x1, y1, mask), as the renderer asks for it."""
     from lipsync.face.geometry import lower_face_polygon
     from lipsync.media.decode import iter_frames
     from lipsync.occlusion import OcclusionMasker
@@ -76,7 +79,7 @@ def lower_face_masks(video: Path, analysis: FaceAnalysis) -> Iterator[tuple[F32,
         occ = masker.occlusion(f.image, lm, shot, x1, y1, y2 - y1, x2 - x1)
         if occ is None:
             raise RuntimeError(f"shot {shot} of {video.name} has no colour model")
-        yield lm, x1, y1, occ
+        yield f, lm, x1, y1, occ
 
 
 def regions(lm: F32, x1: int, y1: int, shape: tuple[int, int]) -> tuple[Mask, Mask]:
@@ -95,21 +98,27 @@ def regions(lm: F32, x1: int, y1: int, shape: tuple[int, int]) -> tuple[Mask, Ma
     return face > 0, below > 0
 
 
-def clean_clip(video: Path) -> Clean:
-    """:class:`Clean` of one clip with nothing in front of the face."""
+def analyse(video: Path) -> FaceAnalysis:
+    """The face analysis of ``video`` as the pipeline makes it: its default landmark model
+    (MediaPipe's mesh once set up, else dlib68), the occlusion colour models sampled."""
     from lipsync.face.analysis import FaceAnalyser, FaceSetup
     from lipsync.face.landmarks import create_landmarker
     from lipsync.media.decode import iter_frames
     from lipsync.options import RunOptions
 
-    options = RunOptions()  # the default: MediaPipe's mesh once set up, else dlib68
+    options = RunOptions()
     landmarker = create_landmarker(options.landmark_model, options.models_dir)
     analyser = FaceAnalyser(FaceSetup(), 25.0, occlusion=True, landmarker=landmarker)
     for frame in iter_frames(video, pixel_format="i420"):
         analyser.feed(frame)
-    analysis = analyser.finish()
+    return analyser.finish()
+
+
+def clean_clip(video: Path) -> Clean:
+    """:class:`Clean` of one clip with nothing in front of the face."""
+    analysis = analyse(video)
     frames, masked, below = 0, 0, 0.0
-    for lm, x1, y1, occ in lower_face_masks(video, analysis):
+    for _, lm, x1, y1, occ in lower_face_masks(video, analysis):
         face, under = regions(lm, x1, y1, occ.shape[:2])
         kept = occ > 0.5
         frames += 1

@@ -12,7 +12,13 @@ import pytest
 
 import lipsync
 from benchmarks import edited
-from benchmarks.occlusion import articulation_kept, clean_clip, lower_face_masks, object_change
+from benchmarks.occlusion import (
+    analyse,
+    articulation_kept,
+    clean_clip,
+    lower_face_masks,
+    object_change,
+)
 from lipsync.media.decode import iter_frames
 from lipsync.occlusion import ColourStats, OcclusionSampler
 from tests.media_factory import SHARED_MEDIA
@@ -110,7 +116,7 @@ def test_nothing_in_front_of_the_face_masks_nothing(media: Path) -> None:
 
     video = SHARED_MEDIA / edited.KATIE
     masked, frames = 0, 0
-    for _, _, _, occ in lower_face_masks(video, analyse(video)):
+    for *_, occ in lower_face_masks(video, analyse(video)):
         frames += 1
         masked += int(float(occ.max()) > 0.5)
     assert frames > 150
@@ -149,32 +155,13 @@ def test_an_object_at_the_lips_does_not_take_the_teeth_above_it(
     a white block below its lips (frames 53-55, 68-70; up to 48% of a frame's teeth kept)."""
     import cv2
 
-    from lipsync.face.analysis import FaceAnalyser, FaceSetup
-    from lipsync.face.geometry import lower_face_polygon
-    from lipsync.face.landmarks import create_landmarker
-    from lipsync.occlusion import OcclusionMasker
-    from lipsync.options import RunOptions
-
     video, mask = edited.occluded(tmp_path, "textured")
-    options = RunOptions()
-    landmarker = create_landmarker(options.landmark_model, options.models_dir)
-    analyser = FaceAnalyser(FaceSetup(), 25.0, occlusion=True, landmarker=landmarker)
-    for frame in iter_frames(video, pixel_format="i420"):
-        analyser.feed(frame)
-    analysis = analyser.finish()
-    masker = OcclusionMasker(analysis.occlusion)
+    objects = {m.index: m.image[..., 0] > 128 for m in iter_frames(mask)}
     shares, teeth_frames = [], 0
-    for f, m in zip(iter_frames(video), iter_frames(mask), strict=True):
-        lm = analysis.landmarks[f.index]
-        if not np.isfinite(lm).all():
-            continue
-        poly = lower_face_polygon(lm)
-        x1, y1 = (int(v) for v in np.floor(poly.min(axis=0)))
-        x2, y2 = (int(v) for v in np.ceil(poly.max(axis=0)))
-        shot = int(analysis.shot_of[f.index])
-        occ = masker.occlusion(f.image, lm, shot, x1, y1, y2 - y1, x2 - x1)
-        obj = m.image[..., 0] > 128
-        if occ is None or not obj.any():
+    for f, lm, x1, y1, occ in lower_face_masks(video, analyse(video)):
+        y2, x2 = y1 + occ.shape[0], x1 + occ.shape[1]
+        obj = objects[f.index]
+        if not obj.any():
             continue
         # The teeth: bright, colourless pixels in the mouth's opening, off the object.
         inner = np.zeros(obj.shape, np.uint8)

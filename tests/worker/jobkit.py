@@ -1,10 +1,11 @@
-"""Helpers for the worker tests: lay out a job the way push does."""
+"""Helpers for the worker tests: lay out a job the way push does, wait for its record."""
 
 from __future__ import annotations
 
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,17 @@ def make_job(
         )
     )
     return job_id
+
+
+def wait_job(
+    store: JobStore, job_id: str, pred: Callable[[JobRecord], bool], timeout: float = 120.0
+) -> None:
+    """Poll the job's record until ``pred`` holds for it; AssertionError (with the last
+    record) when ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.jobs.get(job_id)
+        if job is not None and pred(job):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id}: condition not met; last {store.jobs.get(job_id)}")

@@ -16,19 +16,9 @@ from service.jobs import JobStore
 from service.queue import QUEUE, TASK_CLEANUP, TASK_PROCESS, create_celery
 from service.settings import Settings
 from tests.app import service_harness as sh
-from tests.worker.jobkit import make_job
+from tests.worker.jobkit import make_job, wait_job
 
 pytestmark = pytest.mark.slow
-
-
-def _wait(store: JobStore, job_id: str, pred: object, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = store.jobs.get(job_id)
-        if job is not None and pred(job):  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id}: condition not met; last {store.jobs.get(job_id)}")
 
 
 def _worker(
@@ -74,12 +64,12 @@ def test_killed_pool_process_reruns_the_job_once(
         producer = create_celery(settings, with_tasks=False)
         job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
         producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
-        _wait(store, job_id, lambda j: j.state == "running" and j.progress >= 0.3)
+        wait_job(store, job_id, lambda j: j.state == "running" and j.progress >= 0.3)
         children = sh.pool_children(proc.proc.pid)
         assert len(children) == 1, children  # one pool process: one job per worker
         os.kill(children[0], signal.SIGKILL)  # the job's process dies mid-render
         # reject_on_worker_lost re-queues the message; a fresh pool process runs it again
-        _wait(store, job_id, lambda j: j.state in ("succeeded", "failed", "canceled"), 180)
+        wait_job(store, job_id, lambda j: j.state in ("succeeded", "failed", "canceled"), 180)
         job = store.jobs.get(job_id)
         assert job is not None and job.state == "succeeded", (job, sh.tail(proc.log))
         assert job.attempts == 2
@@ -115,7 +105,7 @@ def test_soft_time_limit_fails_the_job_and_cleans_up(
         producer = create_celery(settings, with_tasks=False)
         job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
         producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
-        _wait(store, job_id, lambda j: j.state in ("succeeded", "failed", "canceled"), 60)
+        wait_job(store, job_id, lambda j: j.state in ("succeeded", "failed", "canceled"), 60)
         job = store.jobs.get(job_id)
         assert job is not None and job.state == "failed"
         assert job.error is not None and job.error["code"] == "timeout"

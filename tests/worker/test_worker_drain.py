@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from service.jobs import BrokerMessages, JobRecord, JobStore
 from service.queue import QUEUE, TASK_PROCESS, create_celery
 from service.settings import Settings
 from tests.app import service_harness as sh
-from tests.worker.jobkit import make_job
+from tests.worker.jobkit import make_job, wait_job
 
 # Broker databases of their own (other tests use 1 to 9), so queues and unacked hashes
 # hold only this module's messages.
@@ -38,16 +37,6 @@ def long_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 19 s of speech: a viseme render of it takes longer than a stop."""
     text = " ".join(["This is a longer piece of speech for the drain test, it goes on."] * 4)
     return sh.speech(tmp_path_factory.mktemp("drain") / "long.wav", text, speed=140)
-
-
-def _wait(store: JobStore, job_id: str, pred: Callable[[JobRecord], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = store.jobs.get(job_id)
-        if job is not None and pred(job):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id}: condition not met; last {store.jobs.get(job_id)}")
 
 
 def _nice(pid: int) -> int:
@@ -106,7 +95,7 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
         producer = create_celery(settings, with_tasks=False)
         job_id = make_job(settings, store, media["astronaut"], long_speech, {"engine": "viseme"})
         producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
-        _wait(store, job_id, lambda j: j.state == "running" and j.progress >= 0.1, 120)
+        wait_job(store, job_id, lambda j: j.state == "running" and j.progress >= 0.1, 120)
         assert _broker_keys(svc)["unacked"] == 1  # delivered, not acked while it runs
 
         t0 = time.monotonic()
@@ -134,7 +123,7 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
         svc.env["LIPSYNC_WORKER_NICE"] = "5"  # the priority is configurable
         w2 = svc.start_worker("w2")
         assert _pool_nice(w2.proc.pid, 5)[1] == 5
-        _wait(store, job_id, lambda j: j.finished, 240)
+        wait_job(store, job_id, lambda j: j.finished, 240)
         job = store.jobs.get(job_id)
         assert job is not None and job.state == "succeeded", (job, svc.logs())
         print(f"drain: next worker: job {job.state}, attempts {job.attempts}")
@@ -142,7 +131,7 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
         assert sh.job_executions(svc.worker_log(), job_id) == 1
         assert (settings.results_dir / f"{job_id}.mp4").is_file()
         # its measurement follows as a task of its own; once it is over, nothing is left
-        _wait(store, job_id, lambda j: j.quality is not None and j.quality.finished, 240)
+        wait_job(store, job_id, lambda j: j.quality is not None and j.quality.finished, 240)
         _wait_broker_empty(svc)
         producer.close()
 
@@ -219,14 +208,14 @@ def test_finished_job_leaves_no_unacked_message_after_its_worker_was_killed(
         producer = create_celery(settings, with_tasks=False)
         job_id = make_job(settings, store, media["astronaut"], media["speech_long"])
         producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
-        _wait(store, job_id, lambda j: j.state == "running" and j.progress >= 0.2, 120)
+        wait_job(store, job_id, lambda j: j.state == "running" and j.progress >= 0.2, 120)
         svc.kill_worker("w1")
         assert _broker_keys(svc)["unacked"] == 1  # the dead worker's delivery
         svc.start_worker("w2")
-        _wait(store, job_id, lambda j: j.finished, 240)
+        wait_job(store, job_id, lambda j: j.finished, 240)
         job = store.jobs.get(job_id)
         assert job is not None and job.state == "succeeded" and job.attempts == 2, svc.logs()
-        _wait(store, job_id, lambda j: j.quality is not None and j.quality.finished, 240)
+        wait_job(store, job_id, lambda j: j.quality is not None and j.quality.finished, 240)
         _wait_broker_empty(svc)
         producer.close()
 

@@ -19,16 +19,14 @@ import random
 import re
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
 
-from service.jobs import JobRecord, JobStore
 from service.queue import QUEUE, TASK_PROCESS, create_celery
 from tests.app import service_harness as sh
-from tests.worker.jobkit import make_job
+from tests.worker.jobkit import make_job, wait_job
 
 pytestmark = pytest.mark.slow
 
@@ -36,16 +34,6 @@ DB_KILL = 15  # a broker database of its own (the other tests use 1 to 14)
 POINTS = int(os.environ.get("LIPSYNC_KILL_POINTS", "20"))
 SEED = int(os.environ.get("LIPSYNC_KILL_SEED", "27"))
 OPTIONS = {"evaluate": False}
-
-
-def _wait(store: JobStore, job_id: str, pred: Callable[[JobRecord], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = store.jobs.get(job_id)
-        if job is not None and pred(job):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id}: condition not met; last {store.jobs.get(job_id)}")
 
 
 def _broker(url: str) -> dict[str, int]:
@@ -79,7 +67,7 @@ def test_a_pool_process_killed_anywhere_in_a_job_leaves_one_result_and_no_second
 
         start = time.monotonic()
         first = send()
-        _wait(store, first, lambda j: j.finished, 180)
+        wait_job(store, first, lambda j: j.finished, 180)
         life = time.monotonic() - start
         _idle(svc, worker)
         rng = random.Random(SEED)
@@ -92,7 +80,7 @@ def test_a_pool_process_killed_anywhere_in_a_job_leaves_one_result_and_no_second
             for pid in killed:
                 os.kill(pid, signal.SIGKILL)
             state_then = store.jobs.get(job_id)
-            _wait(store, job_id, lambda j: j.finished, 240)
+            wait_job(store, job_id, lambda j: j.finished, 240)
             _idle(svc, worker)
             job = store.jobs.get(job_id)
             assert job is not None
