@@ -140,6 +140,12 @@ class JobResult(BaseModel):
         description="output frames left as the input has them because their face could not "
         "be trusted",
     )
+    occluded_frames: int = Field(
+        default=0,
+        description="output frames whose new mouth was cut around something in front of the "
+        "face (a hand, a microphone: --occlusion auto); those where it hid most of the lips "
+        "are in frames_kept_original with reason 'occluded'",
+    )
 
 
 class QualityInfo(BaseModel):

@@ -88,6 +88,8 @@ def _result_payload(job_id: str, result: Result) -> dict[str, Any]:
         "shot_faces": result.shot_faces,
         "people": result.people,
         "frames_kept_original": result.frames_kept_original,
+        # Frames whose new mouth was cut around something in front of the face.
+        "occluded_frames": int(result.occluded_frames),
     }
 
 
