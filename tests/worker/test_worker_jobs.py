@@ -48,28 +48,6 @@ def test_success_then_redelivery_does_not_run_again(
     assert sorted(p.name for p in settings.results_dir.iterdir()) == [f"{job_id}.mp4"]
 
 
-def test_the_result_counts_the_frames_cut_around_an_object(
-    settings: Settings, store: JobStore, tmp_path: Path
-) -> None:
-    """A real clip with a dark object moving over the mouth: the service's result says on
-    how many frames the new mouth was cut around it (the CLI's --json and ``Result`` have
-    ``occluded_frames``; the service's result had not)."""
-    import pytest
-
-    from benchmarks import edited
-    from tests.media_factory import SHARED_MEDIA
-
-    speech = SHARED_MEDIA / "audio_SadTalker_deyu_german.wav"
-    if not (SHARED_MEDIA / edited.KATIE).is_file() or not speech.is_file():
-        pytest.skip("the shared clips are not in ../shared/media")
-    video, _ = edited.occluded(tmp_path, "dark")
-    job_id = make_job(settings, store, video, speech, {"sync_mode": "silence", "evaluate": False})
-    assert run_job(job_id, settings, store, worker="w1") == "succeeded"
-    job = store.jobs.get(job_id)
-    assert job is not None and job.result is not None
-    assert job.result["occluded_frames"] >= 10, job.result  # the object's 1.5 s: 15 here
-
-
 def test_rerun_after_a_lost_worker_replaces_partial_output(
     settings: Settings, store: JobStore, media: dict[str, Path]
 ) -> None:
