@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import Celery
 
-from service.settings import Settings, load_settings
+from service.settings import MIN_VISIBILITY_S, Settings, load_settings
 
 TASK_PROCESS = "lipsync.process"
 TASK_CLEANUP = "lipsync.cleanup"
@@ -21,6 +21,8 @@ QUEUE = "lipsync"
 # a worker takes any waiting job before it.
 JOB_PRIORITY = 0
 QUALITY_PRIORITY = 9
+#: Seconds between two sweeps of a worker for messages past the visibility timeout.
+RESTORE_SWEEP_S = 5
 
 
 def send_job(celery: Celery, job_id: str) -> None:
@@ -34,20 +36,24 @@ def quality_task_id(job_id: str) -> str:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Long-GPU-job settings: late acks, one job prefetched, hard limits, long visibility."""
+    """Long-GPU-job settings: late acks, one job prefetched, hard limits, redelivery of a
+    lost worker's job by the broker within a visibility timeout and a sweep."""
     return {
         "broker_url": settings.effective_broker_url,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
-            # Redis redelivers an unacknowledged message after this long: it must outlast
-            # the hard time limit or a running job would be started a second time.
+            # The broker puts back on the queue a message unacknowledged for this long (its
+            # worker was lost); a running task keeps its own invisible (service.jobs.broker),
+            # and every worker sweeps for such messages every few seconds.
             "visibility_timeout": settings.visibility_timeout_s,
+            "unacked_restore_interval": RESTORE_SWEEP_S,
+            "unacked_restore_throttle": 1,
             "socket_connect_timeout": settings.redis_timeout_s,
         },
         "result_backend": None,  # job state lives in the service's own Redis keys
         "task_ignore_result": True,
-        "task_acks_late": True,  # ack after the job, so a crash re-queues it
-        "task_reject_on_worker_lost": True,
+        "task_acks_late": True,  # ack after the job, so a lost worker's job comes back
+        "task_reject_on_worker_lost": True,  # a killed pool process's job: back at once
         "worker_prefetch_multiplier": 1,  # never hold a second long job hostage
         "worker_concurrency": settings.worker_concurrency,
         "task_soft_time_limit": settings.soft_time_limit_s,
@@ -77,15 +83,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def check_visibility(conf: Any) -> None:
-    """Refuse to run when Redis could redeliver a job that is still inside its hard limit."""
+    """Refuse to run with a visibility timeout shorter than a lease can lapse in (the broker
+    would hand a running job's message to another worker between two renewals)."""
     visibility = float(conf.broker_transport_options.get("visibility_timeout", 3600))
-    hard = float(conf.task_time_limit or 0)
-    if hard <= 0:
+    if float(conf.task_time_limit or 0) <= 0:
         raise RuntimeError("task_time_limit (LIPSYNC_HARD_TIME_LIMIT_S) must be set")
-    if visibility <= hard:
+    if visibility < MIN_VISIBILITY_S:
         raise RuntimeError(
-            f"broker visibility_timeout ({visibility:.0f}s) must exceed the hard time limit "
-            f"({hard:.0f}s); set LIPSYNC_VISIBILITY_TIMEOUT_S higher"
+            f"broker visibility_timeout ({visibility:.0f}s) must be at least "
+            f"{MIN_VISIBILITY_S}s; set LIPSYNC_VISIBILITY_TIMEOUT_S higher"
         )
 
 

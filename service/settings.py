@@ -17,6 +17,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from lipsync.errors import InvalidOption
 from lipsync.options import MediaLimits, spec_of
 
+#: The shortest broker visibility timeout: a running job's lease (30 s, renewed every 5 s:
+#: worker/lease.py) must have lapsed when its lost runner's message comes back, and the
+#: thread that renews the lease keeps the message invisible at the same pace.
+MIN_VISIBILITY_S = 40
+
 
 class Settings(BaseSettings):
     """All knobs of the API and the worker (env prefix ``LIPSYNC_``)."""
@@ -40,10 +45,12 @@ class Settings(BaseSettings):
     max_streams: int = Field(default=16, ge=1)
     probe_timeout_s: float = Field(default=15.0, gt=0)
 
-    # Time limits of one job (Celery soft and hard limit) and the broker's redelivery window.
+    # Time limits of one job (Celery soft and hard limit), and how long after its worker is
+    # lost a job's message comes back on the queue (the broker's visibility timeout; a job
+    # that runs longer keeps its message invisible while it runs: docs/RELIABILITY.md).
     soft_time_limit_s: int = Field(default=3600, ge=1)
     hard_time_limit_s: int = Field(default=3900, ge=2)
-    visibility_timeout_s: int = Field(default=7200, ge=3)
+    visibility_timeout_s: int = Field(default=45, ge=1)
     max_attempts: int = Field(default=3, ge=1)  # deliveries of one job before it fails
 
     # Admission control.
@@ -114,10 +121,10 @@ class Settings(BaseSettings):
     def _check_time_limits(self) -> Settings:
         if self.hard_time_limit_s <= self.soft_time_limit_s:
             raise ValueError("LIPSYNC_HARD_TIME_LIMIT_S must be greater than the soft limit")
-        if self.visibility_timeout_s <= self.hard_time_limit_s:
+        if self.visibility_timeout_s < MIN_VISIBILITY_S:
             raise ValueError(
-                "LIPSYNC_VISIBILITY_TIMEOUT_S must be greater than LIPSYNC_HARD_TIME_LIMIT_S, "
-                "or Redis redelivers a job that is still running"
+                f"LIPSYNC_VISIBILITY_TIMEOUT_S must be at least {MIN_VISIBILITY_S}: a running "
+                "job's message would be handed to another worker between two renewals"
             )
         return self
 

@@ -22,7 +22,7 @@ from service.jobs import JobRecord, JobState, JobStore, StoreError
 from service.layout import job_paths, remove_job_files, result_name
 from service.options import build_run_options, wants_evaluation
 from service.settings import Settings
-from worker.lease import LEASE_S, LeaseKeeper, holder_is_dead, lease_holder, retrying
+from worker.lease import LEASE_S, holder_is_dead, lease_holder, lease_keeper, retrying
 from worker.progress import CancelFlag, Drained, ProgressReporter
 from worker.stopper import Stopper
 
@@ -98,28 +98,30 @@ def run_job(
     settings: Settings,
     store: JobStore,
     worker: str = "",
-    requeue: Callable[[str], object] | None = None,
+    keep_visible: Callable[[], object] | None = None,
 ) -> str:
     """Run one job to an end state; returns what happened (``succeeded``, ``canceled``...).
 
-    Safe on redelivery: a finished or canceled job is not run again, and a re-run after a
-    crash starts from a clean work dir and replaces the result atomically.
+    Safe on redelivery: a finished or canceled job is not run again, a copy delivered while
+    its runner lives is ``busy``, and a re-run after a lost runner starts from a clean work
+    dir and replaces the result atomically. ``keep_visible()``, called with each renewal of
+    the job's lease, keeps the broker from delivering its message again while it runs.
 
     When worker node ``worker`` is being stopped (its drain mark in Redis, set by
     :mod:`worker.tasks` at shutdown), the job is not started, or stops at the pipeline's
-    next check and goes back to ``queued`` with its attempt given back; ``requeue(job_id)``
-    then puts its message back on the queue (returns ``handed_back``).
+    next check and goes back to ``queued`` with its attempt given back (returns
+    ``handed_back``: the caller puts its message back on the queue).
     """
     holder = lease_holder()
     if store.workers.is_draining(worker):  # delivered while it stops: leave it to the next
         log.info("job %s not started: worker %s is stopping", job_id, worker)
-        if requeue is not None:
-            requeue(job_id)
         return "handed_back"
 
     def claim() -> str:
         return retrying(
-            lambda: store.leases.claim(job_id, settings.max_attempts, worker, holder, LEASE_S),
+            lambda: store.leases.claim(
+                job_id, settings.max_attempts, worker, holder, LEASE_S, settings.soft_time_limit_s
+            ),
             f"claim of job {job_id}",
         )
 
@@ -130,14 +132,14 @@ def run_job(
             outcome = claim()
     if outcome != "run":
         log.info("job %s not run: %s", job_id, outcome)
-        if outcome in ("canceled", "exhausted", "missing"):
+        if outcome in ("canceled", "exhausted", "missing", "timeout"):
             remove_job_files(settings, job_id)
         return outcome
     record = store.jobs.get(job_id)
     if record is None:  # expired between claim and read
         remove_job_files(settings, job_id)
         return "missing"
-    return _execute(record, settings, store, holder, worker, requeue)
+    return _execute(record, settings, store, holder, worker, keep_visible)
 
 
 def _render(
@@ -147,6 +149,7 @@ def _render(
     holder: str,
     partial: Path,
     worker: str = "",
+    keep_visible: Callable[[], object] | None = None,
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
     """Run the pipeline into ``partial``; the result payload, the seconds per stage and
     the inputs it ran on (relative to the data dir: the quality task measures against them).
@@ -167,7 +170,7 @@ def _render(
     )
     progress = ProgressReporter(store, job_id, scale=FETCH_SHARE if fetches else 1.0)
     cancel = CancelFlag(store, job_id, worker=worker)
-    with LeaseKeeper(store, job_id, holder), job_tempdir(partial.parent / "tmp"):
+    with lease_keeper(store, job_id, holder, keep_visible), job_tempdir(partial.parent / "tmp"):
         try:
             with Stopper(cancel):
                 # URL inputs are fetched first (stage "fetching", worker/fetch.py)
@@ -233,7 +236,12 @@ def _timed_out(exc: BaseException) -> bool:
 
 
 def _outcome(
-    record: JobRecord, settings: Settings, store: JobStore, holder: str, worker: str = ""
+    record: JobRecord,
+    settings: Settings,
+    store: JobStore,
+    holder: str,
+    worker: str = "",
+    keep_visible: Callable[[], object] | None = None,
 ) -> tuple[JobState, dict[str, Any], dict[str, float]]:
     """Run the job; its end state, the fields to publish with it, and its stage timings
     (``queued``: the worker is being stopped, the job goes back to the queue)."""
@@ -245,7 +253,9 @@ def _outcome(
     partial = paths.work / f"{record.id}.part.mp4"
     fields: dict[str, Any] = {"stage": "failed"}
     try:
-        payload, timings, inputs = _render(record, settings, store, holder, partial, worker)
+        payload, timings, inputs = _render(
+            record, settings, store, holder, partial, worker, keep_visible
+        )
         os.replace(partial, paths.result)  # atomic: same volume, never a half file
         done: dict[str, Any] = {"progress": "1.0", "stage": "done", "result": payload}
         measure, why_not = wants_evaluation(record.options, settings)
@@ -278,21 +288,13 @@ def _outcome(
     return "failed", fields, {}
 
 
-def _hand_back(
-    job_id: str,
-    settings: Settings,
-    store: JobStore,
-    holder: str,
-    requeue: Callable[[str], object] | None,
-) -> str:
-    """The worker is stopping: the job back to ``queued`` (attempt given back), its message
-    back on the queue (:func:`service.jobs.hand_back`)."""
+def _hand_back(job_id: str, settings: Settings, store: JobStore, holder: str) -> str:
+    """The worker is stopping: the job back to ``queued`` (attempt given back,
+    :func:`service.jobs.hand_back`); its caller puts its message back on the queue."""
     outcome = retrying(
         lambda: jobs.hand_back(store, settings, job_id, holder), f"hand-back of job {job_id}"
     )
     if outcome == "handed_back":
-        if requeue is not None:
-            requeue(job_id)
         log.info("job %s handed back to the queue: its worker is stopping", job_id)
         return "handed_back"
     log.info("job %s not handed back: %s", job_id, outcome)
@@ -305,16 +307,16 @@ def _execute(
     store: JobStore,
     holder: str,
     worker: str = "",
-    requeue: Callable[[str], object] | None = None,
+    keep_visible: Callable[[], object] | None = None,
 ) -> str:
     job_id = record.id
     paths = job_paths(settings, job_id)
     shutil.rmtree(paths.work, ignore_errors=True)  # leftovers of an attempt whose worker died
     paths.work.mkdir(parents=True, exist_ok=True)
     paths.result.parent.mkdir(parents=True, exist_ok=True)
-    state, fields, timings = _outcome(record, settings, store, holder, worker)
+    state, fields, timings = _outcome(record, settings, store, holder, worker, keep_visible)
     if state == "queued":
-        return _hand_back(job_id, settings, store, holder, requeue)
+        return _hand_back(job_id, settings, store, holder)
     recorded = False
     try:
         retrying(lambda: store.jobs.finish(job_id, state, **fields), f"final state of {job_id}")

@@ -1,7 +1,10 @@
 """A running job's lease: which process runs it, kept alive while it runs.
 
-Taken when a job is claimed, renewed from a thread while it runs, dropped when it ends. A
-job that is "running" without a live lease has lost its runner and is run again. A holder is
+Taken when a job is claimed, renewed from a thread while it runs (which also keeps the job's
+broker message from being delivered again), dropped when it ends. The lease is the guard
+against a second run: a copy of the job's message delivered while it is held does not run,
+and a job that is "running" without a live lease has lost its runner, so the copy the broker
+delivers after the visibility timeout runs it again (docs/RELIABILITY.md). A holder is
 ``host:pid:start``: with the process's start time it names one process even after its pid
 is reused (a restarted container numbers its processes from 1 again).
 """
@@ -55,19 +58,6 @@ def _local(holder: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-def started_after_me(holder: str) -> bool:
-    """True when ``holder`` is a process on this host that started after this one (e.g. a
-    pool process this worker forked); False when that cannot be told."""
-    local = _local(holder)
-    if local is None or not local[1].isdigit():
-        return False
-    try:
-        mine = _process_start(os.getpid())
-    except OSError:
-        return False
-    return mine is not None and mine.isdigit() and int(local[1]) > int(mine)
-
-
 def holder_is_dead(holder: str) -> bool:
     """True when ``holder`` is a process on this host that no longer runs (or a zombie)."""
     local = _local(holder)
@@ -79,28 +69,41 @@ def holder_is_dead(holder: str) -> bool:
         return False
 
 
-class LeaseKeeper:
-    """Renews a running job's lease from a thread, so the lease lapses only if we die."""
+class Renewer:
+    """Calls each of ``calls`` every LEASE_RENEW_S from a thread while a task runs (its
+    lease, its broker message's visibility), so that they lapse only if the process dies. A
+    call that fails is logged and made again at the next tick."""
 
-    def __init__(self, store: JobStore, job_id: str, holder: str) -> None:
-        self.store, self.job_id, self.holder = store, job_id, holder
+    def __init__(self, what: str, *calls: Callable[[], object]) -> None:
+        self.what, self.calls = what, calls
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lipsync-lease", daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(LEASE_RENEW_S):
-            try:
-                self.store.leases.renew(self.job_id, self.holder, LEASE_S)
-            except Exception:
-                log.warning("lease renewal for %s failed", self.job_id, exc_info=True)
+            for call in self.calls:
+                try:
+                    call()
+                except Exception:
+                    log.warning("%s: a renewal failed", self.what, exc_info=True)
 
-    def __enter__(self) -> LeaseKeeper:
+    def __enter__(self) -> Renewer:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def lease_keeper(
+    store: JobStore, job_id: str, holder: str, keep_visible: Callable[[], object] | None = None
+) -> Renewer:
+    """Renews a running job's lease, and with ``keep_visible`` keeps its broker message from
+    being delivered again (:meth:`service.jobs.BrokerMessages.extend`)."""
+    calls: list[Callable[[], object]] = [keep_visible] if keep_visible is not None else []
+    calls.append(lambda: store.leases.renew(job_id, holder, LEASE_S))
+    return Renewer(f"job {job_id}", *calls)
 
 
 def retrying(call: Callable[[], _T], what: str, budget_s: float = PUBLISH_RETRY_S) -> _T:

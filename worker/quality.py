@@ -33,7 +33,7 @@ from service.errors import public_message, user_names
 from service.jobs import JobRecord, JobStore
 from service.layout import job_paths, remove_job_files
 from service.settings import Settings
-from worker.lease import lease_holder, retrying
+from worker.lease import Renewer, lease_holder, retrying
 from worker.stopper import Stopper
 
 log = logging.getLogger("lipsync.worker")
@@ -94,9 +94,11 @@ def run_quality(
     store: JobStore,
     worker: str = "",
     send_again: Callable[[str], object] | None = None,
+    keep_visible: Callable[[], object] | None = None,
 ) -> str:
     """Measure one succeeded job's result; returns what happened (``ready``, ``failed``,
-    ``skipped``, ``handed_back``, or why it did not run)."""
+    ``skipped``, ``handed_back``, or why it did not run). ``keep_visible()``, called every
+    few seconds while it measures, keeps the broker from delivering its message again."""
     if store.workers.is_draining(worker):
         if send_again is not None:
             send_again(job_id)
@@ -117,8 +119,9 @@ def run_quality(
     flag = QualityFlag(store, job_id, worker, may_yield=store.quality.yields(job_id) < MAX_YIELDS)
     from lipsync.errors import Canceled
 
+    keep = [keep_visible] if keep_visible is not None else []
     try:
-        with Stopper(flag):
+        with Renewer(f"measurement of {job_id}", *keep), Stopper(flag):
             state, note, metrics = measure(record, settings, flag)
     except SoftTimeLimitExceeded:
         state, note, metrics = "failed", "the measurement ran past its time limit", None

@@ -6,8 +6,9 @@ A stop (SIGTERM, Ctrl-C, ``docker stop``) starts Celery's warm shutdown, which w
 for the running job to finish, or be cut short by a SIGKILL that costs the job an attempt.
 Instead the main process sets this worker's drain mark in Redis as the shutdown begins; the
 job's pool process sees it at the pipeline's next check (a fraction of a second), hands the
-job back to ``queued`` with its attempt given back, puts its message back at the head of the
-queue and returns, so the worker exits within seconds and the next worker resumes the job.
+job back to ``queued`` with its attempt given back and rejects its message, which Celery puts
+back at the head of the queue, so the worker exits within seconds and the next worker resumes
+the job.
 
 The webhook dispatcher (:mod:`worker.webhooks`) is a thread of the main process, started
 with the heartbeat when the worker is ready; a stop halts it at once (attempts under way
@@ -25,6 +26,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
+from celery.exceptions import Reject
 from celery.signals import (
     worker_init,
     worker_process_init,
@@ -42,19 +44,21 @@ from service.queue import (
     TASK_QUALITY,
     check_visibility,
     quality_task_id,
-    send_job,
     settings_of,
 )
 from service.settings import Settings
 from worker.celery_app import app
-from worker.cleanup import OrphanRequeuer, run_cleanup
+from worker.cleanup import run_cleanup
 from worker.jobs import run_job
+from worker.lease import LEASE_S
 from worker.quality import run_quality
 from worker.webhooks import WebhookDispatcher
 
 log = logging.getLogger("lipsync.worker")
 
 HEARTBEAT_INTERVAL_S = 5.0
+# A copy of a job's message delivered while its runner lives checks back this often.
+BUSY_RECHECK_S = LEASE_S
 # How long a stopping worker's drain mark lives (its job sees it within a second; a worker
 # started again under the same name clears it at once).
 DRAIN_MARK_S = 120.0
@@ -84,48 +88,48 @@ def _broker() -> BrokerMessages:
     )
 
 
-def _requeue(job_id: str) -> None:
-    """Put the job's message back at the head of the queue: its unacked copy (of this
-    worker at a stop, of a lost worker otherwise), else a new one."""
-    try:
-        if _broker().put_back(job_id):
-            return
-    except StoreError:
-        log.warning("could not put back the message of %s; sending a new one", job_id,
-                    exc_info=True)  # fmt: skip
-    send_job(app, job_id)
-
-
-def _drop_unacked(job_id: str) -> None:
-    """A job that has ended leaves no unacked message behind (a lost worker's copy, one
-    sent again): they are forgotten now, not when the visibility timeout passes."""
-    try:
-        record = _store().jobs.get(job_id)
-        if record is None or record.finished:
-            dropped = _broker().drop(job_id)
-            if dropped:
-                log.info("job %s: %d unacked message(s) dropped", job_id, dropped)
-    except StoreError:
-        log.warning("unacked messages of %s not dropped", job_id, exc_info=True)
-
-
-@app.task(name=TASK_PROCESS, bind=True)
+@app.task(name=TASK_PROCESS, bind=True, max_retries=None)
 def process(self: Any, job_id: str) -> str:
     """Run one lip-sync job by id (the record in Redis says everything else)."""
     worker = str(self.request.hostname or "")
-    outcome = run_job(job_id, _settings(), _store(), worker=worker, requeue=_requeue)
-    if outcome != "handed_back":
-        _drop_unacked(job_id)
+    outcome = run_job(
+        job_id, _settings(), _store(), worker=worker, keep_visible=lambda: _keep_visible(job_id)
+    )
+    if outcome == "handed_back":  # the worker is stopping: back at the head of the queue
+        raise Reject(f"worker {worker} is stopping", requeue=True)
+    if outcome == "busy":
+        # A copy delivered while the job's runner lives. It checks again later rather than
+        # go: the broker put it back because the runner's own message had gone unrenewed,
+        # so if that runner is lost, this copy is what brings the job back.
+        raise self.retry(countdown=_recheck_s())
     if outcome == "succeeded":
         _queue_quality(job_id)
     return outcome
+
+
+def _recheck_s() -> float:
+    """When a busy copy checks again: before the broker would deliver it once more (half
+    the visibility timeout), at most every BUSY_RECHECK_S."""
+    options = app.conf.broker_transport_options or {}
+    return min(BUSY_RECHECK_S, float(options.get("visibility_timeout", 3600)) / 2)
+
+
+def _keep_visible(task_id: str) -> None:
+    _broker().extend(task_id)
 
 
 @app.task(name=TASK_QUALITY, bind=True)
 def quality(self: Any, job_id: str) -> str:
     """Measure a succeeded job's result (``lipsync evaluate``), at the lowest priority."""
     worker = str(self.request.hostname or "")
-    return run_quality(job_id, _settings(), _store(), worker=worker, send_again=_send_quality)
+    return run_quality(
+        job_id,
+        _settings(),
+        _store(),
+        worker=worker,
+        send_again=_send_quality,
+        keep_visible=lambda: _keep_visible(quality_task_id(job_id)),
+    )
 
 
 def _queue_quality(job_id: str) -> None:
@@ -170,14 +174,12 @@ def worker_nice() -> int:
 
 
 class _Heartbeat:
-    """Marks this worker alive in Redis (``/readyz`` reads it) while the main process lives,
-    and requeues jobs whose runner died (:class:`worker.cleanup.OrphanRequeuer`)."""
+    """Marks this worker alive in Redis (``/readyz`` reads it) while the main process lives."""
 
     def __init__(self) -> None:
         self.name = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._orphans: OrphanRequeuer | None = None
 
     def start(self, name: str) -> None:
         self.name = name
@@ -185,14 +187,11 @@ class _Heartbeat:
         self._thread.start()
 
     def _loop(self) -> None:
-        self._orphans = OrphanRequeuer(_settings(), _store(), _requeue, node=self.name)
         while not self._stop.is_set():
             try:
                 _store().workers.heartbeat(self.name)
-                self._orphans.scan()
             except Exception:
                 log.warning("heartbeat failed", exc_info=True)
-                self._orphans.reset()
             self._stop.wait(HEARTBEAT_INTERVAL_S)
 
     def stop(self) -> None:

@@ -1,20 +1,20 @@
-"""The broker's unacknowledged messages of a job, read and tidied in its Redis.
+"""The broker's unacknowledged messages of a task, kept from redelivery while it runs.
 
 kombu's Redis transport keeps every delivered message that is not acknowledged yet in the
-hash ``unacked`` (delivery tag -> ``[message, exchange, routing key]``, its delivery time in
-the zset ``unacked_index``) until it is acked, or until the visibility timeout (hours) has
-passed and it is put back on its queue. Two of the service's paths would leave such a
-message behind: a job whose worker was lost (its message is sent again, the dead worker's
-copy stays) and a job handed back at a stop. :class:`BrokerMessages` puts one copy back at
-the head of the queue and forgets the others, or forgets them all once the job has ended.
-:func:`drop_queued_message` takes a deleted job's message out of the queue itself. The
-scripts are in :mod:`service.jobs.lua`; every step is atomic inside Redis.
+hash ``unacked`` (delivery tag -> ``[message, exchange, routing key]``) with its delivery time
+in the zset ``unacked_index``; every worker's sweep puts back on the queue the messages
+delivered longer than the visibility timeout ago: that is how the job of a lost worker comes
+back (docs/RELIABILITY.md). A task that runs longer than that timeout keeps its own message
+invisible by marking it delivered again while it runs (:meth:`BrokerMessages.extend`, from
+the thread that renews its lease), the way SQS's ChangeMessageVisibility does. Acks, rejects and
+redelivery are kombu's; the one message moved here is a deleted job's, which
+:func:`drop_queued_message` takes out of the queue.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 from typing import Any
 
 from service.jobs import lua
@@ -29,8 +29,8 @@ QUEUE_LISTS = [QUEUE] + [f"{QUEUE}\x06\x16{p}" for p in (3, 6, 9)]
 
 
 class BrokerMessages:
-    """A job's unacked messages in the broker's Redis (``url``, kombu's default key names
-    unless the transport options name others)."""
+    """The unacked messages in the broker's Redis (kombu's default key names unless the
+    transport options name others)."""
 
     def __init__(self, client: Client, transport_options: dict[str, Any] | None = None):
         opts = transport_options or {}
@@ -38,9 +38,7 @@ class BrokerMessages:
         self.r = client
         self.unacked_key = prefix + str(opts.get("unacked_key", "unacked"))
         self.index_key = prefix + str(opts.get("unacked_index_key", "unacked_index"))
-        self.prefix = prefix
-        self._tags = client.register_script(lua.UNACKED_TAGS)
-        self._restore = client.register_script(lua.UNACKED_RESTORE)
+        self._extend = client.register_script(lua.UNACKED_EXTEND)
 
     @classmethod
     def from_url(
@@ -48,34 +46,16 @@ class BrokerMessages:
     ) -> BrokerMessages:
         return cls(connect(url, timeout_s), transport_options)
 
-    def tags(self, job_id: str) -> list[str]:
-        """Delivery tags of the unacked messages of task ``job_id`` (the task id is the job id)."""
-        return [str(t) for t in self._tags(keys=[self.unacked_key], args=[job_id]) or []]
+    def extend(self, task_id: str, at: float | None = None) -> int:
+        """Mark every unacked message of Celery task ``task_id`` delivered at ``at`` (now):
+        the broker redelivers none of them for another visibility timeout. Returns how many
+        there were."""
+        when = time.time() if at is None else at
+        keys = [self.unacked_key, self.index_key]
+        return int(self._extend(keys=keys, args=[task_id, repr(when)]) or 0)
 
-    def drop(self, job_id: str) -> int:
-        """Forget every unacked message of a job that has ended (a later ack of one of them
-        is a no-op). Returns how many were dropped."""
-        tags = self.tags(job_id)
-        if tags:
-            self._restore(keys=[self.unacked_key, self.index_key, QUEUE], args=["", "", *tags])
-        return len(tags)
-
-    def put_back(self, job_id: str) -> bool:
-        """Put one unacked message of the job back at the head of its queue and forget the
-        others; False when it has none (the caller sends a new message)."""
-        tags = self.tags(job_id)
-        for tag in tags:
-            raw = self.r.hget(self.unacked_key, tag)
-            if raw is None:  # acked meanwhile
-                continue
-            message, _exchange, routing_key = json.loads(str(raw))
-            message.setdefault("headers", {})["redelivered"] = True
-            queue = self.prefix + str(routing_key or QUEUE)
-            others = [t for t in tags if t != tag]
-            keys = [self.unacked_key, self.index_key, queue]
-            if self._restore(keys=keys, args=[tag, json.dumps(message), *others]):
-                return True
-        return False
+    def close(self) -> None:
+        self.r.close()
 
 
 def drop_queued_message(url: str, task_id: str, timeout_s: float = 3.0) -> int:

@@ -1,6 +1,6 @@
-"""Who runs a job: the claim that starts it under a lease, the lease's renewal while it
-runs, and the two ways a running job goes back to the queue without finishing (its runner
-was lost; its worker is being stopped).
+"""Who runs a job: the claim that starts it under a lease (or starts it again once its
+runner is lost), the lease's renewal while it runs, and the hand-back of a running job to
+the queue when its worker is being stopped.
 
 A lease ``{prefix}:lease:{id}`` holds its runner's name (``host:pid:start``,
 :func:`worker.lease.lease_holder`) and expires unless renewed: a running job without one
@@ -14,22 +14,29 @@ from service.jobs.client import Part, now, script
 
 
 class Leases(Part):
-    """The moves ``claim``, ``requeue`` and ``hand_back``, and the lease itself."""
+    """The moves ``claim`` and ``hand_back``, and the lease itself."""
 
     _claim = script(lua.CLAIM)
     _renew = script(lua.RENEW)
     _break = script(lua.BREAK)
-    _requeue = script(lua.REQUEUE)
     _hand_back = script(lua.HAND_BACK)
 
     def claim(
-        self, job_id: str, max_attempts: int, worker: str, holder: str = "", lease_s: float = 0
+        self,
+        job_id: str,
+        max_attempts: int,
+        worker: str,
+        holder: str = "",
+        lease_s: float = 0,
+        time_limit_s: float = 0,
     ) -> str:
         """Move ``claim``: the job to running. Returns ``run`` or why not (``missing``,
         ``canceled``, ``exhausted``, another state, ``busy`` while another runner holds
-        its lease). With ``holder`` the runner takes the job's lease for ``lease_s``
-        seconds and must renew it while it runs."""
-        args = [job_id, repr(now()), self.ttl_s, max_attempts, worker, holder, int(lease_s * 1000)]
+        its lease, ``timeout`` when its lost runner had started it more than
+        ``time_limit_s`` ago: it fails). With ``holder`` the runner takes the job's lease for
+        ``lease_s`` seconds and must renew it while it runs."""
+        args = [job_id, repr(now()), self.ttl_s, max_attempts, worker, holder]
+        args += [int(lease_s * 1000), time_limit_s]
         return str(self._claim(keys=self.keys.lifecycle(job_id), args=args))
 
     def renew(self, job_id: str, holder: str, lease_s: float) -> bool:
@@ -43,14 +50,6 @@ class Leases(Part):
     def break_dead(self, job_id: str, holder: str) -> bool:
         """Drop the lease of a runner known to be dead (only if it still holds it)."""
         return bool(self._break(keys=[self.keys.lease(job_id)], args=[holder]))
-
-    def requeue_orphan(self, job_id: str) -> str | None:
-        """Move ``requeue``: a running job without a lease goes back to ``queued`` (or
-        ``canceled``); None when it is not running or its lease is held."""
-        out = self._requeue(
-            keys=self.keys.lifecycle(job_id), args=[job_id, repr(now()), self.ttl_s]
-        )
-        return str(out) if out else None
 
     def hand_back(self, job_id: str, holder: str) -> str | None:
         """Move ``hand_back``: a running job goes back to ``queued`` with its attempt given

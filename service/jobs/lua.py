@@ -54,7 +54,7 @@ local function finish_as(final, fields)
 end
 
 -- A cancel flagged while the job waited or ran ends it as canceled wherever it would
--- otherwise start or go back to the queue (claim, requeue, hand-back).
+-- otherwise start or go back to the queue (claim, hand-back).
 local function canceled_meanwhile()
   if redis.call('HGET', job, 'cancel') ~= '1' then return false end
   finish_as('canceled', {'stage', 'canceled'})
@@ -87,14 +87,22 @@ return finish_as('canceled', {'cancel', '1', 'stage', 'canceled'})
 """,
 )
 
-# ARGV: job id, now, ttl, max attempts, worker name, lease holder, lease ms.
-# A running job whose lease is held is being run right now (a redelivered copy of its
-# message must not start it twice): 'busy'. Without a lease its runner is gone: run again.
+# ARGV: job id, now, ttl, max attempts, worker name, lease holder, lease ms, time limit s
+# (0: none). A running job whose lease is held is being run right now (a redelivered copy of
+# its message must not start it twice): 'busy'. Without a lease its runner is gone: run
+# again, unless it had been running past the time limit ('timeout': it fails).
 CLAIM = _job_script(
     "claim",
     """
 if state == 'running' and redis.call('EXISTS', lease) == 1 then return 'busy' end
 if canceled_meanwhile() then return 'canceled' end
+local limit = tonumber(ARGV[8] or '0') or 0
+local started = tonumber(redis.call('HGET', job, 'started_at') or '')
+if state == 'running' and limit > 0 and started and tonumber(now) - started > limit then
+  finish_as('failed', {'stage', 'failed', 'error', cjson.encode({code = 'timeout',
+    message = 'the job ran past its time limit and its worker was lost'})})
+  return 'timeout'
+end
 local attempts = redis.call('HINCRBY', job, 'attempts', 1)
 if attempts > tonumber(ARGV[4]) then
   finish_as('failed', {'stage', 'failed', 'error', cjson.encode({code = 'worker_lost',
@@ -120,20 +128,6 @@ FINISH = _job_script(
 local fields = {}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 return finish_as(ARGV[4], fields)
-""",
-    other="false",
-)
-
-# ARGV: job id, now, ttl. A running job whose lease has lapsed lost its runner: back to
-# queued (the caller sends its message again), or canceled at once if a cancel was asked
-# for meanwhile. False: not running, or its lease is held.
-REQUEUE = _job_script(
-    "requeue",
-    """
-if redis.call('EXISTS', lease) == 1 then return false end
-if canceled_meanwhile() then return 'canceled' end
-back_to_queue(now)
-return 'queued'
 """,
     other="false",
 )
@@ -385,9 +379,12 @@ return 1
 # ``unacked`` {delivery tag: [message, exchange, routing key]} and its delivery time in the
 # zset ``unacked_index``.
 
-# KEYS: unacked hash; ARGV: task id. The delivery tags of that task's unacked messages.
-UNACKED_TAGS = """
-local tags = {}
+# KEYS: unacked hash, unacked index; ARGV: task id, now. Every unacked message of that task
+# is marked delivered ``now`` (its score in the index), so the broker's sweep, which puts back
+# on the queue what was delivered longer than the visibility timeout ago, leaves it alone while
+# its runner lives (as SQS's ChangeMessageVisibility does). Returns how many were marked.
+UNACKED_EXTEND = """
+local marked = 0
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
   local ok, entry = pcall(cjson.decode, all[i + 1])
@@ -395,29 +392,12 @@ for i = 1, #all, 2 do
     local msg = entry[1]
     local id = type(msg.headers) == 'table' and msg.headers.id or nil
     if id == nil and type(msg.properties) == 'table' then id = msg.properties.correlation_id end
-    if id == ARGV[1] then table.insert(tags, all[i]) end
+    if id == ARGV[1] then
+      marked = marked + redis.call('ZADD', KEYS[2], 'XX', 'CH', ARGV[2], all[i])
+    end
   end
 end
-return tags
-"""
-
-# KEYS: unacked hash, unacked index, queue list; ARGV: tag to put back ('' for none), the
-# message to push for it, then tags to drop. Puts one unacked message back at the head of
-# its queue (the next one a worker takes; kombu pops from the right) and forgets the others,
-# all at once. Returns 1 if the message was put back (0: its tag was gone, e.g. acked).
-UNACKED_RESTORE = """
-local restored = 0
-if ARGV[1] ~= '' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('RPUSH', KEYS[3], ARGV[2])
-  restored = 1
-end
-for i = 3, #ARGV do
-  redis.call('HDEL', KEYS[1], ARGV[i])
-  redis.call('ZREM', KEYS[2], ARGV[i])
-end
-return restored
+return marked
 """
 
 # KEYS: the Celery queue's lists in the broker (one per priority); ARGV: job id. DELETE

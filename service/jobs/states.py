@@ -46,12 +46,10 @@ JOB_MOVES: tuple[Move, ...] = (
     Move("claim", "queued", "canceled", "a cancel was flagged before it started"),
     Move("claim", "running", "canceled", "a cancel was flagged before its runner was lost"),
     Move("claim", "queued", "failed", "its attempts ran out: worker_lost"),
-    Move("claim", "running", "failed", "its attempts ran out: worker_lost"),
+    Move("claim", "running", "failed", "attempts ran out (worker_lost), or past its time limit"),
     Move("finish", "running", "succeeded", "its runner published the result"),
     Move("finish", "running", "failed", "its runner failed it (a code), or cleanup timed it out"),
     Move("finish", "running", "canceled", "its runner stopped at the cancel flag"),
-    Move("requeue", "running", "queued", "its lease lapsed: the orphan requeuer sends it again"),
-    Move("requeue", "running", "canceled", "its lease lapsed after a cancel was flagged"),
     Move("hand_back", "running", "queued", "its worker is stopped: the attempt is given back"),
     Move("hand_back", "running", "canceled", "its worker is stopped after a cancel was flagged"),
 )

@@ -70,7 +70,6 @@ def _job_in(store: JobStore, state: str | None, cancel: bool, lease: bool, spent
 def _job_moves(store: JobStore) -> Iterator[tuple[str, Callable[[str], object]]]:
     yield "cancel", store.jobs.request_cancel
     yield "claim", lambda j: store.leases.claim(j, MAX_ATTEMPTS, "w2", "h2", 30)
-    yield "requeue", store.leases.requeue_orphan
     for holder in ("h1", "h9"):
         yield "hand_back", lambda j, h=holder: store.leases.hand_back(j, h)  # type: ignore[misc]
     for final in ("succeeded", "failed", "canceled"):

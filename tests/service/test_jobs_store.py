@@ -316,29 +316,23 @@ def test_break_lease_only_for_the_named_holder(store: JobStore) -> None:
     assert not store.leases.break_dead(job_id, "holder-1")
 
 
-def test_requeue_orphan(store: JobStore) -> None:
+def test_claim_after_a_lost_runner_runs_again_or_times_out(store: JobStore) -> None:
     job_id = running(store, "holder-1", 30)
-    assert store.leases.requeue_orphan(job_id) is None, "its lease is held: not an orphan"
-    assert h(store, job_id)["state"] == "running"
+    assert store.leases.claim(job_id, 3, "w2", "holder-2", 30, 60) == "busy"
     assert store.leases.break_dead(job_id, "holder-1")
-    store.jobs.set_progress(job_id, "engine", 0.6)
-    assert store.leases.requeue_orphan(job_id) == "queued"
+    # lost 10 s after it started, within a 60 s limit: it runs again
+    store.client.hset(store.keys.job(job_id), "started_at", repr(time.time() - 10))
+    assert store.leases.claim(job_id, 3, "w2", "holder-2", 30, 60) == "run"
     data = h(store, job_id)
-    assert (data["state"], data["stage"], data["progress"]) == ("queued", "queued", "0")
-    assert zset(store, store.keys.queued) == [job_id] and store.stats.running_count() == 0
-    assert store.leases.requeue_orphan(job_id) is None, "only running jobs"
-    assert store.leases.claim(job_id, 3, "w2", "holder-2", 30) == "run"
-    assert h(store, job_id)["attempts"] == "2"
-
-
-def test_requeue_orphan_with_a_cancel_request_cancels(store: JobStore) -> None:
-    job_id = running(store)
-    assert store.jobs.request_cancel(job_id) == "canceling"
-    assert store.leases.requeue_orphan(job_id) == "canceled"
-    assert h(store, job_id)["state"] == "canceled"
-    assert store.stats.queue_depth() == 0 and store.stats.running_count() == 0
-    assert store.stats.finished_counts() == {"canceled": 1}
-    assert store.leases.requeue_orphan("nope") is None
+    assert (data["state"], data["attempts"], data["worker"]) == ("running", "2", "w2")
+    assert store.leases.holder(job_id) == "holder-2"
+    # lost past the limit: it fails (timeout), whatever attempts are left
+    assert store.leases.break_dead(job_id, "holder-2")
+    store.client.hset(store.keys.job(job_id), "started_at", repr(time.time() - 61))
+    assert store.leases.claim(job_id, 3, "w3", "holder-3", 30, 60) == "timeout"
+    data = h(store, job_id)
+    assert data["state"] == "failed" and json.loads(data["error"])["code"] == "timeout"
+    assert store.stats.running_count() == 0 and store.leases.holder(job_id) is None
 
 
 # idempotency -----------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from service.queue import TASK_CLEANUP, check_visibility, create_celery
-from service.settings import Settings
+from service.settings import MIN_VISIBILITY_S, Settings
 from tests.app import service_harness as sh
+from worker.lease import LEASE_RENEW_S, LEASE_S
 
 
 def test_long_job_settings() -> None:
@@ -23,21 +24,27 @@ def test_long_job_settings() -> None:
     assert conf.worker_concurrency == 1
     assert conf.task_soft_time_limit == 100 and conf.task_time_limit == 120
     assert conf.broker_transport_options["visibility_timeout"] == 300
+    # every worker sweeps for lost workers' messages every few seconds, not kombu's 100 s
+    opts = conf.broker_transport_options
+    assert opts["unacked_restore_interval"] <= 5 and opts["unacked_restore_throttle"] == 1
     assert conf.result_backend is None and conf.task_ignore_result is True
     assert conf.beat_schedule["cleanup-expired"]["task"] == TASK_CLEANUP
     check_visibility(conf)
 
 
-def test_visibility_must_outlast_the_hard_limit() -> None:
+def test_visibility_must_outlast_a_lease() -> None:
     with pytest.raises(ValidationError, match="VISIBILITY"):
-        Settings(soft_time_limit_s=10, hard_time_limit_s=20, visibility_timeout_s=20)
+        Settings(visibility_timeout_s=MIN_VISIBILITY_S - 1)
     with pytest.raises(ValidationError, match="HARD"):
         Settings(soft_time_limit_s=30, hard_time_limit_s=20)
     conf = create_celery(Settings(), with_tasks=False).conf
-    conf.broker_transport_options = {"visibility_timeout": 60}
-    conf.task_time_limit = 120
+    assert conf.broker_transport_options["visibility_timeout"] == 45  # the default
+    conf.broker_transport_options = {"visibility_timeout": MIN_VISIBILITY_S - 1}
     with pytest.raises(RuntimeError, match="visibility_timeout"):
         check_visibility(conf)
+    # the renewals keep a running job's message invisible, and a lost runner's lease has
+    # lapsed by the time its message comes back
+    assert MIN_VISIBILITY_S >= LEASE_S + 2 * LEASE_RENEW_S
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -54,8 +61,6 @@ def test_worker_refuses_to_start_with_short_visibility(tmp_path: Path) -> None:
     env = sh.service_env(
         "redis://127.0.0.1:1/0",
         tmp_path,
-        LIPSYNC_SOFT_TIME_LIMIT_S="10",
-        LIPSYNC_HARD_TIME_LIMIT_S="20",
         LIPSYNC_VISIBILITY_TIMEOUT_S="15",
     )
     args = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=solo"]

@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import kombu
 import pytest
 import redis
 
@@ -163,35 +164,43 @@ def test_hand_back_is_atomic_and_idempotent(store: JobStore, settings: Settings)
     assert not store.workers.is_draining("w@h") and not store.workers.is_draining("")
 
 
-def _unacked_entry(job_id: str, tag: str) -> str:
-    message = {
-        "body": "",
-        "headers": {"id": job_id, "task": TASK_PROCESS, "timelimit": [None, None]},
-        "properties": {"correlation_id": job_id, "delivery_tag": tag},
-    }
-    return json.dumps([message, QUEUE, QUEUE])
-
-
-def test_broker_messages_put_back_and_drop(redis_server: sh.RedisServer) -> None:
-    """The scripts on kombu's keys: one copy back at the head of the queue, the rest gone,
-    other jobs' messages untouched; the message goes back byte-for-byte but 'redelivered'."""
-    client = redis.Redis.from_url(redis_server.db_url(DB_TIDY), decode_responses=True)
+def test_a_running_task_keeps_its_message_from_the_broker_s_sweep(
+    redis_server: sh.RedisServer, tmp_path: Path
+) -> None:
+    """kombu's own sweep (``restore_visible``) puts back on the queue a delivered message
+    older than the visibility timeout; a task's renewals (:meth:`BrokerMessages.extend`)
+    keep its message out of it, and once they stop the sweep brings it back."""
+    url = redis_server.db_url(DB_TIDY)
+    client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()
+    settings = Settings(redis_url=redis_server.url, broker_url=url, data_dir=tmp_path)
+    producer = create_celery(settings, with_tasks=False)
+    visibility = 1.0
+    producer.conf.broker_transport_options = {"visibility_timeout": visibility}
+    running, other = "a" * 32, "b" * 32
     msgs = BrokerMessages(client)
-    a, b = "a" * 32, "b" * 32
-    for tag, job in (("t1", a), ("t2", a), ("t3", b)):
-        client.hset("unacked", tag, _unacked_entry(job, tag))
-        client.zadd("unacked_index", {tag: time.time()})
-    client.lpush(QUEUE, "older")
-    assert sorted(msgs.tags(a)) == ["t1", "t2"] and msgs.tags(b) == ["t3"]
-    assert msgs.put_back(a)
-    assert client.hkeys("unacked") == ["t3"] and client.zrange("unacked_index", 0, -1) == ["t3"]
-    head = json.loads(client.lrange(QUEUE, -1, -1)[0])  # kombu takes from the right
-    assert head["headers"]["id"] == a and head["headers"]["redelivered"] is True
-    assert head["headers"]["timelimit"] == [None, None]
-    assert client.llen(QUEUE) == 2
-    assert not msgs.put_back(a)  # nothing left of it
-    assert msgs.drop(b) == 1 and client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+    with producer.connection_for_read() as conn:
+        channel = conn.default_channel
+        queue = kombu.Queue(QUEUE, channel=channel)
+        for task_id in (running, other):
+            producer.send_task(TASK_PROCESS, args=[task_id], task_id=task_id, queue=QUEUE)
+            assert queue.get(no_ack=False) is not None  # delivered, not acked: in "unacked"
+        assert client.hlen("unacked") == 2 and client.llen(QUEUE) == 0
+        deadline = time.monotonic() + 3 * visibility
+        while time.monotonic() < deadline:
+            assert msgs.extend(running) == 1
+            time.sleep(visibility / 4)
+            channel.qos.restore_visible(num=10, interval=1)
+        # the other message went back to the queue at the first sweep past its timeout ...
+        assert client.llen(QUEUE) == 1
+        assert json.loads(client.lindex(QUEUE, 0) or "")["headers"]["id"] == other
+        assert msgs.extend(other) == 0
+        # ... the renewed one is still delivered, until its renewals stop
+        assert client.hlen("unacked") == 1
+        time.sleep(visibility + 0.2)
+        channel.qos.restore_visible(num=10, interval=1)
+        assert client.hlen("unacked") == 0 and client.llen(QUEUE) == 2
+        assert msgs.extend(running) == 0
     client.flushdb()
     client.close()
 
@@ -199,8 +208,9 @@ def test_broker_messages_put_back_and_drop(redis_server: sh.RedisServer) -> None
 def test_finished_job_leaves_no_unacked_message_after_its_worker_was_killed(
     redis_server: sh.RedisServer, tmp_path: Path, media: dict[str, Path]
 ) -> None:
-    """kill -9 of a worker mid-job: the orphan requeuer puts the dead worker's own message
-    back (no second copy); once the job has run, the broker holds nothing of it."""
+    """kill -9 of a worker mid-job: the broker puts the dead worker's own message back once
+    the visibility timeout has passed (no second copy); once the job has run, the broker
+    holds nothing of it."""
     with sh.service(redis_server, tmp_path, broker_db=DB_TIDY) as svc:
         _flush(svc)
         svc.start_worker("w1")

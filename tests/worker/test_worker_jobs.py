@@ -200,9 +200,10 @@ def test_result_carries_evaluate_numbers_unless_switched_off(
     moving = job.quality.metrics
     assert moving is not None
     assert set(moving) == set(quality)
-    # (1.1: the default face mesh reads this photo's shut mouth as shut and the engine opens
-    # it about as a speaker does, 1.17-1.25; dlib68's landmarks had it open wider, ~1.75)
-    assert moving["articulation_ratio"] is not None and moving["articulation_ratio"] > 1.1
+    # (1.05: the default face mesh reads this photo's shut mouth as shut and the engine opens
+    # it about as a speaker does: 1.17-1.25 on an Intel Xeon VM, 1.08 on an AMD EPYC one, where
+    # the mesh's float arithmetic differs; dlib68's landmarks had it open wider, ~1.75)
+    assert moving["articulation_ratio"] is not None and moving["articulation_ratio"] > 1.05
     assert moving["sharpness_ratio"] is not None and 0.3 < moving["sharpness_ratio"] < 3
 
     quiet = settings.model_copy(update={"evaluate_results": False})
@@ -234,3 +235,7 @@ def test_result_says_which_path_the_engine_took(
     assert job.result["engine"] == "retrieval"
     assert job.result["engine_path"] == "viseme"
     assert "still image" in job.result["engine_note"]
+    # nothing in front of the astronaut's mouth: no frame cut around an object, and the
+    # service's result says so as the CLI's --json does (the key, with a count)
+    assert job.result["occluded_frames"] == 0
+    assert job.result["frames_kept_original"]["count"] == 0
