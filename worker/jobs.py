@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,17 +140,23 @@ def run_job(
     if record is None:  # expired between claim and read
         remove_job_files(settings, job_id)
         return "missing"
-    return _execute(record, settings, store, holder, worker, keep_visible)
+    return _execute(record, Runner(settings, store, holder, worker, keep_visible))
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Who runs a claimed job: its settings and store, the lease holder, the worker node,
+    and how its broker message is kept from being delivered again while it runs."""
+
+    settings: Settings
+    store: JobStore
+    holder: str
+    worker: str = ""
+    keep_visible: Callable[[], object] | None = None
 
 
 def _render(
-    record: JobRecord,
-    settings: Settings,
-    store: JobStore,
-    holder: str,
-    partial: Path,
-    worker: str = "",
-    keep_visible: Callable[[], object] | None = None,
+    record: JobRecord, run: Runner, partial: Path
 ) -> tuple[dict[str, Any], dict[str, float], dict[str, str]]:
     """Run the pipeline into ``partial``; the result payload, the seconds per stage and
     the inputs it ran on (relative to the data dir: the quality task measures against them).
@@ -159,6 +166,7 @@ def _render(
     terminate, a DELETE or an operator's stop: at its next check, or by the
     :class:`~worker.stopper.Stopper`. The result is not measured here: that is the job's
     quality task, after the result is published (:mod:`worker.quality`)."""
+    settings, store, worker = run.settings, run.store, run.worker
     import lipsync
     from lipsync.errors import Canceled
     from worker.fetch import FETCH_SHARE, fetch_extra_audio, fetch_inputs
@@ -170,7 +178,10 @@ def _render(
     )
     progress = ProgressReporter(store, job_id, scale=FETCH_SHARE if fetches else 1.0)
     cancel = CancelFlag(store, job_id, worker=worker)
-    with lease_keeper(store, job_id, holder, keep_visible), job_tempdir(partial.parent / "tmp"):
+    with (
+        lease_keeper(store, job_id, run.holder, run.keep_visible),
+        job_tempdir(partial.parent / "tmp"),
+    ):
         try:
             with Stopper(cancel):
                 # URL inputs are fetched first (stage "fetching", worker/fetch.py)
@@ -235,16 +246,10 @@ def _timed_out(exc: BaseException) -> bool:
     return _caused_by(exc, SoftTimeLimitExceeded)
 
 
-def _outcome(
-    record: JobRecord,
-    settings: Settings,
-    store: JobStore,
-    holder: str,
-    worker: str = "",
-    keep_visible: Callable[[], object] | None = None,
-) -> tuple[JobState, dict[str, Any], dict[str, float]]:
+def _outcome(record: JobRecord, run: Runner) -> tuple[JobState, dict[str, Any], dict[str, float]]:
     """Run the job; its end state, the fields to publish with it, and its stage timings
     (``queued``: the worker is being stopped, the job goes back to the queue)."""
+    settings = run.settings
     from celery.exceptions import SoftTimeLimitExceeded
 
     from lipsync.errors import Canceled, LipsyncError
@@ -253,9 +258,7 @@ def _outcome(
     partial = paths.work / f"{record.id}.part.mp4"
     fields: dict[str, Any] = {"stage": "failed"}
     try:
-        payload, timings, inputs = _render(
-            record, settings, store, holder, partial, worker, keep_visible
-        )
+        payload, timings, inputs = _render(record, run, partial)
         os.replace(partial, paths.result)  # atomic: same volume, never a half file
         done: dict[str, Any] = {"progress": "1.0", "stage": "done", "result": payload}
         measure, why_not = wants_evaluation(record.options, settings)
@@ -301,22 +304,16 @@ def _hand_back(job_id: str, settings: Settings, store: JobStore, holder: str) ->
     return outcome
 
 
-def _execute(
-    record: JobRecord,
-    settings: Settings,
-    store: JobStore,
-    holder: str,
-    worker: str = "",
-    keep_visible: Callable[[], object] | None = None,
-) -> str:
+def _execute(record: JobRecord, run: Runner) -> str:
+    settings, store = run.settings, run.store
     job_id = record.id
     paths = job_paths(settings, job_id)
     shutil.rmtree(paths.work, ignore_errors=True)  # leftovers of an attempt whose worker died
     paths.work.mkdir(parents=True, exist_ok=True)
     paths.result.parent.mkdir(parents=True, exist_ok=True)
-    state, fields, timings = _outcome(record, settings, store, holder, worker, keep_visible)
+    state, fields, timings = _outcome(record, run)
     if state == "queued":
-        return _hand_back(job_id, settings, store, holder)
+        return _hand_back(job_id, settings, store, run.holder)
     recorded = False
     try:
         retrying(lambda: store.jobs.finish(job_id, state, **fields), f"final state of {job_id}")
