@@ -129,9 +129,11 @@ def _handler(state: HubState) -> type[BaseHTTPRequestHandler]:
                 part = part[: max(0, int(len(data) * state.cut_at) - start)]
                 state.cut_done.add(path)
                 self.close_connection = True
+            # counted before it is written: the client may have read it all, and the test
+            # read the count, before this thread runs again after the write
+            state.bytes_sent += len(part)
             self.wfile.write(part)
             self.wfile.flush()
-            state.bytes_sent += len(part)
 
     return Handler
 

@@ -154,6 +154,10 @@ def test_hostile_media_is_refused_or_fails_without_network_or_outside_reads(
     # nothing reached the network, nothing read what the inputs point at
     assert listener.connections == []
     allowed = {f"inet 127.0.0.1:{svc.redis.port}"}
+    # Not the network: every worker's broker sweep (kombu's restore_visible, every 5 s) takes
+    # a redis-py lock whose token is a uuid1, which libuuid asks of the local uuidd daemon
+    # through its socket where one runs (this machine has one; slim images do not).
+    allowed.add("unix /run/uuidd/request")
     assert set(sh.traced_connects(traced)) <= allowed, set(sh.traced_connects(traced)) - allowed
     opened = sh.traced_opens(traced)
     assert "lipsync.media.probe" in traced, "the probe children were traced"
