@@ -117,4 +117,10 @@ def test_a_busy_copy_checks_back_and_runs_the_job_once_its_runner_is_lost(
         log = svc.worker_log()
         assert sh.job_executions(log, job_id) == 1
         assert f"Task {TASK_PROCESS}[{job_id}] retry" in log
+        # every copy was acked in the end (a retry acks the copy it replaces): nothing is left
+        with redis.Redis.from_url(svc.env["LIPSYNC_BROKER_URL"]) as broker:
+            deadline = time.monotonic() + 30
+            while broker.hlen("unacked") or broker.llen(QUEUE):
+                assert time.monotonic() < deadline, svc.logs()
+                time.sleep(0.2)
         producer.close()
