@@ -398,6 +398,14 @@ class Service:
     def worker_log(self) -> str:
         return "\n".join(p.log.read_text(errors="replace") for p in self.workers.values())
 
+    def wait_log(self, needle: str, timeout: float = 60.0) -> None:
+        """Wait until a worker has logged ``needle`` (a job's end is logged just after it is
+        recorded: its record can be read first)."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.worker_log():
+            assert time.monotonic() < deadline, f"{needle!r} not logged\n{self.logs()}"
+            time.sleep(0.1)
+
     def logs(self) -> str:
         parts = [f"--- {n} ---\n{tail(p.log)}" for n, p in self.workers.items()]
         if self.api is not None:

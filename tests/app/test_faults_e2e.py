@@ -55,13 +55,6 @@ def _status(c: httpx.Client, task_id: str) -> dict[str, Any]:
     return body
 
 
-def _wait_log(svc: sh.Service, needle: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while needle not in svc.worker_log():
-        assert time.monotonic() < deadline, f"{needle!r} not logged\n{svc.logs()}"
-        time.sleep(0.1)
-
-
 def _broker_backlog(svc: sh.Service) -> int:
     """Messages still waiting in the broker queue of this deployment."""
     broker = svc.env["LIPSYNC_BROKER_URL"]
@@ -131,7 +124,7 @@ def test_job_longer_than_visibility_timeout_runs_once(
             started = time.mktime(time.strptime(body["started_at"][:19], "%Y-%m-%dT%H:%M:%S"))
             finished = time.mktime(time.strptime(body["finished_at"][:19], "%Y-%m-%dT%H:%M:%S"))
             # the worker logs a job's end after recording it: the API can show it first
-            _wait_log(svc, f"job {task_id} succeeded")
+            svc.wait_log(f"job {task_id} succeeded")
         log = svc.worker_log()
         deliveries = log.count(f"Task lipsync.process[{task_id}] received")
         job = svc.store().jobs.get(task_id)
@@ -188,7 +181,7 @@ def test_redis_restart_loses_no_accepted_job_and_api_answers_503_while_down(
             drained_s = time.monotonic() - t_up
         assert set(states.values()) == {"succeeded"}, f"{states}\n{svc.logs()}"
         for tid in ids:
-            _wait_log(svc, f"job {tid} succeeded")
+            svc.wait_log(f"job {tid} succeeded")
         log = svc.worker_log()
         assert all(sh.job_executions(log, tid) == 1 for tid in ids), log
         assert "Redis unreachable, retrying" in log  # the running job's end waited for Redis
@@ -303,12 +296,12 @@ def test_terminated_while_workers_are_down_never_runs_again(
                 assert resp.status_code in (200, 202), resp.text
             assert _status(c, queued)["state"] == "canceled"
             svc.start_worker()
-            _wait_log(svc, f"job {queued} not run: canceled")
+            svc.wait_log(f"job {queued} not run: canceled")
             body = wait_for(c, running, timeout=90)
             assert body["state"] == "canceled", f"{body}\n{svc.logs()}"
             # the killed worker's message of the running job came back by itself, after the
             # visibility timeout, and was refused: nothing of it is left to redeliver
-            _wait_log(svc, f"job {running} not run: canceled")
+            svc.wait_log(f"job {running} not run: canceled")
             assert svc.redeliver_unacked() == 0
             time.sleep(1.0)  # anything that would run it again has had its chance
             final = {tid: _status(c, tid) for tid in (running, queued)}

@@ -129,6 +129,7 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
         assert job is not None and job.state == "succeeded", (job, svc.logs())
         print(f"drain: next worker: job {job.state}, attempts {job.attempts}")
         assert job.attempts == 1  # the stop did not count
+        svc.wait_log(f"job {job_id} succeeded")
         assert sh.job_executions(svc.worker_log(), job_id) == 1
         assert (settings.results_dir / f"{job_id}.mp4").is_file()
         # its measurement follows as a task of its own; once it is over, nothing is left

@@ -114,6 +114,7 @@ def test_a_busy_copy_checks_back_and_runs_the_job_once_its_runner_is_lost(
         wait_job(store, job_id, lambda j: j.finished, 120)
         job = store.jobs.get(job_id)
         assert job is not None and job.state == "succeeded" and job.attempts == 2, svc.logs()
+        svc.wait_log(f"job {job_id} succeeded")
         log = svc.worker_log()
         assert sh.job_executions(log, job_id) == 1
         assert f"Task {TASK_PROCESS}[{job_id}] retry" in log
