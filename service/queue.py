@@ -82,10 +82,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def visibility_timeout_of(conf: Any) -> float:
+    """The broker's visibility timeout in a Celery app's configuration (kombu's own default,
+    an hour, when none is set)."""
+    return float((conf.broker_transport_options or {}).get("visibility_timeout", 3600))
+
+
 def check_visibility(conf: Any) -> None:
     """Refuse to run with a visibility timeout shorter than a lease can lapse in (the broker
     would hand a running job's message to another worker between two renewals)."""
-    visibility = float(conf.broker_transport_options.get("visibility_timeout", 3600))
+    visibility = visibility_timeout_of(conf)
     if float(conf.task_time_limit or 0) <= 0:
         raise RuntimeError("task_time_limit (LIPSYNC_HARD_TIME_LIMIT_S) must be set")
     if visibility < MIN_VISIBILITY_S:

@@ -70,12 +70,13 @@ def holder_is_dead(holder: str) -> bool:
 
 
 class Renewer:
-    """Calls each of ``calls`` every LEASE_RENEW_S from a thread while a task runs (its
-    lease, its broker message's visibility), so that they lapse only if the process dies. A
-    call that fails is logged and made again at the next tick."""
+    """Calls each of ``calls`` (None: nothing to call) every LEASE_RENEW_S from a thread
+    while a task runs (its lease, its broker message's visibility), so that they lapse only
+    if the process dies. A call that fails is logged and made again at the next tick."""
 
-    def __init__(self, what: str, *calls: Callable[[], object]) -> None:
-        self.what, self.calls = what, calls
+    def __init__(self, what: str, *calls: Callable[[], object] | None) -> None:
+        self.what = what
+        self.calls = [call for call in calls if call is not None]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lipsync-lease", daemon=True)
 
@@ -101,9 +102,9 @@ def lease_keeper(
 ) -> Renewer:
     """Renews a running job's lease, and with ``keep_visible`` keeps its broker message from
     being delivered again (:meth:`service.jobs.BrokerMessages.extend`)."""
-    calls: list[Callable[[], object]] = [keep_visible] if keep_visible is not None else []
-    calls.append(lambda: store.leases.renew(job_id, holder, LEASE_S))
-    return Renewer(f"job {job_id}", *calls)
+    return Renewer(
+        f"job {job_id}", keep_visible, lambda: store.leases.renew(job_id, holder, LEASE_S)
+    )
 
 
 def retrying(call: Callable[[], _T], what: str, budget_s: float = PUBLISH_RETRY_S) -> _T:

@@ -119,9 +119,8 @@ def run_quality(
     flag = QualityFlag(store, job_id, worker, may_yield=store.quality.yields(job_id) < MAX_YIELDS)
     from lipsync.errors import Canceled
 
-    keep = [keep_visible] if keep_visible is not None else []
     try:
-        with Renewer(f"measurement of {job_id}", *keep), Stopper(flag):
+        with Renewer(f"measurement of {job_id}", keep_visible), Stopper(flag):
             state, note, metrics = measure(record, settings, flag)
     except SoftTimeLimitExceeded:
         state, note, metrics = "failed", "the measurement ran past its time limit", None

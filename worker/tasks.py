@@ -45,6 +45,7 @@ from service.queue import (
     check_visibility,
     quality_task_id,
     settings_of,
+    visibility_timeout_of,
 )
 from service.settings import Settings
 from worker.celery_app import app
@@ -110,8 +111,7 @@ def process(self: Any, job_id: str) -> str:
 def _recheck_s() -> float:
     """When a busy copy checks again: before the broker would deliver it once more (half
     the visibility timeout), at most every BUSY_RECHECK_S."""
-    options = app.conf.broker_transport_options or {}
-    return min(BUSY_RECHECK_S, float(options.get("visibility_timeout", 3600)) / 2)
+    return min(BUSY_RECHECK_S, visibility_timeout_of(app.conf) / 2)
 
 
 def _keep_visible(task_id: str) -> None:

@@ -46,16 +46,11 @@ class BrokerMessages:
     ) -> BrokerMessages:
         return cls(connect(url, timeout_s), transport_options)
 
-    def extend(self, task_id: str, at: float | None = None) -> int:
-        """Mark every unacked message of Celery task ``task_id`` delivered at ``at`` (now):
-        the broker redelivers none of them for another visibility timeout. Returns how many
-        there were."""
-        when = time.time() if at is None else at
+    def extend(self, task_id: str) -> int:
+        """Mark every unacked message of Celery task ``task_id`` delivered now: the broker
+        redelivers none of them for another visibility timeout. Returns how many there were."""
         keys = [self.unacked_key, self.index_key]
-        return int(self._extend(keys=keys, args=[task_id, repr(when)]) or 0)
-
-    def close(self) -> None:
-        self.r.close()
+        return int(self._extend(keys=keys, args=[task_id, repr(time.time())]) or 0)
 
 
 def drop_queued_message(url: str, task_id: str, timeout_s: float = 3.0) -> int:

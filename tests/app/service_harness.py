@@ -398,6 +398,29 @@ class Service:
     def worker_log(self) -> str:
         return "\n".join(p.log.read_text(errors="replace") for p in self.workers.values())
 
+    def broker_keys(self) -> dict[str, int]:
+        """What the broker holds: unacked messages (hash and index) and queued ones."""
+        from service.queue import QUEUE
+
+        with redis.Redis.from_url(self.env["LIPSYNC_BROKER_URL"]) as b:
+            return {
+                "unacked": int(b.hlen("unacked")),
+                "unacked_index": int(b.zcard("unacked_index")),
+                "queue": int(b.llen(QUEUE)),
+            }
+
+    def wait_broker_empty(self, timeout: float = 10.0) -> None:
+        """Nothing unacked and nothing queued (a task's ack follows its last write)."""
+        deadline = time.monotonic() + timeout
+        while self.broker_keys() != {"unacked": 0, "unacked_index": 0, "queue": 0}:
+            assert time.monotonic() < deadline, (self.broker_keys(), self.logs())
+            time.sleep(0.1)
+
+    def flush_broker(self) -> None:
+        """Empty this deployment's broker database (one that other tests share)."""
+        with redis.Redis.from_url(self.env["LIPSYNC_BROKER_URL"]) as b:
+            b.flushdb()
+
     def wait_log(self, needle: str, timeout: float = 60.0) -> None:
         """Wait until a worker has logged ``needle`` (a job's end is logged just after it is
         recorded: its record can be read first)."""

@@ -58,28 +58,6 @@ def _pool_nice(worker_pid: int, want: int, timeout: float = 30.0) -> tuple[int, 
         time.sleep(0.05)
 
 
-def _broker_keys(svc: sh.Service) -> dict[str, int]:
-    with redis.Redis.from_url(svc.env["LIPSYNC_BROKER_URL"]) as b:
-        return {
-            "unacked": int(b.hlen("unacked")),
-            "unacked_index": int(b.zcard("unacked_index")),
-            "queue": int(b.llen(QUEUE)),
-        }
-
-
-def _wait_broker_empty(svc: sh.Service, timeout: float = 10) -> None:
-    """Nothing unacked and nothing queued (the task's ack follows its last write)."""
-    deadline = time.monotonic() + timeout
-    while _broker_keys(svc) != {"unacked": 0, "unacked_index": 0, "queue": 0}:
-        assert time.monotonic() < deadline, (_broker_keys(svc), svc.logs())
-        time.sleep(0.1)
-
-
-def _flush(svc: sh.Service) -> None:
-    with redis.Redis.from_url(svc.env["LIPSYNC_BROKER_URL"]) as b:
-        b.flushdb()
-
-
 def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
     redis_server: sh.RedisServer,
     tmp_path: Path,
@@ -87,7 +65,7 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
     long_speech: Path,
 ) -> None:
     with sh.service(redis_server, tmp_path, broker_db=DB_DRAIN) as svc:
-        _flush(svc)
+        svc.flush_broker()
         w1 = svc.start_worker("w1")
         # the render runs below the API's priority; the main process is left alone
         pool, nice = _pool_nice(w1.proc.pid, 10)
@@ -97,7 +75,7 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
         job_id = make_job(settings, store, media["astronaut"], long_speech, {"engine": "viseme"})
         producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
         wait_job(store, job_id, lambda j: j.state == "running" and j.progress >= 0.1, 120)
-        assert _broker_keys(svc)["unacked"] == 1  # delivered, not acked while it runs
+        assert svc.broker_keys()["unacked"] == 1  # delivered, not acked while it runs
 
         t0 = time.monotonic()
         w1.proc.send_signal(signal.SIGTERM)  # what docker stop and scripts/up.sh send
@@ -116,7 +94,7 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
         assert store.leases.holder(job_id) is None
         assert not store.workers.is_draining(f"{svc.prefix}-w1@{socket.gethostname()}")  # cleared
         # its message is back on the queue, nothing is left unacked
-        assert _broker_keys(svc) == {"unacked": 0, "unacked_index": 0, "queue": 1}
+        assert svc.broker_keys() == {"unacked": 0, "unacked_index": 0, "queue": 1}
         assert (settings.uploads_dir / job_id).is_dir()  # the next worker needs them
         assert not (settings.work_dir / job_id).exists()
         assert f"job {job_id} handed back to the queue" in w1.log.read_text()
@@ -134,7 +112,7 @@ def test_sigterm_hands_the_running_job_back_and_the_next_worker_finishes_it(
         assert (settings.results_dir / f"{job_id}.mp4").is_file()
         # its measurement follows as a task of its own; once it is over, nothing is left
         wait_job(store, job_id, lambda j: j.quality is not None and j.quality.finished, 240)
-        _wait_broker_empty(svc)
+        svc.wait_broker_empty()
         producer.close()
 
 
@@ -213,7 +191,7 @@ def test_finished_job_leaves_no_unacked_message_after_its_worker_was_killed(
     the visibility timeout has passed (no second copy); once the job has run, the broker
     holds nothing of it."""
     with sh.service(redis_server, tmp_path, broker_db=DB_TIDY) as svc:
-        _flush(svc)
+        svc.flush_broker()
         svc.start_worker("w1")
         settings, store = svc.settings(), svc.store()
         producer = create_celery(settings, with_tasks=False)
@@ -221,13 +199,13 @@ def test_finished_job_leaves_no_unacked_message_after_its_worker_was_killed(
         producer.send_task(TASK_PROCESS, args=[job_id], task_id=job_id, queue=QUEUE)
         wait_job(store, job_id, lambda j: j.state == "running" and j.progress >= 0.2, 120)
         svc.kill_worker("w1")
-        assert _broker_keys(svc)["unacked"] == 1  # the dead worker's delivery
+        assert svc.broker_keys()["unacked"] == 1  # the dead worker's delivery
         svc.start_worker("w2")
         wait_job(store, job_id, lambda j: j.finished, 240)
         job = store.jobs.get(job_id)
         assert job is not None and job.state == "succeeded" and job.attempts == 2, svc.logs()
         wait_job(store, job_id, lambda j: j.quality is not None and j.quality.finished, 240)
-        _wait_broker_empty(svc)
+        svc.wait_broker_empty()
         producer.close()
 
 

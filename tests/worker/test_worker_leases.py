@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import redis
-
 from service.jobs import JobStore
 from service.queue import QUEUE, TASK_PROCESS, create_celery
 from service.settings import Settings
@@ -96,8 +94,7 @@ def test_a_busy_copy_checks_back_and_runs_the_job_once_its_runner_is_lost(
     visibility timeout: 1 s with the test app's 2 s), and once that runner's lease has
     lapsed, the copy runs the job, once."""
     with sh.service(redis_server, tmp_path, broker_db=11) as svc:
-        with redis.Redis.from_url(svc.env["LIPSYNC_BROKER_URL"]) as broker:
-            broker.flushdb()
+        svc.flush_broker()
         svc.start_worker("w1", app="tests.app.short_visibility_app")
         settings, store = svc.settings(), svc.store()
         job_id = make_job(settings, store, media["astronaut"], media["speech"])
@@ -119,9 +116,5 @@ def test_a_busy_copy_checks_back_and_runs_the_job_once_its_runner_is_lost(
         assert sh.job_executions(log, job_id) == 1
         assert f"Task {TASK_PROCESS}[{job_id}] retry" in log
         # every copy was acked in the end (a retry acks the copy it replaces): nothing is left
-        with redis.Redis.from_url(svc.env["LIPSYNC_BROKER_URL"]) as broker:
-            deadline = time.monotonic() + 30
-            while broker.hlen("unacked") or broker.llen(QUEUE):
-                assert time.monotonic() < deadline, svc.logs()
-                time.sleep(0.2)
+        svc.wait_broker_empty(timeout=30)
         producer.close()
