@@ -284,7 +284,12 @@ class MeshLandmarker:
 
     @classmethod
     def from_models_dir(cls, models_dir: Path) -> MeshLandmarker:
-        return cls(mesh_model_path(models_dir))
+        from lipsync.device import cpu_threads
+
+        # Two threads where there are two cores: the pass that follows the faces is serial
+        # and the mesh is most of it (a pass 1.2 -> 0.7 ms on a 2-core VM, the same numbers
+        # to the bit; more threads gain little on a 192x192 input).
+        return cls(mesh_model_path(models_dir), threads=min(2, cpu_threads()))
 
     def mesh(self, image: npt.NDArray[np.uint8], roi: Roi) -> tuple[npt.NDArray[np.float64], float]:
         """(468, 2) mesh points in image pixels and the face-presence score for ``roi``."""
