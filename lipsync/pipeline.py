@@ -644,15 +644,17 @@ def analyse_faces(
         else int(vinfo.duration_s * (vinfo.video.fps if vinfo.video else 25)),
     )
     n = 0
-    # The decoder runs ahead on a thread of its own: "decode" is the time spent waiting.
-    with Prefetch(iter_frames(job.video, pixel_format="i420", size=size)) as ahead:
+    # The decoder and the cut detector run ahead on a thread of their own: "decode" is the
+    # time spent waiting for them.
+    decoded = iter_frames(job.video, pixel_format="i420", size=size)
+    with Prefetch(analyser.with_cuts(decoded)) as ahead:
         frames = iter(ahead)
         while True:
             with job.timer.stage("decode"):
-                frame = next(frames, None)
-            if frame is None:
+                item = next(frames, None)
+            if item is None:
                 break
-            analyser.feed(frame)
+            analyser.feed(*item)
             n += 1
             if n % 25 == 0:
                 job.check_cancel()

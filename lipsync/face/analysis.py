@@ -12,7 +12,7 @@ faces are grouped into people, so a mouth is only ever taken from the same perso
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,12 +186,28 @@ class FaceAnalyser:
         self._size = (0, 0)  # the frame's width and height
 
     # -- streaming ---------------------------------------------------------------------
-    def feed(self, frame: DecodedFrame) -> None:
-        """One decoded I420 frame (decode order). Frames are held until the cut detector
-        has seen far enough past them."""
+    def with_cuts(self, frames: Iterator[DecodedFrame]) -> Iterator[tuple[DecodedFrame, list[int]]]:
+        """``frames``, each with the cuts the cut detector found with it. The detector runs
+        on whichever thread iterates this (the decoder's, beside the faces on this one);
+        give each pair to :meth:`feed`."""
+        try:
+            for frame in frames:
+                with self.stage("shots"):
+                    cuts = self.shot_detector.feed(frame.index, frame.image)
+                yield frame, cuts
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()  # the decoder's container, at once (a cancel, an error)
+
+    def feed(self, frame: DecodedFrame, cuts: list[int] | None = None) -> None:
+        """One decoded I420 frame (decode order) and the cuts found with it (None: found
+        here). Frames are held until the cut detector has seen far enough past them."""
         self._size = (int(frame.image.shape[1]), int(frame.image.shape[0]) * 2 // 3)
-        with self.stage("shots"):
-            self._cuts.update(self.shot_detector.feed(frame.index, frame.image))
+        if cuts is None:
+            with self.stage("shots"):
+                cuts = self.shot_detector.feed(frame.index, frame.image)
+        self._cuts.update(cuts)
         self._held.append(frame)
         with self.stage("detect"):
             while len(self._held) > self.shot_detector.lag:
