@@ -7,6 +7,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import islice
@@ -34,7 +35,15 @@ from lipsync.media.timeline import Timeline, build_timeline, fit_audio
 from lipsync.models import MESH_MODEL_FILE
 from lipsync.occlusion import OcclusionMasker
 from lipsync.options import RunOptions, audio_codec_for, engine_options
-from lipsync.render import Batch, BatchRenderer, Geometry, Scale, StageTimer, trust_shares
+from lipsync.render import (
+    Batch,
+    BatchRenderer,
+    Generated,
+    Geometry,
+    Scale,
+    StageTimer,
+    trust_shares,
+)
 from lipsync.segments import (
     Face,
     Segment,
@@ -451,12 +460,25 @@ class Pipeline:
             outside = np.flatnonzero(renderer.shares == 0)
             renderer.kept_reasons.update(dict.fromkeys(outside.tolist(), "outside_segments"))
         # The decoder runs ahead on a thread of its own: "decode" is the time spent waiting.
+        # The engine works on the next batch on a thread of its own while this one masks,
+        # composites and hands the last batch to the encoder (its own thread too).
         ahead_n = render_prefetch(o.batch_size, width * height)
-        with writer, Prefetch(reader.frames(timeline.source_index), ahead_n) as ahead:
+        with (
+            writer,
+            Prefetch(reader.frames(timeline.source_index), ahead_n) as ahead,
+            ThreadPoolExecutor(1, thread_name_prefix="lipsync-engine") as engine_thread,
+        ):
             frames = iter(ahead)
+            pending: Future[Generated] | None = None
             while batch := self._next_batch(job, frames):
                 job.check_cancel()
-                renderer.render(batch)
+                nxt = engine_thread.submit(renderer.generate, batch)
+                if pending is not None:
+                    renderer.finish(pending.result())
+                    job.report("render", writer.frames_written / timeline.n_out)
+                pending = nxt
+            if pending is not None:
+                renderer.finish(pending.result())
                 job.report("render", writer.frames_written / timeline.n_out)
             with job.timer.stage("encode"):
                 writer.commit()

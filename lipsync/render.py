@@ -135,6 +135,16 @@ class PreparedFrame:
 
 
 @dataclass
+class Generated:
+    """A batch with the engine's patches of its frames with a face (in the same order)."""
+
+    batch: Batch
+    with_face: list[tuple[int, int, npt.NDArray[np.uint8]]]
+    frames: list[PreparedFrame]
+    patches: list[Patch]
+
+
+@dataclass
 class BatchRenderer:
     """One job's render: each batch through the engine, the enhancer, the compositor and
     the encoder. Frames arrive as I420; only frames with a face are converted to RGB (the
@@ -194,6 +204,12 @@ class BatchRenderer:
 
     def render(self, batch: Batch) -> None:
         """Generate, enhance, composite and encode one batch, in output order."""
+        self.finish(self.generate(batch))
+
+    def generate(self, batch: Batch) -> Generated:
+        """The engine's patches for ``batch``'s frames with a face. Batches must come in
+        order; this may run on a thread of its own (beside :meth:`finish` of the last
+        batch, which touches none of what this does)."""
         with_face = [(i, d, yuv) for i, d, yuv in batch if self.valid[d] and self.share(i) > 0]
         frames = [self.prepare(d, yuv) for _, d, yuv in with_face]
         patches: list[Patch] = []
@@ -204,11 +220,16 @@ class BatchRenderer:
                     [f.face for f in frames],
                     [i for i, _, _ in with_face],
                 )
+        return Generated(batch, with_face, frames, patches)
+
+    def finish(self, generated: Generated) -> None:
+        """Occlude, enhance, composite and encode a generated batch, in output order."""
+        g = generated
         results = {
             i: self._composite(yuv, frame, self._occlude(i, frame, patch), self.share(i))
-            for (i, _, yuv), frame, patch in zip(with_face, frames, patches, strict=True)
+            for (i, _, yuv), frame, patch in zip(g.with_face, g.frames, g.patches, strict=True)
         }
-        for i, d, yuv in batch:
+        for i, d, yuv in g.batch:
             frame_out = results.get(i)
             if frame_out is None:
                 (self.no_face if not self.valid[d] else self.kept_original).append(i)
