@@ -59,7 +59,7 @@ OBJECT_SAME = 0.5  # ... to a piece of that colour at least this share of the la
 TEETH_SHARE = 0.3  # the brightest share of the opening's sampled pixels taken for teeth
 TEETH_BRIGHTER = 25.0  # ... when that is this much brighter (Y) than the lips
 TEETH_OBJECT = 0.2  # an object with more of its found pixels of the teeth's colour: white
-OBJECT_NOTCH = 0.25  # mouth widths: a notch this narrow in an object's top edge is filled
+OBJECT_NOTCH = 0.55  # mouth widths: a notch this narrow in an object's top edge is filled
 # The lip band between the outer and inner contours, as triangles of landmarks.
 LIP_BAND = (
     (48, 49, 60), (49, 60, 61), (49, 50, 61), (50, 61, 62), (50, 51, 62), (51, 52, 62),

@@ -16,6 +16,7 @@ from benchmarks.occlusion import (
     analyse,
     articulation_kept,
     clean_clip,
+    edge_change,
     lower_face_masks,
     object_change,
 )
@@ -41,6 +42,11 @@ def test_the_object_stays_in_front(media: Path, tmp_path: Path, kind: str) -> No
     change = object_change(video, mask, result.output)
     assert len(change) > 30
     assert max(change) <= 3.0, (kind, np.argmax(change), max(change))
+    # Its top edge stays straight: no new lip or chin drawn into it (the textured object's
+    # dark-red part at the lower lip's place read 15.3 with notches up to 0.25 mouth widths
+    # filled; 8.0 with 0.55).
+    edge = edge_change(video, mask, result.output)
+    assert max(edge) <= 10.0, (kind, np.argmax(edge), max(edge))
     assert result.occluded_frames > 0
     if kind == "full":
         assert result.frames_kept_original["reasons"].get("occluded", 0) >= 5
