@@ -7,7 +7,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import islice
@@ -463,25 +463,25 @@ class Pipeline:
         # The engine works on the next batch on a thread of its own while this one masks,
         # composites and hands the last batch to the encoder (its own thread too).
         ahead_n = render_prefetch(o.batch_size, width * height)
-        with (
-            writer,
-            Prefetch(reader.frames(timeline.source_index), ahead_n) as ahead,
-            ThreadPoolExecutor(1, thread_name_prefix="lipsync-engine") as engine_thread,
-        ):
-            frames = iter(ahead)
-            pending: Future[Generated] | None = None
-            while batch := self._next_batch(job, frames):
-                job.check_cancel()
-                nxt = engine_thread.submit(renderer.generate, batch)
+        engine_thread = ThreadPoolExecutor(1, thread_name_prefix="lipsync-engine")
+        try:
+            with writer, Prefetch(reader.frames(timeline.source_index), ahead_n) as ahead:
+                frames = iter(ahead)
+                pending: Future[Generated] | None = None
+                while batch := self._next_batch(job, frames):
+                    job.check_cancel()
+                    nxt = engine_thread.submit(renderer.generate, batch)
+                    if pending is not None:
+                        renderer.finish(pending.result())
+                        job.report("render", writer.frames_written / timeline.n_out)
+                    pending = nxt
                 if pending is not None:
                     renderer.finish(pending.result())
                     job.report("render", writer.frames_written / timeline.n_out)
-                pending = nxt
-            if pending is not None:
-                renderer.finish(pending.result())
-                job.report("render", writer.frames_written / timeline.n_out)
-            with job.timer.stage("encode"):
-                writer.commit()
+                with job.timer.stage("encode"):
+                    writer.commit()
+        finally:
+            _join_engine(engine_thread)
         return renderer
 
     def _next_batch(self, job: _Job, frames: Iterator[tuple[int, int, Any]]) -> Batch:
@@ -529,6 +529,28 @@ class Pipeline:
                 "work_scale_frames": renderer.work_frames,
             },
         )
+
+
+def _join_engine(pool: ThreadPoolExecutor) -> None:
+    """Wait for the engine's batches in flight, also while a stop is raised again and again
+    (the worker's Stopper signals every half second): the engine, cached per process, must
+    not run on into the next job. The wait is two batches at most. It waits on a no-op
+    handed over after them (one thread: in order), not on the thread: a join that a signal
+    interrupts can take a live thread for ended (CPython 3.11, bpo-45274)."""
+    barrier: Future[None] | None = None
+    while True:
+        try:
+            if barrier is None:
+                barrier = pool.submit(_nothing)
+            wait([barrier])
+            break
+        except Canceled:
+            continue
+    pool.shutdown(wait=True)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _dense(tracks: dict[int, npt.NDArray[np.float32]]) -> list[npt.NDArray[np.float32]]:

@@ -240,3 +240,33 @@ def test_a_stop_during_the_encoders_flush_is_a_stop_not_a_bad_output(tmp_path: P
         assert list(tmp_path.iterdir()) == [], "no partial file left"
         return
     pytest.fail("the stop never landed during the encoder's flush")
+
+
+def test_a_stop_in_the_render_leaves_no_engine_running(
+    tmp_path: Path, portrait_png: Path, speech_wav: Path
+) -> None:
+    """The engine renders the next batch on a thread of its own while the main thread
+    composites the last. A stop lands in the main thread, and the Stopper raises it again
+    every poll while the job still runs, also while the main thread waits for that batch:
+    the engine (cached per process) must not run on into the next job. When the run has
+    raised, no engine thread is left, and no output."""
+    import lipsync
+    from lipsync.errors import Canceled
+    from worker.stopper import Stopper
+
+    rendering = threading.Event()
+
+    def progress(stage: str, _frac: float) -> None:
+        if stage == "render":
+            rendering.set()
+
+    out = tmp_path / "o.mp4"
+    with pytest.raises(Canceled), Stopper(rendering.is_set, grace_s=0.0, poll_s=0.002) as stop:
+        lipsync.run(portrait_png, speech_wav, out, progress=progress, batch_size=16)
+        time.sleep(1.0)  # a fast run ends before the stop: it lands here, and the test fails
+    assert rendering.is_set() and stop.fired >= 1
+    left = [t.name for t in threading.enumerate() if t.name.startswith("lipsync-engine")]
+    assert left == [], "the engine's thread outlived the stopped run"
+    # (Its partial file may be left here: a stop raised every 2 ms, far more often than the
+    # Stopper's half second, can land in the writer's own clean-up; the job's folder goes.)
+    assert not out.exists()
