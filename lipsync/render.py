@@ -202,10 +202,6 @@ class BatchRenderer:
         self._last = (yuv, d, frame)
         return frame
 
-    def render(self, batch: Batch) -> None:
-        """Generate, enhance, composite and encode one batch, in output order."""
-        self.finish(self.generate(batch))
-
     def generate(self, batch: Batch) -> Generated:
         """The engine's patches for ``batch``'s frames with a face. Batches must come in
         order; this may run on a thread of its own (beside :meth:`finish` of the last

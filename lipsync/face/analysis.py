@@ -192,22 +192,21 @@ class FaceAnalyser:
         give each pair to :meth:`feed`."""
         try:
             for frame in frames:
-                with self.stage("shots"):
-                    cuts = self.shot_detector.feed(frame.index, frame.image)
-                yield frame, cuts
+                yield frame, self._find_cuts(frame)
         finally:
             close = getattr(frames, "close", None)
             if close is not None:
                 close()  # the decoder's container, at once (a cancel, an error)
 
+    def _find_cuts(self, frame: DecodedFrame) -> list[int]:
+        with self.stage("shots"):
+            return self.shot_detector.feed(frame.index, frame.image)
+
     def feed(self, frame: DecodedFrame, cuts: list[int] | None = None) -> None:
         """One decoded I420 frame (decode order) and the cuts found with it (None: found
         here). Frames are held until the cut detector has seen far enough past them."""
         self._size = (int(frame.image.shape[1]), int(frame.image.shape[0]) * 2 // 3)
-        if cuts is None:
-            with self.stage("shots"):
-                cuts = self.shot_detector.feed(frame.index, frame.image)
-        self._cuts.update(cuts)
+        self._cuts.update(self._find_cuts(frame) if cuts is None else cuts)
         self._held.append(frame)
         with self.stage("detect"):
             while len(self._held) > self.shot_detector.lag:
